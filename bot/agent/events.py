@@ -1,0 +1,128 @@
+"""What happens in a session, as typed events, and how a session ends.
+
+The loop emits events; sinks consume them: the trajectory (JSONL on disk), the report builder,
+the terminal, and the check-run reporter. Everything a sink needs is in the event.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal
+
+from pydantic import BaseModel
+
+from bot.agent.usage import Usage
+from bot.validation import ValidationResult
+
+Status = Literal["validated", "not_validated", "cancelled", "error"]
+
+
+@dataclass(frozen=True)
+class Ending:
+    """The typed end of a session; `reason` says why (which limit, what failed)."""
+
+    status: Status
+    reason: str
+
+    @classmethod
+    def validated(cls) -> Ending:
+        return cls("validated", "validation passed")
+
+    @classmethod
+    def not_validated(cls, reason: str) -> Ending:
+        return cls("not_validated", reason)
+
+    @classmethod
+    def cancelled(cls, reason: str = "cancelled by a signal") -> Ending:
+        return cls("cancelled", reason)
+
+    @classmethod
+    def error(cls, reason: str) -> Ending:
+        return cls("error", reason)
+
+
+class Event(BaseModel):
+    type: ClassVar[str]
+
+    def record(self) -> dict[str, Any]:
+        return {"type": self.type, **self.model_dump(mode="json")}
+
+
+class SessionStarted(Event):
+    type: ClassVar[str] = "session_started"
+    session_id: str
+    task: str
+    model: str
+    repo: str
+    base_commit: str
+    limits: dict[str, Any]
+
+
+class IterationStarted(Event):
+    type: ClassVar[str] = "iteration_started"
+    n: int
+
+
+class ModelCalled(Event):
+    type: ClassVar[str] = "model_called"
+    iteration: int
+    turn: int
+    stop_reason: str
+    usage: Usage
+    duration_s: float
+    text: str  # what the model said besides tool calls
+    tool_calls: int
+
+
+class ToolCalled(Event):
+    type: ClassVar[str] = "tool_called"
+    iteration: int
+    turn: int
+    name: str
+    input: dict[str, Any]
+    result: str
+    is_error: bool
+    duration_s: float
+
+
+class ValidationRan(Event):
+    type: ClassVar[str] = "validation_ran"
+    iteration: int  # 0 for the baseline run before the agent starts
+    result: ValidationResult
+
+
+class IterationEnded(Event):
+    type: ClassVar[str] = "iteration_ended"
+    n: int
+    turns: int
+    usage: Usage
+    passed: bool
+    feedback: str | None  # the failure account sent to the model as its next turn
+
+
+class LimitReached(Event):
+    type: ClassVar[str] = "limit_reached"
+    limit: str
+    detail: str
+
+
+class SessionEnded(Event):
+    type: ClassVar[str] = "session_ended"
+    status: Status
+    reason: str
+    usage: Usage
+    cost_usd: float
+
+
+Sink = Callable[[Event], None]
+
+
+def fan_out(sinks: Iterable[Sink]) -> Sink:
+    targets = list(sinks)
+
+    def emit(event: Event) -> None:
+        for sink in targets:
+            sink(event)
+
+    return emit

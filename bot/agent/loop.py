@@ -1,0 +1,103 @@
+"""The agent loop: propose (model ⇄ tools) → validate (orchestrator) → iterate.
+
+One iteration is the model working with tools until it ends its turn (or uses up its turns);
+then the orchestrator, not the model, runs validation. A failure's account becomes the next
+user turn. The loop ends validated, or not validated with the limit or reason that stopped it;
+cancellation (SessionCancelled) and model failures (ModelError) propagate to the session.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Protocol
+
+from bot.agent.budget import Budget
+from bot.agent.events import (
+    Ending, IterationEnded, IterationStarted, LimitReached, ModelCalled, Sink, ToolCalled, ValidationRan,
+)
+from bot.agent.model import Block, Message, Model
+from bot.agent.tools import ToolResult
+from bot.config import Limits
+from bot.validation import ValidationResult
+
+
+class Tools(Protocol):
+    specs: list[Block]
+
+    def run(self, name: str, tool_input: dict[str, Any]) -> ToolResult: ...
+
+
+class Validation(Protocol):
+    def run(self) -> ValidationResult: ...
+
+
+class AgentLoop:
+    def __init__(self, *, model: Model, tools: Tools, validation: Validation, limits: Limits,
+                 budget: Budget, emit: Sink, system: str) -> None:
+        self.model, self.tools, self.validation = model, tools, validation
+        self.limits, self.budget, self.emit, self.system = limits, budget, emit, system
+        self.messages: list[Message] = []
+
+    def run(self, task_prompt: str) -> Ending:
+        self.messages = [{"role": "user", "content": [_text(task_prompt)]}]
+        for n in range(1, self.limits.iterations + 1):
+            self.emit(IterationStarted(n=n))
+            spent_before = self.budget.usage
+            turns, stopped = self._work(n)
+            usage = self.budget.usage - spent_before
+            if stopped:
+                self.emit(IterationEnded(n=n, turns=turns, usage=usage, passed=False, feedback=None))
+                return Ending.not_validated(stopped)
+            result = self.validation.run()
+            self.emit(ValidationRan(iteration=n, result=result))
+            feedback = None if result.passed else result.feedback()
+            self.emit(IterationEnded(n=n, turns=turns, usage=usage, passed=result.passed, feedback=feedback))
+            if result.passed:
+                return Ending.validated()
+            if turns == self.limits.turns:
+                feedback = f"(You used all {turns} turns of this iteration.)\n{feedback}"
+            self._say(f"{feedback}\n\nFix the code so that validation passes, then end your turn.")
+        return Ending.not_validated(f"iteration limit reached: {self.limits.iterations} iteration(s) without passing validation")
+
+    def _work(self, n: int) -> tuple[int, str | None]:
+        """Model turns until the model ends its turn; returns (turns, reason if a limit stopped it)."""
+        for turn in range(1, self.limits.turns + 1):
+            if limit := self.budget.exhausted():
+                self.emit(LimitReached(limit=limit[0], detail=limit[1]))
+                return turn - 1, limit[1]
+            started = time.monotonic()
+            reply = self.model.complete(system=self.system, tools=self.tools.specs, messages=self.messages)
+            self.budget.charge(reply.usage)
+            self.messages.append({"role": "assistant", "content": reply.content})
+            calls = [block for block in reply.content if block["type"] == "tool_use"]
+            said = "\n".join(block["text"] for block in reply.content if block["type"] == "text")
+            self.emit(ModelCalled(iteration=n, turn=turn, stop_reason=reply.stop_reason, usage=reply.usage,
+                                  duration_s=round(time.monotonic() - started, 3), text=said, tool_calls=len(calls)))
+            if reply.stop_reason == "refusal":
+                return turn, "the model declined the task"
+            if not calls:
+                if reply.stop_reason != "max_tokens":
+                    return turn, None
+                self._say("Your reply was cut off at the output limit. Continue where you stopped.")
+                continue
+            self.messages.append({"role": "user", "content": [self._call(n, turn, call) for call in calls]})
+        return self.limits.turns, None
+
+    def _call(self, n: int, turn: int, call: Block) -> Block:
+        started = time.monotonic()
+        result = self.tools.run(call["name"], call.get("input") or {})
+        self.emit(ToolCalled(iteration=n, turn=turn, name=call["name"], input=call.get("input") or {},
+                             result=result.content, is_error=result.is_error,
+                             duration_s=round(time.monotonic() - started, 3)))
+        return {"type": "tool_result", "tool_use_id": call["id"], "content": result.content, "is_error": result.is_error}
+
+    def _say(self, text: str) -> None:
+        """Add text to the conversation as the user, joining a pending user turn (tool results)."""
+        if self.messages[-1]["role"] == "user":
+            self.messages[-1]["content"].append(_text(text))
+        else:
+            self.messages.append({"role": "user", "content": [_text(text)]})
+
+
+def _text(text: str) -> Block:
+    return {"type": "text", "text": text}

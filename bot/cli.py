@@ -1,0 +1,164 @@
+"""The `fixloop` command line.
+
+Exit codes: 0 validated, 1 not validated, 2 usage or configuration error, 3 internal error,
+130 cancelled.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import traceback
+from collections.abc import Sequence
+from pathlib import Path
+
+from rich.console import Console
+
+from bot import demo
+from bot.agent.model import AnthropicModel, Model
+from bot.config import CONFIG_PATH, Config, parse_config
+from bot.errors import ConfigError, WorkspaceError
+from bot.reporting.terminal import TerminalReporter
+from bot.secrets import Redactor
+from bot.session import SessionSpec, run_session
+from bot.task import Task
+from bot.trajectory import Report
+from bot.workspace import read_file_at, repository_root, resolve_commit
+
+EXIT_CODES = {"validated": 0, "not_validated": 1, "error": 3, "cancelled": 130}
+EXIT_USAGE = 2
+EXIT_INTERNAL = 3
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be a positive whole number")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError("must be a positive number")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="fixloop", description="A CI-native coding agent: propose a change, validate it, iterate."
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = commands.add_parser("run", help="run a session on a local checkout", description=(
+        "Run the agent on a local git checkout. The agent works in its own worktree; your checkout is "
+        "never modified. A validated change becomes one commit on a new branch fixloop/<slug>-<id>."))
+    run.add_argument("--repo", type=Path, default=Path("."), help="the git checkout to work on (default: .)")
+    run.add_argument("--task", required=True, help="what to do, in words (first line is the title)")
+    run.add_argument("--validate", action="append", metavar="CMD",
+                     help="a command that must pass; repeat for several (default: `validate` in .github/fixloop.yml)")
+    run.add_argument("--max-iterations", type=_positive_int, metavar="N", help="propose→validate rounds")
+    run.add_argument("--max-tokens", type=_positive_int, metavar="N", help="total tokens for the session")
+    run.add_argument("--timeout", type=_positive_float, metavar="SECONDS", help="wall time for the session")
+    run.add_argument("--model", help="model name (default: config, else a current Claude Sonnet)")
+    run.add_argument("--out", type=Path, metavar="DIR", help="session folder (default: <repo>/.fixloop/sessions/<id>)")
+    run.add_argument("--json", action="store_true", help="print report.json to stdout")
+    run.set_defaults(handler=_run)
+
+    demo_parser = commands.add_parser("demo", help="fix a bug in a bundled sample project", description=(
+        "Copy a sample project with a failing test into a temporary folder and run the whole loop on it. "
+        "Uses Claude when ANTHROPIC_API_KEY is set, otherwise a scripted model."))
+    demo_parser.add_argument("--scripted", action="store_true", help="use the scripted model even if a key is set")
+    demo_parser.add_argument("--json", action="store_true", help="print report.json to stdout")
+    demo_parser.set_defaults(handler=_demo)
+    return parser
+
+
+def _load_config(repo: Path) -> Config:
+    """`.github/fixloop.yml` as committed at HEAD (uncommitted edits do not count)."""
+    text = read_file_at(repo, resolve_commit(repo, "HEAD"), CONFIG_PATH)
+    return Config() if text is None else parse_config(text)
+
+
+def _task_from_text(text: str) -> Task:
+    title, _, body = text.strip().partition("\n")
+    if not title.strip():
+        raise ConfigError("--task is empty: say what the agent should do.")
+    return Task(kind="local", title=title.strip()[:120], body=body.strip(), source="the command line")
+
+
+def _run(args: argparse.Namespace) -> int:
+    repo = repository_root(args.repo)
+    config = _load_config(repo).with_overrides(**{
+        "model": args.model,
+        "validate": args.validate,
+        "limits.iterations": args.max_iterations,
+        "limits.tokens": args.max_tokens,
+        "limits.wall_time": args.timeout,
+    })
+    if not config.validation:
+        raise ConfigError(
+            "No validation commands. Pass --validate CMD (repeatable), or commit a .github/fixloop.yml "
+            "with e.g. `validate: [python -m pytest -q]`."
+        )
+    task = _task_from_text(args.task)
+    return _session(repo, task, config, AnthropicModel(config.model), out=args.out, as_json=args.json)
+
+
+def _demo(args: argparse.Namespace) -> int:
+    console = Console(stderr=True, highlight=False, soft_wrap=True)
+    model: Model
+    if args.scripted or not demo.has_api_key():
+        model = demo.scripted_model()
+        why = "--scripted was given" if args.scripted else "ANTHROPIC_API_KEY is not set"
+        console.print(f"[bold]Demo with a scripted model[/] ({why}): it replays a prepared fix, so you can watch "
+                      "the loop, the real validation runs and the outcome without calling Claude.")
+    else:
+        model = AnthropicModel(Config().model)
+        console.print(f"[bold]Demo with {model.name}[/] (ANTHROPIC_API_KEY is set).")
+    repo = demo.prepare_sample(demo.make_temp_parent())
+    console.print(f"Sample project: {repo}")
+    config = Config(validate=[demo.validation_command()])
+    task = Task(kind="local", title=demo.TASK_TITLE, body=demo.TASK_BODY, source="the fixloop demo")
+    return _session(repo, task, config, model, out=None, as_json=args.json)
+
+
+def _session(repo: Path, task: Task, config: Config, model: Model, *, out: Path | None, as_json: bool) -> int:
+    reporter = TerminalReporter(Redactor.from_environment(os.environ, config.secrets.scrub))
+    report = run_session(SessionSpec(repo=repo, task=task, config=config, model=model, out_dir=out, sinks=[reporter]))
+    session_dir = Path(report.trajectory).parent
+    if as_json:
+        sys.stdout.write((session_dir / "report.json").read_text(encoding="utf-8"))
+    else:
+        _print_outcome(reporter.console, report, session_dir)
+    return EXIT_CODES[report.status]
+
+
+def _print_outcome(console: Console, report: Report, session_dir: Path) -> None:
+    if report.branch:
+        console.print(f"Branch [bold]{report.branch}[/] at {report.commit}:\n{report.diff_stat}")
+        console.print(f"See the change: git -C {report.repo} show {report.branch}")
+    elif report.patch:
+        console.print(f"Nothing committed; the partial change is saved as {report.patch}")
+    console.print(f"Session record: {session_dir}/ (report.json, trajectory.jsonl)")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.handler(args))
+    except (ConfigError, WorkspaceError) as error:
+        print(f"fixloop: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("fixloop: cancelled", file=sys.stderr)
+        return EXIT_CODES["cancelled"]
+    except Exception:
+        traceback.print_exc()
+        print("fixloop: internal error (a bug in fixloop; please report it with the trace above)", file=sys.stderr)
+        return EXIT_INTERNAL
+
+
+if __name__ == "__main__":
+    sys.exit(main())

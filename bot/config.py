@@ -1,0 +1,129 @@
+"""The repository's `.github/fixloop.yml`: its model, defaults, and loading.
+
+Every key has a default, so an empty file (or none) is a valid configuration; unknown keys are
+errors, so a typo does not silently fall back to a default. The fixed keys other tools rely on:
+`validate`, `setup`, `limits.iterations`, `trigger.label`, `trigger.command`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from bot.errors import ConfigError
+
+CONFIG_PATH = ".github/fixloop.yml"
+DEFAULT_MODEL = "claude-sonnet-5-5"
+DEFAULT_DENY_PATHS = (".git/**", ".github/workflows/**")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Limits(_Strict):
+    iterations: int = Field(4, ge=1, le=50, description="Propose→validate rounds before giving up.")
+    turns: int = Field(40, ge=1, le=500, description="Model turns allowed within one iteration.")
+    tokens: int = Field(3_000_000, ge=1_000, description="Total tokens (prompt, cache and output) for the session.")
+    cost_usd: float = Field(10.0, gt=0, description="Estimated cost ceiling in USD, from list prices.")
+    wall_time: float = Field(3600, gt=0, description="Seconds the whole session may take.")
+    command_timeout: float = Field(900, gt=0, description="Seconds one validation or setup command may take.")
+    tool_timeout: float = Field(180, gt=0, description="Seconds one command of the agent's bash tool may take.")
+
+
+class Trigger(_Strict):
+    label: str = Field("fixloop", min_length=1, description="Issue label that starts a session.")
+    command: str = Field("/fixloop", pattern=r"^/[A-Za-z0-9_-]+$", description="Comment command word.")
+
+
+class CI(_Strict):
+    auto: bool = Field(False, description="Start sessions on failed CI runs without a command.")
+    workflows: list[str] = Field(default_factory=list, description="Workflow names or files watched; empty: all.")
+    branches: list[str] = Field(default_factory=list, description="Branches watched; empty: the default branch.")
+    max_sessions_per_branch: int = Field(3, ge=0, description="Automatic CI sessions per branch, to avoid loops.")
+
+
+class Paths(_Strict):
+    deny: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_DENY_PATHS),
+        description="Glob patterns (** crosses folders) the agent may not touch.",
+    )
+
+
+class PullRequest(_Strict):
+    labels: list[str] = Field(default_factory=list)
+    reviewers: list[str] = Field(default_factory=list)
+
+
+class Secrets(_Strict):
+    scrub: list[str] = Field(
+        default_factory=list,
+        description="Extra environment variable names (shell patterns) removed from the agent's commands.",
+    )
+
+
+class Config(_Strict):
+    model: str = Field(DEFAULT_MODEL, min_length=1)
+    validation: list[str] = Field(
+        default_factory=list, alias="validate", description="Commands that must all pass (exit 0)."
+    )
+    setup: list[str] = Field(default_factory=list, description="Commands run once before the agent starts.")
+    limits: Limits = Field(default_factory=Limits)
+    trigger: Trigger = Field(default_factory=Trigger)
+    ci: CI = Field(default_factory=CI)
+    paths: Paths = Field(default_factory=Paths)
+    branch_prefix: str = Field("fixloop/", pattern=r"^[A-Za-z0-9._/-]+/$")
+    pull_request: PullRequest = Field(default_factory=PullRequest)
+    secrets: Secrets = Field(default_factory=Secrets)
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @field_validator("validation", "setup")
+    @classmethod
+    def _no_blank_commands(cls, commands: list[str]) -> list[str]:
+        if any(not c.strip() for c in commands):
+            raise ValueError("commands must not be blank")
+        return commands
+
+    def with_overrides(self, **changes: Any) -> Config:
+        """A copy with command-line overrides applied (None means: keep the file's value)."""
+        data = self.model_dump(by_alias=True)
+        for dotted, value in changes.items():
+            if value is None:
+                continue
+            *parents, leaf = dotted.split(".")
+            node = data
+            for key in parents:
+                node = node[key]
+            node[leaf] = value
+        return parse_config_data(data, source="command line")
+
+
+def _describe(error: ValidationError, source: str) -> str:
+    lines = [f"{source} is not a valid fixloop configuration:"]
+    for problem in error.errors():
+        key = ".".join(str(p) for p in problem["loc"]).replace("validation", "validate") or "(top level)"
+        lines.append(f"  - {key}: {problem['msg']}")
+    lines.append("See the configuration reference in the README (schema: bot/schemas/config.schema.json).")
+    return "\n".join(lines)
+
+
+def parse_config_data(data: Any, *, source: str = CONFIG_PATH) -> Config:
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source} must be a mapping of keys to values, not {type(data).__name__}.")
+    try:
+        return Config.model_validate(data)
+    except ValidationError as error:
+        raise ConfigError(_describe(error, source)) from None
+
+
+def parse_config(text: str, *, source: str = CONFIG_PATH) -> Config:
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{source} is not valid YAML: {error}") from None
+    return parse_config_data(data, source=source)

@@ -1,0 +1,44 @@
+"""The one exception tree of fixloop.
+
+    FixloopError                    base of everything fixloop raises on purpose
+    ├── ConfigError                 bad or missing configuration, flags or settings (exit 2)
+    │   └── MissingAPIKey           no ANTHROPIC_API_KEY where a real model is needed
+    ├── WorkspaceError              git could not prepare, read or update a repository
+    ├── ModelError                  the model API failed after its retries, or refused the request
+    └── SessionCancelled            SIGINT/SIGTERM arrived; the session ends as `cancelled`
+
+Tool failures (a bad path, a command timeout) are not exceptions: they go back to the model as
+tool results it can act on. Catch-all handlers exist only at the outer edge (the CLI turns an
+unexpected exception into the `error` ending and exit code 3).
+"""
+
+from __future__ import annotations
+
+
+class FixloopError(Exception):
+    """Base class for every error fixloop raises on purpose."""
+
+
+class ConfigError(FixloopError):
+    """Configuration, flags or settings are wrong; the message says how to fix them."""
+
+
+class MissingAPIKey(ConfigError):
+    def __init__(self) -> None:
+        super().__init__(
+            "ANTHROPIC_API_KEY is not set. Export your Anthropic API key "
+            "(export ANTHROPIC_API_KEY=sk-ant-...) or, for a try-out without a key, run `fixloop demo`, "
+            "which uses a scripted model."
+        )
+
+
+class WorkspaceError(FixloopError):
+    """A git operation on the target repository failed."""
+
+
+class ModelError(FixloopError):
+    """The model API failed after retries, or rejected the request."""
+
+
+class SessionCancelled(FixloopError):
+    """The session was interrupted by a signal; partial work is kept."""

@@ -1,0 +1,90 @@
+"""Live progress for people: iteration, model turns, tool calls, test results, tokens and cost.
+
+On a terminal, rich styles the lines and keeps a status line with the running totals; elsewhere
+the same lines come out plain. Progress goes to stderr so `--json` output stays clean.
+"""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.markup import escape
+from rich.status import Status
+
+from bot.agent.events import (
+    Event, IterationEnded, IterationStarted, LimitReached, ModelCalled, SessionEnded, SessionStarted, ToolCalled,
+    ValidationRan,
+)
+from bot.agent.pricing import price_for
+from bot.agent.usage import Usage
+from bot.secrets import Redactor
+from bot.validation import ValidationResult
+
+_ENDING_STYLE = {"validated": "bold green", "not_validated": "bold yellow", "cancelled": "bold magenta", "error": "bold red"}
+
+
+def describe_tool_call(name: str, tool_input: dict[str, object]) -> str:
+    if name == "bash":
+        command = str(tool_input.get("command") or "").strip()
+        return f"$ {command.splitlines()[0][:120]}" if command else "$ (restart)"
+    return f"{tool_input.get('command', '?')} {tool_input.get('path', '')}"
+
+
+def describe_validation(result: ValidationResult) -> str:
+    if result.passed:
+        ran = sum(o.tests_run or 0 for o in result.commands)
+        return f"passed ({ran} tests)" if ran else "passed"
+    failed = result.failed_tests
+    if failed:
+        names = ", ".join(t.id for t in failed[:3]) + (f" and {len(failed) - 3} more" if len(failed) > 3 else "")
+        return f"failed: {len(failed)} test(s): {names}"
+    broken = [o.command for o in result.commands if not o.passed]
+    return "failed: " + ", ".join(f"`{c}`" for c in broken)
+
+
+class TerminalReporter:
+    def __init__(self, redactor: Redactor, console: Console | None = None) -> None:
+        self.console = console or Console(stderr=True, highlight=False, soft_wrap=True)
+        self.redactor = redactor
+        self.usage = Usage()
+        self.price = price_for("")
+        self.iteration = 0
+        self.status: Status | None = None
+
+    def _line(self, text: str, style: str = "") -> None:
+        clean = escape(self.redactor.text(text))
+        self.console.print(f"[{style}]{clean}[/]" if style else clean)
+
+    def _totals(self) -> str:
+        return f"iteration {self.iteration} · {self.usage.total:,} tokens · ${self.price.cost(self.usage):.3f}"
+
+    def __call__(self, event: Event) -> None:
+        if isinstance(event, SessionStarted):
+            self.price = price_for(event.model)
+            self._line(f"fixloop session {event.session_id} · model {event.model} · {event.repo} @ {event.base_commit[:10]}", "bold")
+            if self.console.is_terminal:
+                self.status = self.console.status(self._totals())
+                self.status.start()
+        elif isinstance(event, ValidationRan):
+            label = "baseline" if event.iteration == 0 else "validation"
+            self._line(f"  {label}: {describe_validation(event.result)}", "green" if event.result.passed else "red")
+        elif isinstance(event, IterationStarted):
+            self.iteration = event.n
+            self._line(f"iteration {event.n}", "bold cyan")
+        elif isinstance(event, ModelCalled):
+            self.usage = self.usage + event.usage
+            self._line(f"  turn {event.turn}: {event.tool_calls} tool call(s), {event.usage.total:,} tokens, {event.duration_s:.1f} s", "dim")
+        elif isinstance(event, ToolCalled):
+            mark = "✗" if event.is_error else "·"
+            self._line(f"    {mark} {describe_tool_call(event.name, event.input)}", "yellow" if event.is_error else "")
+        elif isinstance(event, IterationEnded):
+            self._line(f"  iteration {event.n} done: {event.turns} turn(s), {event.usage.total:,} tokens", "dim")
+        elif isinstance(event, LimitReached):
+            self._line(f"  limit: {event.detail}", "yellow")
+        elif isinstance(event, SessionEnded):
+            if self.status is not None:
+                self.status.stop()
+            self._line(f"{event.status}: {event.reason} · {event.usage.total:,} tokens · ${event.cost_usd:.3f}",
+                       _ENDING_STYLE[event.status])
+        if self.status is not None and not isinstance(event, SessionEnded):
+            self.status.update(self._totals())
+

@@ -1,0 +1,109 @@
+"""Keeping secrets out of the agent's reach and out of everything fixloop writes.
+
+Two mechanisms, used everywhere:
+- `scrubbed_environment` builds the environment for the agent's commands and for validation:
+  credentials never reach a process the model can steer.
+- `Redactor` is the single step every written text passes through (trajectory, reports,
+  terminal, and later check runs and comments): it removes the session's known secret values and
+  anything shaped like a GitHub token, an Anthropic key, a private key block or a JWT.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+# Environment variable names treated as secret (shell-style patterns, case-insensitive).
+SECRET_NAME_PATTERNS: tuple[str, ...] = (
+    "*TOKEN*",
+    "*SECRET*",
+    "*PASSWORD*",
+    "*PASSWD*",
+    "*CREDENTIAL*",
+    "*API_KEY*",
+    "*PRIVATE_KEY*",
+    "*ACCESS_KEY*",
+    "ANTHROPIC_*",
+    "ACTIONS_*",
+    "INPUT_*",  # GitHub Action inputs, which carry the keys the workflow passes in
+    "SSH_AUTH_SOCK",
+    "GPG_AGENT_INFO",
+    "NPM_CONFIG__AUTH*",
+)
+
+# Settings added to the scrubbed environment so commands never wait for a human or a pager.
+_QUIET_ENVIRONMENT = {
+    "GIT_TERMINAL_PROMPT": "0",
+    "GIT_PAGER": "cat",
+    "PAGER": "cat",
+    "TERM": "dumb",
+    "PYTHONDONTWRITEBYTECODE": "1",
+}
+
+_SHAPES = re.compile(
+    "|".join(
+        (
+            r"-----BEGIN[A-Z ]*PRIVATE KEY-----.*?-----END[A-Z ]*PRIVATE KEY-----",
+            r"\bgh[pousr]_[A-Za-z0-9]{20,}\b",
+            r"\bgithub_pat_[A-Za-z0-9_]{20,}\b",
+            r"\bsk-ant-[A-Za-z0-9_\-]{10,}",
+            r"\beyJ[A-Za-z0-9_-]{4,}\.eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}",
+        )
+    ),
+    re.DOTALL,
+)
+REDACTED = "[REDACTED]"
+# Shorter values are too likely to be ordinary words ("true", a port number) to redact safely.
+_MIN_SECRET_LENGTH = 8
+
+
+def is_secret_name(name: str, extra_patterns: Iterable[str] = ()) -> bool:
+    upper = name.upper()
+    return any(fnmatch.fnmatchcase(upper, pattern.upper()) for pattern in (*SECRET_NAME_PATTERNS, *extra_patterns))
+
+
+def scrubbed_environment(environ: Mapping[str, str], extra_patterns: Iterable[str] = ()) -> dict[str, str]:
+    """A copy of `environ` without secret-looking variables, plus non-interactive settings."""
+    extra = tuple(extra_patterns)
+    kept = {name: value for name, value in environ.items() if not is_secret_name(name, extra)}
+    return kept | _QUIET_ENVIRONMENT
+
+
+class Redactor:
+    """Removes known secret values and secret-shaped strings from text."""
+
+    def __init__(self, known_values: Iterable[str] = ()) -> None:
+        self._known: set[str] = set()
+        self._pattern: re.Pattern[str] | None = None
+        self.add(*known_values)
+
+    @classmethod
+    def from_environment(cls, environ: Mapping[str, str], extra_patterns: Iterable[str] = ()) -> Redactor:
+        extra = tuple(extra_patterns)
+        return cls(value for name, value in environ.items() if is_secret_name(name, extra))
+
+    def add(self, *values: str) -> None:
+        fresh = {v.strip() for v in values if v and len(v.strip()) >= _MIN_SECRET_LENGTH} - self._known
+        if not fresh:
+            return
+        self._known |= fresh
+        # Longest first, so a secret that contains another is removed whole.
+        alternatives = sorted(self._known, key=len, reverse=True)
+        self._pattern = re.compile("|".join(re.escape(v) for v in alternatives))
+
+    def text(self, value: str) -> str:
+        if self._pattern is not None:
+            value = self._pattern.sub(REDACTED, value)
+        return _SHAPES.sub(REDACTED, value)
+
+    def data(self, value: Any) -> Any:
+        """Redact every string inside JSON-like data (dicts, lists, strings)."""
+        if isinstance(value, str):
+            return self.text(value)
+        if isinstance(value, dict):
+            return {self.text(str(k)): self.data(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [self.data(v) for v in value]
+        return value

@@ -1,0 +1,177 @@
+"""A session from start to end: worktree → setup → baseline → agent loop → outcome → report.
+
+This is the one place that turns any failure into a typed ending: whatever happens, the
+session writes its trajectory and report, keeps the partial work as a patch, and removes its
+worktree. Only a validated session creates a commit and a branch, and only here.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import threading
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+
+from bot._process import run_shell
+from bot.agent.budget import Budget
+from bot.agent.events import Ending, SessionEnded, SessionStarted, Sink, ValidationRan, fan_out
+from bot.agent.loop import AgentLoop
+from bot.agent.model import Model
+from bot.agent.paths import matches_any
+from bot.agent.prompts import SYSTEM_PROMPT, task_message
+from bot.agent.tools import Toolbox
+from bot.config import Config
+from bot.errors import ModelError, SessionCancelled
+from bot.secrets import Redactor, scrubbed_environment
+from bot.task import Task
+from bot.trajectory import Report, ReportBuilder, TrajectoryWriter, write_report
+from bot.validation import Validator, relevant_excerpt
+from bot.workspace import Snapshot, Worktree, create_branch, repository_root, resolve_commit
+
+
+@dataclass
+class SessionSpec:
+    repo: Path
+    task: Task
+    config: Config
+    model: Model
+    base: str = "HEAD"
+    out_dir: Path | None = None  # default: <repo>/.fixloop/sessions/<id>
+    sinks: Sequence[Sink] = ()
+    environ: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
+
+
+def new_session_id() -> str:
+    return f"{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}-{secrets.token_hex(4)}"
+
+
+def default_session_dir(repo: Path, session_id: str) -> Path:
+    root = repo / ".fixloop"
+    root.mkdir(exist_ok=True)
+    # The folder ignores itself, so sessions never show up in the user's `git status`.
+    (root / ".gitignore").write_text("*\n")
+    return root / "sessions" / session_id
+
+
+@contextmanager
+def cancellable() -> Iterator[None]:
+    """SIGINT and SIGTERM raise SessionCancelled in the main thread while inside this block."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def cancel(signum: int, _frame: FrameType | None) -> None:
+        signal.signal(signum, signal.SIG_IGN)  # a second signal must not interrupt the cleanup
+        raise SessionCancelled(f"cancelled by {signal.Signals(signum).name}")
+
+    previous = {sig: signal.signal(sig, cancel) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def run_session(spec: SessionSpec) -> Report:
+    repo = repository_root(spec.repo)
+    base = resolve_commit(repo, spec.base)
+    config = spec.config
+    session_id = new_session_id()
+    session_dir = spec.out_dir or default_session_dir(repo, session_id)
+    session_dir.mkdir(parents=True, exist_ok=True)
+    redactor = Redactor.from_environment(spec.environ, config.secrets.scrub)
+    trajectory = TrajectoryWriter(session_dir / "trajectory.jsonl", redactor)
+    builder = ReportBuilder()
+    emit = fan_out([trajectory, builder, *spec.sinks])
+    budget = Budget(config.limits, spec.model.name)
+    emit(SessionStarted(session_id=session_id, task=spec.task.statement(), model=spec.model.name, repo=str(repo),
+                        base_commit=base, limits=config.limits.model_dump()))
+    worktree = Worktree.create(repo, base)
+    try:
+        ending = _drive(spec, worktree, budget, emit, session_dir)
+        with _signals_deferred():
+            ending, outcome = _conclude(ending, spec, worktree, session_id, session_dir, redactor, builder.summary)
+            emit(SessionEnded(status=ending.status, reason=ending.reason, usage=budget.usage, cost_usd=budget.cost_usd))
+            report = builder.build(trajectory=str(session_dir / "trajectory.jsonl"), **outcome)
+            write_report(report, session_dir / "report.json", redactor)
+    finally:
+        trajectory.close()
+        worktree.remove()
+    return report
+
+
+def _drive(spec: SessionSpec, worktree: Worktree, budget: Budget, emit: Sink, session_dir: Path) -> Ending:
+    config = spec.config
+    env = scrubbed_environment(spec.environ, config.secrets.scrub)
+    try:
+        with cancellable():
+            for command in config.setup:
+                result = run_shell(command, cwd=worktree.root, env=env, timeout=config.limits.command_timeout,
+                                   output_limit=100_000)
+                if result.exit_code != 0:
+                    why = "timed out" if result.timed_out else f"exited with {result.exit_code}"
+                    return Ending.error(f"setup command `{command}` {why}:\n{relevant_excerpt(result.output, 2_000)}")
+            validator = Validator(config.validation, cwd=worktree.root, env=env,
+                                  timeout=config.limits.command_timeout, scratch=session_dir / "validation")
+            baseline = validator.run()
+            emit(ValidationRan(iteration=0, result=baseline))
+            tools = Toolbox(worktree.root, env=env, deny=config.paths.deny, command_timeout=config.limits.tool_timeout)
+            loop = AgentLoop(model=spec.model, tools=tools, validation=validator, limits=config.limits,
+                             budget=budget, emit=emit, system=SYSTEM_PROMPT)
+            return loop.run(task_message(task=spec.task.statement(), task_source=spec.task.source,
+                                         validation=config.validation, baseline_feedback=baseline.feedback()))
+    except SessionCancelled as cancelled:
+        return Ending.cancelled(str(cancelled))
+    except ModelError as error:
+        return Ending.error(str(error))
+    except Exception as error:  # the session's outer edge: an honest ending instead of a lost session
+        return Ending.error(f"internal error: {type(error).__name__}: {error}")
+
+
+@contextmanager
+def _signals_deferred() -> Iterator[None]:
+    """Outcome and report are short and must not be cut in half: hold signals until they are done."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)
+
+
+def commit_message(task: Task, summary: str, config: Config, session_id: str) -> str:
+    checks = "\n".join(f"  $ {command}" for command in config.validation)
+    why = summary.strip() or "The change makes the validation commands pass."
+    return f"fixloop: {task.title[:60]}\n\n{why}\n\nTask: {task.source}\nValidated by:\n{checks}\nSession: {session_id}\n"
+
+
+def _conclude(
+    ending: Ending, spec: SessionSpec, worktree: Worktree, session_id: str, session_dir: Path, redactor: Redactor,
+    summary: str,
+) -> tuple[Ending, dict[str, object]]:
+    snapshot: Snapshot = worktree.snapshot()
+    outcome: dict[str, object] = {"diff_stat": snapshot.diff_stat, "changed_files": snapshot.changed_paths, "summary": summary}
+    protected = [p for p in snapshot.changed_paths if matches_any(p, spec.config.paths.deny)]
+    if ending.status == "validated" and protected:
+        ending = Ending.not_validated(f"the change touches protected paths ({', '.join(protected)}); nothing was committed")
+    elif ending.status == "validated" and snapshot.empty:
+        ending = Ending.not_validated("validation passes, but no file was changed: there is nothing to propose")
+    if ending.status == "validated":
+        message = redactor.text(commit_message(spec.task, summary, spec.config, session_id))
+        commit = worktree.commit(snapshot, message)
+        branch = f"{spec.config.branch_prefix}{spec.task.slug()}-{session_id.rsplit('-', 1)[-1]}"
+        create_branch(worktree.repo, branch, commit)
+        outcome |= {"branch": branch, "commit": commit}
+    elif not snapshot.empty:
+        patch = session_dir / "changes.patch"
+        patch.write_text(redactor.text(snapshot.patch), encoding="utf-8")
+        outcome["patch"] = str(patch)
+    return ending, outcome

@@ -1,0 +1,164 @@
+"""The audit trail: `trajectory.jsonl` written as things happen, and `report.json` at the end.
+
+Both pass through the session's redactor, so no secret reaches the disk. `report.json` follows
+`bot/schemas/report.schema.json`, generated from `Report` (`fixloop schema report` prints it).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+
+from bot._process import cap_text
+from bot.agent.events import (
+    Event,
+    IterationEnded,
+    IterationStarted,
+    ModelCalled,
+    SessionEnded,
+    SessionStarted,
+    Status,
+    ToolCalled,
+    ValidationRan,
+)
+from bot.agent.usage import Usage
+from bot.secrets import Redactor
+from bot.validation import CommandOutcome, ValidationResult
+
+RESULT_LIMIT = 4_000  # characters of a tool result kept in the trajectory
+REPORT_SCHEMA_VERSION = 1
+
+
+class TrajectoryWriter:
+    """Appends one JSON object per event to trajectory.jsonl, flushed at once."""
+
+    def __init__(self, path: Path, redactor: Redactor) -> None:
+        self.path = path
+        self.redactor = redactor
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._handle = path.open("a", encoding="utf-8")
+        self.bytes_written = 0
+
+    def __call__(self, event: Event) -> None:
+        record = event.record()
+        if isinstance(event, ToolCalled):
+            record["result"] = cap_text(record["result"], RESULT_LIMIT)
+        line = json.dumps({"ts": round(time.time(), 3), **self.redactor.data(record)}, ensure_ascii=False) + "\n"
+        self._handle.write(line)
+        self._handle.flush()
+        self.bytes_written += len(line.encode())
+
+    def close(self) -> None:
+        self._handle.close()
+
+
+class ValidationSummary(BaseModel):
+    passed: bool
+    failed_tests: list[str]
+    commands: list[CommandOutcome]
+
+    @classmethod
+    def of(cls, result: ValidationResult) -> ValidationSummary:
+        return cls(passed=result.passed, failed_tests=[t.id for t in result.failed_tests], commands=result.commands)
+
+
+class IterationReport(BaseModel):
+    n: int
+    turns: int = 0
+    tool_calls: int = 0
+    validation: ValidationSummary | None = None
+    usage: Usage = Usage()
+    feedback: str | None = None
+
+
+class Report(BaseModel):
+    schema_version: int = REPORT_SCHEMA_VERSION
+    session_id: str
+    status: Status
+    reason: str
+    task: str
+    model: str
+    repo: str
+    base_commit: str
+    started_at: float
+    finished_at: float
+    baseline: ValidationSummary | None = None
+    iterations: list[IterationReport]
+    usage: Usage
+    cost_usd: float
+    branch: str | None = None
+    commit: str | None = None
+    diff_stat: str = ""
+    changed_files: list[str] = []
+    summary: str = ""  # the model's last account of what it changed and why
+    patch: str | None = None  # path of the saved patch when the work was not committed
+    trajectory: str
+
+
+class ReportBuilder:
+    """Builds the report's body from the event stream."""
+
+    def __init__(self) -> None:
+        self.started: SessionStarted | None = None
+        self.started_at = time.time()
+        self.baseline: ValidationSummary | None = None
+        self.iterations: list[IterationReport] = []
+        self.ended: SessionEnded | None = None
+        self.summary = ""
+
+    def __call__(self, event: Event) -> None:
+        if isinstance(event, SessionStarted):
+            self.started = event
+        elif isinstance(event, IterationStarted):
+            self.iterations.append(IterationReport(n=event.n))
+        elif isinstance(event, ModelCalled):
+            if event.text.strip():
+                self.summary = event.text.strip()
+        elif isinstance(event, ToolCalled):
+            self.iterations[-1].tool_calls += 1
+        elif isinstance(event, ValidationRan):
+            summary = ValidationSummary.of(event.result)
+            if event.iteration == 0:
+                self.baseline = summary
+            else:
+                self.iterations[-1].validation = summary
+        elif isinstance(event, IterationEnded):
+            current = self.iterations[-1]
+            current.turns, current.usage, current.feedback = event.turns, event.usage, event.feedback
+        elif isinstance(event, SessionEnded):
+            self.ended = event
+
+    def build(self, **outcome: Any) -> Report:
+        assert self.started is not None and self.ended is not None, "a report needs a started and ended session"
+        return Report(
+            session_id=self.started.session_id,
+            status=self.ended.status,
+            reason=self.ended.reason,
+            task=self.started.task,
+            model=self.started.model,
+            repo=self.started.repo,
+            base_commit=self.started.base_commit,
+            started_at=round(self.started_at, 3),
+            finished_at=round(time.time(), 3),
+            baseline=self.baseline,
+            iterations=self.iterations,
+            usage=self.ended.usage,
+            cost_usd=self.ended.cost_usd,
+            **outcome,
+        )
+
+
+def write_report(report: Report, path: Path, redactor: Redactor) -> None:
+    data = redactor.data(report.model_dump(mode="json"))
+    path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def report_schema() -> dict[str, Any]:
+    schema = Report.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "fixloop session report (report.json)"
+    return schema
