@@ -99,7 +99,7 @@ class AnthropicModel:
             except httpx2.TransportError as error:  # the stream broke after it started
                 if attempt == self.stream_retries:
                     raise ModelError(f"The model API stream broke {attempt + 1} times: {error}") from None
-            self._sleep(min(2.0**attempt, 30.0))
+            self._sleep(0.5 * 2**attempt)
         usage = message.usage
         return ModelReply(
             content=[block.to_dict() for block in message.content],

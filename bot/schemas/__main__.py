@@ -1,0 +1,3 @@
+from bot.schemas import main
+
+main()

@@ -1,0 +1,42 @@
+"""Shared fixtures: real git repositories in temporary folders."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+GIT_IDENTITY = {
+    "GIT_AUTHOR_NAME": "Test Author",
+    "GIT_AUTHOR_EMAIL": "author@example.com",
+    "GIT_COMMITTER_NAME": "Test Author",
+    "GIT_COMMITTER_EMAIL": "author@example.com",
+}
+
+
+def run_git(repo: Path, *args: str) -> str:
+    env = {"PATH": "/usr/bin:/bin:/usr/local/bin", "HOME": str(repo), **GIT_IDENTITY}
+    return subprocess.run(["git", *args], cwd=repo, env=env, check=True, capture_output=True, text=True).stdout
+
+
+MakeRepo = Callable[..., Path]
+
+
+@pytest.fixture
+def make_repo(tmp_path: Path) -> MakeRepo:
+    """make_repo({"path": "text", ...}, name="repo") -> a committed git repository."""
+
+    def make(files: dict[str, str], name: str = "repo") -> Path:
+        repo = tmp_path / name
+        repo.mkdir()
+        for path, text in files.items():
+            (repo / path).parent.mkdir(parents=True, exist_ok=True)
+            (repo / path).write_text(text)
+        run_git(repo, "init", "--quiet", "--initial-branch=main")
+        run_git(repo, "add", "--all")
+        run_git(repo, "commit", "--quiet", "-m", "initial")
+        return repo
+
+    return make

@@ -1,0 +1,50 @@
+import pytest
+
+from bot.config import Config, parse_config
+from bot.errors import ConfigError
+
+
+def test_fixed_keys_parse():
+    config = parse_config(
+        "validate: [python -m pytest -q]\nsetup: [pip install -e .]\nlimits: {iterations: 4}\n"
+        "trigger: {label: autofix, command: /fix}\n"
+    )
+    assert config.validation == ["python -m pytest -q"]
+    assert config.setup == ["pip install -e ."]
+    assert config.limits.iterations == 4
+    assert (config.trigger.label, config.trigger.command) == ("autofix", "/fix")
+
+
+def test_empty_file_means_defaults():
+    assert parse_config("") == Config()
+    assert Config().paths.deny == [".git/**", ".github/workflows/**"]
+
+
+@pytest.mark.parametrize(
+    "text, key",
+    [
+        ("limits: {iteratons: 3}", "limits.iteratons"),
+        ("limits: {iterations: 0}", "limits.iterations"),
+        ("validate: python -m pytest", "validate"),
+        ("trigger: {command: fixloop}", "trigger.command"),
+        ("surprise: 1", "surprise"),
+    ],
+)
+def test_errors_name_the_offending_key(text, key):
+    with pytest.raises(ConfigError) as error:
+        parse_config(text)
+    assert f"- {key}:" in str(error.value)
+
+
+def test_not_yaml_or_not_a_mapping_is_a_clear_error():
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        parse_config("validate: [unclosed")
+    with pytest.raises(ConfigError, match="must be a mapping"):
+        parse_config("- a\n- b\n")
+
+
+def test_command_line_overrides_keep_unset_values():
+    config = parse_config("model: claude-x\nlimits: {iterations: 4, turns: 9}")
+    changed = config.with_overrides(**{"limits.iterations": 2, "model": None, "validate": ["make test"]})
+    assert (changed.limits.iterations, changed.limits.turns, changed.model) == (2, 9, "claude-x")
+    assert changed.validation == ["make test"]

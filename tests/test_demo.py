@@ -1,0 +1,32 @@
+import json
+
+from bot.cli import main
+from tests.conftest import run_git
+
+
+def test_demo_without_a_key_uses_the_scripted_model_says_so_and_fixes_the_sample(capsys, monkeypatch):
+    monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
+    assert main(["demo", "--json"]) == 0
+    out, err = capsys.readouterr()
+    report = json.loads(out)
+    assert "scripted model" in err and "ANTHROPIC_API_KEY is not set" in err
+    assert report["status"] == "validated" and report["model"] == "scripted-demo"
+    first, second = report["iterations"]
+    assert first["validation"]["failed_tests"] == ["test_stats.py::test_median_of_nothing_is_an_error"]
+    assert second["validation"]["passed"]
+    assert report["baseline"]["failed_tests"] == [
+        "test_stats.py::test_median_even_length",
+        "test_stats.py::test_median_of_nothing_is_an_error",
+    ]
+    repo = report["repo"]
+    fixed = run_git(repo, "show", f"{report['branch']}:stats.py")
+    assert "raise ValueError" in fixed and "/ 2" in fixed
+    assert report["cost_usd"] == 0
+
+
+def test_demo_scripted_flag_wins_over_a_key(capsys, monkeypatch):
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-not-used")
+    monkeypatch.setenv("ANTHROPIC_BASE_URL", "http://127.0.0.1:9")  # nothing listens: a real call would fail
+    assert main(["demo", "--scripted"]) == 0
+    err = capsys.readouterr().err
+    assert "--scripted was given" in err and "validated" in err

@@ -1,0 +1,56 @@
+from bot.secrets import REDACTED, Redactor, is_secret_name, scrubbed_environment
+
+
+def test_scrubbed_environment_removes_credentials_and_keeps_the_rest():
+    environ = {
+        "PATH": "/usr/bin",
+        "HOME": "/home/u",
+        "GITHUB_TOKEN": "ghs_abcdefghijklmnopqrstuvwxyz0123",
+        "ANTHROPIC_API_KEY": "sk-ant-api03-secret-value",
+        "ANTHROPIC_BASE_URL": "http://127.0.0.1:1",
+        "ACTIONS_RUNTIME_TOKEN": "runtime",
+        "ACTIONS_ID_TOKEN_REQUEST_URL": "https://x",
+        "INPUT_GITHUB-TOKEN": "ghs_x",
+        "DB_PASSWORD": "hunter22",
+        "AWS_SECRET_ACCESS_KEY": "aws",
+        "MY_DEPLOY_THING": "custom",
+        "LANG": "C.UTF-8",
+    }
+    env = scrubbed_environment(environ, extra_patterns=["MY_DEPLOY_*"])
+    assert env["PATH"] == "/usr/bin" and env["HOME"] == "/home/u" and env["LANG"] == "C.UTF-8"
+    for name in environ.keys() - {"PATH", "HOME", "LANG"}:
+        assert name not in env, name
+    assert env["GIT_TERMINAL_PROMPT"] == "0"
+
+
+def test_secret_names_are_matched_case_insensitively():
+    assert is_secret_name("github_token")
+    assert is_secret_name("Npm_Token")
+    assert not is_secret_name("PATH")
+
+
+def test_redactor_removes_known_values_and_secret_shapes():
+    redactor = Redactor(["correct-horse-battery", "short"])
+    text = (
+        "value correct-horse-battery here; short stays; "
+        "gh token ghp_0123456789abcdefghijABCDEFGHIJ; "
+        "key sk-ant-api03-AbCdEf0123456789; "
+        "jwt eyJhbGciOiJSUzI1NiJ9.eyJpc3MiOiIxMjMifQ.c2lnbmF0dXJl; "
+        "-----BEGIN RSA PRIVATE KEY-----\nMIIEow\n-----END RSA PRIVATE KEY-----"
+    )
+    out = redactor.text(text)
+    for secret in ("correct-horse-battery", "ghp_0123", "sk-ant-api03", "eyJhbGci", "MIIEow"):
+        assert secret not in out
+    assert "short stays" in out
+    assert out.count(REDACTED) == 5
+
+
+def test_redactor_walks_nested_data_and_prefers_the_longest_secret():
+    redactor = Redactor(["abcdefgh", "abcdefgh-longer"])
+    data = {"a": ["x abcdefgh-longer y", {"b": "abcdefgh"}], "n": 3}
+    assert redactor.data(data) == {"a": [f"x {REDACTED} y", {"b": REDACTED}], "n": 3}
+
+
+def test_redactor_from_environment_knows_the_secret_values():
+    redactor = Redactor.from_environment({"GITHUB_TOKEN": "plain-looking-value", "PATH": "/usr/local/bin"})
+    assert redactor.text("t=plain-looking-value p=/usr/local/bin") == f"t={REDACTED} p=/usr/local/bin"
