@@ -102,7 +102,7 @@ def run_fixloop(iterations: int) -> dict[str, float]:
         total = time.perf_counter() - started
         assert report.status == "validated", report.reason
         trajectory_bytes = (Path(scratch) / "out" / "trajectory.jsonl").stat().st_size
-    loop_seconds = [i - v for i, v in zip(timing.iteration_seconds, timing.validation_seconds)]
+    loop_seconds = [i - v for i, v in zip(timing.iteration_seconds, timing.validation_seconds, strict=True)]
     return {
         "orchestrator_ms_per_iteration": 1000 * statistics.mean(loop_seconds),
         "session_fixed_ms": 1000 * (total - sum(timing.iteration_seconds)),

@@ -119,7 +119,7 @@ def _demo(args: argparse.Namespace) -> int:
         console.print(f"[bold]Demo with {model.name}[/] (ANTHROPIC_API_KEY is set).")
     repo = demo.prepare_sample(demo.make_temp_parent())
     console.print(f"Sample project: {repo}")
-    config = Config(validate=[demo.validation_command()])
+    config = Config(validation=[demo.validation_command()])
     task = Task(kind="local", title=demo.TASK_TITLE, body=demo.TASK_BODY, source="the fixloop demo")
     return _session(repo, task, config, model, out=None, as_json=args.json)
 

@@ -14,7 +14,9 @@ from collections.abc import Mapping
 from itertools import count
 from pathlib import Path
 
-from junitparser import Error, Failure, JUnitXml
+from xml.etree.ElementTree import ParseError
+
+from junitparser import Attr, Error, Failure, JUnitXml, TestCase, TestSuite
 from pydantic import BaseModel
 
 from bot._process import cap_text, run_shell
@@ -135,13 +137,20 @@ def _location(text: str) -> tuple[str | None, int | None]:
     return found[-1]["file"], int(found[-1]["line"])
 
 
+class _PytestCase(TestCase):  # type: ignore[misc]
+    """pytest's xunit1 report adds the test's file to each test case."""
+
+    file = Attr()
+
+
 def parse_junit(path: Path) -> tuple[int, list[FailedTest]]:
     """Tests run and tests failed (failures and errors) in a JUnit XML report."""
     report = JUnitXml.fromfile(str(path))
-    suites = [report] if report._tag == "testsuite" else list(report)
+    suites: list[TestSuite] = [report] if isinstance(report, TestSuite) else list(report)
     total, failed = 0, []
     for suite in suites:
-        for case in suite:
+        for element in suite:
+            case = _PytestCase.fromelem(element)
             total += 1
             problems = [r for r in case.result if isinstance(r, (Failure, Error))]
             if not problems:
@@ -149,7 +158,7 @@ def parse_junit(path: Path) -> tuple[int, list[FailedTest]]:
             problem = problems[0]
             text = problem.text or ""
             file, line = _location(text)
-            case_file = case._elem.get("file")
+            case_file = case.file
             failed.append(
                 FailedTest(
                     id=_test_id(case_file, case.classname or "", case.name or ""),
@@ -200,12 +209,13 @@ class Validator:
             addopts.append("--last-failed --last-failed-no-failures none")
         env = self.env | {"PYTEST_ADDOPTS": " ".join(a for a in addopts if a)}
         result = run_shell(command, cwd=self.cwd, env=env, timeout=self.timeout, output_limit=200_000)
-        tests_run, failed = None, []
+        tests_run: int | None = None
+        failed: list[FailedTest] = []
         if junit.exists():
             try:
                 tests_run, failed = parse_junit(junit)
-            except Exception:  # a truncated report (killed run) reads as no report
-                tests_run, failed = None, []
+            except ParseError:  # a truncated report (killed run) reads as no report
+                pass
         passed = result.exit_code == 0 and not result.timed_out
         return CommandOutcome(
             command=command,

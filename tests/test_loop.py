@@ -80,7 +80,7 @@ def test_turn_cap_still_validates_and_says_so(tmp_path):
     assert "You used all 3 turns" in said
     # Alternation holds: the feedback joined the pending tool results instead of a second user turn.
     roles = [m["role"] for m in loop.messages]
-    assert all(a != b for a, b in zip(roles, roles[1:]))
+    assert all(a != b for a, b in zip(roles, roles[1:], strict=False))
 
 
 class CostlyModel:

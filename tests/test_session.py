@@ -13,8 +13,8 @@ import pytest
 from bot.agent.model import Block, ScriptedModel, tool_use
 from bot.agent.tools import BASH, EDITOR
 from bot.config import Config
-from bot.schemas import HERE as SCHEMAS
 from bot.schemas import GENERATORS, render
+from bot.schemas import HERE as SCHEMAS
 from bot.session import SessionSpec, run_session
 from bot.task import Task
 from tests.conftest import run_git

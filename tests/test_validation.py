@@ -4,7 +4,11 @@ import sys
 from pathlib import Path
 
 from bot.secrets import scrubbed_environment
-from bot.validation import FEEDBACK_LIMIT, Validator, relevant_excerpt
+from xml.etree.ElementTree import ParseError
+
+import pytest
+
+from bot.validation import FEEDBACK_LIMIT, Validator, parse_junit, relevant_excerpt
 
 PYTEST = f"{shlex.quote(sys.executable)} -m pytest -q"
 
@@ -112,3 +116,18 @@ def test_feedback_is_bounded_even_with_many_failures(tmp_path):
 
 def test_relevant_excerpt_keeps_short_output_whole():
     assert relevant_excerpt("a\nb\n") == "a\nb"
+
+
+def test_parse_junit_accepts_a_bare_testsuite_and_rejects_a_truncated_report(tmp_path):
+    report = tmp_path / "r.xml"
+    report.write_text(
+        '<testsuite name="s"><testcase classname="pkg.test_x.TestY" name="test_z" file="pkg/test_x.py">'
+        '<error message="boom">pkg/test_x.py:7: RuntimeError</error></testcase>'
+        '<testcase classname="pkg.test_x" name="test_ok" file="pkg/test_x.py"/></testsuite>'
+    )
+    total, (failed,) = parse_junit(report)
+    assert total == 2
+    assert (failed.id, failed.file, failed.line, failed.message) == ("pkg/test_x.py::TestY::test_z", "pkg/test_x.py", 7, "boom")
+    report.write_text('<testsuites><testsuite name="s"><testcase name="a"><failure message="m">cut')
+    with pytest.raises(ParseError):
+        parse_junit(report)

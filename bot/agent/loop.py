@@ -13,7 +13,14 @@ from typing import Any, Protocol
 
 from bot.agent.budget import Budget
 from bot.agent.events import (
-    Ending, IterationEnded, IterationStarted, LimitReached, ModelCalled, Sink, ToolCalled, ValidationRan,
+    Ending,
+    IterationEnded,
+    IterationStarted,
+    LimitReached,
+    ModelCalled,
+    Sink,
+    ToolCalled,
+    ValidationRan,
 )
 from bot.agent.model import Block, Message, Model
 from bot.agent.tools import ToolResult

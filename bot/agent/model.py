@@ -85,10 +85,15 @@ class AnthropicModel:
 
     def complete(self, *, system: str, tools: list[Block], messages: list[Message]) -> ModelReply:
         system_blocks, marked = _with_cache_breakpoints(system, messages)
-        request = {"model": self.name, "max_tokens": self.max_tokens, "system": system_blocks, "tools": tools, "messages": marked}
         for attempt in range(self.stream_retries + 1):
             try:
-                with self.client.messages.stream(**request) as stream:
+                with self.client.messages.stream(
+                    model=self.name,
+                    max_tokens=self.max_tokens,
+                    system=system_blocks,  # type: ignore[arg-type]  # plain dicts of the API's own shapes
+                    tools=tools,  # type: ignore[arg-type]
+                    messages=marked,  # type: ignore[arg-type]
+                ) as stream:
                     message = stream.get_final_message()
                 break
             except anthropic.APIStatusError as error:

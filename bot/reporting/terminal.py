@@ -11,7 +11,14 @@ from rich.markup import escape
 from rich.status import Status
 
 from bot.agent.events import (
-    Event, IterationEnded, IterationStarted, LimitReached, ModelCalled, SessionEnded, SessionStarted, ToolCalled,
+    Event,
+    IterationEnded,
+    IterationStarted,
+    LimitReached,
+    ModelCalled,
+    SessionEnded,
+    SessionStarted,
+    ToolCalled,
     ValidationRan,
 )
 from bot.agent.pricing import price_for
