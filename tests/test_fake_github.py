@@ -79,7 +79,7 @@ def gh_run_details(make_fake_github: Callable[..., FakeGitHub]) -> FakeGitHub:
 
 
 def _trim_module() -> Any:
-    spec = importlib.util.spec_from_file_location("trim_openapi", ROOT / "tools/trim_openapi.py")
+    spec = importlib.util.spec_from_file_location("trim_openapi", ROOT / "tests/fakes/github_data/trim_openapi.py")
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

@@ -125,7 +125,7 @@ def load_spec() -> LoadedSpec:
     for patch in SPEC_PATCHES:
         patch(raw)
     schema_path = SchemaPath.from_dict(raw)
-    # No openapi-spec-validator pass here: tools/trim_openapi.py validates the file when it
+    # No openapi-spec-validator pass here: tests/fakes/github_data/trim_openapi.py validates the file when it
     # writes it, and skipping the check keeps loading fast.
     return LoadedSpec(
         raw, schema_path,

@@ -10,7 +10,7 @@ constraints (e.g. "Required if you provide completed_at") that show up in valida
 
 Usage::
 
-    python tools/trim_openapi.py [--source PATH] [--out PATH] [--no-validate]
+    python tests/fakes/github_data/trim_openapi.py [--source PATH] [--out PATH] [--no-validate]
 
 By default it reads ``/work/shared/data/github/openapi/api.github.com.json`` (or
 ``$GITHUB_OPENAPI``) and writes ``tests/fakes/github_data/openapi.trimmed.json`` plus the
@@ -28,9 +28,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[3]
+# ../shared beside the project checkout holds GitHub's full description.
 DEFAULT_SOURCE = Path(
-    os.environ.get("GITHUB_OPENAPI", "/work/shared/data/github/openapi/api.github.com.json")
+    os.environ.get("GITHUB_OPENAPI", REPO_ROOT.parent / "shared" / "data" / "github" / "openapi" / "api.github.com.json")
 )
 DEFAULT_OUT = REPO_ROOT / "tests" / "fakes" / "github_data" / "openapi.trimmed.json"
 
