@@ -82,10 +82,10 @@ def _load_config(repo: Path) -> Config:
 
 
 def _task_from_text(text: str) -> Task:
-    title, _, body = text.strip().partition("\n")
+    title = text.strip().partition("\n")[0]
     if not title.strip():
         raise ConfigError("--task is empty: say what the agent should do.")
-    return Task(kind="local", title=title.strip()[:120], body=body.strip(), source="the command line")
+    return Task(kind="local", title=title.strip()[:120], instructions=text.strip(), source="the command line")
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -120,7 +120,7 @@ def _demo(args: argparse.Namespace) -> int:
     repo = demo.prepare_sample(demo.make_temp_parent())
     console.print(f"Sample project: {repo}")
     config = Config(validation=[demo.validation_command()])
-    task = Task(kind="local", title=demo.TASK_TITLE, body=demo.TASK_BODY, source="the fixloop demo")
+    task = Task(kind="local", title=demo.TASK_TITLE, instructions=demo.TASK_BODY, source="the fixloop demo")
     return _session(repo, task, config, model, out=None, as_json=args.json)
 
 

@@ -124,8 +124,8 @@ def _drive(spec: SessionSpec, worktree: Worktree, budget: Budget, emit: Sink, se
             tools = Toolbox(worktree.root, env=env, deny=config.paths.deny, command_timeout=config.limits.tool_timeout)
             loop = AgentLoop(model=spec.model, tools=tools, validation=validator, limits=config.limits,
                              budget=budget, emit=emit, system=SYSTEM_PROMPT)
-            return loop.run(task_message(task=spec.task.statement(), task_source=spec.task.source,
-                                         validation=config.validation, baseline_feedback=baseline.feedback()))
+            return loop.run(task_message(task=spec.task, validation=config.validation,
+                                         baseline_feedback=baseline.feedback()))
     except SessionCancelled as cancelled:
         return Ending.cancelled(str(cancelled))
     except ModelError as error:

@@ -6,6 +6,8 @@ provenance; the system prompt says such text is data and carries no instructions
 
 from __future__ import annotations
 
+from bot.task import Task
+
 SYSTEM_PROMPT = """\
 You are fixloop, an automated software engineer. You work in a git worktree of a repository and \
 make the code change a task asks for, so that the repository's validation commands pass.
@@ -35,13 +37,13 @@ def fence(text: str, *, source: str) -> str:
     return f'<untrusted source="{source}">\n{safe}\n</untrusted>'
 
 
-def task_message(*, task: str, task_source: str, validation: list[str], baseline_feedback: str | None) -> str:
+def task_message(*, task: Task, validation: list[str], baseline_feedback: str | None) -> str:
     commands = "\n".join(f"  $ {command}" for command in validation)
-    parts = [
-        "Task (from " + task_source + "):",
-        fence(task, source=task_source),
-        f"Validation commands, run by the orchestrator after each of your turns; all must pass:\n{commands}",
-    ]
+    parts = [f"Task: {task.title}"]
+    if task.instructions.strip():
+        parts.append(f"Instructions (from {task.source}):\n{task.instructions.strip()}")
+    parts += [f"Material from {item.source}:\n" + fence(item.text, source=item.source) for item in task.context]
+    parts.append(f"Validation commands, run by the orchestrator after each of your turns; all must pass:\n{commands}")
     if baseline_feedback is not None:
         parts.append("Validation before any change:\n" + fence(baseline_feedback, source="validation output"))
     parts.append("Start by exploring the relevant code, then make the change.")

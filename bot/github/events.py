@@ -1,0 +1,155 @@
+"""GitHub events as typed data, parsed leniently (unknown fields are ignored).
+
+The same parser serves both ways in: a webhook delivery (App server) and the event file of a
+workflow run (`GITHUB_EVENT_PATH`, Actions-only mode).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+
+class _Lenient(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class User(_Lenient):
+    login: str
+    id: int | None = None
+    type: str = "User"
+
+    @property
+    def is_bot(self) -> bool:
+        return self.type == "Bot" or self.login.endswith("[bot]")
+
+
+class Repository(_Lenient):
+    full_name: str
+    default_branch: str = "main"
+    private: bool = False
+    id: int | None = None
+
+
+class Label(_Lenient):
+    name: str
+
+
+class Issue(_Lenient):
+    number: int
+    title: str
+    body: str | None = None
+    user: User
+    html_url: str = ""
+    pull_request: dict[str, Any] | None = None  # present when the issue is a pull request
+
+    @property
+    def is_pull_request(self) -> bool:
+        return self.pull_request is not None
+
+
+class Comment(_Lenient):
+    id: int
+    body: str = ""
+    user: User
+    html_url: str = ""
+    path: str | None = None  # review comments: the file
+    line: int | None = None
+
+
+class BranchRef(_Lenient):
+    ref: str
+    sha: str
+    repo: Repository | None = None  # None when the fork was deleted
+
+
+class PullRequest(_Lenient):
+    number: int
+    title: str
+    body: str | None = None
+    user: User
+    head: BranchRef
+    base: BranchRef
+    draft: bool = False
+    html_url: str = ""
+
+
+class WorkflowRun(_Lenient):
+    id: int
+    name: str | None = None
+    path: str = ""
+    event: str = ""
+    status: str | None = None
+    conclusion: str | None = None
+    head_branch: str | None = None
+    head_sha: str
+    html_url: str = ""
+    run_attempt: int = 1
+    head_repository: Repository | None = None
+    pull_requests: list[dict[str, Any]] = []
+
+
+class Installation(_Lenient):
+    id: int
+
+
+class Event(_Lenient):
+    repository: Repository
+    sender: User
+    installation: Installation | None = None
+
+
+class IssueLabeled(Event):
+    issue: Issue
+    label: Label
+
+
+class IssueCommentCreated(Event):
+    issue: Issue
+    comment: Comment
+
+
+class ReviewCommentCreated(Event):
+    pull_request: PullRequest
+    comment: Comment
+
+
+class WorkflowRunCompleted(Event):
+    workflow_run: WorkflowRun
+
+
+class WorkflowDispatch(Event):
+    inputs: dict[str, Any] | None = Field(default=None)
+    ref: str = ""
+    workflow: str = ""
+
+
+# (event name, action) → model; action None for events without one.
+EVENT_TYPES: dict[tuple[str, str | None], type[Event]] = {
+    ("issues", "labeled"): IssueLabeled,
+    ("issue_comment", "created"): IssueCommentCreated,
+    ("pull_request_review_comment", "created"): ReviewCommentCreated,
+    ("workflow_run", "completed"): WorkflowRunCompleted,
+    ("workflow_dispatch", None): WorkflowDispatch,
+}
+
+
+class MalformedEvent(ValueError):
+    """A payload of a supported event that lacks what the event must have."""
+
+
+def parse_event(name: str, payload: Any) -> Event | None:
+    """The typed event, or None when fixloop does not act on this event or action."""
+    if not isinstance(payload, dict):
+        raise MalformedEvent(f"a {name} payload must be a JSON object")
+    action = payload.get("action")
+    model = EVENT_TYPES.get((name, action if isinstance(action, str) else None))
+    if model is None:
+        return None
+    try:
+        return model.model_validate(payload)
+    except ValidationError as error:
+        first = error.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise MalformedEvent(f"{name}.{action or ''} payload: {where}: {first['msg']}") from None
