@@ -27,7 +27,7 @@ DONE: list[Block] = [{"type": "text", "text": "Changed subtraction to addition i
 
 def session(repo: Path, turns, *, config: Config | None = None, task: Task | None = None, **spec) -> tuple:
     config = config or Config(validate=[PYTEST])
-    task = task or Task(kind="local", title="Fix add()", body="add(2, 3) should be 5", source="the command line")
+    task = task or Task(kind="local", title="Fix add()", instructions="add(2, 3) should be 5", source="the command line")
     report = run_session(SessionSpec(repo=repo, task=task, config=config, model=ScriptedModel(turns), **spec))
     folder = Path(report.trajectory).parent
     return report, folder
@@ -114,7 +114,7 @@ def test_failed_setup_ends_in_error(make_repo):
 def test_secrets_never_reach_the_trajectory_or_report(make_repo, monkeypatch):
     monkeypatch.setenv("GITHUB_TOKEN", "ghs_SessionSecretValue0000000000")
     repo = make_repo(BUGGY)
-    task = Task(kind="local", title="Fix add()", body="token ghs_SessionSecretValue0000000000 and sk-ant-api03-leakleakleak",
+    task = Task(kind="local", title="Fix add()", instructions="token ghs_SessionSecretValue0000000000 and sk-ant-api03-leakleakleak",
                 source="the command line")
     leak = tool_use(BASH, {"command": "echo $GITHUB_TOKEN; echo ghs_SessionSecretValue0000000000"}, id="t0")
     report, folder = session(repo, [[leak], [tool_use(EDITOR, FIX, id="t1")], DONE], task=task,
