@@ -18,7 +18,8 @@ from rich.console import Console
 from bot import demo
 from bot.agent.model import AnthropicModel, Model
 from bot.config import CONFIG_PATH, Config, parse_config
-from bot.errors import ConfigError, WorkspaceError
+from bot.errors import ConfigError, GitHubError, WorkspaceError
+from bot.github.runner import run_action
 from bot.reporting.terminal import TerminalReporter
 from bot.secrets import Redactor
 from bot.session import SessionSpec, run_session
@@ -72,6 +73,12 @@ def build_parser() -> argparse.ArgumentParser:
     demo_parser.add_argument("--scripted", action="store_true", help="use the scripted model even if a key is set")
     demo_parser.add_argument("--json", action="store_true", help="print report.json to stdout")
     demo_parser.set_defaults(handler=_demo)
+
+    action = commands.add_parser("action", help="run inside GitHub Actions (the fixloop action calls this)", description=(
+        "Read the workflow's event and environment (GITHUB_*; GITHUB_TOKEN, ANTHROPIC_API_KEY; optional "
+        "FIXLOOP_MODEL, FIXLOOP_MAX_ITERATIONS, FIXLOOP_CONFIG), decide what to do, run a session, report check "
+        "runs and open a draft pull request."))
+    action.set_defaults(handler=_action)
     return parser
 
 
@@ -104,6 +111,10 @@ def _run(args: argparse.Namespace) -> int:
         )
     task = _task_from_text(args.task)
     return _session(repo, task, config, AnthropicModel(config.model), out=args.out, as_json=args.json)
+
+
+def _action(_args: argparse.Namespace) -> int:
+    return run_action()
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -151,6 +162,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ConfigError, WorkspaceError) as error:
         print(f"fixloop: {error}", file=sys.stderr)
         return EXIT_USAGE
+    except GitHubError as error:
+        print(f"fixloop: {error}", file=sys.stderr)
+        return EXIT_INTERNAL
     except KeyboardInterrupt:
         print("fixloop: cancelled", file=sys.stderr)
         return EXIT_CODES["cancelled"]

@@ -101,11 +101,17 @@ class Config(_Strict):
         return parse_config_data(data, source="command line")
 
 
-def _describe(error: ValidationError, source: str) -> str:
-    lines = [f"{source} is not a valid fixloop configuration:"]
+def _problems(error: ValidationError) -> list[tuple[str, str]]:
+    found = []
     for problem in error.errors():
         key = ".".join(str(p) for p in problem["loc"]).replace("validation", "validate") or "(top level)"
-        lines.append(f"  - {key}: {problem['msg']}")
+        found.append((key, problem["msg"]))
+    return found
+
+
+def _describe(problems: list[tuple[str, str]], source: str) -> str:
+    lines = [f"{source} is not a valid fixloop configuration:"]
+    lines += [f"  - {key}: {message}" for key, message in problems]
     lines.append("See the configuration reference in the README (schema: bot/schemas/config.schema.json).")
     return "\n".join(lines)
 
@@ -118,12 +124,34 @@ def parse_config_data(data: Any, *, source: str = CONFIG_PATH) -> Config:
     try:
         return Config.model_validate(data)
     except ValidationError as error:
-        raise ConfigError(_describe(error, source)) from None
+        problems = _problems(error)
+        raise ConfigError(_describe(problems, source), problems) from None
 
 
 def parse_config(text: str, *, source: str = CONFIG_PATH) -> Config:
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as error:
-        raise ConfigError(f"{source} is not valid YAML: {error}") from None
+        mark = getattr(error, "problem_mark", None)
+        where = [(f"line {mark.line + 1}", str(getattr(error, "problem", "") or error))] if mark else []
+        raise ConfigError(f"{source} is not valid YAML: {error}", where) from None
     return parse_config_data(data, source=source)
+
+
+def key_line(text: str, dotted: str) -> int | None:
+    """The 1-based line of `dotted` (e.g. "limits.iterations") in YAML `text`, or of its nearest parent."""
+    if dotted.startswith("line "):
+        return int(dotted.removeprefix("line "))
+    try:
+        node = yaml.compose(text)
+    except yaml.YAMLError:
+        return None
+    line = None
+    for part in dotted.split("."):
+        if not isinstance(node, yaml.MappingNode):
+            break
+        match = next(((k, v) for k, v in node.value if isinstance(k, yaml.ScalarNode) and k.value == part), None)
+        if match is None:
+            break
+        line, node = match[0].start_mark.line + 1, match[1]
+    return line

@@ -4,6 +4,7 @@
     ├── ConfigError                 bad or missing configuration, flags or settings (exit 2)
     │   └── MissingAPIKey           no ANTHROPIC_API_KEY where a real model is needed
     ├── WorkspaceError              git could not prepare, read or update a repository
+    ├── GitHubError                 a GitHub API call failed after its retries
     ├── ModelError                  the model API failed after its retries, or refused the request
     └── SessionCancelled            SIGINT/SIGTERM arrived; the session ends as `cancelled`
 
@@ -20,7 +21,15 @@ class FixloopError(Exception):
 
 
 class ConfigError(FixloopError):
-    """Configuration, flags or settings are wrong; the message says how to fix them."""
+    """Configuration, flags or settings are wrong; the message says how to fix them.
+
+    `problems` lists (dotted key, explanation) pairs when a config file is at fault, so a
+    check run can point at the offending line.
+    """
+
+    def __init__(self, message: str, problems: list[tuple[str, str]] | None = None) -> None:
+        super().__init__(message)
+        self.problems = problems or []
 
 
 class MissingAPIKey(ConfigError):
@@ -34,6 +43,10 @@ class MissingAPIKey(ConfigError):
 
 class WorkspaceError(FixloopError):
     """A git operation on the target repository failed."""
+
+
+class GitHubError(FixloopError):
+    """A GitHub API call failed; the message says which call and why."""
 
 
 class ModelError(FixloopError):

@@ -93,6 +93,11 @@ class Redactor:
         alternatives = sorted(self._known, key=len, reverse=True)
         self._pattern = re.compile("|".join(re.escape(v) for v in alternatives))
 
+    @property
+    def values(self) -> list[str]:
+        """The known secret values (to mask them in CI logs before anything is printed)."""
+        return sorted(self._known)
+
     def text(self, value: str) -> str:
         if self._pattern is not None:
             value = self._pattern.sub(REDACTED, value)

@@ -20,7 +20,7 @@ from types import FrameType
 
 from bot._process import run_shell
 from bot.agent.budget import Budget
-from bot.agent.events import Ending, SessionEnded, SessionStarted, Sink, ValidationRan, fan_out
+from bot.agent.events import ChangesMade, Ending, SessionEnded, SessionStarted, Sink, ValidationRan, fan_out
 from bot.agent.loop import AgentLoop
 from bot.agent.model import Model
 from bot.agent.paths import matches_any
@@ -31,8 +31,22 @@ from bot.errors import ModelError, SessionCancelled
 from bot.secrets import Redactor, scrubbed_environment
 from bot.task import Task
 from bot.trajectory import Report, ReportBuilder, TrajectoryWriter, write_report
-from bot.validation import Validator, relevant_excerpt
+from bot.validation import ValidationResult, Validator, relevant_excerpt
 from bot.workspace import Snapshot, Worktree, create_branch, repository_root, resolve_commit
+
+
+class _SnapshotThenValidate:
+    """Validation as the loop sees it: first record what changed, then run the commands."""
+
+    def __init__(self, validator: Validator, worktree: Worktree, emit: Sink) -> None:
+        self.validator, self.worktree, self.emit = validator, worktree, emit
+        self.iteration = 0
+
+    def run(self) -> ValidationResult:
+        self.iteration += 1
+        snapshot = self.worktree.snapshot()
+        self.emit(ChangesMade(iteration=self.iteration, diff_stat=snapshot.diff_stat, changed_files=snapshot.changed_paths))
+        return self.validator.run()
 
 
 @dataclass
@@ -43,6 +57,7 @@ class SessionSpec:
     model: Model
     base: str = "HEAD"
     out_dir: Path | None = None  # default: <repo>/.fixloop/sessions/<id>
+    branch: str | None = None  # chosen by the caller (GitHub mode); default fixloop/<slug>-<id>
     sinks: Sequence[Sink] = ()
     environ: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
 
@@ -122,7 +137,8 @@ def _drive(spec: SessionSpec, worktree: Worktree, budget: Budget, emit: Sink, se
             baseline = validator.run()
             emit(ValidationRan(iteration=0, result=baseline))
             tools = Toolbox(worktree.root, env=env, deny=config.paths.deny, command_timeout=config.limits.tool_timeout)
-            loop = AgentLoop(model=spec.model, tools=tools, validation=validator, limits=config.limits,
+            loop = AgentLoop(model=spec.model, tools=tools, validation=_SnapshotThenValidate(validator, worktree, emit),
+                             limits=config.limits,
                              budget=budget, emit=emit, system=SYSTEM_PROMPT)
             return loop.run(task_message(task=spec.task, validation=config.validation,
                                          baseline_feedback=baseline.feedback()))
@@ -167,8 +183,8 @@ def _conclude(
     if ending.status == "validated":
         message = redactor.text(commit_message(spec.task, summary, spec.config, session_id))
         commit = worktree.commit(snapshot, message)
-        branch = f"{spec.config.branch_prefix}{spec.task.slug()}-{session_id.rsplit('-', 1)[-1]}"
-        create_branch(worktree.repo, branch, commit)
+        branch = spec.branch or f"{spec.config.branch_prefix}{spec.task.slug()}-{session_id.rsplit('-', 1)[-1]}"
+        create_branch(worktree.repo, branch, commit, replace=spec.branch is not None)
         outcome |= {"branch": branch, "commit": commit}
     elif not snapshot.empty:
         patch = session_dir / "changes.patch"

@@ -111,7 +111,26 @@ class Worktree:
             git("worktree", "prune", cwd=self.repo)
 
 
-def create_branch(repo: Path, name: str, commit: str) -> None:
-    """Create `name` at `commit`; refuses to move an existing branch."""
+def create_branch(repo: Path, name: str, commit: str, *, replace: bool = False) -> None:
+    """Create `name` at `commit`; refuses to move an existing branch unless `replace`."""
     git("check-ref-format", "--branch", name, cwd=repo)
-    git("update-ref", f"refs/heads/{name}", commit, "", cwd=repo)
+    git("update-ref", f"refs/heads/{name}", commit, *(() if replace else ("",)), cwd=repo)
+
+
+def has_commit(repo: Path, sha: str) -> bool:
+    try:
+        git("cat-file", "-e", f"{sha}^{{commit}}", cwd=repo)
+    except WorkspaceError:
+        return False
+    return True
+
+
+def fetch(repo: Path, ref: str, *, env: dict[str, str]) -> None:
+    """Fetch `ref` from origin (credentials come in through `env`, never the config on disk)."""
+    git("fetch", "--quiet", "--no-tags", "origin", ref, cwd=repo, env=env)
+
+
+def push(repo: Path, commit: str, branch: str, *, expected: str | None, env: dict[str, str]) -> None:
+    """Point origin's `branch` at `commit`, if the branch is still at `expected` (None: absent)."""
+    lease = f"--force-with-lease=refs/heads/{branch}:{expected or ''}"
+    git("push", "--quiet", "--no-verify", lease, "origin", f"{commit}:refs/heads/{branch}", cwd=repo, env=env)

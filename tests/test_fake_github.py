@@ -17,14 +17,7 @@ import requests
 from github import Auth, GithubException, GithubIntegration
 
 from tests.fakes.github import FakeGitHub, load_spec
-from tests.fakes.github.fixture import (  # noqa: F401 - pytest fixtures
-    TEST_APP_ID,
-    TEST_TOKEN,
-    AppKey,
-    fake_github,
-    github_app_key,
-    make_fake_github,
-)
+from tests.fakes.github.fixture import TEST_APP_ID, TEST_TOKEN, AppKey
 from tests.fakes.github.spec import SPEC_PATH
 
 REPO = "octo-org/demo"

@@ -72,7 +72,7 @@ def test_trajectory_is_one_event_per_line_in_order(make_repo):
     assert kinds == [
         "session_started", "validation_ran", "iteration_started",
         "model_called", "tool_called", "model_called", "tool_called", "model_called",
-        "validation_ran", "iteration_ended", "session_ended",
+        "changes_made", "validation_ran", "iteration_ended", "session_ended",
     ]
 
 

@@ -86,6 +86,15 @@ class ToolCalled(Event):
     duration_s: float
 
 
+class ChangesMade(Event):
+    """The worktree compared with the base, just before an iteration's validation."""
+
+    type: ClassVar[str] = "changes_made"
+    iteration: int
+    diff_stat: str
+    changed_files: list[str]
+
+
 class ValidationRan(Event):
     type: ClassVar[str] = "validation_ran"
     iteration: int  # 0 for the baseline run before the agent starts

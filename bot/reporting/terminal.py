@@ -49,9 +49,13 @@ def describe_validation(result: ValidationResult) -> str:
 
 
 class TerminalReporter:
-    def __init__(self, redactor: Redactor, console: Console | None = None) -> None:
+    """`groups=True` folds each iteration into a log group (GitHub Actions `::group::`)."""
+
+    def __init__(self, redactor: Redactor, console: Console | None = None, *, groups: bool = False) -> None:
         self.console = console or Console(stderr=True, highlight=False, soft_wrap=True)
         self.redactor = redactor
+        self.groups = groups
+        self.in_group = False
         self.usage = Usage()
         self.price = price_for("")
         self.iteration = 0
@@ -60,6 +64,16 @@ class TerminalReporter:
     def _line(self, text: str, style: str = "") -> None:
         clean = escape(self.redactor.text(text))
         self.console.print(f"[{style}]{clean}[/]" if style else clean)
+
+    def _group(self, title: str | None) -> None:
+        """Close the open log group and, with a title, open the next one."""
+        if not self.groups:
+            return
+        if self.in_group:
+            self.console.print("::endgroup::", markup=False, highlight=False)
+        if title is not None:
+            self.console.print(f"::group::{self.redactor.text(title)}", markup=False, highlight=False)
+        self.in_group = title is not None
 
     def _totals(self) -> str:
         return f"iteration {self.iteration} · {self.usage.total:,} tokens · ${self.price.cost(self.usage):.3f}"
@@ -76,6 +90,7 @@ class TerminalReporter:
             self._line(f"  {label}: {describe_validation(event.result)}", "green" if event.result.passed else "red")
         elif isinstance(event, IterationStarted):
             self.iteration = event.n
+            self._group(f"fixloop iteration {event.n}")
             self._line(f"iteration {event.n}", "bold cyan")
         elif isinstance(event, ModelCalled):
             self.usage = self.usage + event.usage
@@ -88,6 +103,7 @@ class TerminalReporter:
         elif isinstance(event, LimitReached):
             self._line(f"  limit: {event.detail}", "yellow")
         elif isinstance(event, SessionEnded):
+            self._group(None)
             if self.status is not None:
                 self.status.stop()
             self._line(f"{event.status}: {event.reason} · {event.usage.total:,} tokens · ${event.cost_usd:.3f}",

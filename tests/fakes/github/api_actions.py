@@ -152,6 +152,16 @@ def list_jobs(ctx: Ctx) -> Reply:
                        "jobs": [render.job(ctx.urls, repo, j, run, name) for j in page]}, headers)
 
 
+@route("POST", "/repos/{owner}/{repo}/actions/runs/{run_id}/cancel", perms=[("actions", "write")])
+def cancel_run(ctx: Ctx) -> Reply:
+    repo = ctx.repo
+    run = _get_run(ctx, repo)
+    if run.status == "completed":
+        raise ApiError(409, "Cannot cancel a workflow run that is completed.")
+    run.status, run.conclusion = "completed", "cancelled"
+    return Reply(202, {})
+
+
 @route("GET", "/repos/{owner}/{repo}/actions/jobs/{job_id}/logs", perms=[("actions", "read")])
 def job_logs(ctx: Ctx) -> Reply:
     repo = ctx.repo

@@ -32,6 +32,7 @@ from .state import GitHubState
 
 JSON_TYPE = "application/json; charset=utf-8"
 ROUTE_MODULES = (api_actions, api_apps, api_issues, api_repos)  # imported to register routes
+GIT_RECEIVE = "/_fake/git-receive"  # a post-receive hook reports real pushes here (see tests/fakes/git_origin.py)
 LOG_DOWNLOAD = re.compile(r"^/_fake/job-logs/(?P<owner>[^/]+)/(?P<repo>[^/]+)/(?P<job>\d+)$")
 
 
@@ -173,6 +174,8 @@ class FakeGitHub(GitHubState):
         log = LOG_DOWNLOAD.match(parts.path)
         if log and method == "GET":
             return self._serve_log(parts.path, query, lower_headers, log)
+        if parts.path == GIT_RECEIVE and method == "POST":
+            return self._git_receive(body)
 
         api_path = parts.path
         in_prefix = not self.prefix or api_path == self.prefix or api_path.startswith(
@@ -340,6 +343,23 @@ class FakeGitHub(GitHubState):
             errors = [f"status {status} is not documented for this operation"]
         for error in errors:
             self.record_violation(f"{where}: response {status}: {error}")
+
+    def _git_receive(self, body: Any) -> Answer:
+        """Mirror a real `git push` to a bare origin: branch updates, as GitHub learns of pushes."""
+        zero = "0" * 40
+        with self.lock:
+            for update in body["updates"]:
+                if not update["ref"].startswith("refs/heads/"):
+                    continue
+                branch = update["ref"].removeprefix("refs/heads/")
+                repo = self.get_repo(body["repo"])
+                if update["new"] == zero:
+                    repo.branches.pop(branch, None)
+                elif update["new"] in repo.commits:
+                    repo.branches[branch] = update["new"]
+                else:
+                    self.add_commit(body["repo"], branch, None, message="pushed", sha=update["new"])
+        return Answer(204)
 
     def _serve_log(self, path: str, query: dict[str, list[str]], headers: dict[str, str],
                    m: re.Match[str]) -> Answer:

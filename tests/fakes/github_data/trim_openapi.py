@@ -62,6 +62,7 @@ OPERATIONS: tuple[tuple[str, str], ...] = (
     ("GET", "/repos/{owner}/{repo}/actions/runs/{run_id}"),
     ("GET", "/repos/{owner}/{repo}/actions/workflows/{workflow_id}/runs"),
     ("GET", "/repos/{owner}/{repo}/actions/runs/{run_id}/jobs"),
+    ("POST", "/repos/{owner}/{repo}/actions/runs/{run_id}/cancel"),
     ("GET", "/repos/{owner}/{repo}/actions/jobs/{job_id}/logs"),
     ("GET", "/repos/{owner}/{repo}/branches/{branch}"),
     ("GET", "/app"),

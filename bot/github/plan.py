@@ -1,0 +1,112 @@
+"""Where a session starts and where its result goes, decided before the agent runs.
+
+- An issue: start from the default branch; push `fixloop/<slug>-<id>`, where the id is stable per
+  issue, so a retry finds and updates its earlier pull request instead of opening another.
+- A command on someone's pull request: start from its head; open a draft against its branch.
+- A command on fixloop's own draft pull request: start from its head and add commits to it.
+- A failed CI run: start from the failing commit; open a draft against the failing branch.
+Pull requests from forks are refused: fixloop never pushes to them or runs their code with secrets.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+from bot.config import Config
+from bot.github.client import GitHubClient, PullInfo
+from bot.task import Context, Task
+
+
+@dataclass(frozen=True)
+class Plan:
+    task: Task  # completed with what GitHub says about the target
+    base_sha: str  # the commit the agent starts from
+    fetch_ref: str  # what to fetch from origin so that base_sha is present
+    check_sha: str  # where check runs are shown
+    branch: str  # where the result is pushed
+    expected_sha: str | None  # where `branch` is now on origin (None: it does not exist)
+    pr_base: str  # base branch of the pull request
+    existing_pr: PullInfo | None  # the pull request to update instead of opening one
+    fixes: int | None  # issue closed by the pull request
+    comment_on: int | None  # where the outcome is reported
+
+
+@dataclass(frozen=True)
+class Refusal:
+    number: int | None
+    reason: str
+
+
+def stable_id(repository: str, key: str) -> str:
+    return hashlib.sha1(f"{repository}#{key}".encode()).hexdigest()[:8]
+
+
+def plan_session(task: Task, github: GitHubClient, config: Config, default_branch: str) -> Plan | Refusal:
+    target = task.target
+    assert target is not None, "GitHub sessions have a target"
+    if target.ci_run_id is not None:
+        return _ci_plan(task, github, config)
+    assert target.number is not None
+    issue = github.issue(target.number)
+    if issue.is_pull_request:
+        return _pull_plan(task, github, config, github.pull(target.number))
+    task = task.model_copy(update={
+        "title": issue.title,
+        "target": target.model_copy(update={"pull_request": False}),
+        "context": [Context(source=f"issue #{issue.number} by @{issue.author}",
+                            text=f"{issue.title}\n\n{issue.body}".strip()),
+                    *[c for c in task.context if not c.source.startswith(f"issue #{issue.number}")]],
+    })
+    base_sha = github.branch_sha(default_branch)
+    if base_sha is None:
+        return Refusal(target.number, f"the default branch {default_branch!r} was not found")
+    branch = f"{config.branch_prefix}{task.slug()}-{stable_id(target.repository, str(issue.number))}"
+    return Plan(task=task, base_sha=base_sha, fetch_ref=default_branch, check_sha=base_sha, branch=branch,
+                expected_sha=github.branch_sha(branch), pr_base=default_branch, existing_pr=github.open_pull_for(branch),
+                fixes=issue.number, comment_on=issue.number)
+
+
+def _pull_plan(task: Task, github: GitHubClient, config: Config, pull: PullInfo) -> Plan | Refusal:
+    target = task.target
+    assert target is not None
+    if pull.head_repository != target.repository:
+        return Refusal(pull.number, "this pull request comes from a fork; fixloop does not push to forks or run "
+                                    "their code with this repository's secrets.")
+    task = task.model_copy(update={
+        "title": pull.title,
+        "target": target.model_copy(update={"pull_request": True}),
+        "context": [*task.context, Context(source=f"pull request #{pull.number} by @{pull.author}",
+                                           text=f"{pull.title}\n\n{pull.body}".strip())],
+    })
+    expected: str | None
+    existing: PullInfo | None
+    if pull.head_ref.startswith(config.branch_prefix):  # fixloop's own draft: add commits to it
+        branch, expected, pr_base, existing = pull.head_ref, pull.head_sha, pull.base_ref, pull
+    else:
+        branch = f"{config.branch_prefix}{task.slug()}-{stable_id(target.repository, f'pr{pull.number}')}"
+        expected, pr_base, existing = github.branch_sha(branch), pull.head_ref, github.open_pull_for(branch)
+    return Plan(task=task, base_sha=pull.head_sha, fetch_ref=pull.head_ref, check_sha=pull.head_sha, branch=branch,
+                expected_sha=expected, pr_base=pr_base, existing_pr=existing, fixes=None, comment_on=pull.number)
+
+
+def _ci_plan(task: Task, github: GitHubClient, config: Config) -> Plan | Refusal:
+    target = task.target
+    assert target is not None and target.ci_run_id is not None
+    sha, branch = target.ci_head_sha, target.ci_branch
+    if not sha or not branch:  # dispatched by the App with just the run id
+        run = github.workflow_run(target.ci_run_id)
+        sha, branch = run.head_sha, run.head_branch
+        task = task.model_copy(update={
+            "title": f"Fix CI: {run.name} failed on {branch}",
+            "target": target.model_copy(update={"ci_head_sha": sha, "ci_branch": branch}),
+            "context": [*task.context, Context(source=f"workflow run {run.id}", text=f"{run.name} concluded {run.conclusion}: {run.url}")],
+        })
+    own = github.open_pull_for(branch) if branch.startswith(config.branch_prefix) else None
+    if own is not None:
+        return Plan(task=task, base_sha=sha, fetch_ref=branch, check_sha=sha, branch=branch, expected_sha=own.head_sha,
+                    pr_base=own.base_ref, existing_pr=own, fixes=None, comment_on=own.number)
+    fix_branch = f"{config.branch_prefix}ci-{task.slug(30)}-{stable_id(target.repository, f'ci:{branch}')}"
+    return Plan(task=task, base_sha=sha, fetch_ref=branch, check_sha=sha, branch=fix_branch,
+                expected_sha=github.branch_sha(fix_branch), pr_base=branch, existing_pr=github.open_pull_for(fix_branch),
+                fixes=None, comment_on=None)

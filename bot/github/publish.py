@@ -1,0 +1,79 @@
+"""Publishing a session's result: push the branch, open or update the draft PR, comment.
+
+Only the orchestrator gets here, after the agent has finished; the token reaches `git push`
+through the environment of that one process (an HTTP header in `GIT_CONFIG_*` variables), never
+the remote URL, the git config on disk, or anything the agent's tools could read.
+"""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass
+from pathlib import Path
+
+from bot.config import Config
+from bot.errors import WorkspaceError
+from bot.github import render
+from bot.errors import GitHubError
+from bot.github.client import GitHubClient
+from bot.github.plan import Plan
+from bot.secrets import Redactor
+from bot.trajectory import Report
+from bot.workspace import push
+
+MARKER = "<!-- fixloop -->"
+
+
+def git_auth_env(token: str) -> dict[str, str]:
+    basic = base64.b64encode(f"x-access-token:{token}".encode()).decode()
+    return {
+        "GIT_CONFIG_COUNT": "1",
+        "GIT_CONFIG_KEY_0": "http.extraHeader",
+        "GIT_CONFIG_VALUE_0": f"Authorization: basic {basic}",
+    }
+
+
+@dataclass(frozen=True)
+class Published:
+    pull_url: str | None = None
+    updated: bool = False  # an existing pull request was updated rather than opened
+    problem: str | None = None  # the change was validated but could not be published
+
+
+def publish(report: Report, plan: Plan, *, github: GitHubClient, repo: Path, git_env: dict[str, str],
+            config: Config, links: render.Links, redactor: Redactor) -> Published:
+    published = Published()
+    if report.status == "validated" and report.commit:
+        published = _open_or_update(report, plan, github=github, repo=repo, git_env=git_env, config=config,
+                                    links=links, redactor=redactor)
+    if plan.comment_on is not None:
+        body = render.outcome_comment(report, pull_url=published.pull_url, updated=published.updated,
+                                      problem=published.problem, links=links)
+        try:
+            github.comment(plan.comment_on, redactor.text(body))
+        except GitHubError as error:
+            return Published(published.pull_url, published.updated, published.problem or f"comment failed: {error}")
+    return published
+
+
+def _open_or_update(report: Report, plan: Plan, *, github: GitHubClient, repo: Path, git_env: dict[str, str],
+                    config: Config, links: render.Links, redactor: Redactor) -> Published:
+    assert report.commit is not None
+    try:
+        push(repo, report.commit, plan.branch, expected=plan.expected_sha, env=git_env)
+    except WorkspaceError as error:
+        return Published(problem=f"git push to {plan.branch} failed: {redactor.text(str(error))}")
+    title = redactor.text(f"fixloop: {plan.task.title}")[:250]
+    body = redactor.text(render.pull_request_body(report, task_source=plan.task.source, fixes=plan.fixes, links=links,
+                                                  marker=MARKER))
+    try:
+        existing = plan.existing_pr or github.open_pull_for(plan.branch)
+        if existing is not None:
+            github.update_pull(existing.number, title=title, body=body)
+            return Published(existing.url, updated=True)
+        pull = github.create_draft_pull(title=title, body=body, head=plan.branch, base=plan.pr_base)
+        github.add_labels(pull.number, config.pull_request.labels)
+        github.request_reviewers(pull.number, config.pull_request.reviewers)
+        return Published(pull.url)
+    except GitHubError as error:
+        return Published(problem=str(error))

@@ -1,0 +1,219 @@
+"""Text fixloop writes to GitHub: check-run outputs, the pull request, comments, job summary.
+
+Pure functions of the session's data. GitHub's limits live here: check-run summary and text at
+most 65,535 characters, annotations sent 50 per request, job summary at most 1 MiB.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from bot.agent.events import Status
+from bot.agent.usage import Usage
+from bot.trajectory import IterationReport, Report
+from bot.validation import CommandOutcome, FailedTest, ValidationResult
+
+CHECK_TEXT_LIMIT = 65_535
+ANNOTATIONS_PER_REQUEST = 50
+SUMMARY_FILE_LIMIT = 1024 * 1024
+SESSION_CHECK = "fixloop"
+
+CONCLUSIONS: dict[Status, str] = {
+    "validated": "success",
+    "not_validated": "neutral",
+    "cancelled": "cancelled",
+    "error": "failure",
+}
+
+
+def conclusion_for(status: Status) -> str:
+    """The session check run's conclusion: derived from the typed ending, never green by default."""
+    return CONCLUSIONS[status]
+
+
+def iteration_check_name(n: int) -> str:
+    return f"{SESSION_CHECK} / iteration {n}"
+
+
+def fit(text: str, limit: int = CHECK_TEXT_LIMIT, *, where: str = "the session artifact") -> str:
+    """`text` within `limit` characters, cut at the end with a note saying where the rest is."""
+    if len(text) <= limit:
+        return text
+    note = f"\n\n… truncated: {len(text) - limit + 200:,} more characters are in {where}."
+    return text[: limit - len(note) - 200] + note
+
+
+def _fence(text: str) -> str:
+    longest = max((len(run) for run in text.split("`") if not run.strip("`")), default=0)
+    ticks = "`" * max(3, longest + 1)
+    return f"{ticks}\n{text}\n{ticks}"
+
+
+def _quote(text: str) -> str:
+    return "\n".join(f"> {line}" for line in text.strip().splitlines()) or "> (no explanation given)"
+
+
+def _tokens(usage: Usage) -> str:
+    return f"{usage.total:,}"
+
+
+def validation_table(commands: list[CommandOutcome]) -> str:
+    rows = ["| command | result | tests | time |", "|---|---|---|---|"]
+    for outcome in commands:
+        result = "✅ passed" if outcome.passed else ("⏱️ timed out" if outcome.timed_out else f"❌ exit {outcome.exit_code}")
+        if outcome.tests_run is None:
+            tests = "n/a"
+        elif outcome.failed_tests:
+            tests = f"{len(outcome.failed_tests)} of {outcome.tests_run} failed" + (" (re-run of earlier failures)" if outcome.focused else "")
+        else:
+            tests = f"{outcome.tests_run} passed"
+        command = outcome.command.replace("|", "\\|").replace("`", "'")
+        rows.append(f"| `{command}` | {result} | {tests} | {outcome.duration_s:.1f} s |")
+    return "\n".join(rows)
+
+
+def failure_annotations(failed: list[FailedTest]) -> list[dict[str, Any]]:
+    """Check-run annotations for failing tests whose location is a file in the repository."""
+    notes = []
+    for test in failed:
+        if not test.file or not test.line or test.file.startswith("/"):
+            continue
+        notes.append({
+            "path": test.file, "start_line": test.line, "end_line": test.line, "annotation_level": "failure",
+            "title": test.id[:255], "message": fit(test.message or "failed", 60_000),
+        })
+    return notes
+
+
+def batches(items: list[dict[str, Any]], size: int = ANNOTATIONS_PER_REQUEST) -> list[list[dict[str, Any]]]:
+    return [items[i : i + size] for i in range(0, len(items), size)] or [[]]
+
+
+@dataclass
+class IterationView:
+    n: int
+    said: list[str] = field(default_factory=list)
+    tool_calls: int = 0
+    usage: Usage = field(default_factory=Usage)
+    diff_stat: str = ""
+    validation: ValidationResult | None = None
+
+
+def iteration_in_progress(view: IterationView, task_title: str) -> dict[str, Any]:
+    return {"title": f"Iteration {view.n}: the agent is working",
+            "summary": f"fixloop is working on **{task_title}**. This check completes when the iteration's validation has run."}
+
+
+def iteration_done(view: IterationView, *, total: Usage, cost_usd: float, stopped: str | None = None) -> dict[str, Any]:
+    result = view.validation
+    if result is None:
+        title = f"Stopped: {stopped or 'the session ended'}"
+    elif result.passed:
+        title = "Validation passed"
+    else:
+        failed = result.failed_tests
+        title = f"Validation failed: {len(failed)} test(s)" if failed else "Validation failed"
+    why = view.said[-1] if view.said else ""
+    parts = [
+        "### What the agent changed and why", _quote(why),
+        "### Diff", _fence(view.diff_stat) if view.diff_stat else "No files changed yet.",
+    ]
+    if result is not None:
+        parts += ["### Validation", validation_table(result.commands)]
+    parts.append(f"### Tokens\n{_tokens(view.usage)} this iteration ({view.tool_calls} tool calls) · "
+                 f"{_tokens(total)} so far · est. ${cost_usd:.2f} so far")
+    output: dict[str, Any] = {"title": title[:255], "summary": fit("\n\n".join(parts))}
+    if result is not None and not result.passed:
+        output["text"] = fit(_fence(result.feedback()))
+    return output
+
+
+def iteration_table(iterations: list[IterationReport]) -> str:
+    rows = ["| iteration | validation | failing tests | tokens |", "|---|---|---|---|"]
+    for it in iterations:
+        if it.validation is None:
+            verdict, failing = "stopped", ""
+        else:
+            verdict = "✅ passed" if it.validation.passed else "❌ failed"
+            failing = ", ".join(f"`{t}`" for t in it.validation.failed_tests[:5])
+            failing += f" and {len(it.validation.failed_tests) - 5} more" if len(it.validation.failed_tests) > 5 else ""
+        rows.append(f"| {it.n} | {verdict} | {failing} | {_tokens(it.usage)} |")
+    return "\n".join(rows)
+
+
+@dataclass(frozen=True)
+class Links:
+    run_url: str | None = None
+    artifact: str | None = None  # the name of the uploaded session folder
+
+    def line(self) -> str:
+        if not self.run_url:
+            return ""
+        audit = f" · audit trail: artifact `{self.artifact}` on that run" if self.artifact else ""
+        return f"Workflow run: {self.run_url}{audit}"
+
+
+def _evidence(report: Report) -> str:
+    last = next((it.validation for it in reversed(report.iterations) if it.validation), None)
+    return validation_table(last.commands) if last else "No validation ran."
+
+
+def pull_request_body(report: Report, *, task_source: str, fixes: int | None, links: Links, marker: str) -> str:
+    parts = [
+        marker,
+        f"fixloop proposes this change for {task_source}." + (f"\n\nFixes #{fixes}" if fixes else ""),
+        "### What changed and why", _quote(report.summary),
+        "### Iterations", iteration_table(report.iterations),
+        "### Validation evidence", _evidence(report),
+        "### Cost", f"{_tokens(report.usage)} tokens ({report.usage.cache_read_input_tokens:,} read from the prompt cache) · "
+                    f"est. ${report.cost_usd:.2f} · model `{report.model}`",
+        links.line(),
+        "_This draft was opened by fixloop. Review it like any other change; nothing is merged automatically._",
+    ]
+    return fit("\n\n".join(p for p in parts if p), 60_000, where="the workflow run")
+
+
+def session_in_progress(task_title: str, task_source: str) -> dict[str, Any]:
+    return {"title": f"Working on: {task_title}"[:255], "summary": f"Started by {task_source}. Each iteration reports as its own check run."}
+
+
+def session_done(report: Report, *, pull_url: str | None, problem: str | None, links: Links) -> dict[str, Any]:
+    if problem:
+        title = f"Validated, but the result could not be published: {problem}"
+    elif report.status == "validated":
+        title = f"Validated in {len(report.iterations)} iteration(s): draft pull request opened"
+    else:
+        title = f"{report.status.replace('_', ' ').capitalize()}: {report.reason}"
+    parts = [
+        f"**Outcome:** {report.status} ({report.reason})" + (f"\n\n**Pull request:** {pull_url}" if pull_url else ""),
+        iteration_table(report.iterations),
+        f"{_tokens(report.usage)} tokens · est. ${report.cost_usd:.2f} · model `{report.model}`",
+        links.line(),
+    ]
+    return {"title": fit(title, 250), "summary": fit("\n\n".join(p for p in parts if p))}
+
+
+def outcome_comment(report: Report, *, pull_url: str | None, updated: bool, problem: str | None, links: Links) -> str:
+    tokens = f"{_tokens(report.usage)} tokens, est. ${report.cost_usd:.2f}"
+    if pull_url and not problem:
+        verb = "updated" if updated else "opened"
+        return (f"fixloop {verb} a draft pull request: {pull_url}\n\nValidated in {len(report.iterations)} "
+                f"iteration(s) ({tokens}). {links.line()}").strip()
+    if problem:
+        head = f"fixloop validated a change but could not publish it: {problem}"
+    elif report.status == "error":
+        head = f"fixloop stopped with an error: {report.reason}"
+    elif report.status == "cancelled":
+        head = f"fixloop was cancelled ({report.reason})."
+    else:
+        head = f"fixloop could not validate a change: {report.reason}."
+    where = ""
+    if report.patch:
+        where = f"\n\nThe partial change is kept as `changes.patch` in the session artifact{f' `{links.artifact}`' if links.artifact else ''}."
+    return f"{head}\n\nWhat it tried ({tokens}):\n\n{iteration_table(report.iterations)}{where}\n\n{links.line()}".strip()
+
+
+def job_summary(report: Report, *, pull_url: str | None, problem: str | None, links: Links) -> str:
+    out = session_done(report, pull_url=pull_url, problem=problem, links=links)
+    return fit(f"## fixloop: {out['title']}\n\n{out['summary']}\n", SUMMARY_FILE_LIMIT - 1024)

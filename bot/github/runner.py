@@ -1,0 +1,173 @@
+"""`fixloop action`: one session inside a GitHub Actions runner.
+
+event file → rules (shared with the App) → plan → session check run → agent session (check run
+per iteration) → push, draft PR, comment → session check run concluded → job summary, outputs.
+The session check run is concluded whatever happens: an unexpected exception marks it failed
+before it propagates.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+
+from rich.console import Console
+
+from bot.agent.model import AnthropicModel
+from bot.config import Config, key_line, parse_config
+from bot.errors import ConfigError
+from bot.github import render
+from bot.github.actions_env import ActionsEnvironment, WorkflowCommands, append_summary, write_outputs
+from bot.github.checks import CheckRunReporter
+from bot.github.client import GitHubClient
+from bot.github.events import MalformedEvent, parse_event
+from bot.github.plan import Plan, Refusal, plan_session
+from bot.github.publish import git_auth_env, publish
+from bot.github.rules import Ignore, Reply, Run, Stop, decide
+from bot.reporting.terminal import TerminalReporter
+from bot.secrets import Redactor
+from bot.session import SessionSpec, run_session
+from bot.workspace import fetch, has_commit
+
+EXIT_CODES = {"validated": 0, "not_validated": 1, "error": 3, "cancelled": 130}
+
+
+class ActionRunner:
+    def __init__(self, environ: Mapping[str, str]) -> None:
+        self.environ = dict(environ)
+        self.env = ActionsEnvironment.from_environ(environ)
+        self.commands = WorkflowCommands(sys.stdout)
+        self.git_env = git_auth_env(self.env.token)
+        self.redactor = Redactor.from_environment(environ)
+        self.redactor.add(self.env.token, self.git_env["GIT_CONFIG_VALUE_0"].split()[-1])
+        for value in self.redactor.values:  # before anything else is printed
+            self.commands.mask(value)
+        self.github = GitHubClient(token=self.env.token, api_url=self.env.api_url, repository=self.env.repository)
+        self.links = render.Links(run_url=self.env.run_url, artifact=self.env.artifact)
+
+    def log(self, message: str) -> None:
+        print(self.redactor.text(message), flush=True)
+
+    def finish(self, status: str, **values: str) -> None:
+        write_outputs(self.env.output, {"status": status, "pull-request-url": "", "branch": "", "iterations": "0",
+                                        "session-dir": "", **values})
+
+    def run(self) -> int:
+        try:
+            payload = json.loads(self.env.event_path.read_text(encoding="utf-8"))
+            event = parse_event(self.env.event_name, payload)
+        except (OSError, ValueError, MalformedEvent) as error:
+            raise ConfigError(f"cannot read the {self.env.event_name} event at {self.env.event_path}: {error}") from None
+        if event is None:
+            self.log(f"fixloop does not act on {self.env.event_name}.{payload.get('action') or ''} events; nothing to do.")
+            self.finish("skipped")
+            return 0
+        default_branch = event.repository.default_branch
+        config_text = self.github.file_text(self.env.config_path, default_branch)
+        try:
+            config = parse_config(config_text or "", source=self.env.config_path)
+        except ConfigError as error:
+            return self.invalid_config(event, error, config_text or "")
+        config = config.with_overrides(**{"model": self.env.model, "limits.iterations": self.env.max_iterations})
+        decision = decide(event, config, permission_of=self.github.permission, workflow_file=self.env.workflow_file)
+        if isinstance(decision, Ignore):
+            self.log(f"Nothing to do: {decision.reason}.")
+            self.finish("skipped")
+            return 0
+        if isinstance(decision, Reply):
+            self.github.comment(decision.number, self.redactor.text(decision.body))
+            self.finish("skipped")
+            return 0
+        if isinstance(decision, Stop):
+            return self.stop(decision)
+        return self.session(decision, config, default_branch)
+
+    def invalid_config(self, event: object, error: ConfigError, text: str) -> int:
+        """Report a broken config where someone who asked fixloop for something will see it."""
+        decision = decide(event, Config(), permission_of=self.github.permission,  # type: ignore[arg-type]
+                          workflow_file=self.env.workflow_file)
+        if isinstance(decision, Ignore):
+            self.log(f"{self.env.config_path} is invalid, and this event does not concern fixloop: {error}")
+            self.finish("skipped")
+            return 0
+        notes = [{"path": self.env.config_path, "start_line": line, "end_line": line, "annotation_level": "failure",
+                  "title": f"fixloop config: {key}", "message": message}
+                 for key, message in error.problems if (line := key_line(text, key))]
+        if self.env.sha:
+            self.github.create_check_run(
+                name=render.SESSION_CHECK, head_sha=self.env.sha, status="completed", conclusion="failure",
+                output={"title": f"Invalid {self.env.config_path}", "summary": render.fit(f"```\n{error}\n```"),
+                        "annotations": notes[: render.ANNOTATIONS_PER_REQUEST]},
+                details_url=self.env.run_url)
+        number = decision.task.target.number if isinstance(decision, Run) and decision.task.target else \
+            getattr(decision, "number", None)
+        if number:
+            self.github.comment(number, f"fixloop cannot start: {self.env.config_path} on the default branch is invalid.\n\n```\n{error}\n```")
+        self.commands.error(str(error).splitlines()[0], file=self.env.config_path)
+        self.log(str(error))
+        self.finish("error")
+        return 2
+
+    def stop(self, decision: Stop) -> int:
+        cancelled = self.github.cancel_active_runs(self.env.workflow_file, decision.number,
+                                                   except_run=int(self.env.run_id) if self.env.run_id else None)
+        what = f"Stopped {len(cancelled)} fixloop run(s)" if cancelled else "No fixloop run was active"
+        self.github.comment(decision.number, f"{what} for #{decision.number}, as @{decision.requester} asked.")
+        self.finish("skipped")
+        return 0
+
+    def session(self, decision: Run, config: Config, default_branch: str) -> int:
+        target = decision.task.target
+        assert target is not None
+        if target.comment_id is not None and target.comment_kind is not None:
+            self.github.react(target.comment_id, target.comment_kind, "eyes")
+        plan = plan_session(decision.task, self.github, config, default_branch)
+        if isinstance(plan, Refusal):
+            if plan.number:
+                self.github.comment(plan.number, f"fixloop did not start: {plan.reason}")
+            self.log(f"Not started: {plan.reason}")
+            self.finish("skipped")
+            return 0
+        check_id = self.github.create_check_run(
+            name=render.SESSION_CHECK, head_sha=plan.check_sha, status="in_progress",
+            output=self.redactor.data(render.session_in_progress(plan.task.title, plan.task.source)),
+            details_url=self.env.run_url)
+        try:
+            return self._session(plan, config, check_id)
+        except BaseException as error:
+            self.github.update_check_run(check_id, conclusion="failure", output=self.redactor.data({
+                "title": "fixloop failed before the session could finish",
+                "summary": render.fit(f"{type(error).__name__}: {error}")}))
+            raise
+
+    def _session(self, plan: Plan, config: Config, check_id: int) -> int:
+        if not has_commit(self.env.workspace, plan.base_sha):
+            fetch(self.env.workspace, plan.fetch_ref, env=self.git_env)
+        model = AnthropicModel(config.model)
+        console = Console(file=sys.stdout, highlight=False, soft_wrap=True)
+        checks = CheckRunReporter(self.github, head_sha=plan.check_sha, task_title=plan.task.title,
+                                  redactor=self.redactor, warn=self.commands.warning, details_url=self.env.run_url)
+        report = run_session(SessionSpec(
+            repo=self.env.workspace, task=plan.task, config=config, model=model, base=plan.base_sha, branch=plan.branch,
+            sinks=[TerminalReporter(self.redactor, console, groups=True), checks], environ=self.environ))
+        published = publish(report, plan, github=self.github, repo=self.env.workspace, git_env=self.git_env,
+                            config=config, links=self.links, redactor=self.redactor)
+        conclusion = "failure" if published.problem else render.conclusion_for(report.status)
+        self.github.update_check_run(check_id, conclusion=conclusion, output=self.redactor.data(render.session_done(
+            report, pull_url=published.pull_url, problem=published.problem, links=self.links)))
+        append_summary(self.env.step_summary, self.redactor.text(render.job_summary(
+            report, pull_url=published.pull_url, problem=published.problem, links=self.links)))
+        self.finish(report.status, **{
+            "pull-request-url": published.pull_url or "", "branch": plan.branch if report.commit else "",
+            "iterations": str(len(report.iterations)), "session-dir": str(Path(report.trajectory).parent)})
+        if published.problem:
+            self.commands.error(published.problem)
+            return 3
+        return EXIT_CODES[report.status]
+
+
+def run_action(environ: Mapping[str, str] | None = None) -> int:
+    return ActionRunner(os.environ if environ is None else environ).run()
