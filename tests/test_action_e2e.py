@@ -238,6 +238,23 @@ def test_invalid_config_fails_the_check_run_at_the_offending_key(runner, capsys)
     assert runner.outputs_map()["status"] == "error"
 
 
+def test_a_config_without_validation_commands_is_refused_not_waved_through(runner):
+    runner.github.add_file(REPO, ".github/fixloop.yml", "limits: {iterations: 2}\n")
+    assert runner.run("issues", runner.labeled()) == 2
+    run = checks(runner.github)["fixloop"]
+    assert run.conclusion == "failure" and "no validation commands" in run.output_summary
+    assert runner.api.requests == [] and runner.github.pulls(REPO) == []
+
+
+def test_the_owner_of_a_personal_repository_needs_no_permission_lookup(runner):
+    payload = runner.labeled()
+    payload["sender"]["login"] = "octo"
+    runner.api.push(RIGHT_AT_ONCE, DONE)
+    assert runner.run("issues", payload | {"repository": {**payload["repository"], "owner": {"login": "octo", "type": "User"}}}) == 0
+    assert not [r for r in runner.github.requests if "/permission" in r.path]
+    assert len(runner.github.pulls(REPO)) == 1
+
+
 def test_not_validated_session_is_honest_everywhere(runner):
     runner.api.push(WRONG, DONE)
     assert runner.run("issues", runner.labeled(), FIXLOOP_MAX_ITERATIONS="1") == 1

@@ -30,6 +30,7 @@ class Repository(_Lenient):
     default_branch: str = "main"
     private: bool = False
     id: int | None = None
+    owner: User | None = None
 
 
 class Label(_Lenient):

@@ -47,6 +47,11 @@ class ActionRunner:
             self.commands.mask(value)
         self.github = GitHubClient(token=self.env.token, api_url=self.env.api_url, repository=self.env.repository)
         self.links = render.Links(run_url=self.env.run_url, artifact=self.env.artifact)
+        self.personal_owner: str | None = None
+
+    def permission(self, login: str) -> str:
+        """The owner of a personal repository is its admin; anyone else is looked up."""
+        return "admin" if login == self.personal_owner else self.github.permission(login)
 
     def log(self, message: str) -> None:
         print(self.redactor.text(message), flush=True)
@@ -66,13 +71,20 @@ class ActionRunner:
             self.finish("skipped")
             return 0
         default_branch = event.repository.default_branch
+        owner = event.repository.owner
+        self.personal_owner = owner.login if owner and owner.type == "User" else None
         config_text = self.github.file_text(self.env.config_path, default_branch)
         try:
             config = parse_config(config_text or "", source=self.env.config_path)
+            if not config.validation:
+                raise ConfigError(
+                    f"{self.env.config_path} on {default_branch} has no validation commands, so no change could be "
+                    "validated. Add e.g. `validate: [python -m pytest -q]`.",
+                    [("validate", "at least one command is needed")])
         except ConfigError as error:
             return self.invalid_config(event, error, config_text or "")
         config = config.with_overrides(**{"model": self.env.model, "limits.iterations": self.env.max_iterations})
-        decision = decide(event, config, permission_of=self.github.permission, workflow_file=self.env.workflow_file)
+        decision = decide(event, config, permission_of=self.permission, workflow_file=self.env.workflow_file)
         if isinstance(decision, Ignore):
             self.log(f"Nothing to do: {decision.reason}.")
             self.finish("skipped")
@@ -87,7 +99,7 @@ class ActionRunner:
 
     def invalid_config(self, event: object, error: ConfigError, text: str) -> int:
         """Report a broken config where someone who asked fixloop for something will see it."""
-        decision = decide(event, Config(), permission_of=self.github.permission,  # type: ignore[arg-type]
+        decision = decide(event, Config(), permission_of=self.permission,  # type: ignore[arg-type]
                           workflow_file=self.env.workflow_file)
         if isinstance(decision, Ignore):
             self.log(f"{self.env.config_path} is invalid, and this event does not concern fixloop: {error}")
