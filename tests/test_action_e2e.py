@@ -131,6 +131,7 @@ def test_labeled_issue_two_iterations_three_check_runs_pushed_branch_one_draft_p
     assert [(a["path"], a["start_line"]) for a in first.annotations] == [("test_calc.py", 5)]
     assert "FAILED test_calc.py::test_add" in first.output_text
     assert "calc.py | 2" in runs["fixloop / iteration 2"].output_summary
+    assert runs["fixloop"].external_id == "issue:1" and runs["fixloop"].actions == []
 
     (pull,) = github.pulls(REPO)
     assert pull.pull.draft is True and pull.pull.base_ref == "main"
@@ -262,6 +263,7 @@ def test_not_validated_session_is_honest_everywhere(runner):
     assert runs["fixloop"].conclusion == "neutral"
     assert runs["fixloop"].output_title.startswith("Not validated: iteration limit reached")
     assert runs["fixloop / iteration 1"].conclusion == "failure"
+    assert [a["identifier"] for a in runs["fixloop"].actions] == ["retry"]
     assert runner.github.pulls(REPO) == []
     (comment,) = runner.github.comments(REPO, runner.issue)
     assert comment.body.startswith("fixloop could not validate a change: iteration limit reached")

@@ -54,7 +54,7 @@ RUN_ENV = {
     "FIXLOOP_MAX_ITERATIONS": "max-iterations",
     "FIXLOOP_CONFIG": "config",
 }
-DISPATCH_INPUTS = ("kind", "target", "instructions", "requester", "correlation_id")
+DISPATCH_INPUTS = ("kind", "target", "instructions", "requester", "correlation_id", "head")
 DISPATCH_KINDS = ["issue", "command", "ci_failure", "deflake"]
 PERMISSIONS = {
     "contents": "write",

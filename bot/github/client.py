@@ -154,17 +154,21 @@ class GitHubClient:
 
     # -- check runs ----------------------------------------------------------------------------
     def create_check_run(self, *, name: str, head_sha: str, status: str, output: dict[str, Any],
-                         conclusion: str | None = None, details_url: str | None = None) -> int:
+                         conclusion: str | None = None, details_url: str | None = None,
+                         external_id: str | None = None, actions: list[dict[str, str]] | None = None) -> int:
         extra: dict[str, Any] = {"conclusion": conclusion} if conclusion else {}
-        if details_url:
-            extra["details_url"] = details_url
+        for key, value in (("details_url", details_url), ("external_id", external_id), ("actions", actions)):
+            if value:
+                extra[key] = value
         run = self._call(f"create check run {name!r}", lambda: self._repo.create_check_run(
             name=name, head_sha=head_sha, status=status, output=output, **extra))
         return int(run.id)
 
     def update_check_run(self, check_run_id: int, *, output: dict[str, Any], status: str | None = None,
-                         conclusion: str | None = None) -> None:
+                         conclusion: str | None = None, actions: list[dict[str, str]] | None = None) -> None:
         changes: dict[str, Any] = {"output": output}
+        if actions is not None:
+            changes["actions"] = actions
         if conclusion:
             changes["conclusion"] = conclusion
         elif status:

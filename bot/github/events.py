@@ -79,6 +79,7 @@ class PullRequest(_Lenient):
 class WorkflowRun(_Lenient):
     id: int
     name: str | None = None
+    display_title: str = ""
     path: str = ""
     event: str = ""
     status: str | None = None
@@ -93,6 +94,37 @@ class WorkflowRun(_Lenient):
 
 class Installation(_Lenient):
     id: int
+    account: User | None = None
+
+
+class App(_Lenient):
+    id: int | None = None
+    slug: str | None = None
+    name: str | None = None
+
+
+class CheckSuite(_Lenient):
+    id: int
+    head_branch: str | None = None  # None for pull requests from forks
+    head_sha: str
+    conclusion: str | None = None
+    app: App = App()
+
+
+class CheckRun(_Lenient):
+    id: int
+    name: str
+    head_sha: str
+    external_id: str | None = None
+    app: App = App()
+
+
+class RequestedAction(_Lenient):
+    identifier: str
+
+
+class RepositoryRef(_Lenient):
+    full_name: str
 
 
 class Event(_Lenient):
@@ -120,19 +152,50 @@ class WorkflowRunCompleted(Event):
     workflow_run: WorkflowRun
 
 
+class CheckSuiteCompleted(Event):
+    check_suite: CheckSuite
+
+
+class CheckRunRequestedAction(Event):
+    check_run: CheckRun
+    requested_action: RequestedAction
+
+
+class PullRequestChanged(Event):
+    action: str
+    pull_request: PullRequest
+
+
+class InstallationChanged(_Lenient):
+    """`installation` and `installation_repositories` events (they carry no single repository)."""
+
+    action: str
+    installation: Installation
+    sender: User
+    repositories: list[RepositoryRef] = []
+    repositories_added: list[RepositoryRef] = []
+    repositories_removed: list[RepositoryRef] = []
+
+
 class WorkflowDispatch(Event):
     inputs: dict[str, Any] | None = Field(default=None)
     ref: str = ""
     workflow: str = ""
 
 
-# (event name, action) → model; action None for events without one.
-EVENT_TYPES: dict[tuple[str, str | None], type[Event]] = {
+# (event name, action) → model; action None for events without one, "*" for any action.
+EVENT_TYPES: dict[tuple[str, str | None], type[_Lenient]] = {
     ("issues", "labeled"): IssueLabeled,
     ("issue_comment", "created"): IssueCommentCreated,
     ("pull_request_review_comment", "created"): ReviewCommentCreated,
     ("workflow_run", "completed"): WorkflowRunCompleted,
     ("workflow_dispatch", None): WorkflowDispatch,
+    ("check_suite", "completed"): CheckSuiteCompleted,
+    ("check_run", "requested_action"): CheckRunRequestedAction,
+    ("pull_request", "opened"): PullRequestChanged,
+    ("pull_request", "edited"): PullRequestChanged,
+    ("installation", "*"): InstallationChanged,
+    ("installation_repositories", "*"): InstallationChanged,
 }
 
 
@@ -140,16 +203,17 @@ class MalformedEvent(ValueError):
     """A payload of a supported event that lacks what the event must have."""
 
 
-def parse_event(name: str, payload: Any) -> Event | None:
+def parse_event(name: str, payload: Any) -> Event | InstallationChanged | None:
     """The typed event, or None when fixloop does not act on this event or action."""
     if not isinstance(payload, dict):
         raise MalformedEvent(f"a {name} payload must be a JSON object")
     action = payload.get("action")
-    model = EVENT_TYPES.get((name, action if isinstance(action, str) else None))
+    action = action if isinstance(action, str) else None
+    model = EVENT_TYPES.get((name, action)) or (EVENT_TYPES.get((name, "*")) if action else None)
     if model is None:
         return None
     try:
-        return model.model_validate(payload)
+        return model.model_validate(payload)  # type: ignore[return-value]
     except ValidationError as error:
         first = error.errors()[0]
         where = ".".join(str(p) for p in first["loc"])

@@ -45,7 +45,7 @@ def stable_id(repository: str, key: str) -> str:
 def plan_session(task: Task, github: GitHubClient, config: Config, default_branch: str) -> Plan | Refusal:
     target = task.target
     assert target is not None, "GitHub sessions have a target"
-    if target.ci_run_id is not None:
+    if task.kind == "ci_failure":
         return _ci_plan(task, github, config)
     assert target.number is not None
     issue = github.issue(target.number)
@@ -92,9 +92,11 @@ def _pull_plan(task: Task, github: GitHubClient, config: Config, pull: PullInfo)
 
 def _ci_plan(task: Task, github: GitHubClient, config: Config) -> Plan | Refusal:
     target = task.target
-    assert target is not None and target.ci_run_id is not None
+    assert target is not None
     sha, branch = target.ci_head_sha, target.ci_branch
-    if not sha or not branch:  # dispatched by the App with just the run id
+    if not sha or not branch:  # dispatched with just the workflow run id
+        if target.ci_run_id is None:
+            return Refusal(None, "a CI failure needs the failed workflow run or the failing branch@sha")
         run = github.workflow_run(target.ci_run_id)
         sha, branch = run.head_sha, run.head_branch
         task = task.model_copy(update={

@@ -27,6 +27,18 @@ CONCLUSIONS: dict[Status, str] = {
 }
 
 
+# Buttons on the session check run (label ≤ 20, description ≤ 40, identifier ≤ 20 characters).
+STOP_BUTTON = {"label": "Stop", "description": "Stop this fixloop session", "identifier": "stop"}
+RETRY_BUTTON = {"label": "Retry", "description": "Run fixloop again on this target", "identifier": "retry"}
+
+
+def session_buttons(status: Status | None, *, can_stop: bool) -> list[dict[str, str]]:
+    """Stop while the session runs (when it has an issue or PR to stop by); Retry unless validated."""
+    if status is None:
+        return [STOP_BUTTON] if can_stop else []
+    return [] if status == "validated" else [RETRY_BUTTON]
+
+
 def conclusion_for(status: Status) -> str:
     """The session check run's conclusion: derived from the typed ending, never green by default."""
     return CONCLUSIONS[status]

@@ -15,7 +15,8 @@ from fnmatch import fnmatchcase
 from bot.config import Config
 from bot.github.commands import Command, UnknownCommand, help_text, parse_command, unknown_reply
 from bot.github.events import (
-    Event, IssueCommentCreated, IssueLabeled, ReviewCommentCreated, WorkflowDispatch, WorkflowRunCompleted,
+    CheckRunRequestedAction, CheckSuiteCompleted, Event, IssueCommentCreated, IssueLabeled, ReviewCommentCreated,
+    WorkflowDispatch, WorkflowRunCompleted,
 )
 from bot.task import Context, Target, Task
 
@@ -54,7 +55,8 @@ Decision = Run | Reply | Stop | Ignore
 PermissionOf = Callable[[str], str]
 
 
-def decide(event: Event, config: Config, *, permission_of: PermissionOf, workflow_file: str = "fixloop.yml") -> Decision:
+def decide(event: Event, config: Config, *, permission_of: PermissionOf, workflow_file: str = "fixloop.yml",
+           app_slug: str | None = None) -> Decision:
     if isinstance(event, WorkflowDispatch):
         return _dispatch(event)
     if event.sender.is_bot:
@@ -65,7 +67,20 @@ def decide(event: Event, config: Config, *, permission_of: PermissionOf, workflo
         return _comment(event, config, permission_of)
     if isinstance(event, WorkflowRunCompleted):
         return _ci_failure(event, config, permission_of, workflow_file)
+    if isinstance(event, CheckSuiteCompleted):
+        return _check_suite_failure(event, config, permission_of, app_slug)
+    if isinstance(event, CheckRunRequestedAction):
+        return _button(event, permission_of, app_slug)
     return Ignore(f"fixloop does not act on {type(event).__name__}")
+
+
+def target_key(task: Task) -> str:
+    """What a task points at, as stored in fixloop's check runs (`external_id`) for their buttons."""
+    target = task.target
+    assert target is not None
+    if target.number is not None:
+        return f"{'pr' if target.pull_request else 'issue'}:{target.number}"
+    return f"ci:{target.ci_run_id or 0}:{target.ci_branch}@{target.ci_head_sha}"
 
 
 def _may_trigger(login: str, permission_of: PermissionOf) -> bool:
@@ -149,39 +164,92 @@ def _branch_enabled(branch: str, config: Config, default_branch: str) -> bool:
     return any(fnmatchcase(branch, pattern) for pattern in patterns)
 
 
-def _workflow_enabled(run_name: str, run_path: str, config: Config) -> bool:
-    if not config.ci.workflows:
-        return True
-    names = {run_name, run_path, run_path.rsplit("/", 1)[-1]}
-    return any(fnmatchcase(name, pattern) for pattern in config.ci.workflows for name in names)
-
-
 def _ci_failure(event: WorkflowRunCompleted, config: Config, permission_of: PermissionOf, workflow_file: str) -> Decision:
     run = event.workflow_run
     if run.conclusion not in FAILED_CONCLUSIONS:
         return Ignore(f"the workflow run concluded {run.conclusion!r}, not a failure")
     if run.path.rsplit("/", 1)[-1] == workflow_file:
         return Ignore("fixloop does not react to its own workflow")
-    if not config.ci.auto:
-        return Ignore("automatic CI sessions are off (set `ci: {auto: true}` in .github/fixloop.yml)")
     if run.head_repository and run.head_repository.full_name != event.repository.full_name:
         return Ignore("runs of pull requests from forks never start a session (they must not get secrets)")
-    branch = run.head_branch or ""
-    if not branch or not _branch_enabled(branch, config, event.repository.default_branch):
-        return Ignore(f"branch {branch!r} is not watched (ci.branches)")
-    if not _workflow_enabled(run.name or "", run.path, config):
-        return Ignore(f"workflow {run.name!r} is not watched (ci.workflows)")
-    if not _may_trigger(event.sender.login, permission_of):
-        return Ignore(f"@{event.sender.login}, who started the run, has no write access")
     name = run.name or run.path
+    names = {n for n in (run.name, run.path, run.path.rsplit("/", 1)[-1]) if n}
+    if gate := _ci_gate(config, run.head_branch, names, event.repository.default_branch, event.sender.login,
+                        permission_of):
+        return gate
+    return _ci_task(event, name, run.head_branch or "", run.head_sha, run.html_url, run.id)
+
+
+def _ci_gate(config: Config, branch: str | None, names: set[str], default_branch: str, login: str,
+             permission_of: PermissionOf) -> Ignore | None:
+    """The checks every automatic CI session passes: enabled, watched branch and workflow, a writer.
+
+    `names` are the ways the failed workflow or CI app can be named in `ci.workflows`."""
+    if not config.ci.auto:
+        return Ignore("automatic CI sessions are off (set `ci: {auto: true}` in .github/fixloop.yml)")
+    if not branch or not _branch_enabled(branch, config, default_branch):
+        return Ignore(f"branch {branch!r} is not watched (ci.branches)")
+    if config.ci.workflows and not any(fnmatchcase(n, p) for p in config.ci.workflows for n in names):
+        return Ignore(f"workflow {sorted(names)[0]!r} is not watched (ci.workflows)")
+    if not _may_trigger(login, permission_of):
+        return Ignore(f"@{login}, who started the run, has no write access")
+    return None
+
+
+def _ci_task(event: Event, name: str, branch: str, sha: str, url: str, run_id: int | None) -> Run:
     return Run(Task(
         kind="ci_failure", title=f"Fix CI: {name} failed on {branch}",
-        instructions=f"The workflow {name!r} failed on branch {branch} at {run.head_sha}. Make it pass again.",
-        context=[Context(source=f"workflow run {run.id}", text=f"{name} ({run.event}) concluded {run.conclusion}: {run.html_url}")],
+        instructions=f"The CI check {name!r} failed on branch {branch} at {sha}. Make it pass again.",
+        context=[Context(source=f"CI run of {name}", text=f"{name} failed on {branch} at {sha}: {url}")],
         source=f"a failed run of {name} on {branch}",
-        target=Target(repository=event.repository.full_name, requester=event.sender.login, ci_run_id=run.id,
-                      ci_head_sha=run.head_sha, ci_branch=branch),
+        target=Target(repository=event.repository.full_name, requester=event.sender.login, ci_run_id=run_id,
+                      ci_head_sha=sha, ci_branch=branch),
     ))
+
+
+def _check_suite_failure(event: CheckSuiteCompleted, config: Config, permission_of: PermissionOf,
+                         app_slug: str | None) -> Decision:
+    """Failures reported by other CI apps (Actions failures arrive as workflow_run instead)."""
+    suite = event.check_suite
+    if suite.conclusion not in FAILED_CONCLUSIONS:
+        return Ignore(f"the check suite concluded {suite.conclusion!r}, not a failure")
+    if suite.app.slug in ("github-actions", app_slug):
+        return Ignore(f"check suites of {suite.app.slug} are handled elsewhere (workflow_run) or are fixloop's own")
+    if suite.head_branch is None:
+        return Ignore("the check suite belongs to a pull request from a fork, which never starts a session")
+    name = suite.app.name or suite.app.slug or "CI"
+    names = {n for n in (suite.app.name, suite.app.slug) if n} or {name}
+    if gate := _ci_gate(config, suite.head_branch, names, event.repository.default_branch, event.sender.login,
+                        permission_of):
+        return gate
+    return _ci_task(event, name, suite.head_branch, suite.head_sha, f"check suite {suite.id}", None)
+
+
+def _button(event: CheckRunRequestedAction, permission_of: PermissionOf, app_slug: str | None) -> Decision:
+    """Retry and Stop buttons on fixloop's own check runs."""
+    run, action = event.check_run, event.requested_action.identifier
+    if app_slug and run.app.slug != app_slug or not run.name.startswith("fixloop") or not run.external_id:
+        return Ignore("the button is not on a fixloop check run")
+    if not _may_trigger(event.sender.login, permission_of):
+        return Ignore(f"@{event.sender.login} has no write access")
+    kind, _, rest = run.external_id.partition(":")
+    repository, login = event.repository.full_name, event.sender.login
+    if kind in ("issue", "pr") and rest.isdigit():
+        number = int(rest)
+        if action == "stop":
+            return Stop(number, login)
+        if action == "retry":
+            what = "pull request" if kind == "pr" else "issue"
+            return Run(Task(kind="command" if kind == "pr" else "issue", title=f"#{number}",
+                            instructions=f"@{login} pressed Retry on fixloop's check run for {what} #{number}.",
+                            source=f"@{login} on {what} #{number}",
+                            target=Target(repository=repository, number=number, pull_request=kind == "pr",
+                                          requester=login)))
+    if kind == "ci" and action == "retry":
+        run_id, _, head = rest.partition(":")
+        branch, _, sha = head.partition("@")
+        return _ci_task(event, "CI", branch, sha, f"retry of {run.external_id}", int(run_id) or None)
+    return Ignore(f"unknown button {action!r} for {run.external_id!r}")
 
 
 def _dispatch(event: WorkflowDispatch) -> Decision:
@@ -199,8 +267,10 @@ def _dispatch(event: WorkflowDispatch) -> Decision:
     target = Target(repository=event.repository.full_name, requester=requester,
                     correlation_id=str(inputs.get("correlation_id") or "") or None)
     if kind == "ci_failure":
-        target = target.model_copy(update={"ci_run_id": number})
-        title = f"Fix CI: workflow run {number} failed"
+        branch, _, sha = str(inputs.get("head") or "").partition("@")
+        target = target.model_copy(update={"ci_run_id": number or None, "ci_branch": branch or None,
+                                           "ci_head_sha": sha or None})
+        title = f"Fix CI: {branch or f'workflow run {number}'} failed"
     else:
         target = target.model_copy(update={"number": number, "test_id": instructions if kind == "deflake" else None})
         title = f"#{number}"

@@ -23,10 +23,10 @@ from bot.github import render
 from bot.github.actions_env import ActionsEnvironment, WorkflowCommands, append_summary, write_outputs
 from bot.github.checks import CheckRunReporter
 from bot.github.client import GitHubClient
-from bot.github.events import MalformedEvent, parse_event
+from bot.github.events import Event, MalformedEvent, parse_event
 from bot.github.plan import Plan, Refusal, plan_session
 from bot.github.publish import git_auth_env, publish
-from bot.github.rules import Ignore, Reply, Run, Stop, decide
+from bot.github.rules import Ignore, Reply, Run, Stop, decide, target_key
 from bot.reporting.terminal import TerminalReporter
 from bot.secrets import Redactor
 from bot.session import SessionSpec, run_session
@@ -48,6 +48,7 @@ class ActionRunner:
         self.github = GitHubClient(token=self.env.token, api_url=self.env.api_url, repository=self.env.repository)
         self.links = render.Links(run_url=self.env.run_url, artifact=self.env.artifact)
         self.personal_owner: str | None = None
+        self.can_stop = False
 
     def permission(self, login: str) -> str:
         """The owner of a personal repository is its admin; anyone else is looked up."""
@@ -66,7 +67,7 @@ class ActionRunner:
             event = parse_event(self.env.event_name, payload)
         except (OSError, ValueError, MalformedEvent) as error:
             raise ConfigError(f"cannot read the {self.env.event_name} event at {self.env.event_path}: {error}") from None
-        if event is None:
+        if not isinstance(event, Event):
             self.log(f"fixloop does not act on {self.env.event_name}.{payload.get('action') or ''} events; nothing to do.")
             self.finish("skipped")
             return 0
@@ -143,10 +144,12 @@ class ActionRunner:
             self.log(f"Not started: {plan.reason}")
             self.finish("skipped")
             return 0
+        self.can_stop = bool(plan.task.target and plan.task.target.number)
         check_id = self.github.create_check_run(
             name=render.SESSION_CHECK, head_sha=plan.check_sha, status="in_progress",
             output=self.redactor.data(render.session_in_progress(plan.task.title, plan.task.source)),
-            details_url=self.env.run_url)
+            details_url=self.env.run_url, external_id=target_key(plan.task),
+            actions=render.session_buttons(None, can_stop=self.can_stop))
         try:
             return self._session(plan, config, check_id)
         except BaseException as error:
@@ -169,7 +172,8 @@ class ActionRunner:
                             config=config, links=self.links, redactor=self.redactor)
         conclusion = "failure" if published.problem else render.conclusion_for(report.status)
         self.github.update_check_run(check_id, conclusion=conclusion, output=self.redactor.data(render.session_done(
-            report, pull_url=published.pull_url, problem=published.problem, links=self.links)))
+            report, pull_url=published.pull_url, problem=published.problem, links=self.links)),
+            actions=render.session_buttons(report.status, can_stop=self.can_stop))
         append_summary(self.env.step_summary, self.redactor.text(render.job_summary(
             report, pull_url=published.pull_url, problem=published.problem, links=self.links)))
         self.finish(report.status, **{

@@ -1,0 +1,1 @@
+"""The fixloop GitHub App: a webhook server that verifies, decides and dispatches."""

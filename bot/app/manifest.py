@@ -1,0 +1,88 @@
+"""The GitHub App manifest for registering fixloop's App through GitHub's manifest flow.
+
+See "Registering a GitHub App from a manifest" in GitHub's documentation: the manifest is POSTed
+as the form field `manifest` to `https://github.com/settings/apps/new` (or
+`/organizations/ORG/settings/apps/new`); GitHub then redirects to `redirect_url` with a one-hour
+`code`, which `POST /app-manifests/{code}/conversions` exchanges for the App ID, the private key
+(`pem`) and the webhook secret.
+
+fixloop never acts on behalf of a user, so the manifest has no `callback_urls`, `setup_url` or
+`request_oauth_on_install`.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+from urllib.parse import urlsplit
+
+# Permission -> (access, why). The workflow mints its own installation token from the same App,
+# so this is also everything the session in Actions needs.
+PERMISSIONS: dict[str, tuple[str, str]] = {
+    "actions": (
+        "write",
+        "dispatch the fixloop workflow (workflow_dispatch); cancel its runs on /fixloop stop; "
+        "read failed runs and their logs",
+    ),
+    "checks": ("write", "create and update fixloop's check runs; receive check_suite and check_run events"),
+    "contents": ("write", "push fixloop's branch (with the workflow's App token); read .github/fixloop.yml"),
+    "issues": ("write", "comment on issues and pull requests; react to /fixloop commands"),
+    "pull_requests": ("write", "open and update draft pull requests; comment on pull requests and review threads"),
+    "metadata": ("read", "read repositories (mandatory for every GitHub App)"),
+}
+
+# Webhook events the App subscribes to. `installation` and `installation_repositories` need no
+# subscription: GitHub delivers them to every App.
+EVENTS: tuple[str, ...] = (
+    "issues",
+    "issue_comment",
+    "pull_request_review_comment",
+    "pull_request",
+    "workflow_run",
+    "check_suite",
+    "check_run",
+)
+
+HOMEPAGE = "https://github.com/fixloop-dev/fixloop"
+PLACEHOLDER_URL = "https://REPLACE-WITH-YOUR-FIXLOOP-HOST.invalid"
+DESCRIPTION = (
+    "CI-native coding agent: label an issue, comment /fixloop, or let CI fail, and fixloop runs an "
+    "agent in GitHub Actions that proposes, validates and iterates until your tests pass, then "
+    "opens a draft pull request."
+)
+MAX_NAME_LENGTH = 34  # GitHub's limit for App names
+
+
+def _base_url(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.scheme not in ("https", "http") or not parts.netloc or parts.query or parts.fragment:
+        raise ValueError(f"the App's URL must be an http(s) URL without query or fragment, got {url!r}")
+    return url.rstrip("/")
+
+
+def app_manifest(url: str | None = None, *, name: str = "fixloop") -> dict[str, Any]:
+    """The manifest for an App whose `fixloop serve` is reachable at `url`.
+
+    Without `url`, the webhook and redirect URLs are `PLACEHOLDER_URL`, to be replaced before use.
+    GitHub sends the registering browser back to `redirect_url` (the server's base URL) with
+    `?code=...`; the server need not be running then: the code is read from the address bar.
+    """
+    name = name.strip()
+    if not name or len(name) > MAX_NAME_LENGTH:
+        raise ValueError(f"the App's name must have 1 to {MAX_NAME_LENGTH} characters, got {name!r}")
+    base = PLACEHOLDER_URL if url is None else _base_url(url)
+    return {
+        "name": name,
+        "url": HOMEPAGE,
+        "description": DESCRIPTION,
+        "hook_attributes": {"url": f"{base}/webhook", "active": True},
+        "redirect_url": f"{base}/",
+        "public": False,
+        "default_permissions": {permission: access for permission, (access, _) in PERMISSIONS.items()},
+        "default_events": list(EVENTS),
+    }
+
+
+def render_manifest(url: str | None = None, *, name: str = "fixloop") -> str:
+    """`app_manifest` as pretty JSON, ending with a newline."""
+    return json.dumps(app_manifest(url, name=name), indent=2) + "\n"
