@@ -79,6 +79,20 @@ def build_parser() -> argparse.ArgumentParser:
         "FIXLOOP_MODEL, FIXLOOP_MAX_ITERATIONS, FIXLOOP_CONFIG), decide what to do, run a session, report check "
         "runs and open a draft pull request."))
     action.set_defaults(handler=_action)
+
+    serve = commands.add_parser("serve", help="run the GitHub App's webhook server", description=(
+        "Receive GitHub webhooks, decide, and dispatch the fixloop workflow in the target repository. Settings come "
+        "from the environment: APP_ID, PRIVATE_KEY or PRIVATE_KEY_PATH, WEBHOOK_SECRET, GITHUB_API_URL, FIXLOOP_DB, "
+        "FIXLOOP_API_TOKEN."))
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8080, help="port (default 8080)")
+    serve.set_defaults(handler=_serve)
+
+    app = commands.add_parser("app", help="GitHub App helpers")
+    app_commands = app.add_subparsers(dest="app_command", required=True, metavar="COMMAND")
+    manifest = app_commands.add_parser("manifest", help="print the App manifest for GitHub's registration flow")
+    manifest.add_argument("--url", help="the public base URL of your fixloop server (the webhook is URL/webhook)")
+    manifest.set_defaults(handler=_manifest)
     return parser
 
 
@@ -115,6 +129,27 @@ def _run(args: argparse.Namespace) -> int:
 
 def _action(_args: argparse.Namespace) -> int:
     return run_action()
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from bot.app import logs
+    from bot.app.server import create_app
+    from bot.app.settings import AppSettings
+
+    settings = AppSettings.from_environ(os.environ)
+    redactor = Redactor([settings.webhook_secret, settings.api_token or ""])
+    logs.configure(redact=redactor.text)
+    uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level="warning", access_log=False)
+    return 0
+
+
+def _manifest(args: argparse.Namespace) -> int:
+    from bot.app.manifest import render_manifest
+
+    print(render_manifest(args.url))
+    return 0
 
 
 def _demo(args: argparse.Namespace) -> int:

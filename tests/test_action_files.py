@@ -562,3 +562,10 @@ def test_readme_documents_the_action_and_workflow() -> None:
                 if word not in text]
     missing += [f"permission `{name}: {level}`" for name, level in PERMISSIONS.items() if f"`{name}: {level}`" not in text]
     assert not missing, f"README.md does not mention: {missing}"
+
+
+def test_with_the_app_installed_the_workflow_runs_only_on_dispatches() -> None:
+    condition = " ".join(str(load(WORKFLOW)["jobs"]["fixloop"]["if"]).split())
+    dispatch, _, others = condition.partition("||")
+    assert dispatch.strip() == "github.event_name == 'workflow_dispatch'"
+    assert others.strip().startswith("(vars.FIXLOOP_USE_APP != 'true' &&")

@@ -19,11 +19,7 @@ from urllib.parse import urlsplit
 # Permission -> (access, why). The workflow mints its own installation token from the same App,
 # so this is also everything the session in Actions needs.
 PERMISSIONS: dict[str, tuple[str, str]] = {
-    "actions": (
-        "write",
-        "dispatch the fixloop workflow (workflow_dispatch); cancel its runs on /fixloop stop; "
-        "read failed runs and their logs",
-    ),
+    "actions": ("write", "dispatch the fixloop workflow; cancel its runs on /fixloop stop; read failed runs' logs"),
     "checks": ("write", "create and update fixloop's check runs; receive check_suite and check_run events"),
     "contents": ("write", "push fixloop's branch (with the workflow's App token); read .github/fixloop.yml"),
     "issues": ("write", "comment on issues and pull requests; react to /fixloop commands"),

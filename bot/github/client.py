@@ -11,13 +11,18 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from github import Auth, Github, GithubException, UnknownObjectException
+from github import Auth, Github, GithubException, GithubRetry, UnknownObjectException
+from requests import RequestException
 
 from bot.errors import GitHubError
 
 # PyGithub spaces out requests to respect GitHub's secondary rate limits (at most 80
 # content-creating requests a minute); tests on loopback turn this off.
 THROTTLE = True
+# PyGithub retries 5xx and rate-limited 403/429 answers (honouring retry-after); this is the one
+# retry layer for GitHub calls: 4 tries, exponential backoff from RETRY_BACKOFF seconds.
+RETRIES = 4
+RETRY_BACKOFF = 0.5
 
 
 @dataclass(frozen=True)
@@ -68,7 +73,8 @@ class GitHubClient:
         self.repository = repository
         self._github = Github(auth=Auth.Token(token), base_url=api_url.rstrip("/"), lazy=True,
                               seconds_between_requests=0.25 if THROTTLE else None,
-                              seconds_between_writes=1.0 if THROTTLE else None)
+                              seconds_between_writes=1.0 if THROTTLE else None,
+                              retry=GithubRetry(total=RETRIES, backoff_factor=RETRY_BACKOFF))
         self._repo = self._github.get_repo(repository)  # lazy, like the client
 
     def _call(self, what: str, action: Any) -> Any:
@@ -77,6 +83,8 @@ class GitHubClient:
         except GithubException as error:
             message = error.data.get("message") if isinstance(error.data, dict) else error.data
             raise GitHubError(f"GitHub refused to {what} in {self.repository}: HTTP {error.status}: {message}") from None
+        except RequestException as error:  # connection failures, and retries used up
+            raise GitHubError(f"could not {what} in {self.repository}: {type(error).__name__}: {error}") from None
 
     # -- repository --------------------------------------------------------------------------
     def default_branch(self) -> str:
@@ -193,3 +201,34 @@ class GitHubClient:
         self._call(f"read workflow run {run_id}", lambda: run.head_sha)
         return WorkflowRunInfo(id=run_id, name=run.name or run.path, head_sha=run.head_sha,
                                head_branch=run.head_branch or "", url=run.html_url, conclusion=run.conclusion)
+
+    def dispatch(self, workflow_file: str, ref: str, inputs: dict[str, str]) -> tuple[int | None, str | None]:
+        """Start the workflow; the run's id and URL when the server returns them (github.com does)."""
+        workflow = self._repo.get_workflow(workflow_file)
+        try:
+            result = self._call(f"dispatch {workflow_file}", lambda: workflow.create_dispatch(
+                ref, inputs, throw=True, return_run_details=True))
+        except GitHubError as error:
+            if "return_run_details" not in str(error):
+                raise
+            # Older GitHub Enterprise Server versions do not know the field.
+            result = self._call(f"dispatch {workflow_file}", lambda: workflow.create_dispatch(ref, inputs, throw=True))
+        if isinstance(result, bool):
+            return None, None
+        return int(result.id), str(result.html_url)
+
+    def find_run(self, workflow_file: str, title_contains: str) -> tuple[int, str] | None:
+        """A recent workflow_dispatch run whose title carries `title_contains` (the correlation id)."""
+        runs = self._call("list workflow runs", lambda: list(
+            self._repo.get_workflow(workflow_file).get_runs(event="workflow_dispatch")[:20]))
+        for run in runs:
+            if title_contains in (run.display_title or ""):
+                return int(run.id), str(run.html_url)
+        return None
+
+    def has_workflow(self, workflow_file: str) -> bool:
+        try:
+            self._repo.get_workflow(workflow_file).id  # noqa: B018 - completes the lazy object
+        except UnknownObjectException:
+            return False
+        return True

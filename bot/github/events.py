@@ -6,6 +6,8 @@ workflow run (`GITHUB_EVENT_PATH`, Actions-only mode).
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -218,3 +220,15 @@ def parse_event(name: str, payload: Any) -> Event | InstallationChanged | None:
         first = error.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
         raise MalformedEvent(f"{name}.{action or ''} payload: {where}: {first['msg']}") from None
+
+
+def signature_for(secret: str, body: bytes) -> str:
+    """`X-Hub-Signature-256` as GitHub computes it: sha256= + hex HMAC-SHA256 of the raw body."""
+    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+def verify_signature(secret: str, body: bytes, header: str | None) -> bool:
+    """Constant-time check of a delivery's signature; a missing header never verifies."""
+    if not secret or not header:
+        return False
+    return hmac.compare_digest(signature_for(secret, body), header.strip())

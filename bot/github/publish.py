@@ -21,7 +21,9 @@ from bot.secrets import Redactor
 from bot.trajectory import Report
 from bot.workspace import push
 
-MARKER = "<!-- fixloop -->"
+def marker(correlation_id: str | None) -> str:
+    """A hidden line in fixloop's pull requests; the App links them to its sessions by it."""
+    return f"<!-- fixloop correlation={correlation_id} -->" if correlation_id else "<!-- fixloop -->"
 
 
 def git_auth_env(token: str) -> dict[str, str]:
@@ -64,8 +66,9 @@ def _open_or_update(report: Report, plan: Plan, *, github: GitHubClient, repo: P
     except WorkspaceError as error:
         return Published(problem=f"git push to {plan.branch} failed: {redactor.text(str(error))}")
     title = redactor.text(f"fixloop: {plan.task.title}")[:250]
+    correlation = plan.task.target.correlation_id if plan.task.target else None
     body = redactor.text(render.pull_request_body(report, task_source=plan.task.source, fixes=plan.fixes, links=links,
-                                                  marker=MARKER))
+                                                  marker=marker(correlation)))
     try:
         existing = plan.existing_pr or github.open_pull_for(plan.branch)
         if existing is not None:

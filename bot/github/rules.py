@@ -83,6 +83,13 @@ def target_key(task: Task) -> str:
     return f"ci:{target.ci_run_id or 0}:{target.ci_branch}@{target.ci_head_sha}"
 
 
+def owner_aware(event: Event, lookup: PermissionOf) -> PermissionOf:
+    """`lookup`, except that the owner of a personal repository is known to be its admin."""
+    owner = event.repository.owner
+    personal = owner.login if owner and owner.type == "User" else None
+    return lambda login: "admin" if login == personal else lookup(login)
+
+
 def _may_trigger(login: str, permission_of: PermissionOf) -> bool:
     return permission_of(login) in WRITE_ROLES
 

@@ -26,7 +26,7 @@ from bot.github.client import GitHubClient
 from bot.github.events import Event, MalformedEvent, parse_event
 from bot.github.plan import Plan, Refusal, plan_session
 from bot.github.publish import git_auth_env, publish
-from bot.github.rules import Ignore, Reply, Run, Stop, decide, target_key
+from bot.github.rules import Ignore, PermissionOf, Reply, Run, Stop, decide, owner_aware, target_key
 from bot.reporting.terminal import TerminalReporter
 from bot.secrets import Redactor
 from bot.session import SessionSpec, run_session
@@ -47,12 +47,8 @@ class ActionRunner:
             self.commands.mask(value)
         self.github = GitHubClient(token=self.env.token, api_url=self.env.api_url, repository=self.env.repository)
         self.links = render.Links(run_url=self.env.run_url, artifact=self.env.artifact)
-        self.personal_owner: str | None = None
+        self.permission: PermissionOf = self.github.permission
         self.can_stop = False
-
-    def permission(self, login: str) -> str:
-        """The owner of a personal repository is its admin; anyone else is looked up."""
-        return "admin" if login == self.personal_owner else self.github.permission(login)
 
     def log(self, message: str) -> None:
         print(self.redactor.text(message), flush=True)
@@ -72,8 +68,7 @@ class ActionRunner:
             self.finish("skipped")
             return 0
         default_branch = event.repository.default_branch
-        owner = event.repository.owner
-        self.personal_owner = owner.login if owner and owner.type == "User" else None
+        self.permission = owner_aware(event, self.github.permission)
         config_text = self.github.file_text(self.env.config_path, default_branch)
         try:
             config = parse_config(config_text or "", source=self.env.config_path)

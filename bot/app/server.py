@@ -1,0 +1,213 @@
+"""`fixloop serve`: the App's ASGI app (FastAPI on uvicorn).
+
+POST /webhook verifies the signature over the raw body before anything else is read from it,
+records the delivery (deduplicated by `X-GitHub-Delivery`, also across restarts), answers at
+once, and leaves the GitHub calls to worker threads. Deliveries still pending after a restart
+are processed at start-up, so none is lost.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import queue
+import threading
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any, Literal
+
+from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse, PlainTextResponse
+from pydantic import BaseModel, Field
+
+from bot.app.logs import logger
+from bot.app.metrics import CONTENT_TYPE, Metrics
+from bot.app.processor import Processor
+from bot.app.settings import AppSettings
+from bot.app.store import SessionRecord, Store
+from bot.errors import ConfigError, GitHubError
+from bot.github.app_auth import InstallationTokens
+from bot.github.events import verify_signature
+from bot.task import Target, Task
+
+MAX_BODY = 25 * 1024 * 1024  # GitHub caps payloads at 25 MB
+EVENTS = frozenset({"issues", "issue_comment", "pull_request_review_comment", "pull_request", "workflow_run",
+                    "check_suite", "check_run", "installation", "installation_repositories", "workflow_dispatch"})
+STOP = object()
+
+
+class SessionRequest(BaseModel):
+    repository: str = Field(pattern=r"^[\w.-]+/[\w.-]+$")
+    kind: Literal["issue", "command", "ci_failure", "deflake"]
+    target: int = Field(ge=1, description="Issue or pull request number; for ci_failure, the failed workflow run id.")
+    instructions: str = Field("", max_length=10_000)
+    requester: str = "api"
+
+
+class Service:
+    """The store, the processor and the worker threads behind the HTTP routes."""
+
+    def __init__(self, settings: AppSettings, *, store: Store | None = None, tokens: InstallationTokens | None = None,
+                 metrics: Metrics | None = None, workers: int = 4) -> None:
+        self.settings = settings
+        self.store = store or Store(settings.database)
+        self.tokens = tokens or InstallationTokens(app_id=settings.app_id, private_key=settings.private_key,
+                                                   api_url=settings.api_url)
+        self.metrics = metrics or Metrics()
+        self.processor = Processor(settings, self.store, self.tokens, self.metrics)
+        self.queue: queue.Queue[Any] = queue.Queue()
+        self.workers = [threading.Thread(target=self._work, name=f"fixloop-worker-{i}", daemon=True) for i in range(workers)]
+
+    def start(self) -> None:
+        if self.processor.app_slug is None:
+            try:
+                self.processor.app_slug = self.tokens.app_slug()
+            except GitHubError as error:
+                logger.warning("the App's slug is unknown (%s): set APP_SLUG so fixloop can tell its own check runs", error)
+        for pending in self.store.pending_deliveries():  # cut short by a restart: finish them now
+            self.queue.put((pending.id, pending.event, pending.payload))
+        for worker in self.workers:
+            worker.start()
+
+    def stop(self) -> None:
+        for _ in self.workers:
+            self.queue.put(STOP)
+        for worker in self.workers:
+            worker.join(timeout=30)
+
+    def _work(self) -> None:
+        while (item := self.queue.get()) is not STOP:
+            delivery, event, payload = item
+            try:
+                outcome = self.processor.process(delivery, event, payload)
+            except Exception as error:  # one bad delivery must not stop the worker
+                outcome = f"error: {type(error).__name__}: {error}"
+                self.metrics.error("process")
+                logger.exception("delivery failed", extra={"delivery": delivery, "event": event})
+            self.store.finish_delivery(delivery, outcome)
+            self.metrics.delivery(event, outcome.split(":", 1)[0].split(" ", 1)[0])
+            logger.info(outcome, extra={"delivery": delivery, "event": event, "outcome": outcome})
+            self.queue.task_done()
+
+    def drain(self) -> None:
+        """Wait until every queued delivery has been processed (tests, shutdown)."""
+        self.queue.join()
+
+
+def create_app(settings: AppSettings, service: Service | None = None) -> FastAPI:
+    service = service or Service(settings)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        service.start()
+        yield
+        await run_in_threadpool(service.stop)
+
+    app = FastAPI(title="fixloop", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.service = service
+
+    def reject(status: int, event: str, outcome: str, message: str) -> JSONResponse:
+        service.metrics.delivery(event, outcome)
+        return JSONResponse({"error": message}, status_code=status)
+
+    @app.post("/webhook")
+    async def webhook(request: Request) -> JSONResponse:
+        started = time.perf_counter()
+        try:
+            return await _webhook(request)
+        finally:
+            service.metrics.webhook_latency(time.perf_counter() - started)
+
+    async def _webhook(request: Request) -> JSONResponse:
+        event = request.headers.get("x-github-event") or "unknown"
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > MAX_BODY:
+            return reject(413, event, "too_large", "payloads are at most 25 MB")
+        body = bytearray()
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > MAX_BODY:
+                return reject(413, event, "too_large", "payloads are at most 25 MB")
+        if not verify_signature(settings.webhook_secret, bytes(body), request.headers.get("x-hub-signature-256")):
+            return reject(401, event, "bad_signature", "missing or wrong X-Hub-Signature-256")
+        delivery = request.headers.get("x-github-delivery")
+        if not delivery or event == "unknown":
+            return reject(400, event, "bad_request", "X-GitHub-Event and X-GitHub-Delivery are required")
+        if event == "ping":
+            service.metrics.delivery(event, "pong")
+            return JSONResponse({"pong": True})
+        try:
+            payload = json.loads(body)
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            return reject(400, event, "bad_request", "the body is not JSON")
+        if not isinstance(payload, dict):
+            return reject(400, event, "bad_request", "the body must be a JSON object")
+        if event not in EVENTS:
+            service.metrics.delivery(event, "unhandled")
+            return JSONResponse({"ignored": f"fixloop does not act on {event} events"}, status_code=202)
+        if not await run_in_threadpool(service.store.claim_delivery, delivery[:200], event, payload):
+            service.metrics.delivery(event, "duplicate")
+            return JSONResponse({"duplicate": delivery}, status_code=200)
+        service.queue.put((delivery[:200], event, payload))
+        return JSONResponse({"accepted": delivery}, status_code=202)
+
+    def authorize(authorization: str | None = Header(None)) -> None:
+        """The API's bearer token, checked before anything else about the request."""
+        if settings.api_token is None:
+            raise HTTPException(404, "the sessions API is off: set FIXLOOP_API_TOKEN to turn it on")
+        scheme, _, token = (authorization or "").partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(token.encode(), settings.api_token.encode()):
+            raise HTTPException(401, "a valid bearer token is required", headers={"WWW-Authenticate": "Bearer"})
+
+    api = [Depends(authorize)]
+
+    @app.post("/api/sessions", status_code=201, dependencies=api)
+    async def start_session(request: SessionRequest) -> SessionRecord:
+        return await run_in_threadpool(_start_session, request)
+
+    def _start_session(request: SessionRequest) -> SessionRecord:
+        try:
+            installation = service.tokens.installation_for(request.repository)
+            github = service.processor.client(installation, request.repository)
+            default_branch = github.default_branch()
+        except GitHubError as error:
+            raise HTTPException(404, f"the App cannot reach {request.repository}: {error}") from None
+        correlation = f"api-{time.time_ns()}"
+        task = Task(kind=request.kind, title=f"#{request.target}", instructions=request.instructions,
+                    source=f"{request.requester} through the fixloop API",
+                    target=Target(repository=request.repository, requester=request.requester,
+                                  **({"ci_run_id": request.target} if request.kind == "ci_failure"
+                                     else {"number": request.target})))
+        try:
+            outcome = service.processor.start(correlation, github, task, default_branch)
+        except ConfigError as error:
+            raise HTTPException(422, str(error)) from None
+        session = next((s for s in service.store.sessions(request.repository) if s.correlation_id == correlation), None)
+        if session is None:
+            raise HTTPException(409, outcome)
+        if session.status == "failed":
+            raise HTTPException(502, session.reason or outcome)
+        return session
+
+    @app.get("/api/sessions/{session_id}", dependencies=api)
+    async def get_session(session_id: str) -> SessionRecord:
+        found = await run_in_threadpool(service.store.session, session_id)
+        if found is None:
+            raise HTTPException(404, f"no session {session_id}")
+        return found
+
+    @app.get("/api/sessions", dependencies=api)
+    async def list_sessions(repo: str | None = Query(None)) -> list[SessionRecord]:
+        return await run_in_threadpool(service.store.sessions, repo)
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, Any]:
+        return {"status": "ok", "queued": service.queue.qsize()}
+
+    @app.get("/metrics")
+    async def metrics() -> PlainTextResponse:
+        return PlainTextResponse(service.metrics.render(), media_type=CONTENT_TYPE)
+
+    return app

@@ -1,0 +1,72 @@
+"""The App server's settings, from the environment (Probot's names), checked at start-up."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
+from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+from bot.errors import ConfigError
+
+HOW_TO = "See 'Running the GitHub App' in the README (`fixloop app manifest` helps register the App)."
+
+
+@dataclass(frozen=True)
+class AppSettings:
+    app_id: str
+    private_key: str  # PEM
+    webhook_secret: str
+    api_url: str = "https://api.github.com"
+    database: Path = Path("fixloop.sqlite3")
+    api_token: str | None = None  # bearer token for /api/sessions; the API is off without it
+    workflow_file: str = "fixloop.yml"
+    app_slug: str | None = None  # the App's own slug, to ignore its own check suites and buttons
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str]) -> AppSettings:
+        problems = []
+        app_id = environ.get("APP_ID", "").strip()
+        if not app_id.isdigit():
+            problems.append("APP_ID must be the App's numeric id (GitHub shows it on the App's settings page)"
+                            + (f", not {app_id!r}" if app_id else ""))
+        key = environ.get("PRIVATE_KEY", "")
+        key_path = environ.get("PRIVATE_KEY_PATH", "")
+        if not key and key_path:
+            try:
+                key = Path(key_path).read_text(encoding="utf-8")
+            except OSError as error:
+                problems.append(f"PRIVATE_KEY_PATH {key_path!r} cannot be read: {error.strerror}")
+        if not key and not key_path:
+            problems.append("PRIVATE_KEY (the PEM text) or PRIVATE_KEY_PATH (its file) must be set: "
+                            "GitHub offers the key as a .pem download on the App's settings page")
+        elif key:
+            key = key.replace("\\n", "\n")  # keys passed through single-line env files
+            problems += _check_key(key)
+        secret = environ.get("WEBHOOK_SECRET", "")
+        if not secret:
+            problems.append("WEBHOOK_SECRET must be set to the App's webhook secret (without it no delivery "
+                            "can be verified, and every one is rejected)")
+        api_url = (environ.get("GITHUB_API_URL") or cls.api_url).rstrip("/")
+        if not api_url.startswith(("https://", "http://")):
+            problems.append(f"GITHUB_API_URL must be a URL such as https://api.github.com or https://HOST/api/v3, "
+                            f"not {api_url!r}")
+        if problems:
+            raise ConfigError("fixloop serve cannot start:\n" + "\n".join(f"  - {p}" for p in problems) + f"\n{HOW_TO}")
+        return cls(app_id=app_id, private_key=key, webhook_secret=secret, api_url=api_url,
+                   database=Path(environ.get("FIXLOOP_DB") or cls.database),
+                   api_token=environ.get("FIXLOOP_API_TOKEN") or None,
+                   workflow_file=environ.get("FIXLOOP_WORKFLOW") or cls.workflow_file,
+                   app_slug=environ.get("APP_SLUG") or None)
+
+
+def _check_key(pem: str) -> list[str]:
+    try:
+        key = load_pem_private_key(pem.encode(), password=None)
+    except (ValueError, TypeError) as error:
+        return [f"the private key is not a readable PEM private key ({error}); use the .pem file GitHub gave you"]
+    if not isinstance(key, RSAPrivateKey):
+        return ["the private key must be an RSA key (GitHub Apps sign their JWTs with RS256)"]
+    return []

@@ -1,0 +1,86 @@
+"""GitHub App authentication: the App's JWT, and installation tokens cached per scope.
+
+The JWT (RS256, PyJWT) is issued 60 s in the past against clock drift and expires 9 minutes
+ahead (GitHub's limit is 10). Installation tokens are narrowed to one repository and the
+permissions a step needs, and reused until five minutes before they expire (GitHub: 1 hour).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+
+import jwt
+from github import Auth, Github, GithubException
+
+from bot.errors import GitHubError
+
+JWT_BACKDATE = 60
+JWT_LIFETIME = 540
+REFRESH_MARGIN = 300
+
+
+def app_jwt(app_id: str, private_key: str, now: float) -> str:
+    return jwt.encode({"iat": int(now) - JWT_BACKDATE, "exp": int(now) + JWT_LIFETIME, "iss": str(app_id)},
+                      private_key, algorithm="RS256")
+
+
+@dataclass(frozen=True)
+class _Token:
+    value: str
+    expires_at: float
+
+
+class InstallationTokens:
+    def __init__(self, *, app_id: str, private_key: str, api_url: str, clock: Callable[[], float] = time.time) -> None:
+        """`clock` decides when a cached token is too old; JWTs always carry the real time."""
+        self.app_id, self.private_key, self.api_url, self.clock = app_id, private_key, api_url, clock
+        self._cache: dict[tuple[int, str, tuple[tuple[str, str], ...]], _Token] = {}
+        self._lock = threading.Lock()
+        self.minted = 0  # tokens fetched from GitHub (the rest came from the cache)
+
+    def token(self, installation_id: int, repository: str, permissions: Mapping[str, str]) -> str:
+        key = (installation_id, repository, tuple(sorted(permissions.items())))
+        with self._lock:
+            cached = self._cache.get(key)
+            if cached and cached.expires_at - self.clock() > REFRESH_MARGIN:
+                return cached.value
+        fresh = self._mint(installation_id, repository, permissions)
+        with self._lock:
+            self._cache[key] = fresh
+            self.minted += 1
+        return fresh.value
+
+    def _as_app(self) -> Github:
+        return Github(auth=Auth.AppAuthToken(app_jwt(self.app_id, self.private_key, time.time())), base_url=self.api_url)
+
+    def _mint(self, installation_id: int, repository: str, permissions: Mapping[str, str]) -> _Token:
+        try:
+            _, data = self._as_app().requester.requestJsonAndCheck(
+                "POST", f"/app/installations/{installation_id}/access_tokens",
+                input={"repositories": [repository.split("/", 1)[1]], "permissions": dict(permissions)})
+        except GithubException as error:
+            message = error.data.get("message") if isinstance(error.data, dict) else error.data
+            raise GitHubError(f"could not get an installation token for {repository} (installation {installation_id}): "
+                              f"HTTP {error.status}: {message}") from None
+        expires = datetime.fromisoformat(str(data["expires_at"]).replace("Z", "+00:00")).timestamp()
+        return _Token(str(data["token"]), expires)
+
+    def installation_for(self, repository: str) -> int:
+        """The id of the App's installation on `repository`."""
+        try:
+            _, data = self._as_app().requester.requestJsonAndCheck("GET", f"/repos/{repository}/installation")
+        except GithubException as error:
+            raise GitHubError(f"the App is not installed on {repository} (HTTP {error.status})") from None
+        return int(data["id"])
+
+    def app_slug(self) -> str:
+        """The App's own slug (GET /app)."""
+        try:
+            _, data = self._as_app().requester.requestJsonAndCheck("GET", "/app")
+        except GithubException as error:
+            raise GitHubError(f"could not read the App's own description (HTTP {error.status}); check APP_ID and the key") from None
+        return str(data["slug"])
