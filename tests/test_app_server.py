@@ -19,7 +19,7 @@ from bot.app.settings import AppSettings
 from bot.app.store import Store
 from bot.github.events import signature_for
 from tests.fakes.github import FakeGitHub
-from tests.fakes.github.fixture import TEST_APP_ID, TEST_TOKEN
+from tests.fakes.github.fixture import TEST_APP_ID
 from tests.fakes.live_server import LiveServer
 from tests.fixtures import load_payload
 

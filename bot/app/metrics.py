@@ -64,7 +64,7 @@ class _Counter:
     def lines(self) -> list[str]:
         out = [f"# HELP {self.name} {_escape_help(self.help)}", f"# TYPE {self.name} counter"]
         for key in sorted(self.values):
-            out.append(f"{self.name}{_labels(list(zip(self.label_names, key)))} {_number(self.values[key])}")
+            out.append(f"{self.name}{_labels(list(zip(self.label_names, key, strict=True)))} {_number(self.values[key])}")
         return out
 
 
@@ -88,7 +88,7 @@ class _Histogram:
     def lines(self) -> list[str]:
         out = [f"# HELP {self.name} {_escape_help(self.help)}", f"# TYPE {self.name} histogram"]
         cumulative = 0
-        for bound, count in zip(self.buckets, self.counts):
+        for bound, count in zip(self.buckets, self.counts, strict=True):
             cumulative += count
             out.append(f'{self.name}_bucket{{le="{_number(bound)}"}} {cumulative}')
         out.append(f"{self.name}_sum {_number(self.sum)}")
