@@ -20,6 +20,8 @@ from bot.agent.model import AnthropicModel, Model
 from bot.config import CONFIG_PATH, Config, parse_config
 from bot.errors import ConfigError, GitHubError, WorkspaceError
 from bot.github.runner import run_action
+from bot.logs import cli as logs_cli
+from bot.triage import cli as triage_cli
 from bot.reporting.terminal import TerminalReporter
 from bot.secrets import Redactor
 from bot.session import SessionSpec, run_session
@@ -87,6 +89,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=8080, help="port (default 8080)")
     serve.set_defaults(handler=_serve)
+
+    logs_cli.add_parser(commands)
+    triage_cli.add_parser(commands)
 
     app = commands.add_parser("app", help="GitHub App helpers")
     app_commands = app.add_subparsers(dest="app_command", required=True, metavar="COMMAND")

@@ -57,6 +57,12 @@ class PullRequest(_Strict):
     reviewers: list[str] = Field(default_factory=list)
 
 
+class Deflake(_Strict):
+    quarantine: bool = Field(False, description="Allow retries, sleeps or skip markers as a deflake fix (a last resort).")
+    confidence: float = Field(0.95, gt=0, lt=1, description="Confidence wanted that the fixed test is reliable.")
+    max_failure_rate: float = Field(0.10, gt=0, lt=1, description="Failure rate the repeated runs must rule out.")
+
+
 class Secrets(_Strict):
     scrub: list[str] = Field(
         default_factory=list,
@@ -76,6 +82,7 @@ class Config(_Strict):
     paths: Paths = Field(default_factory=Paths)
     branch_prefix: str = Field("fixloop/", pattern=r"^[A-Za-z0-9._/-]+/$")
     pull_request: PullRequest = Field(default_factory=PullRequest)
+    deflake: Deflake = Field(default_factory=Deflake)
     secrets: Secrets = Field(default_factory=Secrets)
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)

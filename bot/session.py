@@ -21,12 +21,13 @@ from types import FrameType
 from bot._process import run_shell
 from bot.agent.budget import Budget
 from bot.agent.events import ChangesMade, Ending, SessionEnded, SessionStarted, Sink, ValidationRan, fan_out
-from bot.agent.loop import AgentLoop
+from bot.agent.loop import AgentLoop, Validation
 from bot.agent.model import Model
 from bot.agent.paths import matches_any
 from bot.agent.prompts import SYSTEM_PROMPT, task_message
 from bot.agent.tools import Toolbox
 from bot.config import Config
+from bot.deflake import DeflakeTarget, DeflakeValidation
 from bot.errors import ModelError, SessionCancelled
 from bot.secrets import Redactor, scrubbed_environment
 from bot.task import Task
@@ -38,7 +39,7 @@ from bot.workspace import Snapshot, Worktree, create_branch, repository_root, re
 class _SnapshotThenValidate:
     """Validation as the loop sees it: first record what changed, then run the commands."""
 
-    def __init__(self, validator: Validator, worktree: Worktree, emit: Sink) -> None:
+    def __init__(self, validator: Validation, worktree: Worktree, emit: Sink) -> None:
         self.validator, self.worktree, self.emit = validator, worktree, emit
         self.iteration = 0
 
@@ -58,6 +59,7 @@ class SessionSpec:
     base: str = "HEAD"
     out_dir: Path | None = None  # default: <repo>/.fixloop/sessions/<id>
     branch: str | None = None  # chosen by the caller (GitHub mode); default fixloop/<slug>-<id>
+    deflake: DeflakeTarget | None = None  # validate by repeated runs of this test as well
     sinks: Sequence[Sink] = ()
     environ: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
 
@@ -137,7 +139,11 @@ def _drive(spec: SessionSpec, worktree: Worktree, budget: Budget, emit: Sink, se
             baseline = validator.run()
             emit(ValidationRan(iteration=0, result=baseline))
             tools = Toolbox(worktree.root, env=env, deny=config.paths.deny, command_timeout=config.limits.tool_timeout)
-            loop = AgentLoop(model=spec.model, tools=tools, validation=_SnapshotThenValidate(validator, worktree, emit),
+            checks: Validation = validator
+            if spec.deflake is not None:
+                checks = DeflakeValidation(validator, worktree, spec.deflake, config.deflake, env,
+                                           config.limits.command_timeout)
+            loop = AgentLoop(model=spec.model, tools=tools, validation=_SnapshotThenValidate(checks, worktree, emit),
                              limits=config.limits,
                              budget=budget, emit=emit, system=SYSTEM_PROMPT)
             return loop.run(task_message(task=spec.task, validation=config.validation,

@@ -184,9 +184,12 @@ def test_command_on_someones_pull_request_opens_a_draft_against_its_branch(runne
 
 
 def test_failed_workflow_run_opens_a_fix_against_the_failing_branch(runner):
+    runner.github.add_workflow(REPO, "ci.yml", name="CI")
+    run_id = runner.github.add_workflow_run(REPO, "ci.yml", conclusion="failure", head_sha=runner.origin.head)
+    runner.github.add_job(run_id, "tests", conclusion="failure", log_text="make: *** [check] Error 2\n")
     payload = load_payload("workflow_run.completed")
-    payload["workflow_run"].update(conclusion="failure", name="CI", path=".github/workflows/ci.yml", head_branch="main",
-                                   head_sha=runner.origin.head, head_repository={"full_name": REPO})
+    payload["workflow_run"].update(id=run_id, conclusion="failure", name="CI", path=".github/workflows/ci.yml",
+                                   head_branch="main", head_sha=runner.origin.head, head_repository={"full_name": REPO})
     payload["sender"]["login"] = "maintainer"
     runner.api.push(RIGHT_AT_ONCE, DONE)
     assert runner.run("workflow_run", payload) == 0

@@ -19,6 +19,7 @@ import httpx2
 
 from bot.agent.usage import Usage
 from bot.errors import MissingAPIKey, ModelError
+from bot.tokens import estimate_tokens
 
 Block = dict[str, Any]
 Message = dict[str, Any]
@@ -139,7 +140,7 @@ class ScriptedModel:
     """A model that plays back prepared turns (for the demo, tests and benchmarks).
 
     A script is either a sequence of turns, each a list of content blocks, or a function from the
-    conversation so far to the next turn. Usage is estimated at four characters per token.
+    conversation so far to the next turn. Usage is estimated with `bot.tokens.estimate_tokens`.
     """
 
     def __init__(self, script: Script, *, name: str = "scripted") -> None:
@@ -154,8 +155,8 @@ class ScriptedModel:
     def complete(self, *, system: str, tools: list[Block], messages: list[Message]) -> ModelReply:
         content = self._next(messages)
         stop = "tool_use" if any(b["type"] == "tool_use" for b in content) else "end_turn"
-        prompt = len(system) + sum(len(str(m["content"])) for m in messages)
-        return ModelReply(content, stop, Usage(input_tokens=prompt // 4, output_tokens=len(str(content)) // 4))
+        prompt = estimate_tokens(system) + sum(estimate_tokens(str(m["content"])) for m in messages)
+        return ModelReply(content, stop, Usage(input_tokens=prompt, output_tokens=estimate_tokens(str(content))))
 
 
 def tool_use(name: str, tool_input: Mapping[str, Any], *, id: str) -> Block:

@@ -8,9 +8,12 @@ a reaction or a check-run update is one request, with no fetch first.
 from __future__ import annotations
 
 import re
+from itertools import islice
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+import requests
 from github import Auth, Github, GithubException, GithubRetry, UnknownObjectException
 from requests import RequestException
 
@@ -57,6 +60,20 @@ class WorkflowRunInfo:
     head_branch: str
     url: str
     conclusion: str | None
+    workflow_id: int = 0
+    pull_requests: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class JobInfo:
+    id: int
+    name: str
+    conclusion: str | None
+    failed_steps: tuple[str, ...]
+    url: str
+
+
+LOG_LIMIT = 512 * 1024 * 1024  # a job log is cut here; the evidence extractor reads it as a stream
 
 
 def _pull_info(pull: Any) -> PullInfo:
@@ -200,7 +217,43 @@ class GitHubClient:
         run = self._repo.get_workflow_run(run_id)
         self._call(f"read workflow run {run_id}", lambda: run.head_sha)
         return WorkflowRunInfo(id=run_id, name=run.name or run.path, head_sha=run.head_sha,
-                               head_branch=run.head_branch or "", url=run.html_url, conclusion=run.conclusion)
+                               head_branch=run.head_branch or "", url=run.html_url, conclusion=run.conclusion,
+                               workflow_id=run.workflow_id, pull_requests=tuple(p.number for p in run.pull_requests))
+
+    def jobs(self, run_id: int) -> list[JobInfo]:
+        jobs = self._call(f"list the jobs of run {run_id}", lambda: list(self._repo.get_workflow_run(run_id).jobs()))
+        return [JobInfo(id=job.id, name=job.name, conclusion=job.conclusion, url=job.html_url,
+                        failed_steps=tuple(step.name for step in job.steps if step.conclusion == "failure"))
+                for job in jobs]
+
+    def last_green_run(self, workflow_id: int, branch: str, *, before: int) -> int | None:
+        """The most recent successful run of the workflow on `branch`, older than run `before`."""
+        runs = self._call("list workflow runs", lambda: list(
+            islice(self._repo.get_workflow(workflow_id).get_runs(branch=branch, status="success"), 20)))
+        return next((int(run.id) for run in runs if run.id != before), None)
+
+    def download_job_log(self, job_id: int, destination: Path) -> bool:
+        """Save a job's log (GitHub answers with a redirect to the text); False when it has expired."""
+        job = self._repo.get_workflow_job(job_id)  # lazy: only the log request is made
+        try:
+            location = job.logs_url()
+        except GithubException as error:
+            if error.status in (404, 410):
+                return False
+            raise GitHubError(f"could not read the log of job {job_id}: HTTP {error.status}") from None
+        try:
+            with requests.get(location, stream=True, timeout=60) as response:
+                response.raise_for_status()
+                written = 0
+                with destination.open("wb") as handle:
+                    for chunk in response.iter_content(1 << 20):
+                        handle.write(chunk[: LOG_LIMIT - written])
+                        written += len(chunk)
+                        if written >= LOG_LIMIT:
+                            break
+        except RequestException as error:
+            raise GitHubError(f"could not download the log of job {job_id}: {error}") from None
+        return True
 
     def dispatch(self, workflow_file: str, ref: str, inputs: dict[str, str]) -> tuple[int | None, str | None]:
         """Start the workflow; the run's id and URL when the server returns them (github.com does)."""
@@ -219,8 +272,9 @@ class GitHubClient:
 
     def find_run(self, workflow_file: str, title_contains: str) -> tuple[int, str] | None:
         """A recent workflow_dispatch run whose title carries `title_contains` (the correlation id)."""
+        # islice, not [:20]: slicing an empty PaginatedList raises IndexError.
         runs = self._call("list workflow runs", lambda: list(
-            self._repo.get_workflow(workflow_file).get_runs(event="workflow_dispatch")[:20]))
+            islice(self._repo.get_workflow(workflow_file).get_runs(event="workflow_dispatch"), 20)))
         for run in runs:
             if title_contains in (run.display_title or ""):
                 return int(run.id), str(run.html_url)

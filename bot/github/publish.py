@@ -43,11 +43,12 @@ class Published:
 
 
 def publish(report: Report, plan: Plan, *, github: GitHubClient, repo: Path, git_env: dict[str, str],
-            config: Config, links: render.Links, redactor: Redactor) -> Published:
+            config: Config, links: render.Links, redactor: Redactor, notes: str | None = None) -> Published:
+    """`notes`: CI failure evidence and triage, shown in the pull request."""
     published = Published()
     if report.status == "validated" and report.commit:
         published = _open_or_update(report, plan, github=github, repo=repo, git_env=git_env, config=config,
-                                    links=links, redactor=redactor)
+                                    links=links, redactor=redactor, notes=notes)
     if plan.comment_on is not None:
         body = render.outcome_comment(report, pull_url=published.pull_url, updated=published.updated,
                                       problem=published.problem, links=links)
@@ -59,7 +60,7 @@ def publish(report: Report, plan: Plan, *, github: GitHubClient, repo: Path, git
 
 
 def _open_or_update(report: Report, plan: Plan, *, github: GitHubClient, repo: Path, git_env: dict[str, str],
-                    config: Config, links: render.Links, redactor: Redactor) -> Published:
+                    config: Config, links: render.Links, redactor: Redactor, notes: str | None) -> Published:
     assert report.commit is not None
     try:
         push(repo, report.commit, plan.branch, expected=plan.expected_sha, env=git_env)
@@ -68,7 +69,7 @@ def _open_or_update(report: Report, plan: Plan, *, github: GitHubClient, repo: P
     title = redactor.text(f"fixloop: {plan.task.title}")[:250]
     correlation = plan.task.target.correlation_id if plan.task.target else None
     body = redactor.text(render.pull_request_body(report, task_source=plan.task.source, fixes=plan.fixes, links=links,
-                                                  marker=marker(correlation)))
+                                                  marker=marker(correlation), notes=notes))
     try:
         existing = plan.existing_pr or github.open_pull_for(plan.branch)
         if existing is not None:

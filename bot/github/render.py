@@ -168,16 +168,21 @@ class Links:
 
 def _evidence(report: Report) -> str:
     last = next((it.validation for it in reversed(report.iterations) if it.validation), None)
-    return validation_table(last.commands) if last else "No validation ran."
+    if last is None:
+        return "No validation ran."
+    notes = [f"- {outcome.excerpt}" for outcome in last.commands if outcome.passed and outcome.excerpt]
+    return "\n\n".join([validation_table(last.commands), *notes])
 
 
-def pull_request_body(report: Report, *, task_source: str, fixes: int | None, links: Links, marker: str) -> str:
+def pull_request_body(report: Report, *, task_source: str, fixes: int | None, links: Links, marker: str,
+                      notes: str | None = None) -> str:
     parts = [
         marker,
         f"fixloop proposes this change for {task_source}." + (f"\n\nFixes #{fixes}" if fixes else ""),
         "### What changed and why", _quote(report.summary),
         "### Iterations", iteration_table(report.iterations),
         "### Validation evidence", _evidence(report),
+        *(["### The CI failure", notes] if notes else []),
         "### Cost", f"{_tokens(report.usage)} tokens ({report.usage.cache_read_input_tokens:,} read from the prompt cache) · "
                     f"est. ${report.cost_usd:.2f} · model `{report.model}`",
         links.line(),

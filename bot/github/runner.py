@@ -11,7 +11,9 @@ from __future__ import annotations
 import json
 import os
 import sys
+import tempfile
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 
 from rich.console import Console
@@ -21,14 +23,17 @@ from bot.config import Config, key_line, parse_config
 from bot.errors import ConfigError
 from bot.github import render
 from bot.github.actions_env import ActionsEnvironment, WorkflowCommands, append_summary, write_outputs
+from bot.deflake import DeflakeTarget
 from bot.github.checks import CheckRunReporter
+from bot.github.ci import changed_lines, diagnose, gather
 from bot.github.client import GitHubClient
 from bot.github.events import Event, MalformedEvent, parse_event
 from bot.github.plan import Plan, Refusal, plan_session
 from bot.github.publish import git_auth_env, publish
 from bot.github.rules import Ignore, PermissionOf, Reply, Run, Stop, decide, owner_aware, target_key
 from bot.reporting.terminal import TerminalReporter
-from bot.secrets import Redactor
+from bot.secrets import Redactor, scrubbed_environment
+from bot.task import Context
 from bot.session import SessionSpec, run_session
 from bot.workspace import fetch, has_commit
 
@@ -157,18 +162,27 @@ class ActionRunner:
         if not has_commit(self.env.workspace, plan.base_sha):
             fetch(self.env.workspace, plan.fetch_ref, env=self.git_env)
         model = AnthropicModel(config.model)
+        deflake, notes = None, None
+        if plan.task.kind in ("ci_failure", "deflake"):
+            prepared = self.diagnose(plan, config, check_id)
+            if prepared is None:
+                return 0
+            plan, deflake, notes = prepared
         console = Console(file=sys.stdout, highlight=False, soft_wrap=True)
         checks = CheckRunReporter(self.github, head_sha=plan.check_sha, task_title=plan.task.title,
                                   redactor=self.redactor, warn=self.commands.warning, details_url=self.env.run_url)
         report = run_session(SessionSpec(
             repo=self.env.workspace, task=plan.task, config=config, model=model, base=plan.base_sha, branch=plan.branch,
-            sinks=[TerminalReporter(self.redactor, console, groups=True), checks], environ=self.environ))
+            sinks=[TerminalReporter(self.redactor, console, groups=True), checks], environ=self.environ,
+            deflake=deflake))
         published = publish(report, plan, github=self.github, repo=self.env.workspace, git_env=self.git_env,
-                            config=config, links=self.links, redactor=self.redactor)
+                            config=config, links=self.links, redactor=self.redactor, notes=notes)
         conclusion = "failure" if published.problem else render.conclusion_for(report.status)
-        self.github.update_check_run(check_id, conclusion=conclusion, output=self.redactor.data(render.session_done(
-            report, pull_url=published.pull_url, problem=published.problem, links=self.links)),
-            actions=render.session_buttons(report.status, can_stop=self.can_stop))
+        output = render.session_done(report, pull_url=published.pull_url, problem=published.problem, links=self.links)
+        if notes:
+            output["text"] = render.fit(notes)
+        self.github.update_check_run(check_id, conclusion=conclusion, output=self.redactor.data(output),
+                                     actions=render.session_buttons(report.status, can_stop=self.can_stop))
         append_summary(self.env.step_summary, self.redactor.text(render.job_summary(
             report, pull_url=published.pull_url, problem=published.problem, links=self.links)))
         self.finish(report.status, **{
@@ -178,6 +192,58 @@ class ActionRunner:
             self.commands.error(published.problem)
             return 3
         return EXIT_CODES[report.status]
+
+
+    def diagnose(self, plan: Plan, config: Config, check_id: int) -> tuple[Plan, DeflakeTarget | None, str] | None:
+        """Evidence and triage for CI failures and deflake requests; None when no session is called for."""
+        task, target = plan.task, plan.task.target
+        assert target is not None
+        env = scrubbed_environment(self.environ, config.secrets.scrub)
+        scratch = Path(tempfile.mkdtemp(prefix="fixloop-ci-"))
+        tests: list[str] = []
+        changed: dict[str, set[int]] | None = None
+        notes: list[str] = []
+        if task.kind == "ci_failure" and target.ci_run_id:
+            run = self.github.workflow_run(target.ci_run_id)
+            evidence = gather(self.github, run, plan.pr_base, scratch)
+            task = task.model_copy(update={"context": [*task.context, *evidence.context()]})
+            tests, notes = evidence.failing_tests(), [evidence.markdown()]
+            green = next((job.pass_run for job in evidence.jobs if job.pass_run), None)
+            if green and has_commit(self.env.workspace, green_sha := self.github.workflow_run(green).head_sha):
+                changed = changed_lines(self.env.workspace, green_sha, plan.base_sha)
+        elif task.kind == "deflake" and target.test_id:
+            tests = [target.test_id]
+        self.log(f"Triage of {len(tests)} failing test(s): {', '.join(tests[:10]) or 'none named in the log'}")
+        diagnosis = diagnose(self.env.workspace, plan.base_sha, tests, setup=config.setup, env=env,
+                             timeout=config.limits.command_timeout, confidence=config.deflake.confidence, changed=changed)
+        notes.insert(0, diagnosis.summary())
+        if diagnosis.kind == "infrastructure":
+            self.infrastructure(plan, "\n\n".join(notes), check_id)
+            return None
+        context = [*task.context, Context(source="fixloop's triage of the failing tests", text=diagnosis.summary())]
+        if diagnosis.deflake is not None:
+            test = diagnosis.deflake.test
+            task = task.model_copy(update={"kind": "deflake", "context": context, "instructions": (
+                f"Test {test} is unreliable: it fails some of the time at this commit (see the triage). Find the "
+                "cause of the nondeterminism (shared state, ordering, time, randomness, concurrency, external "
+                "resources) and fix it in the test or the code under it. Do not add retries, sleeps or skip "
+                "markers. Validation reruns the test many times in random orders.")})
+        else:
+            task = task.model_copy(update={"kind": "ci_failure" if task.kind == "ci_failure" else "command",
+                                           "context": context})
+        return replace(plan, task=task), diagnosis.deflake, "\n\n".join(notes)
+
+    def infrastructure(self, plan: Plan, notes: str, check_id: int) -> None:
+        """The failure did not reproduce: report the evidence, change no code."""
+        body = ("fixloop could not reproduce this failure: the failing tests pass when rerun here, so it looks "
+                f"like an environment or infrastructure problem rather than a code change to make.\n\n{notes}")
+        self.github.update_check_run(check_id, conclusion="neutral", actions=[], output=self.redactor.data({
+            "title": "Could not reproduce: likely an environment or infrastructure problem",
+            "summary": render.fit(body)}))
+        if plan.comment_on:
+            self.github.comment(plan.comment_on, self.redactor.text(render.fit(body, 60_000)))
+        self.log(body)
+        self.finish("skipped")
 
 
 def run_action(environ: Mapping[str, str] | None = None) -> int:

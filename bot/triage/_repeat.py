@@ -1,0 +1,108 @@
+"""Validating a deflake fix: consecutive passes, in random orders, until the confidence is reached."""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+import tempfile
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from bot.errors import ConfigError
+from bot.secrets import scrubbed_environment
+from bot.triage._runner import Run, Runner, check_command_ids, normalise_id
+from bot.triage._stats import percent, runs_for_confidence
+
+
+@dataclass(frozen=True)
+class RepeatResult:
+    passed: bool  # every one of the required runs passed
+    runs: int  # runs made (fewer than required when one failed)
+    failures: int
+    orders: list[list[str]]  # the ids each run ran, in order (the test alone: [test])
+    statement: str  # what the runs show, in one sentence
+    first_failure: str | None  # output excerpt of the first failing run
+
+
+def repeat_orders(test: str, count: int, *, polluter: str | None, neighbours: Sequence[str],
+                  seed: int) -> list[list[str]]:
+    """`count` orders: the test among its neighbours shuffled; with a polluter, always after it (first run: just the pair)."""
+    rng = random.Random(seed)
+    others = [n for n in dict.fromkeys(normalise_id(n) for n in neighbours) if n not in (test, polluter)]
+    orders: list[list[str]] = []
+    for index in range(count):
+        if polluter and index == 0:
+            orders.append([polluter, test])
+            continue
+        order = [*others, test, *([polluter] if polluter else [])]
+        rng.shuffle(order)
+        if polluter:
+            first, second = order.index(polluter), order.index(test)
+            if first > second:
+                order[first], order[second] = test, polluter
+        orders.append(order)
+    return orders
+
+
+def confirm_fixed(repo: Path, test: str, *, confidence: float = 0.95, max_failure_rate: float = 0.10,
+                  command: str | None = None, polluter: str | None = None, neighbours: Sequence[str] = (),
+                  env: Mapping[str, str] | None = None, jobs: int = 2, timeout: float = 300,
+                  seed: int = 0) -> RepeatResult:
+    """Run `test` until `runs_for_confidence(confidence, max_failure_rate)` consecutive passes, or its first failure."""
+    repo = Path(repo)
+    if not repo.is_dir():
+        raise ConfigError(f"{repo} is not a directory")
+    for name, value in (("confidence", confidence), ("max_failure_rate", max_failure_rate)):
+        if not 0.0 < value < 1.0 or math.isnan(value):
+            raise ConfigError(f"{name} must be between 0 and 1; got {value}")
+    if jobs < 1 or not timeout > 0:
+        raise ConfigError(f"jobs must be at least 1 and timeout positive; got {jobs} and {timeout}")
+    test = normalise_id(test)
+    if not test:
+        raise ConfigError("no test id given")
+    polluter = normalise_id(polluter) if polluter else None
+    if command is not None:
+        if polluter or neighbours:
+            raise ConfigError("a command template runs one test at a time: polluter and neighbours need pytest")
+        check_command_ids(command, [test])
+    needed = runs_for_confidence(confidence, max_failure_rate)
+    orders = repeat_orders(test, needed, polluter=polluter, neighbours=neighbours, seed=seed)
+    environment = scrubbed_environment(os.environ if env is None else env)
+    done: list[list[str]] = []
+    failures, first_failure, failed_at = 0, None, 0
+    with tempfile.TemporaryDirectory(prefix="fixloop-repeat-") as scratch:
+        runner = Runner(repo.resolve(), environment, timeout=timeout, jobs=jobs, command=command, scratch=Path(scratch))
+        try:
+            for start in range(0, needed, jobs):
+                chunk = orders[start:start + jobs]
+                runs = runner.batch([_caller(runner, order) for order in chunk])
+                for offset, (order, run) in enumerate(zip(chunk, runs, strict=True)):
+                    done.append(order)
+                    if run.failed_test(test):
+                        failures += 1
+                        if first_failure is None:
+                            first_failure, failed_at = run.excerpt(test), start + offset + 1
+                if failures:
+                    break
+        finally:
+            runner.close()
+    how = "in random orders" if len(orders[-1]) > 1 or polluter else "in isolation"
+    if polluter:
+        how += f", always after {polluter}"
+    if failures == 0:
+        statement = (f"{needed} consecutive passes {how}: {percent(confidence)} confidence that the failure rate "
+                     f"is below {percent(max_failure_rate)}")
+    else:
+        statement = (f"failed on run {failed_at} of the {needed} consecutive passes needed ({how}): not fixed; "
+                     f"order of that run: {' -> '.join(orders[failed_at - 1][-6:])}")
+    return RepeatResult(passed=failures == 0, runs=len(done), failures=failures, orders=done, statement=statement,
+                        first_failure=first_failure)
+
+
+def _caller(runner: Runner, order: list[str]) -> Callable[[], Run]:
+    return lambda: runner.alone(order[0]) if len(order) == 1 else runner.pytest(order)
+
+
+__all__ = ["RepeatResult", "confirm_fixed", "repeat_orders"]

@@ -1,0 +1,164 @@
+"""Sessions from CI failures, end to end through `fixloop action`: evidence from the failed job's log
+(compared with the last green run's), triage of the failing tests with real reruns, and the right
+session: a fix for a regression, a deflake validated by repeated runs for a flaky test, and only
+a comment for a failure that does not reproduce."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+
+import pytest
+
+import bot.github.client
+from bot.deflake import papering_over
+from tests.conftest import run_git
+from tests.fakes.messages_api import MessagesAPIServer, Reply, edit, text
+from tests.fixtures import load_payload
+from tests.test_action_e2e import REPO, Runner, checks
+
+PYTEST = f"{shlex.quote(sys.executable)} -m pytest -q -p no:cacheprovider"
+FLAKY_TEST = '''import os
+from pathlib import Path
+
+
+def test_sometimes():
+    counter = Path(os.environ["FLAKY_COUNTER"])
+    runs = int(counter.read_text()) if counter.exists() else 0
+    counter.write_text(str(runs + 1))
+    assert runs % 2 == 1, "fails on every other run"
+'''
+FILES = {
+    "calc.py": "def add(a, b):\n    return a + b\n",
+    "test_calc.py": "from calc import add\n\n\ndef test_add():\n    assert add(2, 3) == 5\n",
+    "test_flaky.py": FLAKY_TEST,
+    ".github/fixloop.yml": f"validate: [{PYTEST}]\nci: {{auto: true}}\nlimits: {{iterations: 2}}\n",
+}
+
+
+# The fix a careful engineer makes: no state shared between runs.
+STABLE_TEST = "def test_sometimes():\n    assert sum(range(4)) == 6\n"
+
+
+def actions_log(lines: list[str]) -> str:
+    stamp = "2026-11-20T10:00:{:02d}.1234567Z"
+    body = ["##[group]Run python -m pytest", *[f"collected line {i}" for i in range(3000)], *lines]
+    return "\n".join(stamp.format(i % 60) + " " + line for i, line in enumerate(body)) + "\n"
+
+
+GREEN_LOG = actions_log(["test_calc.py .", "test_flaky.py .", "2 passed in 0.03s", "##[endgroup]"])
+
+
+def failing_log(test: str, message: str) -> str:
+    return actions_log([
+        "test_calc.py F", "=================================== FAILURES ===================================",
+        f"E       {message}", "=========================== short test summary info ============================",
+        f"FAILED {test} - {message}", "1 failed, 1 passed in 0.05s", "##[endgroup]",
+        "##[error]Process completed with exit code 1.",
+    ])
+
+
+@pytest.fixture
+def ci(request, tmp_path, fake_github, monkeypatch):
+    """A repository with FILES (a test may add config lines with @pytest.mark.config("...")."""
+    monkeypatch.setattr(bot.github.client, "THROTTLE", False)
+    monkeypatch.setenv("FLAKY_COUNTER", str(tmp_path / "flaky-counter"))
+    extra = request.node.get_closest_marker("config")
+    files = {**FILES, ".github/fixloop.yml": FILES[".github/fixloop.yml"] + (extra.args[0] if extra else "")}
+    with MessagesAPIServer() as api:
+        runner = Runner(tmp_path, fake_github, api, monkeypatch, files=files)
+        fake_github.add_workflow(REPO, "ci.yml", name="CI")
+        yield runner
+        assert api.violations == []
+
+
+def commit_and_push(runner: Runner, path: str, content: str) -> str:
+    workspace = runner.origin.workspace
+    (workspace / path).write_text(content)
+    run_git(workspace, "commit", "-qam", f"change {path}")
+    run_git(workspace, "push", "-q", "origin", "main")
+    return run_git(workspace, "rev-parse", "HEAD").strip()
+
+
+def failed_run(runner: Runner, sha: str, log: str) -> dict:
+    github = runner.github
+    green = github.add_workflow_run(REPO, "ci.yml", conclusion="success", head_branch="main", head_sha=runner.origin.head)
+    github.add_job(green, "tests", conclusion="success", log_text=GREEN_LOG)
+    failed = github.add_workflow_run(REPO, "ci.yml", conclusion="failure", head_branch="main", head_sha=sha)
+    github.add_job(failed, "lint", conclusion="success", log_text="all good\n")
+    github.add_job(failed, "tests", conclusion="failure", log_text=log,
+                   steps=[{"name": "Run tests", "status": "completed", "conclusion": "failure", "number": 1}])
+    payload = load_payload("workflow_run.completed")
+    payload["workflow_run"].update(id=failed, conclusion="failure", name="CI", path=".github/workflows/ci.yml",
+                                   head_branch="main", head_sha=sha, head_repository={"full_name": REPO})
+    payload["sender"]["login"] = "maintainer"
+    return payload
+
+
+def test_a_regression_gets_a_fix_built_on_the_evidence(ci):
+    sha = commit_and_push(ci, "calc.py", "def add(a, b):\n    return a - b\n")
+    ci.api.push(Reply([edit("str_replace", "calc.py", old_str="a - b", new_str="a + b")]), Reply([text("Restored addition.")]))
+    assert ci.run("workflow_run", failed_run(ci, sha, failing_log("test_calc.py::test_add", "assert -1 == 5"))) == 0
+    prompt = ci.api.requests[0].body["messages"][0]["content"][0]["text"]
+    assert "FAILED test_calc.py::test_add - assert -1 == 5" in prompt, "the evidence reached the model"
+    assert "collected line 1500" not in prompt, "the raw log did not"
+    assert "`test_calc.py::test_add`: regression" in prompt
+    (pull,) = ci.github.pulls(REPO)
+    assert "### The CI failure" in pull.body and "regression" in pull.body
+    assert "Process completed with exit code 1" in checks(ci.github)["fixloop"].output_text
+
+
+def test_a_flaky_test_gets_a_deflake_validated_by_repeated_runs(ci):
+    ci.api.push(Reply([edit("create", "test_flaky.py", file_text=STABLE_TEST)]), Reply([text("The assertion depended on the run count.")]))
+    payload = failed_run(ci, ci.origin.head, failing_log("test_flaky.py::test_sometimes", "AssertionError: fails on every other run"))
+    assert ci.run("workflow_run", payload) == 0
+    prompt = ci.api.requests[0].body["messages"][0]["content"][0]["text"]
+    assert "`test_flaky.py::test_sometimes`: flaky" in prompt and "Do not add retries, sleeps or skip markers" in prompt
+    (pull,) = ci.github.pulls(REPO)
+    assert "29 consecutive passes" in pull.body and "95% confidence" in pull.body
+    assert "fixloop repeat test_flaky.py::test_sometimes" in pull.body
+
+
+def test_a_failure_that_does_not_reproduce_gets_evidence_not_a_change(ci):
+    payload = failed_run(ci, ci.origin.head, failing_log("test_calc.py::test_add", "ConnectionResetError: [Errno 104]"))
+    assert ci.run("workflow_run", payload) == 0
+    assert ci.api.requests == [], "no model call"
+    assert ci.github.pulls(REPO) == []
+    run = checks(ci.github)["fixloop"]
+    assert run.conclusion == "neutral" and run.output_title.startswith("Could not reproduce")
+    assert "ConnectionResetError" in run.output_summary and "passes" in run.output_summary
+
+
+@pytest.mark.config("deflake: {confidence: 0.9, max_failure_rate: 0.3}\n")
+def test_the_deflake_command_triages_then_deflakes_to_the_configured_confidence(ci):
+    ci.api.push(Reply([edit("create", "test_flaky.py", file_text=STABLE_TEST)]), Reply([text("Deterministic now.")]))
+    assert ci.run("issue_comment", ci.comment("/fixloop deflake test_flaky.py::test_sometimes", ci.issue)) == 0
+    (pull,) = ci.github.pulls(REPO)
+    assert "7 consecutive passes" in pull.body and "90% confidence" in pull.body and "below 30%" in pull.body
+
+
+def test_a_deflake_that_papers_over_is_refused_with_a_reason(ci):
+    hidden = "import pytest\n\n\n@pytest.mark.flaky(reruns=3)\n" + STABLE_TEST
+    ci.api.push(Reply([edit("create", "test_flaky.py", file_text=hidden)]), Reply([text("Added a retry.")]),
+                Reply([text("I give up.")]))
+    assert ci.run("issue_comment", ci.comment("/fixloop deflake test_flaky.py::test_sometimes", ci.issue),
+                  FIXLOOP_MAX_ITERATIONS="2") == 1
+    feedback = ci.api.requests[2].body["messages"][-1]["content"]
+    said = " ".join(block.get("text", "") for block in feedback if block["type"] == "text")
+    assert "no retries, sleeps or skip markers" in said and "@pytest.mark.flaky(reruns=3)" in said
+    assert ci.github.pulls(REPO) == []
+
+
+def test_papering_over_finds_added_retries_sleeps_and_skips_only():
+    patch = "\n".join([
+        "--- a/tests/test_x.py", "+++ b/tests/test_x.py", "@@ -10,3 +10,5 @@",
+        " def helper():", "-    time.sleep(1)", "+    time.sleep(2)", "+    value = compute()", "     return value",
+        "+@pytest.mark.skip(reason='flaky')", "--- a/src/app.py", "+++ b/src/app.py", "@@ -1,1 +1,2 @@",
+        " import os", "+from tenacity import retry",
+    ])
+    assert papering_over(patch) == [
+        "tests/test_x.py:11: time.sleep(2)",
+        "tests/test_x.py:14: @pytest.mark.skip(reason='flaky')",
+        "src/app.py:2: from tenacity import retry",
+    ]
+    assert papering_over("--- a/x\n+++ b/x\n@@ -1 +1 @@\n-time.sleep(1)\n+pass\n") == []
