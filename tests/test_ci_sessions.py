@@ -23,9 +23,16 @@ from pathlib import Path
 
 
 def test_sometimes():
-    counter = Path(os.environ["FLAKY_COUNTER"])
-    runs = int(counter.read_text()) if counter.exists() else 0
-    counter.write_text(str(runs + 1))
+    # Each run claims the next free number with an exclusive create, so parallel reruns never share one.
+    folder = Path(os.environ["FLAKY_COUNTER"])
+    folder.mkdir(exist_ok=True)
+    runs = 0
+    while True:
+        try:
+            os.close(os.open(folder / str(runs), os.O_CREAT | os.O_EXCL))
+            break
+        except FileExistsError:
+            runs += 1
     assert runs % 2 == 1, "fails on every other run"
 '''
 FILES = {
