@@ -11,6 +11,7 @@ Two mechanisms, used everywhere:
 from __future__ import annotations
 
 import fnmatch
+import os
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -29,6 +30,7 @@ SECRET_NAME_PATTERNS: tuple[str, ...] = (
     "ACTIONS_*",
     "INPUT_*",  # GitHub Action inputs, which carry the keys the workflow passes in
     "SSH_AUTH_SOCK",
+    "*ASKPASS*",
     "GPG_AGENT_INFO",
     "NPM_CONFIG__AUTH*",
 )
@@ -62,6 +64,13 @@ _MIN_SECRET_LENGTH = 8
 def is_secret_name(name: str, extra_patterns: Iterable[str] = ()) -> bool:
     upper = name.upper()
     return any(fnmatch.fnmatchcase(upper, pattern.upper()) for pattern in (*SECRET_NAME_PATTERNS, *extra_patterns))
+
+
+def agent_environment(environ: Mapping[str, str], home: str, extra_patterns: Iterable[str] = ()) -> dict[str, str]:
+    """The agent's shell: scrubbed, with a home of its own and no system or global git config, so
+    no credential file or credential helper can hand it a token."""
+    return scrubbed_environment(environ, extra_patterns) | {
+        "HOME": home, "GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": os.devnull}
 
 
 def scrubbed_environment(environ: Mapping[str, str], extra_patterns: Iterable[str] = ()) -> dict[str, str]:

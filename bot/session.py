@@ -29,7 +29,7 @@ from bot.agent.tools import Toolbox
 from bot.config import Config
 from bot.deflake import DeflakeTarget, DeflakeValidation
 from bot.errors import ModelError, SessionCancelled
-from bot.secrets import Redactor, scrubbed_environment
+from bot.secrets import Redactor, agent_environment, scrubbed_environment
 from bot.task import Task
 from bot.trajectory import Report, ReportBuilder, TrajectoryWriter, write_report
 from bot.validation import ValidationResult, Validator, relevant_excerpt
@@ -111,7 +111,7 @@ def run_session(spec: SessionSpec) -> Report:
                         base_commit=base, limits=config.limits.model_dump()))
     worktree = Worktree.create(repo, base)
     try:
-        ending = _drive(spec, worktree, budget, emit, session_dir)
+        ending = _drive(spec, worktree, budget, emit, session_dir, redactor)
         with _signals_deferred():
             ending, outcome = _conclude(ending, spec, worktree, session_id, session_dir, redactor, builder.summary)
             emit(SessionEnded(status=ending.status, reason=ending.reason, usage=budget.usage, cost_usd=budget.cost_usd))
@@ -123,7 +123,8 @@ def run_session(spec: SessionSpec) -> Report:
     return report
 
 
-def _drive(spec: SessionSpec, worktree: Worktree, budget: Budget, emit: Sink, session_dir: Path) -> Ending:
+def _drive(spec: SessionSpec, worktree: Worktree, budget: Budget, emit: Sink, session_dir: Path,
+           redactor: Redactor) -> Ending:
     config = spec.config
     env = scrubbed_environment(spec.environ, config.secrets.scrub)
     try:
@@ -138,16 +139,20 @@ def _drive(spec: SessionSpec, worktree: Worktree, budget: Budget, emit: Sink, se
                                   timeout=config.limits.command_timeout, scratch=session_dir / "validation")
             baseline = validator.run()
             emit(ValidationRan(iteration=0, result=baseline))
-            tools = Toolbox(worktree.root, env=env, deny=config.paths.deny, command_timeout=config.limits.tool_timeout)
+            # The agent's shell gets a home of its own: no credential files, no git credential helpers.
+            home = session_dir / "home"
+            home.mkdir(exist_ok=True)
+            tools = Toolbox(worktree.root, env=agent_environment(spec.environ, str(home), config.secrets.scrub),
+                            deny=config.paths.deny, command_timeout=config.limits.tool_timeout)
             checks: Validation = validator
             if spec.deflake is not None:
                 checks = DeflakeValidation(validator, worktree, spec.deflake, config.deflake, env,
                                            config.limits.command_timeout)
             loop = AgentLoop(model=spec.model, tools=tools, validation=_SnapshotThenValidate(checks, worktree, emit),
-                             limits=config.limits,
-                             budget=budget, emit=emit, system=SYSTEM_PROMPT)
-            return loop.run(task_message(task=spec.task, validation=config.validation,
-                                         baseline_feedback=baseline.feedback()))
+                             limits=config.limits, budget=budget, emit=emit, system=SYSTEM_PROMPT,
+                             shield=redactor.text)
+            return loop.run(redactor.text(task_message(task=spec.task, validation=config.validation,
+                                                       baseline_feedback=baseline.feedback())))
     except SessionCancelled as cancelled:
         return Ending.cancelled(str(cancelled))
     except ModelError as error:
@@ -184,6 +189,9 @@ def _conclude(
     protected = [p for p in snapshot.changed_paths if matches_any(p, spec.config.paths.deny)]
     if ending.status == "validated" and protected:
         ending = Ending.not_validated(f"the change touches protected paths ({', '.join(protected)}); nothing was committed")
+    elif ending.status == "validated" and redactor.text(snapshot.patch) != snapshot.patch:
+        ending = Ending.not_validated("the change contains a secret, or text shaped like a token or private key; nothing "
+                                      "was committed (the saved patch has it redacted)")
     elif ending.status == "validated" and snapshot.empty:
         ending = Ending.not_validated("validation passes, but no file was changed: there is nothing to propose")
     if ending.status == "validated":

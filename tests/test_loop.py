@@ -76,7 +76,7 @@ def test_turn_cap_still_validates_and_says_so(tmp_path):
     assert ending.status == "not_validated"
     assert [e.turns for e in events.of(IterationEnded)] == [3, 3]
     assert len(events.of(ToolCalled)) == 6
-    said = loop.messages[6]["content"][-1]["text"]
+    said = " ".join(block["text"] for block in loop.messages[6]["content"] if block["type"] == "text")
     assert "You used all 3 turns" in said
     # Alternation holds: the feedback joined the pending tool results instead of a second user turn.
     roles = [m["role"] for m in loop.messages]

@@ -155,3 +155,42 @@ def test_session_on_a_folder_that_is_not_a_repository_fails_clearly(tmp_path):
 
     with pytest.raises(WorkspaceError, match="not inside a git repository"):
         session(tmp_path, [DONE])
+
+
+def test_a_change_carrying_a_secret_is_never_committed(make_repo, monkeypatch):
+    monkeypatch.setenv("DEPLOY_PASSWORD", "correct-horse-battery-staple")
+    repo = make_repo(BUGGY)
+    leak = {"command": "create", "path": "settings.py", "file_text": "PASSWORD = 'correct-horse-battery-staple'\n"}
+    report, _ = session(repo, [[tool_use(EDITOR, FIX, id="t1"), tool_use(EDITOR, leak, id="t2")], DONE],
+                        environ=dict(os.environ))
+    assert report.status == "not_validated" and "contains a secret" in report.reason
+    assert report.branch is None
+    patch = Path(report.patch).read_text()
+    assert "correct-horse-battery-staple" not in patch and "[REDACTED]" in patch
+
+
+def test_the_agent_shell_has_its_own_home_and_no_git_credential_helpers(make_repo, tmp_path, monkeypatch):
+    home = tmp_path / "real-home"
+    home.mkdir()
+    (home / ".git-credentials").write_text("https://x-access-token:ghp_0123456789abcdefghijABCDEFGHIJ@github.com\n")
+    (home / ".gitconfig").write_text("[credential]\n\thelper = store\n")
+    monkeypatch.setenv("HOME", str(home))
+    repo = make_repo(BUGGY)
+    probe = tool_use(BASH, {"command": "echo home=$HOME; cat ~/.git-credentials; git config --get credential.helper; echo end"},
+                     id="t1")
+    seen: list[str] = []
+
+    def script(messages):
+        if len(messages) == 1:
+            return [probe]
+        if len(seen) == 0:
+            seen.append(messages[-1]["content"][0]["content"])
+            return [tool_use(EDITOR, FIX, id="t2")]
+        return DONE
+
+    report, folder = session(repo, script, environ=dict(os.environ))
+    assert report.status == "validated"
+    output = seen[0]
+    assert f"home={folder / 'home'}" in output
+    assert "x-access-token" not in output and "ghp_" not in output
+    assert "store" not in output.split("home=")[1]

@@ -9,6 +9,7 @@ cancellation (SessionCancelled) and model failures (ModelError) propagate to the
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from bot.agent.budget import Budget
@@ -23,8 +24,10 @@ from bot.agent.events import (
     ValidationRan,
 )
 from bot.agent.model import Block, Message, Model
+from bot.agent.prompts import fence
 from bot.agent.tools import ToolResult
 from bot.config import Limits
+from bot.sanitize import reveal
 from bot.validation import ValidationResult
 
 
@@ -40,9 +43,12 @@ class Validation(Protocol):
 
 class AgentLoop:
     def __init__(self, *, model: Model, tools: Tools, validation: Validation, limits: Limits,
-                 budget: Budget, emit: Sink, system: str) -> None:
+                 budget: Budget, emit: Sink, system: str, shield: Callable[[str], str] = str) -> None:
+        """`shield` is applied to everything the environment says to the model (tool results, test
+        output): the session passes its redactor, so a secret the agent reads never reaches the model."""
         self.model, self.tools, self.validation = model, tools, validation
         self.limits, self.budget, self.emit, self.system = limits, budget, emit, system
+        self.shield = shield
         self.messages: list[Message] = []
 
     def run(self, task_prompt: str) -> Ending:
@@ -57,13 +63,14 @@ class AgentLoop:
                 return Ending.not_validated(stopped)
             result = self.validation.run()
             self.emit(ValidationRan(iteration=n, result=result))
-            feedback = None if result.passed else result.feedback()
-            self.emit(IterationEnded(n=n, turns=turns, usage=usage, passed=result.passed, feedback=feedback))
             if result.passed:
+                self.emit(IterationEnded(n=n, turns=turns, usage=usage, passed=True, feedback=None))
                 return Ending.validated()
+            feedback = self.shield(result.feedback())
+            self.emit(IterationEnded(n=n, turns=turns, usage=usage, passed=False, feedback=feedback))
             if turns == self.limits.turns:
-                feedback = f"(You used all {turns} turns of this iteration.)\n{feedback}"
-            self._say(f"{feedback}\n\nFix the code so that validation passes, then end your turn.")
+                self._say(f"(You used all {turns} turns of this iteration.)")
+            self._say(f"{fence(feedback, source='validation output')}\n\nFix the code so that validation passes, then end your turn.")
         return Ending.not_validated(f"iteration limit reached: {self.limits.iterations} iteration(s) without passing validation")
 
     def _work(self, n: int) -> tuple[int, str | None]:
@@ -93,6 +100,7 @@ class AgentLoop:
     def _call(self, n: int, turn: int, call: Block) -> Block:
         started = time.monotonic()
         result = self.tools.run(call["name"], call.get("input") or {})
+        result = ToolResult(self.shield(reveal(result.content)), result.is_error)
         self.emit(ToolCalled(iteration=n, turn=turn, name=call["name"], input=call.get("input") or {},
                              result=result.content, is_error=result.is_error,
                              duration_s=round(time.monotonic() - started, 3)))

@@ -15,6 +15,7 @@ from typing import Any
 
 from bot._process import cap_text, run_shell
 from bot.agent.paths import matches_any
+from bot.sanitize import conceal
 
 EDITOR = "str_replace_based_edit_tool"
 BASH = "bash"
@@ -92,6 +93,9 @@ class Toolbox:
             return ToolResult(
                 f"Unknown command {command!r}; use one of view, create, str_replace, insert.", is_error=True
             )
+        # The model reads invisible characters as <U+XXXX> markers (see bot.sanitize); what it
+        # writes back has them restored, so files stay byte-exact.
+        args = {key: conceal(value) if isinstance(value, str) and key != "path" else value for key, value in args.items()}
         try:
             path, relative = self.resolve(args.get("path"))
             return handler(path, relative, args)
