@@ -10,10 +10,11 @@ from __future__ import annotations
 import os
 import secrets
 import signal
+import tempfile
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
@@ -128,7 +129,7 @@ def _drive(spec: SessionSpec, worktree: Worktree, budget: Budget, emit: Sink, se
     config = spec.config
     env = scrubbed_environment(spec.environ, config.secrets.scrub)
     try:
-        with cancellable():
+        with cancellable(), ExitStack() as stack:
             for command in config.setup:
                 result = run_shell(command, cwd=worktree.root, env=env, timeout=config.limits.command_timeout,
                                    output_limit=100_000)
@@ -139,9 +140,9 @@ def _drive(spec: SessionSpec, worktree: Worktree, budget: Budget, emit: Sink, se
                                   timeout=config.limits.command_timeout, scratch=session_dir / "validation")
             baseline = validator.run()
             emit(ValidationRan(iteration=0, result=baseline))
-            # The agent's shell gets a home of its own: no credential files, no git credential helpers.
-            home = session_dir / "home"
-            home.mkdir(exist_ok=True)
+            # The agent's shell gets a home of its own (outside the session folder, which is uploaded
+            # as an artifact): no credential files, no git credential helpers.
+            home = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="fixloop-home-")))
             tools = Toolbox(worktree.root, env=agent_environment(spec.environ, str(home), config.secrets.scrub),
                             deny=config.paths.deny, command_timeout=config.limits.tool_timeout)
             checks: Validation = validator
