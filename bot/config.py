@@ -142,6 +142,8 @@ def parse_config(text: str, *, source: str = CONFIG_PATH) -> Config:
         mark = getattr(error, "problem_mark", None)
         where = [(f"line {mark.line + 1}", str(getattr(error, "problem", "") or error))] if mark else []
         raise ConfigError(f"{source} is not valid YAML: {error}", where) from None
+    except (RecursionError, ValueError) as error:  # absurdly deep nesting, integers too long to read
+        raise ConfigError(f"{source} cannot be read: {type(error).__name__}: {str(error)[:200]}") from None
     return parse_config_data(data, source=source)
 
 

@@ -79,17 +79,26 @@ class Service:
 
     def _work(self) -> None:
         while (item := self.queue.get()) is not STOP:
-            delivery, event, payload = item
             try:
-                outcome = self.processor.process(delivery, event, payload)
-            except Exception as error:  # one bad delivery must not stop the worker
-                outcome = f"error: {type(error).__name__}: {error}"
-                self.metrics.error("process")
-                logger.exception("delivery failed", extra={"delivery": delivery, "event": event})
-            self.store.finish_delivery(delivery, outcome)
-            self.metrics.delivery(event, outcome.split(":", 1)[0].split(" ", 1)[0])
-            logger.info(outcome, extra={"delivery": delivery, "event": event, "outcome": outcome})
-            self.queue.task_done()
+                self._handle(*item)
+            except Exception:  # nothing about one delivery may stop a worker
+                self.metrics.error("worker")
+                logger.exception("delivery could not be recorded", extra={"delivery": str(item[0])})
+            finally:
+                self.queue.task_done()
+
+    def _handle(self, delivery: str, event: str, payload: Any) -> None:
+        try:
+            outcome = self.processor.process(delivery, event, payload)
+        except Exception as error:
+            outcome = f"error: {type(error).__name__}: {error}"
+            self.metrics.error("process")
+            logger.exception("delivery failed", extra={"delivery": delivery, "event": event})
+        # Outcomes can echo payload text; lone surrogates cannot be stored or logged as UTF-8.
+        outcome = outcome.encode("utf-8", "replace").decode("utf-8")
+        self.store.finish_delivery(delivery, outcome)
+        self.metrics.delivery(event, outcome.split(":", 1)[0].split(" ", 1)[0])
+        logger.info(outcome, extra={"delivery": delivery, "event": event, "outcome": outcome})
 
     def drain(self) -> None:
         """Wait until every queued delivery has been processed (tests, shutdown)."""
@@ -140,8 +149,8 @@ def create_app(settings: AppSettings, service: Service | None = None) -> FastAPI
             return JSONResponse({"pong": True})
         try:
             payload = json.loads(body)
-        except (UnicodeDecodeError, json.JSONDecodeError):
-            return reject(400, event, "bad_request", "the body is not JSON")
+        except (ValueError, RecursionError):  # not JSON, too deeply nested, or an integer too long
+            return reject(400, event, "bad_request", "the body is not JSON that fixloop can read")
         if not isinstance(payload, dict):
             return reject(400, event, "bad_request", "the body must be a JSON object")
         if event not in EVENTS:

@@ -58,6 +58,8 @@ class InstallationTokens:
         return Github(auth=Auth.AppAuthToken(app_jwt(self.app_id, self.private_key, time.time())), base_url=self.api_url)
 
     def _mint(self, installation_id: int, repository: str, permissions: Mapping[str, str]) -> _Token:
+        if repository.count("/") != 1:
+            raise GitHubError(f"{repository!r} is not an owner/name repository")
         try:
             _, data = self._as_app().requester.requestJsonAndCheck(
                 "POST", f"/app/installations/{installation_id}/access_tokens",

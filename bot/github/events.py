@@ -95,7 +95,7 @@ class WorkflowRun(_Lenient):
 
 
 class Installation(_Lenient):
-    id: int
+    id: int = Field(ge=1, lt=2**63)  # stored as a SQLite integer
     account: User | None = None
 
 
@@ -231,4 +231,5 @@ def verify_signature(secret: str, body: bytes, header: str | None) -> bool:
     """Constant-time check of a delivery's signature; a missing header never verifies."""
     if not secret or not header:
         return False
-    return hmac.compare_digest(signature_for(secret, body), header.strip())
+    # Bytes, not str: compare_digest refuses non-ASCII text, and a header can hold anything.
+    return hmac.compare_digest(signature_for(secret, body).encode(), header.strip().encode("utf-8", "replace"))
