@@ -452,17 +452,12 @@ def main() -> int:
     parser.add_argument("--server-log", type=Path, help="keep the server's stderr in this file")
     args = parser.parse_args()
 
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import rsa
-
     from tests.fakes.github import FakeGitHub
+    from tests.fakes.github.fixture import generate_app_key
     from tests.fakes.live_server import free_port
 
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    private_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                    serialization.NoEncryption()).decode()
-    public_pem = key.public_key().public_bytes(serialization.Encoding.PEM,
-                                               serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+    app_key = generate_app_key()
+    private_pem, public_pem = app_key.private_pem, app_key.public_pem
     with FakeGitHub(app_id=APP_ID, app_public_key=public_pem, supports_run_details=True) as github, \
             tempfile.TemporaryDirectory() as scratch:
         github.add_repo(REPO, files={".github/fixloop.yml": CONFIG, "calc.py": "x = 1\n"})

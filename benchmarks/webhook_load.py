@@ -27,14 +27,13 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import requests
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bot.github.events import signature_for, verify_signature  # noqa: E402
 from tests.fakes.github import FakeGitHub  # noqa: E402
+from tests.fakes.github.fixture import generate_app_key  # noqa: E402
 from tests.fakes.live_server import LiveServer, free_port  # noqa: E402
 from tests.fixtures import load_payload  # noqa: E402
 
@@ -108,11 +107,8 @@ def main() -> None:
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
 
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    private_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                    serialization.NoEncryption()).decode()
-    public_pem = key.public_key().public_bytes(serialization.Encoding.PEM,
-                                               serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+    app_key = generate_app_key()
+    private_pem, public_pem = app_key.private_pem, app_key.public_pem
     with FakeGitHub(app_id=APP_ID, app_public_key=public_pem, supports_run_details=True) as github, \
             tempfile.TemporaryDirectory() as scratch:
         github.add_repo(REPO, files={".github/fixloop.yml": "validate: [python -m pytest -q]\n"})

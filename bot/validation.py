@@ -13,7 +13,6 @@ import shlex
 from collections.abc import Mapping
 from itertools import count
 from pathlib import Path
-
 from xml.etree.ElementTree import ParseError
 
 from junitparser import Attr, Error, Failure, JUnitXml, TestCase, TestSuite
@@ -121,7 +120,8 @@ def relevant_excerpt(output: str, limit: int = _EXCERPT_LIMIT) -> str:
     return f"{head}[... last {len(tail)} lines of {len(lines)} ...]\n" + "\n".join(tail)
 
 
-def _test_id(case_file: str | None, classname: str, name: str) -> str:
+def junit_test_id(case_file: str | None, classname: str, name: str) -> str:
+    """The pytest node id of a JUnit test case (`file::Class::name`), from its file and class name."""
     if case_file:
         module = case_file.removesuffix(".py").replace("/", ".")
         inner = classname[len(module) :].lstrip(".") if classname.startswith(module) else ""
@@ -161,7 +161,7 @@ def parse_junit(path: Path) -> tuple[int, list[FailedTest]]:
             case_file = case.file
             failed.append(
                 FailedTest(
-                    id=_test_id(case_file, case.classname or "", case.name or ""),
+                    id=junit_test_id(case_file, case.classname or "", case.name or ""),
                     file=file or case_file,
                     line=line,
                     message=cap_text((problem.message or "").strip(), 500),

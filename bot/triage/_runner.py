@@ -23,7 +23,7 @@ from xml.etree import ElementTree
 
 from bot._process import CommandResult, cap_text, run_shell
 from bot.errors import ConfigError
-from bot.validation import parse_junit, relevant_excerpt
+from bot.validation import junit_test_id, parse_junit, relevant_excerpt
 
 T = TypeVar("T")
 
@@ -47,15 +47,6 @@ def matches(test: str, case_id: str) -> bool:
     return case_id == test or case_id.startswith((test + "::", test + "["))
 
 
-def _case_id(file: str | None, classname: str, name: str) -> str:
-    """The node id of a JUnit test case, as `bot.validation.parse_junit` builds it."""
-    if file:
-        module = file.removesuffix(".py").replace("/", ".")
-        inner = classname[len(module):].lstrip(".") if classname.startswith(module) else ""
-        return "::".join(part for part in (file, *inner.split("."), name) if part)
-    return f"{classname}::{name}" if classname else name
-
-
 def _read_report(path: Path) -> tuple[list[str], dict[str, str]] | None:
     """(ids in the order they ran, {failed id: message and traceback}), or None without a readable report."""
     if not path.exists():
@@ -65,7 +56,7 @@ def _read_report(path: Path) -> tuple[list[str], dict[str, str]] | None:
         _, failed = parse_junit(path)
     except ElementTree.ParseError:
         return None
-    ran = [_case_id(c.get("file"), c.get("classname") or "", c.get("name") or "") for c in root.iter("testcase")]
+    ran = [junit_test_id(c.get("file"), c.get("classname") or "", c.get("name") or "") for c in root.iter("testcase")]
     details = {f.id: "\n".join(part for part in (f.message, f.details) if part) for f in failed}
     return ran, details
 

@@ -6,7 +6,16 @@ from __future__ import annotations
 from . import render
 from .model import CheckRun, Repo, User, utcnow
 from .render import JsonObj
-from .routes import ApiError, Ctx, Reply, not_found, now_or, open_pulls_for_sha, paginate, route
+from .routes import (
+    ApiError,
+    Ctx,
+    Reply,
+    not_found,
+    now_or,
+    open_pulls_for_sha,
+    paginate,
+    route,
+)
 
 # ------------------------------------------------------------------------------------------------
 # repositories, contents, collaborators, branches, commits

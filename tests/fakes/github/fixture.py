@@ -31,8 +31,8 @@ class AppKey:
     public_pem: str
 
 
-@pytest.fixture(scope="session")
-def github_app_key() -> AppKey:
+def generate_app_key() -> AppKey:
+    """A fresh RSA key pair for a fake GitHub App (tests and benchmarks)."""
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     private_pem = key.private_bytes(serialization.Encoding.PEM,
                                     serialization.PrivateFormat.PKCS8,
@@ -40,6 +40,11 @@ def github_app_key() -> AppKey:
     public_pem = key.public_key().public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
     return AppKey(private_pem, public_pem)
+
+
+@pytest.fixture(scope="session")
+def github_app_key() -> AppKey:
+    return generate_app_key()
 
 
 def _assert_clean(server: FakeGitHub) -> None:
