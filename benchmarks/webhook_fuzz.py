@@ -418,18 +418,6 @@ def scan_stderr(text: str) -> dict[str, Any]:
             "unhandled_crashes": sum(crashes.values()), "crashes_by_type": dict(crashes.most_common())}
 
 
-def wait_healthy(url: str, server: subprocess.Popen[bytes], timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            requests.get(f"{url}/healthz", timeout=1).raise_for_status()
-            return
-        except requests.RequestException:
-            if time.monotonic() > deadline or server.poll() is not None:
-                raise SystemExit("fixloop serve did not start") from None
-            time.sleep(0.1)
-
-
 def wait_drained(url: str, timeout: float) -> tuple[bool, int]:
     deadline = time.monotonic() + timeout
     zeros, queued = 0, -1
@@ -454,7 +442,7 @@ def main() -> int:
 
     from tests.fakes.github import FakeGitHub
     from tests.fakes.github.fixture import generate_app_key
-    from tests.fakes.live_server import free_port
+    from tests.fakes.live_server import free_port, wait_healthy
 
     app_key = generate_app_key()
     private_pem, public_pem = app_key.private_pem, app_key.public_pem

@@ -34,7 +34,7 @@ sys.path.insert(0, str(ROOT))
 from bot.github.events import signature_for, verify_signature  # noqa: E402
 from tests.fakes.github import FakeGitHub  # noqa: E402
 from tests.fakes.github.fixture import generate_app_key  # noqa: E402
-from tests.fakes.live_server import LiveServer, free_port  # noqa: E402
+from tests.fakes.live_server import LiveServer, free_port, wait_healthy  # noqa: E402
 from tests.fixtures import load_payload  # noqa: E402
 
 REPO = "octo/calc"
@@ -127,15 +127,7 @@ def main() -> None:
                                   stderr=subprocess.DEVNULL)
         url = f"http://127.0.0.1:{port}"
         try:
-            deadline = time.monotonic() + 30
-            while True:
-                try:
-                    requests.get(f"{url}/healthz", timeout=1).raise_for_status()
-                    break
-                except requests.RequestException:
-                    if time.monotonic() > deadline or server.poll() is not None:
-                        raise SystemExit("fixloop serve did not start") from None
-                    time.sleep(0.1)
+            wait_healthy(url, server)
             total, latencies = fire(url, bodies, args.concurrency)
             drain_started = time.perf_counter()
             while len(github.dispatches(REPO)) < args.deliveries:

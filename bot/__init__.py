@@ -7,7 +7,14 @@ Errors are documented in one place: `bot.errors`.
 from bot.agent.events import Ending
 from bot.agent.model import AnthropicModel, Model, ScriptedModel
 from bot.config import Config, parse_config
-from bot.errors import ConfigError, FixloopError, MissingAPIKey, ModelError, SessionCancelled, WorkspaceError
+from bot.errors import (
+    ConfigError,
+    FixloopError,
+    MissingAPIKey,
+    ModelError,
+    SessionCancelled,
+    WorkspaceError,
+)
 from bot.session import SessionSpec, run_session
 from bot.task import Task
 from bot.trajectory import Report

@@ -21,12 +21,12 @@ from bot.config import CONFIG_PATH, Config, parse_config
 from bot.errors import ConfigError, GitHubError, WorkspaceError
 from bot.github.runner import run_action
 from bot.logs import cli as logs_cli
-from bot.triage import cli as triage_cli
 from bot.reporting.terminal import TerminalReporter
 from bot.secrets import Redactor
 from bot.session import SessionSpec, run_session
 from bot.task import Task
 from bot.trajectory import Report
+from bot.triage import cli as triage_cli
 from bot.workspace import read_file_at, repository_root, resolve_commit
 
 EXIT_CODES = {"validated": 0, "not_validated": 1, "error": 3, "cancelled": 130}

@@ -21,7 +21,15 @@ from types import FrameType
 
 from bot._process import run_shell
 from bot.agent.budget import Budget
-from bot.agent.events import ChangesMade, Ending, SessionEnded, SessionStarted, Sink, ValidationRan, fan_out
+from bot.agent.events import (
+    ChangesMade,
+    Ending,
+    SessionEnded,
+    SessionStarted,
+    Sink,
+    ValidationRan,
+    fan_out,
+)
 from bot.agent.loop import AgentLoop, Validation
 from bot.agent.model import Model
 from bot.agent.paths import matches_any
@@ -34,7 +42,13 @@ from bot.secrets import Redactor, agent_environment, scrubbed_environment
 from bot.task import Task
 from bot.trajectory import Report, ReportBuilder, TrajectoryWriter, write_report
 from bot.validation import ValidationResult, Validator, relevant_excerpt
-from bot.workspace import Snapshot, Worktree, create_branch, repository_root, resolve_commit
+from bot.workspace import (
+    Snapshot,
+    Worktree,
+    create_branch,
+    repository_root,
+    resolve_commit,
+)
 
 
 class _SnapshotThenValidate:

@@ -16,7 +16,16 @@ import pytest
 
 from bot.cli import main
 from tests.conftest import run_git
-from tests.fakes.messages_api import CutStream, Fail, MessagesAPIServer, Reply, StreamError, bash, edit, text
+from tests.fakes.messages_api import (
+    CutStream,
+    Fail,
+    MessagesAPIServer,
+    Reply,
+    StreamError,
+    bash,
+    edit,
+    text,
+)
 
 PYTEST = f"{shlex.quote(sys.executable)} -m pytest -q"
 BUGGY = {

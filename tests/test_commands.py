@@ -4,7 +4,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bot.github.commands import Command, UnknownCommand, help_text, parse_command, unknown_reply
+from bot.github.commands import (
+    Command,
+    UnknownCommand,
+    help_text,
+    parse_command,
+    unknown_reply,
+)
 
 
 @pytest.mark.parametrize(

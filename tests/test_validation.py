@@ -2,12 +2,11 @@ import os
 import shlex
 import sys
 from pathlib import Path
-
-from bot.secrets import scrubbed_environment
 from xml.etree.ElementTree import ParseError
 
 import pytest
 
+from bot.secrets import scrubbed_environment
 from bot.validation import FEEDBACK_LIMIT, Validator, parse_junit, relevant_excerpt
 
 PYTEST = f"{shlex.quote(sys.executable)} -m pytest -q"

@@ -3,7 +3,13 @@ from pathlib import Path
 import pytest
 
 from bot.errors import WorkspaceError
-from bot.workspace import Worktree, create_branch, read_file_at, repository_root, resolve_commit
+from bot.workspace import (
+    Worktree,
+    create_branch,
+    read_file_at,
+    repository_root,
+    resolve_commit,
+)
 from tests.conftest import run_git
 
 

@@ -22,9 +22,22 @@ from bot.errors import ConfigError, GitHubError
 from bot.github.app_auth import InstallationTokens
 from bot.github.client import GitHubClient
 from bot.github.events import (
-    Event, InstallationChanged, MalformedEvent, PullRequestChanged, WorkflowRunCompleted, parse_event,
+    Event,
+    InstallationChanged,
+    MalformedEvent,
+    PullRequestChanged,
+    WorkflowRunCompleted,
+    parse_event,
 )
-from bot.github.rules import Ignore, Reply, Run, Stop, decide, owner_aware, target_key
+from bot.github.rules import (
+    Ignore,
+    Reply,
+    Stop,
+    addressed_number,
+    decide,
+    owner_aware,
+    target_key,
+)
 from bot.task import Task
 
 # What the App itself needs in a repository (the workflow it dispatches mints its own token).
@@ -94,9 +107,7 @@ class Processor:
             addressed = decide(event, Config(), **rules)  # type: ignore[arg-type]
             if isinstance(addressed, Ignore):
                 return f"ignored: {addressed.reason} (and .github/fixloop.yml is invalid)"
-            number = addressed.task.target.number if isinstance(addressed, Run) and addressed.task.target else \
-                getattr(addressed, "number", None)
-            if number:
+            if number := addressed_number(addressed):
                 github.comment(number, f"fixloop cannot start: .github/fixloop.yml on {default_branch} is invalid.\n\n```\n{error}\n```")
             return "refused: invalid .github/fixloop.yml"
         decision = decide(event, config, **rules)  # type: ignore[arg-type]

@@ -10,12 +10,19 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from bot.agent.events import (
-    ChangesMade, Event, IterationStarted, ModelCalled, SessionEnded, SessionStarted, ToolCalled, ValidationRan,
+    ChangesMade,
+    Event,
+    IterationStarted,
+    ModelCalled,
+    SessionEnded,
+    SessionStarted,
+    ToolCalled,
+    ValidationRan,
 )
 from bot.agent.pricing import price_for
 from bot.agent.usage import Usage
-from bot.github import render
 from bot.errors import GitHubError
+from bot.github import render
 from bot.github.client import GitHubClient
 from bot.secrets import Redactor
 

@@ -8,8 +8,8 @@ a reaction or a check-run update is one request, with no fetch first.
 from __future__ import annotations
 
 import re
-from itertools import islice
 from dataclasses import dataclass
+from itertools import islice
 from pathlib import Path
 from typing import Any
 

@@ -12,14 +12,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bot.config import Config
-from bot.errors import WorkspaceError
+from bot.errors import GitHubError, WorkspaceError
 from bot.github import render
-from bot.errors import GitHubError
 from bot.github.client import GitHubClient
 from bot.github.plan import Plan
 from bot.secrets import Redactor
 from bot.trajectory import Report
 from bot.workspace import push
+
 
 def marker(correlation_id: str | None) -> str:
     """A hidden line in fixloop's pull requests; the App links them to its sessions by it."""

@@ -13,10 +13,22 @@ from dataclasses import dataclass
 from fnmatch import fnmatchcase
 
 from bot.config import Config
-from bot.github.commands import Command, UnknownCommand, help_text, parse_command, unknown_reply
+from bot.github.commands import (
+    Command,
+    UnknownCommand,
+    help_text,
+    parse_command,
+    unknown_reply,
+)
 from bot.github.events import (
-    CheckRunRequestedAction, CheckSuiteCompleted, Event, IssueCommentCreated, IssueLabeled, ReviewCommentCreated,
-    WorkflowDispatch, WorkflowRunCompleted,
+    CheckRunRequestedAction,
+    CheckSuiteCompleted,
+    Event,
+    IssueCommentCreated,
+    IssueLabeled,
+    ReviewCommentCreated,
+    WorkflowDispatch,
+    WorkflowRunCompleted,
 )
 from bot.task import Context, Target, Task
 
@@ -52,6 +64,13 @@ class Ignore:
 
 
 Decision = Run | Reply | Stop | Ignore
+
+
+def addressed_number(decision: Decision) -> int | None:
+    """The issue or pull request a decision answers on, if any."""
+    if isinstance(decision, Run):
+        return decision.task.target.number if decision.task.target else None
+    return decision.number if isinstance(decision, Reply | Stop) else None
 PermissionOf = Callable[[str], str]
 
 

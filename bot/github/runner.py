@@ -20,21 +20,36 @@ from rich.console import Console
 
 from bot.agent.model import AnthropicModel
 from bot.config import Config, key_line, parse_config
+from bot.deflake import DeflakeTarget
 from bot.errors import ConfigError
 from bot.github import render
-from bot.github.actions_env import ActionsEnvironment, WorkflowCommands, append_summary, write_outputs
-from bot.deflake import DeflakeTarget
+from bot.github.actions_env import (
+    ActionsEnvironment,
+    WorkflowCommands,
+    append_summary,
+    write_outputs,
+)
 from bot.github.checks import CheckRunReporter
 from bot.github.ci import changed_lines, diagnose, gather
 from bot.github.client import GitHubClient
 from bot.github.events import Event, MalformedEvent, parse_event
 from bot.github.plan import Plan, Refusal, plan_session
 from bot.github.publish import git_auth_env, publish
-from bot.github.rules import Ignore, PermissionOf, Reply, Run, Stop, decide, owner_aware, target_key
+from bot.github.rules import (
+    Ignore,
+    PermissionOf,
+    Reply,
+    Run,
+    Stop,
+    addressed_number,
+    decide,
+    owner_aware,
+    target_key,
+)
 from bot.reporting.terminal import TerminalReporter
 from bot.secrets import Redactor, scrubbed_environment
-from bot.task import Context
 from bot.session import SessionSpec, run_session
+from bot.task import Context
 from bot.workspace import fetch, has_commit
 
 EXIT_CODES = {"validated": 0, "not_validated": 1, "error": 3, "cancelled": 130}
@@ -115,9 +130,7 @@ class ActionRunner:
                 output={"title": f"Invalid {self.env.config_path}", "summary": render.fit(f"```\n{error}\n```"),
                         "annotations": notes[: render.ANNOTATIONS_PER_REQUEST]},
                 details_url=self.env.run_url)
-        number = decision.task.target.number if isinstance(decision, Run) and decision.task.target else \
-            getattr(decision, "number", None)
-        if number:
+        if number := addressed_number(decision):
             self.github.comment(number, f"fixloop cannot start: {self.env.config_path} on the default branch is invalid.\n\n```\n{error}\n```")
         self.commands.error(str(error).splitlines()[0], file=self.env.config_path)
         self.log(str(error))

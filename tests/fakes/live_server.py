@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import socket
+import subprocess
 import threading
 import time
 from typing import Any
 
+import requests
 import uvicorn
 
 
@@ -14,6 +16,19 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
+
+
+def wait_healthy(url: str, server: subprocess.Popen[bytes], timeout: float = 30) -> None:
+    """Wait until a `fixloop serve` process answers /healthz; exit if it died or never did."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            requests.get(f"{url}/healthz", timeout=1).raise_for_status()
+            return
+        except requests.RequestException:
+            if time.monotonic() > deadline or server.poll() is not None:
+                raise SystemExit("fixloop serve did not start") from None
+            time.sleep(0.1)
 
 
 class LiveServer:
