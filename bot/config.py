@@ -7,7 +7,7 @@ errors, so a typo does not silently fall back to a default. The fixed keys other
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -84,6 +84,8 @@ class Config(_Strict):
     pull_request: PullRequest = Field(default_factory=PullRequest)
     deflake: Deflake = Field(default_factory=Deflake)
     secrets: Secrets = Field(default_factory=Secrets)
+    sandbox: Literal["auto", "required", "off"] = Field(
+        "auto", description="Confine the agent's commands with bubblewrap: when installed (auto), always (required), never (off).")
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 

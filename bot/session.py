@@ -18,6 +18,7 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 from bot._process import run_shell
 from bot.agent.budget import Budget
@@ -37,7 +38,9 @@ from bot.agent.prompts import SYSTEM_PROMPT, task_message
 from bot.agent.tools import Toolbox
 from bot.config import Config
 from bot.deflake import DeflakeTarget, DeflakeValidation
-from bot.errors import ModelError, SessionCancelled
+from bot.errors import ModelError, SessionCancelled, WorkspaceError
+from bot.sandbox import confinement, sandbox
+from bot.search import SearchCode, search_sandbox_paths
 from bot.secrets import Redactor, agent_environment, scrubbed_environment
 from bot.task import Task
 from bot.trajectory import Report, ReportBuilder, TrajectoryWriter, write_report
@@ -123,7 +126,7 @@ def run_session(spec: SessionSpec) -> Report:
     emit = fan_out([trajectory, builder, *spec.sinks])
     budget = Budget(config.limits, spec.model.name)
     emit(SessionStarted(session_id=session_id, task=spec.task.statement(), model=spec.model.name, repo=str(repo),
-                        base_commit=base, limits=config.limits.model_dump()))
+                        base_commit=base, limits=config.limits.model_dump(), confinement=confinement(config.sandbox)))
     worktree = Worktree.create(repo, base)
     try:
         ending = _drive(spec, worktree, budget, emit, session_dir, redactor)
@@ -138,12 +141,26 @@ def run_session(spec: SessionSpec) -> Report:
     return report
 
 
+def _evidence(task: Task, baseline: ValidationResult) -> list[dict[str, Any]]:
+    """What `evidence()` gives a search program: the CI failure's evidence, then the tests failing now."""
+    found: list[dict[str, Any]] = []
+    if task.kind in ("ci_failure", "deflake"):
+        found += [{"source": item.source, "text": item.text} for item in task.context]
+    found += [{"test": t.id, "path": t.file, "line": t.line, "message": t.message} for t in baseline.failed_tests]
+    return found
+
+
 def _drive(spec: SessionSpec, worktree: Worktree, budget: Budget, emit: Sink, session_dir: Path,
            redactor: Redactor) -> Ending:
     config = spec.config
     env = scrubbed_environment(spec.environ, config.secrets.scrub)
     try:
         with cancellable(), ExitStack() as stack:
+            # The agent's shell gets a home of its own (outside the session folder, which is uploaded
+            # as an artifact): no credential files, no git credential helpers.
+            home = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="fixloop-home-")))
+            confinement = sandbox(config.sandbox, environ=spec.environ, readable=[worktree.common_dir, worktree.git_dir],
+                                  writable=[worktree.root, home])
             for command in config.setup:
                 result = run_shell(command, cwd=worktree.root, env=env, timeout=config.limits.command_timeout,
                                    output_limit=100_000)
@@ -154,11 +171,14 @@ def _drive(spec: SessionSpec, worktree: Worktree, budget: Budget, emit: Sink, se
                                   timeout=config.limits.command_timeout, scratch=session_dir / "validation")
             baseline = validator.run()
             emit(ValidationRan(iteration=0, result=baseline))
-            # The agent's shell gets a home of its own (outside the session folder, which is uploaded
-            # as an artifact): no credential files, no git credential helpers.
-            home = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="fixloop-home-")))
+            # From here on the agent's shell could rewrite git's config or hooks: fixloop's git refuses to run if it does.
+            worktree.record_git_state()
+            search = SearchCode(worktree.root, _evidence(spec.task, baseline), sandbox(
+                config.sandbox, environ=spec.environ, network=False,
+                readable=search_sandbox_paths(worktree.root, [worktree.common_dir, worktree.git_dir])))
             tools = Toolbox(worktree.root, env=agent_environment(spec.environ, str(home), config.secrets.scrub),
-                            deny=config.paths.deny, command_timeout=config.limits.tool_timeout)
+                            deny=config.paths.deny, command_timeout=config.limits.tool_timeout, sandbox=confinement,
+                            search=search)
             checks: Validation = validator
             if spec.deflake is not None:
                 checks = DeflakeValidation(validator, worktree, spec.deflake, config.deflake, env,
@@ -170,7 +190,7 @@ def _drive(spec: SessionSpec, worktree: Worktree, budget: Budget, emit: Sink, se
                                                        baseline_feedback=baseline.feedback())))
     except SessionCancelled as cancelled:
         return Ending.cancelled(str(cancelled))
-    except ModelError as error:
+    except (ModelError, WorkspaceError) as error:
         return Ending.error(str(error))
     except Exception as error:  # the session's outer edge: an honest ending instead of a lost session
         return Ending.error(f"internal error: {type(error).__name__}: {error}")
@@ -199,7 +219,10 @@ def _conclude(
     ending: Ending, spec: SessionSpec, worktree: Worktree, session_id: str, session_dir: Path, redactor: Redactor,
     summary: str,
 ) -> tuple[Ending, dict[str, object]]:
-    snapshot: Snapshot = worktree.snapshot()
+    try:
+        snapshot: Snapshot = worktree.snapshot()
+    except WorkspaceError as error:  # the agent changed git's files: no git runs with them, nothing is kept
+        return Ending.error(str(error)), {"summary": summary}
     outcome: dict[str, object] = {"diff_stat": snapshot.diff_stat, "changed_files": snapshot.changed_paths, "summary": summary}
     protected = [p for p in snapshot.changed_paths if matches_any(p, spec.config.paths.deny)]
     if ending.status == "validated" and protected:

@@ -95,6 +95,7 @@ class Report(BaseModel):
     diff_stat: str = ""
     changed_files: list[str] = []
     summary: str = ""  # the model's last account of what it changed and why
+    confinement: str = ""  # how the agent's commands were confined (bot.sandbox.confinement)
     patch: str | None = None  # path of the saved patch when the work was not committed
     trajectory: str
 
@@ -142,6 +143,7 @@ class ReportBuilder:
             model=self.started.model,
             repo=self.started.repo,
             base_commit=self.started.base_commit,
+            confinement=self.started.confinement,
             started_at=round(self.started_at, 3),
             finished_at=round(time.time(), 3),
             baseline=self.baseline,

@@ -204,7 +204,11 @@ class Validator:
     def _run(self, command: str, *, focus: bool) -> CommandOutcome:
         self.scratch.mkdir(parents=True, exist_ok=True)
         junit = self.scratch / f"junit-{next(self._serial)}.xml"
-        addopts = [self.env.get("PYTEST_ADDOPTS", ""), f"--junitxml={shlex.quote(str(junit))}", "-o junit_family=xunit1"]
+        # junit_logging=no: a repository's config may ask for the captured output in the report
+        # (system-out), and a test printing hundreds of MB would then make a report of that size,
+        # read whole into memory here; the report is only read for test ids and failure texts.
+        addopts = [self.env.get("PYTEST_ADDOPTS", ""), f"--junitxml={shlex.quote(str(junit))}", "-o junit_family=xunit1",
+                   "-o junit_logging=no"]
         if focus:
             addopts.append("--last-failed --last-failed-no-failures none")
         env = self.env | {"PYTEST_ADDOPTS": " ".join(a for a in addopts if a)}

@@ -4,27 +4,49 @@ The agent edits files in a detached worktree; its own `git` calls there do not c
 capture the work, the orchestrator stages everything into a private index (never the worktree's
 own), so the resulting tree is the working files exactly as the agent left them, ignoring any
 commits or staging the agent made. Commits are built with `commit-tree` on top of the base.
+
+The agent's shell runs as the same user, so it can rewrite what git reads: the repository's config
+(`core.fsmonitor`, filter drivers, `remote.origin.url`, `url.*.insteadOf`, `http.proxy`), its hooks,
+the worktree's `.git` pointer. fixloop's own git runs after the agent, some of it with credentials,
+so the files that decide what git runs or where it connects are fingerprinted before the agent
+starts (`ControlFiles`), and fixloop's git calls after that refuse to run if one of them changed.
+Those calls also never run hooks or a file-system monitor, name the git directory explicitly, and
+get no secrets they were not handed.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
+import stat
 import subprocess
 import tempfile
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from bot.errors import WorkspaceError
+from bot.secrets import scrubbed_environment
 
 FIXLOOP_AUTHOR = ("fixloop", "fixloop@users.noreply.github.com")
 
+# On every git call of fixloop's: hooks and a file-system monitor are commands the repository's config
+# chooses, and replace refs could make the patch fixloop checks differ from the commit it makes.
+_NO_COMMANDS = ("--no-replace-objects", "-c", "core.hooksPath=/dev/null", "-c", "core.fsmonitor=false")
 
-def git(*args: str, cwd: Path, env: dict[str, str] | None = None, input_text: str | None = None) -> str:
-    """Run git and return its stdout; a failure becomes a WorkspaceError carrying git's message."""
-    full_env = {**os.environ, "GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C", **(env or {})}
+
+def git(*args: str, cwd: Path, env: dict[str, str] | None = None, input_text: str | None = None,
+        base_env: Mapping[str, str] | None = None, git_dir: Path | None = None, work_tree: Path | None = None) -> str:
+    """Run git and return its stdout; a failure becomes a WorkspaceError carrying git's message.
+
+    `env` is added to `base_env` (default: this process's environment). `git_dir` and `work_tree`
+    are passed explicitly, so no `.git` file or `GIT_DIR` decides which repository git reads."""
+    full_env = {**(os.environ if base_env is None else base_env), "GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C", **(env or {})}
+    where = [*([f"--git-dir={git_dir}"] if git_dir else []), *([f"--work-tree={work_tree}"] if work_tree else [])]
     proc = subprocess.run(
-        ["git", *args], cwd=cwd, env=full_env, input=input_text, capture_output=True, text=True, check=False
+        ["git", *_NO_COMMANDS, *where, *args], cwd=cwd, env=full_env, input=input_text, capture_output=True,
+        text=True, check=False,
     )
     if proc.returncode != 0:
         raise WorkspaceError(f"git {' '.join(args[:2])} failed in {cwd}: {proc.stderr.strip() or proc.stdout.strip()}")
@@ -47,12 +69,109 @@ def resolve_commit(repo: Path, rev: str) -> str:
         raise WorkspaceError(f"{rev!r} is not a commit in {repo} (does the repository have any commits?).") from None
 
 
+def git_directories(root: Path) -> list[Path]:
+    """The repository's common git directory and the worktree's own one (inside it), for a worktree at `root`."""
+    git_dir, common_dir = git("rev-parse", "--path-format=absolute", "--git-dir", "--git-common-dir", cwd=root).splitlines()
+    return [Path(common_dir), Path(git_dir)]
+
+
 def read_file_at(repo: Path, commit: str, path: str) -> str | None:
     """The text of `path` at `commit`, or None if it does not exist there."""
     try:
         return git("show", f"{commit}:{path}", cwd=repo)
     except WorkspaceError:
         return None
+
+
+_ABSENT = "absent"
+_DIRECTORY = "directory"
+
+
+def _digest(path: Path) -> str:
+    """What git would find at `path`: a regular file's mode and sha256, a symlink's target, or what else is there.
+
+    Symlinks are not followed (pointing `config` at another file is a change), and only regular files are
+    read (a FIFO put in place of `config` must not hang the check)."""
+    try:
+        info = path.lstat()
+        if stat.S_ISLNK(info.st_mode):
+            return f"symlink to {os.readlink(path)}"
+        if stat.S_ISDIR(info.st_mode):
+            return _DIRECTORY
+        if not stat.S_ISREG(info.st_mode):
+            return f"special file {stat.filemode(info.st_mode)}"
+        # The mode counts: making an inert file in hooks/ executable turns it into a hook.
+        return f"{stat.filemode(info.st_mode)} sha256:{hashlib.sha256(path.read_bytes()).hexdigest()}"
+    except (FileNotFoundError, NotADirectoryError):
+        return _ABSENT
+    except OSError as error:
+        return f"unreadable ({error.strerror})"
+
+
+def _digest_tree(path: Path) -> dict[Path, str]:
+    """`path` and, if it is a real directory, everything under it."""
+    digests = {path: _digest(path)}
+    if digests[path] == _DIRECTORY:
+        try:
+            children = sorted(path.iterdir())
+        except OSError as error:
+            return {path: f"unreadable ({error.strerror})"}
+        for child in children:
+            digests |= _digest_tree(child)
+    return digests
+
+
+class ControlFiles:
+    """The files that decide which commands git runs and where it connects, as they were when recorded.
+
+    Bytes and modes are compared, not parsed settings: any change, harmless or not, is refused, so
+    nothing depends on knowing every dangerous git setting."""
+
+    def __init__(self, files: Sequence[Path], trees: Sequence[Path] = ()) -> None:
+        self.files, self.trees = tuple(files), tuple(trees)
+        self.recorded = self._scan()
+
+    def _scan(self) -> dict[Path, str]:
+        digests = {path: _digest(path) for path in self.files}
+        for tree in self.trees:
+            digests |= _digest_tree(tree)
+        return digests
+
+    def changed(self) -> list[Path]:
+        now = self._scan()
+        return sorted(path for path in {*self.recorded, *now} if self.recorded.get(path, _ABSENT) != now.get(path, _ABSENT))
+
+    def verify(self, repo: Path) -> None:
+        """Raise a WorkspaceError naming the changed files, if any changed since they were recorded."""
+        if changed := self.changed():
+            names = ", ".join(str(path) for path in changed[:5]) + (f" and {len(changed) - 5} more" if len(changed) > 5 else "")
+            raise WorkspaceError(
+                f"the agent changed the repository's git configuration ({names} changed during the session), so "
+                "fixloop will not run git with it: a changed config, hook or .git file can run commands with "
+                f"fixloop's credentials or send them elsewhere. Check those files before you run git in {repo}.")
+
+
+def _global_config(environ: Mapping[str, str]) -> list[Path]:
+    """The user's git config files, which the agent can also write (by absolute path) and a push reads."""
+    if "GIT_CONFIG_GLOBAL" in environ:
+        return [Path(environ["GIT_CONFIG_GLOBAL"])]
+    home = Path(environ.get("HOME") or Path.home())
+    return [home / ".gitconfig", Path(environ.get("XDG_CONFIG_HOME") or home / ".config") / "git" / "config"]
+
+
+# What each repository's shared git files (common dir and global config) looked like when a worktree of it
+# last handed over to an agent: `push` and `fetch`, which run with credentials after the session has
+# removed its worktree, check against it (the session and the publishing code share only the repository).
+_shared_state: dict[Path, ControlFiles] = {}
+
+
+def _key(repo: Path) -> Path:
+    return Path(os.path.realpath(repo))
+
+
+def _verify_shared(repo: Path) -> None:
+    if (shared := _shared_state.get(_key(repo))) is not None:
+        shared.verify(repo)
 
 
 @dataclass(frozen=True)
@@ -70,27 +189,56 @@ class Snapshot:
 
 
 class Worktree:
-    def __init__(self, repo: Path, root: Path, base: str) -> None:
+    def __init__(self, repo: Path, root: Path, base: str, git_dir: Path, common_dir: Path) -> None:
         self.repo, self.root, self.base = repo, root, base
+        self.git_dir, self.common_dir = git_dir, common_dir  # the worktree's own git directory, and the shared one
+        self.shared, self.own = self._record()
 
     @classmethod
     def create(cls, repo: Path, base: str) -> Worktree:
         root = Path(tempfile.mkdtemp(prefix="fixloop-worktree-"))
         git("worktree", "add", "--detach", "--quiet", str(root), base, cwd=repo)
-        return cls(repo, root, base)
+        common_dir, git_dir = git_directories(root)
+        return cls(repo, root, base, git_dir, common_dir)
+
+    def _record(self) -> tuple[ControlFiles, ControlFiles]:
+        shared = ControlFiles([self.common_dir / "config", self.common_dir / "info" / "attributes",
+                               *_global_config(os.environ)], trees=[self.common_dir / "hooks"])
+        # Not the worktree's `index` or `HEAD`: the agent's own `git status` or `git commit` rewrite those,
+        # and fixloop's git never uses them.
+        own = ControlFiles([self.git_dir / "config.worktree", self.git_dir / "commondir", self.git_dir / "gitdir",
+                            self.root / ".git"])
+        _shared_state[_key(self.repo)] = shared
+        return shared, own
+
+    def record_git_state(self) -> None:
+        """Take the git files as they are now as the trusted state. The session calls this after its setup
+        commands (trusted config, which may install hooks: husky, pre-commit) and before the agent starts."""
+        self.shared, self.own = self._record()
+
+    def _changed(self) -> bool:
+        return bool(self.shared.changed() or self.own.changed())
+
+    def _git(self, *args: str, env: dict[str, str] | None = None, input_text: str | None = None) -> str:
+        """git on this worktree, after checking that the agent left git's files alone; with no secrets in its
+        environment (staging and committing need none)."""
+        self.own.verify(self.repo)
+        self.shared.verify(self.repo)
+        return git(*args, cwd=self.root, env=env, input_text=input_text, base_env=scrubbed_environment(os.environ),
+                   git_dir=self.git_dir, work_tree=self.root)
 
     def snapshot(self) -> Snapshot:
         with tempfile.TemporaryDirectory(prefix="fixloop-index-") as scratch:
             env = {"GIT_INDEX_FILE": str(Path(scratch) / "index")}
-            git("read-tree", self.base, cwd=self.root, env=env)
-            git("add", "--all", "--", ".", cwd=self.root, env=env)
-            tree = git("write-tree", cwd=self.root, env=env).strip()
-        changed = git("diff", "--name-only", "-z", self.base, tree, cwd=self.root).split("\0")
+            self._git("read-tree", self.base, env=env)
+            self._git("add", "--all", "--", ".", env=env)
+            tree = self._git("write-tree", env=env).strip()
+        changed = self._git("diff", "--name-only", "-z", self.base, tree).split("\0")
         return Snapshot(
             tree=tree,
             changed_paths=[p for p in changed if p],
-            patch=git("diff", "--binary", self.base, tree, cwd=self.root),
-            diff_stat=git("diff", "--stat", self.base, tree, cwd=self.root).strip(),
+            patch=self._git("diff", "--binary", self.base, tree),
+            diff_stat=self._git("diff", "--stat", self.base, tree).strip(),
         )
 
     def commit(self, snapshot: Snapshot, message: str) -> str:
@@ -101,20 +249,29 @@ class Worktree:
             "GIT_COMMITTER_NAME": name,
             "GIT_COMMITTER_EMAIL": email,
         }
-        return git("commit-tree", snapshot.tree, "-p", self.base, "-F", "-", cwd=self.root, env=identity, input_text=message).strip()
+        return self._git("commit-tree", snapshot.tree, "-p", self.base, "-F", "-", env=identity, input_text=message).strip()
 
     def remove(self) -> None:
+        if self._changed():
+            # Never raises: it runs in the session's cleanup, after the change was already refused and reported.
+            # The directories go without git (rmtree does not follow symlinks the agent may have planted).
+            shutil.rmtree(self.root, ignore_errors=True)
+            shutil.rmtree(self.git_dir, ignore_errors=True)
+            return
+        env = scrubbed_environment(os.environ)
         try:
-            git("worktree", "remove", "--force", str(self.root), cwd=self.repo)
+            git("worktree", "remove", "--force", str(self.root), cwd=self.repo, base_env=env)
         except WorkspaceError:
             shutil.rmtree(self.root, ignore_errors=True)
-            git("worktree", "prune", cwd=self.repo)
+            git("worktree", "prune", cwd=self.repo, base_env=env)
 
 
 def create_branch(repo: Path, name: str, commit: str, *, replace: bool = False) -> None:
     """Create `name` at `commit`; refuses to move an existing branch unless `replace`."""
-    git("check-ref-format", "--branch", name, cwd=repo)
-    git("update-ref", f"refs/heads/{name}", commit, *(() if replace else ("",)), cwd=repo)
+    _verify_shared(repo)
+    env = scrubbed_environment(os.environ)
+    git("check-ref-format", "--branch", name, cwd=repo, base_env=env)
+    git("update-ref", f"refs/heads/{name}", commit, *(() if replace else ("",)), cwd=repo, base_env=env)
 
 
 def has_commit(repo: Path, sha: str) -> bool:
@@ -127,10 +284,12 @@ def has_commit(repo: Path, sha: str) -> bool:
 
 def fetch(repo: Path, ref: str, *, env: dict[str, str]) -> None:
     """Fetch `ref` from origin (credentials come in through `env`, never the config on disk)."""
+    _verify_shared(repo)
     git("fetch", "--quiet", "--no-tags", "origin", ref, cwd=repo, env=env)
 
 
 def push(repo: Path, commit: str, branch: str, *, expected: str | None, env: dict[str, str]) -> None:
     """Point origin's `branch` at `commit`, if the branch is still at `expected` (None: absent)."""
+    _verify_shared(repo)
     lease = f"--force-with-lease=refs/heads/{branch}:{expected or ''}"
     git("push", "--quiet", "--no-verify", lease, "origin", f"{commit}:refs/heads/{branch}", cwd=repo, env=env)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import subprocess
+import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -14,6 +16,17 @@ GIT_IDENTITY = {
     "GIT_COMMITTER_NAME": "Test Author",
     "GIT_COMMITTER_EMAIL": "author@example.com",
 }
+
+
+def agent_file_appeared(name: str, timeout: float = 30) -> bool:
+    """Whether the agent's shell created `name` at its worktree's root (looked for from outside its
+    sandbox, where the worktree is a temporary folder), waiting up to `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if any(Path(tempfile.gettempdir()).glob(f"fixloop-worktree-*/{name}")):
+            return True
+        time.sleep(0.02)
+    return False
 
 
 def run_git(repo: Path, *args: str) -> str:

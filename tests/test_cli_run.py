@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from bot.cli import main
-from tests.conftest import run_git
+from tests.conftest import agent_file_appeared, run_git
 from tests.fakes.messages_api import (
     CutStream,
     Fail,
@@ -69,7 +69,7 @@ def test_fix_in_one_iteration(api, make_repo, capsys):
     assert len(report["iterations"]) == 1 and report["iterations"][0]["validation"]["passed"]
     assert run_git(repo, "show", f"{report['branch']}:calc.py").count("a + b") == 1
     first = api.requests[0].body
-    assert {t["type"] for t in first["tools"]} == {"text_editor_20250728", "bash_20250124"}
+    assert [t.get("type", t["name"]) for t in first["tools"]] == ["text_editor_20250728", "bash_20250124", "search_code"]
     assert first["system"][-1]["cache_control"] == {"type": "ephemeral"}
     assert first["messages"][-1]["content"][-1]["cache_control"] == {"type": "ephemeral"}
     assert "Fix add()" in first["messages"][0]["content"][0]["text"]
@@ -221,10 +221,9 @@ def test_usage_errors_exit_2(make_repo, tmp_path, capsys, monkeypatch):
 
 def test_sigint_cancels_cleanly_keeps_partial_work_and_exits_130(make_repo, tmp_path):
     repo = make_repo(BUGGY)
-    marker = tmp_path / "bash-started"
     script = [
         Reply([edit("create", "notes.txt", file_text="partial\n")]),
-        Reply([bash(f"touch {shlex.quote(str(marker))}; sleep 60")]),
+        Reply([bash("touch sigint-marker; sleep 60")]),
         DONE,
     ]
     with MessagesAPIServer(script) as api:
@@ -234,10 +233,8 @@ def test_sigint_cancels_cleanly_keeps_partial_work_and_exits_130(make_repo, tmp_
             [sys.executable, "-m", "bot", "run", "--repo", str(repo), "--task", "fix", "--validate", PYTEST, "--out", str(out)],
             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )
-        deadline = time.monotonic() + 30
-        while not marker.exists() and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert marker.exists(), proc.stderr.read() if proc.poll() is not None else "bash never started"
+        started = agent_file_appeared("sigint-marker")
+        assert started, proc.stderr.read() if proc.poll() is not None else "bash never started"
         proc.send_signal(signal.SIGINT)
         stdout, stderr = proc.communicate(timeout=30)
     assert proc.returncode == 130, stderr

@@ -28,6 +28,7 @@ GHES = "https://ghe.example.com:443/api/v3/repos/octo/calc"
 @pytest.fixture(autouse=True)
 def no_throttle(monkeypatch):
     monkeypatch.setattr(bot.github.client, "THROTTLE", False)
+    monkeypatch.setattr(bot.github.client, "RETRY_BACKOFF", 0)
 
 
 def client(api_url: str = "https://api.github.com") -> GitHubClient:
@@ -136,7 +137,8 @@ def test_check_run_reporter_survives_github_failures_and_closes_stopped_iteratio
     reporter(SessionEnded(status="cancelled", reason="cancelled by SIGTERM", usage=Usage(), cost_usd=0))
     body = json.loads(responses.calls[-1].request.body)
     assert body["conclusion"] == "cancelled" and body["output"]["title"] == "Stopped: cancelled by SIGTERM"
-    assert warnings and "HTTP 502" in warnings[0]
+    assert warnings and "502" in warnings[0], "retried (a PATCH sets fields: harmless to repeat), then reported"
+    assert [c.request.method for c in responses.calls].count("PATCH") == 1 + bot.github.client.RETRIES
 
 
 def test_conclusions_are_derived_from_the_typed_ending_only():

@@ -5,6 +5,7 @@ import os
 import shlex
 import signal
 import sys
+import threading
 from pathlib import Path
 
 import jsonschema
@@ -17,7 +18,7 @@ from bot.schemas import GENERATORS, render
 from bot.schemas import HERE as SCHEMAS
 from bot.session import SessionSpec, run_session
 from bot.task import Task
-from tests.conftest import run_git
+from tests.conftest import agent_file_appeared, run_git
 
 PYTEST = f"{shlex.quote(sys.executable)} -m pytest -q"
 BUGGY = {"calc.py": "def add(a, b):\n    return a - b\n", "test_calc.py": "from calc import add\n\n\ndef test_add():\n    assert add(2, 3) == 5\n"}
@@ -130,8 +131,15 @@ def test_secrets_never_reach_the_trajectory_or_report(make_repo, monkeypatch):
 def test_sigterm_mid_iteration_cancels_and_keeps_partial_work(make_repo):
     repo = make_repo(BUGGY)
     partial = tool_use(EDITOR, {"command": "create", "path": "notes.txt", "file_text": "half done\n"}, id="t1")
-    stop = tool_use(BASH, {"command": f"kill -TERM {os.getpid()}; sleep 20"}, id="t2")
-    report, folder = session(repo, [[partial], [stop], DONE])
+    # SIGTERM comes from outside (the runner): the agent's own shell cannot signal fixloop when confined.
+    busy = tool_use(BASH, {"command": "touch sigterm-marker; sleep 20"}, id="t2")
+
+    def terminate_once_busy() -> None:
+        if agent_file_appeared("sigterm-marker"):
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=terminate_once_busy, daemon=True).start()
+    report, folder = session(repo, [[partial], [busy], DONE])
     assert report.status == "cancelled" and "SIGTERM" in report.reason
     assert "+half done" in Path(report.patch).read_text()
     assert json.loads((folder / "trajectory.jsonl").read_text().splitlines()[-1])["status"] == "cancelled"

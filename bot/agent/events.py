@@ -57,6 +57,7 @@ class SessionStarted(Event):
     repo: str
     base_commit: str
     limits: dict[str, Any]
+    confinement: str  # how the agent's commands are confined (bot.sandbox.confinement)
 
 
 class IterationStarted(Event):

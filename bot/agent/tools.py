@@ -1,4 +1,5 @@
-"""The agent's tools: Anthropic's text editor and bash client tools, confined to the worktree.
+"""The agent's tools: Anthropic's text editor and bash client tools, confined to the worktree, and
+fixloop's own `search_code` (a read-only search program, see bot.search).
 
 Failures are tool results with `is_error`, phrased so the model can act on them; they never
 raise. Paths are relative to the repository root: absolute paths, `..` and symlinks leading out
@@ -15,7 +16,10 @@ from typing import Any
 
 from bot._process import cap_text, run_shell
 from bot.agent.paths import matches_any
+from bot.sandbox import Sandbox
 from bot.sanitize import conceal
+from bot.search import TOOL_NAME as SEARCH
+from bot.search import SearchCode
 
 EDITOR = "str_replace_based_edit_tool"
 BASH = "bash"
@@ -45,20 +49,28 @@ class Toolbox:
         deny: list[str],
         command_timeout: float,
         output_limit: int = 20_000,
+        sandbox: Sandbox | None = None,
+        search: SearchCode | None = None,
     ) -> None:
         self.root = root.resolve()
+        self.sandbox = sandbox
+        self.search = search
         self.env = dict(env)
         self.deny = deny
         self.command_timeout = command_timeout
         self.output_limit = output_limit
-        self.specs = TOOL_SPECS
+        self.specs = [*TOOL_SPECS, search.spec] if search else TOOL_SPECS
 
     def run(self, name: str, tool_input: Mapping[str, Any]) -> ToolResult:
         if name == EDITOR:
             return self._edit(tool_input)
         if name == BASH:
             return self._bash(tool_input)
-        return ToolResult(f"Unknown tool {name!r}; the tools are {EDITOR} and {BASH}.", is_error=True)
+        if name == SEARCH and self.search is not None:
+            found = self.search.run(tool_input)
+            return ToolResult(found.text, found.is_error)
+        names = ", ".join(spec["name"] for spec in self.specs)
+        return ToolResult(f"Unknown tool {name!r}; the tools are {names}.", is_error=True)
 
     # -- paths ---------------------------------------------------------------------------------
     def resolve(self, raw: object) -> tuple[Path, str]:
@@ -203,9 +215,11 @@ class Toolbox:
         command = args.get("command")
         if not isinstance(command, str) or not command.strip():
             return ToolResult("bash needs `command`, the shell command to run.", is_error=True)
-        result = run_shell(
-            command, cwd=self.root, env=self.env, timeout=self.command_timeout, output_limit=self.output_limit
-        )
+        argv = ["bash", "-c", command]
+        if self.sandbox is not None:
+            argv = self.sandbox.wrap(argv, cwd=self.root)
+        result = run_shell(argv, cwd=self.root, env=self.env, timeout=self.command_timeout,
+                           output_limit=self.output_limit)
         output = result.output.rstrip() or "(no output)"
         if result.timed_out:
             return ToolResult(

@@ -16,7 +16,7 @@ from typing import Any
 from bot.app.logs import logger
 from bot.app.metrics import Metrics
 from bot.app.settings import AppSettings
-from bot.app.store import Store
+from bot.app.store import SessionRecord, Store
 from bot.config import Config, parse_config
 from bot.errors import ConfigError, GitHubError
 from bot.github.app_auth import InstallationTokens
@@ -46,6 +46,8 @@ TOKEN_PERMISSIONS = {"actions": "write", "contents": "read", "issues": "write", 
 ACTIVE_WINDOW = 3 * 3600  # a session older than this no longer blocks its target: its run has ended
 PERMISSION_TTL = 60.0
 FIND_RUN_ATTEMPTS = 5
+RESUME_LOOKUPS = 2
+RESUME_LOOKUP_PAUSE = 1.0
 MARKER_PREFIX = "<!-- fixloop"
 
 
@@ -139,8 +141,10 @@ class Processor:
         target = task.target
         assert target is not None
         key = target_key(task)
-        if any(s.correlation_id == delivery for s in self.store.sessions(github.repository)):
-            return f"ignored: delivery {delivery} already has a session"  # processed before a restart
+        if (previous := self.store.session_for_correlation(delivery)) is not None:  # processed before a restart
+            if previous.status == "dispatching":
+                return self._resume(previous, github, task, default_branch)
+            return f"ignored: delivery {delivery} already has a session"
         if task.kind == "ci_failure" and target.ci_branch and not self.store.ci_attempt(
                 github.repository, target.ci_branch, config.ci.max_sessions_per_branch):
             return (f"ignored: {config.ci.max_sessions_per_branch} automatic CI sessions already ran on "
@@ -156,6 +160,31 @@ class Processor:
             github.react(target.comment_id, target.comment_kind, "eyes")
         session = self.store.create_session(repository=github.repository, kind=task.kind, target=key,
                                             requester=target.requester, correlation_id=delivery)
+        return self._dispatch(session, github, task, default_branch)
+
+    def _resume(self, session: SessionRecord, github: GitHubClient, task: Task, default_branch: str) -> str:
+        """A session the App stopped during (a restart, a crash) between recording it and hearing back
+        from its dispatch: GitHub may or may not have started the run. The run's title carries the
+        correlation id, so look for it first; dispatch only if it is not there, so that the target
+        gets exactly one run whether the dispatch reached GitHub or not."""
+        correlation = session.correlation_id or ""
+        for attempt in range(RESUME_LOOKUPS):
+            if attempt:
+                self.sleep(RESUME_LOOKUP_PAUSE)  # a run started just before the stop can take a moment to be listed
+            try:
+                found = github.find_run(self.settings.workflow_file, correlation)
+            except GitHubError as error:  # unknown either way: fail the session rather than block its target
+                self.store.update_session(session.id, status="failed", reason=(
+                    f"a restart interrupted the dispatch and its run could not be looked up: {error}")[:500])
+                return f"dispatch failed: {error}"
+            if found:
+                return self._dispatched(session, github, task, *found) + " (its run was found after a restart)"
+        return self._dispatch(session, github, task, default_branch) + " (after a restart)"
+
+    def _dispatch(self, session: SessionRecord, github: GitHubClient, task: Task, default_branch: str) -> str:
+        target = task.target
+        assert target is not None and session.correlation_id is not None
+        delivery = session.correlation_id
         inputs = dispatch_inputs(task, delivery)
         started = self.clock()
         try:
@@ -176,9 +205,13 @@ class Processor:
                     run_id, run_url = found
                     break
                 self.sleep(0.5 * 2**attempt)
+        return self._dispatched(session, github, task, run_id, run_url)
+
+    def _dispatched(self, session: SessionRecord, github: GitHubClient, task: Task, run_id: int | None,
+                    run_url: str | None) -> str:
         self.store.update_session(session.id, status="dispatched", run_id=run_id, run_url=run_url)
-        if target.number and run_url:
-            github.comment(target.number, f"fixloop is on it: {run_url}")
+        if task.target is not None and task.target.number and run_url:
+            github.comment(task.target.number, f"fixloop is on it: {run_url}")
         return f"dispatched session {session.id}" + (f" as run {run_id}" if run_id else "")
 
     # -- keeping track -------------------------------------------------------------------------
@@ -201,11 +234,11 @@ class Processor:
         correlation = marker.partition("correlation=")[2].strip()
         if not correlation:
             return "ignored: not a fixloop pull request"
-        for session in self.store.sessions(event.repository.full_name):
-            if session.correlation_id == correlation:
-                self.store.update_session(session.id, pull_request_url=event.pull_request.html_url)
-                return f"session {session.id} has pull request {event.pull_request.html_url}"
-        return "ignored: a fixloop pull request from a session the App did not dispatch"
+        session = self.store.session_for_correlation(correlation)
+        if session is None or session.repository != event.repository.full_name:
+            return "ignored: a fixloop pull request from a session the App did not dispatch"
+        self.store.update_session(session.id, pull_request_url=event.pull_request.html_url)
+        return f"session {session.id} has pull request {event.pull_request.html_url}"
 
     def _installation(self, event: InstallationChanged) -> str:
         added = [r.full_name for r in (*event.repositories, *event.repositories_added)]

@@ -193,7 +193,7 @@ def create_app(settings: AppSettings, service: Service | None = None) -> FastAPI
             outcome = service.processor.start(correlation, github, task, default_branch)
         except ConfigError as error:
             raise HTTPException(422, str(error)) from None
-        session = next((s for s in service.store.sessions(request.repository) if s.correlation_id == correlation), None)
+        session = service.store.session_for_correlation(correlation)
         if session is None:
             raise HTTPException(409, outcome)
         if session.status == "failed":

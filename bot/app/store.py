@@ -146,6 +146,11 @@ class Store:
         found = self._sessions("id = ?", (session_id,), 1)
         return found[0] if found else None
 
+    def session_for_correlation(self, correlation_id: str) -> SessionRecord | None:
+        """The session started for this delivery (or API request), found however many sessions there are."""
+        found = self._sessions("correlation_id = ?", (correlation_id,), 1)
+        return found[0] if found else None
+
     def sessions(self, repository: str | None = None, limit: int = 100) -> list[SessionRecord]:
         if repository:
             return self._sessions("repository = ?", (repository,), limit)
@@ -161,7 +166,7 @@ class Store:
                                     "('dispatching', 'dispatched')").fetchall()
         for row in rows:
             if row["correlation_id"] and row["correlation_id"] in title:
-                return self._sessions("correlation_id = ?", (row["correlation_id"],), 1)[0]
+                return self.session_for_correlation(row["correlation_id"])
         return None
 
     def active_session(self, repository: str, target: str, *, started_after: float) -> SessionRecord | None:

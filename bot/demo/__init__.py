@@ -17,6 +17,7 @@ from pathlib import Path
 
 from bot.agent.model import Block, ScriptedModel, tool_use
 from bot.agent.tools import BASH, EDITOR
+from bot.search import TOOL_NAME as SEARCH
 from bot.workspace import git
 
 SAMPLE = Path(__file__).with_name("sample")
@@ -55,6 +56,11 @@ def make_temp_parent() -> Path:
 
 
 _ids = count(1)
+FIND_MEDIAN = """\
+median = definitions("median")[0]
+failing = "\\n".join(f"{t['test']}: {t['message']}" for t in evidence())
+emit(read(median["path"], median["line"], median["end_line"])["text"] + "\\n\\nFailing:\\n" + failing)
+"""
 
 
 def _turn(text: str, *calls: tuple[str, dict[str, object]]) -> list[Block]:
@@ -64,7 +70,7 @@ def _turn(text: str, *calls: tuple[str, dict[str, object]]) -> list[Block]:
 def scripted_model() -> ScriptedModel:
     """Replays a realistic fix: the first proposal misses the empty case; feedback catches it."""
     turns: list[list[Block]] = [
-        _turn("Let me look at the code under test.", (EDITOR, {"command": "view", "path": "stats.py"})),
+        _turn("Let me read median() and the tests that fail, in one search.", (SEARCH, {"program": FIND_MEDIAN})),
         _turn("median() takes the upper middle element for even lengths; average the two middles instead.",
               (EDITOR, {"command": "str_replace", "path": "stats.py", "old_str": EVEN_FIX_OLD, "new_str": EVEN_FIX_NEW})),
         _turn("median() now averages the two middle values for even-length input."),

@@ -24,6 +24,7 @@ from bot.agent.usage import Usage
 from bot.errors import GitHubError
 from bot.github import render
 from bot.github.client import GitHubClient
+from bot.search import TOOL_NAME as SEARCH_TOOL
 from bot.secrets import Redactor
 
 
@@ -64,6 +65,8 @@ class CheckRunReporter:
                 view.said.append(event.text.strip())
         elif isinstance(event, ToolCalled):
             view.tool_calls += 1
+            if event.name == SEARCH_TOOL:
+                view.searches.append(render.Search(str(event.input.get("program", "")), event.result, event.is_error))
         elif isinstance(event, ChangesMade):
             view.diff_stat = event.diff_stat
         elif isinstance(event, ValidationRan) and event.iteration == view.n:

@@ -3,29 +3,86 @@
 Small functions over plain data, so the rest of fixloop never touches PyGithub objects. All
 calls go to the given API URL, so GitHub Enterprise Server works unchanged. Objects are lazy:
 a reaction or a check-run update is one request, with no fetch first.
+
+Creating is idempotent: a POST whose answer is lost (5xx, dropped connection, timeout) may
+still have been carried out, so it is never resent blindly; `_retried` looks for what it would
+have made first (comments and check runs carry a hidden key for that, pull requests are found
+by branch, dispatched runs by correlation id). Right after a create, GitHub's replicas may answer
+404 for the new object; requests on what this client made retry that, others do not.
 """
 
 from __future__ import annotations
 
 import re
+import time
+import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from itertools import islice
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import requests
 from github import Auth, Github, GithubException, GithubRetry, UnknownObjectException
+from github.WorkflowRun import WorkflowRun
 from requests import RequestException
 
 from bot.errors import GitHubError
+from bot.github.render import CHECK_TEXT_LIMIT
 
 # PyGithub spaces out requests to respect GitHub's secondary rate limits (at most 80
 # content-creating requests a minute); tests on loopback turn this off.
 THROTTLE = True
-# PyGithub retries 5xx and rate-limited 403/429 answers (honouring retry-after); this is the one
-# retry layer for GitHub calls: 4 tries, exponential backoff from RETRY_BACKOFF seconds.
+# PyGithub retries 5xx and rate-limited 403/429 answers (honouring retry-after), dropped
+# connections and timeouts: 4 retries, exponential backoff from RETRY_BACKOFF seconds. POSTs are
+# the exception (see `_Retry`): `GitHubClient._retried` retries them, and 404s of objects just
+# created, with the same numbers.
 RETRIES = 4
 RETRY_BACKOFF = 0.5
+# Seconds to wait for an answer (an int: PyGithub's type). GitHub answers in a second or two;
+# past this the connection is given up and the request counts as failed (and is retried).
+TIMEOUT = 15
+# How far back to look for a comment an earlier attempt may have made: GitHub's clock and the
+# runner's can disagree by a little.
+CLOCK_SKEW = timedelta(minutes=10)
+
+T = TypeVar("T")
+
+
+class _Retry(GithubRetry):
+    """PyGithub's retry, except for POSTs, which create things: one is resent only after a
+    rate-limit answer (GitHub refused it, so nothing was made). After a 5xx, a dropped
+    connection or a timeout it may have been carried out, and `GitHubClient._retried` decides.
+    PATCH (which sets fields) is retried like GET, PUT and DELETE."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("allowed_methods", frozenset({"GET", "HEAD", "PUT", "PATCH", "DELETE"}))
+        super().__init__(**kwargs)
+
+    def is_retry(self, method: str, status_code: int, has_retry_after: bool = False) -> bool:
+        if method == "POST":  # GithubRetry.increment resends a 403 only when it is a rate limit
+            return status_code == 403 or (status_code == 429 and has_retry_after)
+        return bool(super().is_retry(method, status_code, has_retry_after))
+
+
+def _pause(attempt: int) -> None:
+    time.sleep(RETRY_BACKOFF * 2**attempt)
+
+
+def _may_have_happened(error: Exception) -> bool:
+    """Whether a failed POST may still have been carried out: no answer, or a server error."""
+    return isinstance(error, RequestException) or (isinstance(error, GithubException) and error.status >= 500)
+
+
+def _nothing_to_find() -> None:
+    """The `find` of a POST that is harmless to repeat (a label, a reaction): just send it again."""
+
+
+def _tagged(text: str, key: str) -> str:
+    """`text` with a hidden line by which `_retried` recognises what it made (within GitHub's limit)."""
+    tag = f"\n\n<!-- fixloop create={key} -->"
+    return text[: CHECK_TEXT_LIMIT - len(tag)] + tag
 
 
 @dataclass(frozen=True)
@@ -88,20 +145,50 @@ def _pull_info(pull: Any) -> PullInfo:
 class GitHubClient:
     def __init__(self, *, token: str, api_url: str, repository: str) -> None:
         self.repository = repository
-        self._github = Github(auth=Auth.Token(token), base_url=api_url.rstrip("/"), lazy=True,
+        self._github = Github(auth=Auth.Token(token), base_url=api_url.rstrip("/"), lazy=True, timeout=TIMEOUT,
                               seconds_between_requests=0.25 if THROTTLE else None,
                               seconds_between_writes=1.0 if THROTTLE else None,
-                              retry=GithubRetry(total=RETRIES, backoff_factor=RETRY_BACKOFF))
+                              retry=_Retry(total=RETRIES, backoff_factor=RETRY_BACKOFF))
         self._repo = self._github.get_repo(repository)  # lazy, like the client
+        self._created: set[str] = set()  # "check-run:<id>", "issue:<number>": what this client made
 
-    def _call(self, what: str, action: Any) -> Any:
+    def _failure(self, what: str, error: GithubException | RequestException) -> GitHubError:
+        if isinstance(error, GithubException):
+            message = error.data.get("message") if isinstance(error.data, dict) else error.data
+            return GitHubError(f"GitHub refused to {what} in {self.repository}: HTTP {error.status}: {message}")
+        # connection failures and timeouts, and retries used up
+        return GitHubError(f"could not {what} in {self.repository}: {type(error).__name__}: {error}")
+
+    def _call(self, what: str, action: Callable[[], T]) -> T:
         try:
             return action()
-        except GithubException as error:
-            message = error.data.get("message") if isinstance(error.data, dict) else error.data
-            raise GitHubError(f"GitHub refused to {what} in {self.repository}: HTTP {error.status}: {message}") from None
-        except RequestException as error:  # connection failures, and retries used up
-            raise GitHubError(f"could not {what} in {self.repository}: {type(error).__name__}: {error}") from None
+        except (GithubException, RequestException) as error:
+            raise self._failure(what, error) from None
+
+    def _retried(self, what: str, action: Callable[[], T], *, find: Callable[[], T | None] | None = None,
+                 created: str | None = None) -> T:
+        """`action`, retried where urllib3 cannot tell whether to (up to RETRIES times).
+
+        `find`, for a POST (urllib3 never resends one after a lost answer): when the answer is lost,
+        the POST may have been carried out, so `find` looks for what it made, and only if nothing is
+        found is it sent again. `created`, the key of an object this client made: a 404 is then
+        GitHub's replicas lagging behind the create, and is retried.
+        """
+        attempt = 0
+        while True:
+            try:
+                return action()
+            except (GithubException, RequestException) as error:
+                lost = find is not None and _may_have_happened(error)
+                lagging = isinstance(error, UnknownObjectException) and created in self._created
+                if attempt == RETRIES or not (lost or lagging):
+                    raise self._failure(what, error) from None
+            _pause(attempt)
+            attempt += 1
+            if find is not None:
+                found = self._call(f"check whether an attempt to {what} went through", find)
+                if found is not None:
+                    return found
 
     # -- repository --------------------------------------------------------------------------
     def default_branch(self) -> str:
@@ -150,44 +237,70 @@ class GitHubClient:
         return _pull_info(pulls[0]) if pulls else None
 
     def create_draft_pull(self, *, title: str, body: str, head: str, base: str) -> PullInfo:
-        pull = self._call("open a pull request",
-                          lambda: self._repo.create_pull(title=title, body=body, head=head, base=base, draft=True))
-        return _pull_info(pull)
+        """A draft pull request from `head`; there is at most one open per branch, so an earlier
+        attempt that went through is found by its branch."""
+        pull = self._retried("open a pull request", lambda: _pull_info(self._repo.create_pull(
+            title=title, body=body, head=head, base=base, draft=True)), find=lambda: self.open_pull_for(head))
+        self._created.add(f"issue:{pull.number}")
+        return pull
 
     def update_pull(self, number: int, *, title: str, body: str) -> None:
-        self._call(f"update pull request #{number}", lambda: self._repo.get_pull(number).edit(title=title, body=body))
+        self._retried(f"update pull request #{number}", lambda: self._repo.get_pull(number).edit(title=title, body=body),
+                      created=f"issue:{number}")
 
     def add_labels(self, number: int, labels: list[str]) -> None:
         if labels:
-            self._call("add labels", lambda: self._repo.get_issue(number).add_to_labels(*labels))
+            self._retried("add labels", lambda: self._repo.get_issue(number).add_to_labels(*labels),
+                          find=_nothing_to_find, created=f"issue:{number}")
 
     def request_reviewers(self, number: int, reviewers: list[str]) -> None:
         if reviewers:
-            self._call("request reviewers", lambda: self._repo.get_pull(number).create_review_request(reviewers=reviewers))
+            self._retried("request reviewers", lambda: self._repo.get_pull(number).create_review_request(reviewers=reviewers),
+                          find=_nothing_to_find, created=f"issue:{number}")
 
     def comment(self, number: int, body: str) -> str:
-        created = self._call("comment", lambda: self._repo.get_issue(number).create_comment(body))
-        return str(created.html_url)
+        """Comment on an issue or pull request; the comment's hidden key tells whether an
+        attempt whose answer was lost made it."""
+        key = uuid.uuid4().hex
+        since = datetime.now(UTC) - CLOCK_SKEW
+        issue = self._repo.get_issue(number)
+
+        def find() -> str | None:
+            return next((str(c.html_url) for c in issue.get_comments(since=since) if key in c.body), None)
+
+        return self._retried("comment", lambda: str(issue.create_comment(_tagged(body, key)).html_url), find=find)
 
     def react(self, comment_id: int, kind: str, content: str) -> None:
         """React to an issue comment (kind "issue") or a review comment (kind "review")."""
         # Comment URLs do not contain the issue number, so any lazy parent will do.
         if kind == "review":
-            self._call("react", lambda: self._repo.get_pull(1).get_review_comment(comment_id).create_reaction(content))
+            self._retried("react", lambda: self._repo.get_pull(1).get_review_comment(comment_id).create_reaction(content),
+                          find=_nothing_to_find)
         else:
-            self._call("react", lambda: self._repo.get_issue(1).get_comment(comment_id).create_reaction(content))
+            self._retried("react", lambda: self._repo.get_issue(1).get_comment(comment_id).create_reaction(content),
+                          find=_nothing_to_find)
 
     # -- check runs ----------------------------------------------------------------------------
     def create_check_run(self, *, name: str, head_sha: str, status: str, output: dict[str, Any],
                          conclusion: str | None = None, details_url: str | None = None,
                          external_id: str | None = None, actions: list[dict[str, str]] | None = None) -> int:
+        """The new check run's id. Its summary carries a hidden key, by which an attempt whose
+        answer was lost is found among the check runs of `head_sha` with that name."""
         extra: dict[str, Any] = {"conclusion": conclusion} if conclusion else {}
-        for key, value in (("details_url", details_url), ("external_id", external_id), ("actions", actions)):
+        for field, value in (("details_url", details_url), ("external_id", external_id), ("actions", actions)):
             if value:
-                extra[key] = value
-        run = self._call(f"create check run {name!r}", lambda: self._repo.create_check_run(
-            name=name, head_sha=head_sha, status=status, output=output, **extra))
-        return int(run.id)
+                extra[field] = value
+        key = uuid.uuid4().hex
+        tagged = {**output, "summary": _tagged(output.get("summary", ""), key)}
+
+        def find() -> int | None:
+            runs = self._repo.get_commit(head_sha).get_check_runs(check_name=name, filter="all")
+            return next((int(run.id) for run in runs if key in (run.output.summary or "")), None)
+
+        check_id = self._retried(f"create check run {name!r}", lambda: int(self._repo.create_check_run(
+            name=name, head_sha=head_sha, status=status, output=tagged, **extra).id), find=find)
+        self._created.add(f"check-run:{check_id}")
+        return check_id
 
     def update_check_run(self, check_run_id: int, *, output: dict[str, Any], status: str | None = None,
                          conclusion: str | None = None, actions: list[dict[str, str]] | None = None) -> None:
@@ -198,7 +311,8 @@ class GitHubClient:
             changes["conclusion"] = conclusion
         elif status:
             changes["status"] = status
-        self._call("update a check run", lambda: self._repo.get_check_run(check_run_id).edit(**changes))
+        self._retried("update a check run", lambda: self._repo.get_check_run(check_run_id).edit(**changes),
+                      created=f"check-run:{check_run_id}")
 
     # -- actions -------------------------------------------------------------------------------
     def cancel_active_runs(self, workflow_file: str, number: int, *, except_run: int | None) -> list[int]:
@@ -206,10 +320,14 @@ class GitHubClient:
         names_target = re.compile(rf"#{number}(?!\d)")
         workflow = self._repo.get_workflow(workflow_file)
         cancelled = []
+
+        def runs(status: str) -> list[Any]:
+            return self._call("list workflow runs", lambda: list(workflow.get_runs(status=status)))
+
         for status in ("in_progress", "queued", "waiting", "pending", "requested"):
-            for run in self._call("list workflow runs", lambda s=status: list(workflow.get_runs(status=s))):
+            for run in runs(status):
                 if run.id != except_run and names_target.search(run.display_title or ""):
-                    self._call("cancel a workflow run", run.cancel)
+                    self._retried("cancel a workflow run", run.cancel, find=_nothing_to_find)
                     cancelled.append(int(run.id))
         return cancelled
 
@@ -258,17 +376,24 @@ class GitHubClient:
     def dispatch(self, workflow_file: str, ref: str, inputs: dict[str, str]) -> tuple[int | None, str | None]:
         """Start the workflow; the run's id and URL when the server returns them (github.com does)."""
         workflow = self._repo.get_workflow(workflow_file)
+        correlation = inputs.get("correlation_id")
+
+        def find() -> tuple[int | None, str | None] | None:
+            # The run's title carries the correlation id; without one, nothing can be recognised.
+            return self.find_run(workflow_file, correlation) if correlation else None
+
+        def post(details: bool) -> tuple[int | None, str | None]:
+            result: bool | WorkflowRun = (workflow.create_dispatch(ref, inputs, throw=True, return_run_details=True)
+                                          if details else workflow.create_dispatch(ref, inputs, throw=True))
+            return (None, None) if isinstance(result, bool) else (int(result.id), str(result.html_url))
+
         try:
-            result = self._call(f"dispatch {workflow_file}", lambda: workflow.create_dispatch(
-                ref, inputs, throw=True, return_run_details=True))
+            return self._retried(f"dispatch {workflow_file}", lambda: post(True), find=find)
         except GitHubError as error:
             if "return_run_details" not in str(error):
                 raise
             # Older GitHub Enterprise Server versions do not know the field.
-            result = self._call(f"dispatch {workflow_file}", lambda: workflow.create_dispatch(ref, inputs, throw=True))
-        if isinstance(result, bool):
-            return None, None
-        return int(result.id), str(result.html_url)
+            return self._retried(f"dispatch {workflow_file}", lambda: post(False), find=find)
 
     def find_run(self, workflow_file: str, title_contains: str) -> tuple[int, str] | None:
         """A recent workflow_dispatch run whose title carries `title_contains` (the correlation id)."""

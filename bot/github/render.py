@@ -6,6 +6,7 @@ most 65,535 characters, annotations sent 50 per request, job summary at most 1 M
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -56,10 +57,10 @@ def fit(text: str, limit: int = CHECK_TEXT_LIMIT, *, where: str = "the session a
     return text[: limit - len(note) - 200] + note
 
 
-def _fence(text: str) -> str:
-    longest = max((len(run) for run in text.split("`") if not run.strip("`")), default=0)
+def _fence(text: str, language: str = "") -> str:
+    longest = max(map(len, re.findall("`+", text)), default=0)
     ticks = "`" * max(3, longest + 1)
-    return f"{ticks}\n{text}\n{ticks}"
+    return f"{ticks}{language}\n{text}\n{ticks}"
 
 
 def _quote(text: str) -> str:
@@ -102,11 +103,21 @@ def batches(items: list[dict[str, Any]], size: int = ANNOTATIONS_PER_REQUEST) ->
     return [items[i : i + size] for i in range(0, len(items), size)] or [[]]
 
 
+@dataclass(frozen=True)
+class Search:
+    """One `search_code` call: the agent's program and what came back."""
+
+    program: str
+    result: str
+    is_error: bool
+
+
 @dataclass
 class IterationView:
     n: int
     said: list[str] = field(default_factory=list)
     tool_calls: int = 0
+    searches: list[Search] = field(default_factory=list)
     usage: Usage = field(default_factory=Usage)
     diff_stat: str = ""
     validation: ValidationResult | None = None
@@ -136,9 +147,24 @@ def iteration_done(view: IterationView, *, total: Usage, cost_usd: float, stoppe
     parts.append(f"### Tokens\n{_tokens(view.usage)} this iteration ({view.tool_calls} tool calls) · "
                  f"{_tokens(total)} so far · est. ${cost_usd:.2f} so far")
     output: dict[str, Any] = {"title": title[:255], "summary": fit("\n\n".join(parts))}
+    details = []
     if result is not None and not result.passed:
-        output["text"] = fit(_fence(result.feedback()))
+        details.append(_fence(result.feedback()))
+    if view.searches:
+        details.append(how_the_agent_searched(view.searches))
+    if details:
+        output["text"] = fit("\n\n".join(details))
     return output
+
+
+def how_the_agent_searched(searches: list[Search], *, result_chars: int = 1_500) -> str:
+    """The agent's search programs, each with the start of what it got back: how it chose what to read."""
+    parts = [f"### How the agent searched\n{len(searches)} search program(s) this iteration."]
+    for n, search in enumerate(searches, 1):
+        got = "failed" if search.is_error else f"returned {len(search.result):,} characters"
+        excerpt = search.result if len(search.result) <= result_chars else search.result[:result_chars] + "\n…"
+        parts.append(f"**Program {n}** ({got})\n{_fence(search.program, 'python')}\n{_fence(excerpt)}")
+    return "\n\n".join(parts)
 
 
 def iteration_table(iterations: list[IterationReport]) -> str:
@@ -206,6 +232,7 @@ def session_done(report: Report, *, pull_url: str | None, problem: str | None, l
         f"**Outcome:** {report.status} ({report.reason})" + (f"\n\n**Pull request:** {pull_url}" if pull_url else ""),
         iteration_table(report.iterations),
         f"{_tokens(report.usage)} tokens · est. ${report.cost_usd:.2f} · model `{report.model}`",
+        f"Agent's commands confined by: {report.confinement}",
         links.line(),
     ]
     return {"title": fit(title, 250), "summary": fit("\n\n".join(p for p in parts if p))}

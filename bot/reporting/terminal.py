@@ -23,6 +23,7 @@ from bot.agent.events import (
 )
 from bot.agent.pricing import price_for
 from bot.agent.usage import Usage
+from bot.search import TOOL_NAME as SEARCH_TOOL
 from bot.secrets import Redactor
 from bot.validation import ValidationResult
 
@@ -33,6 +34,9 @@ def describe_tool_call(name: str, tool_input: dict[str, object]) -> str:
     if name == "bash":
         command = str(tool_input.get("command") or "").strip()
         return f"$ {command.splitlines()[0][:120]}" if command else "$ (restart)"
+    if name == SEARCH_TOOL:
+        lines = str(tool_input.get("program") or "").strip().splitlines()
+        return f"search program ({len(lines)} line(s)): {lines[0][:100] if lines else ''}"
     return f"{tool_input.get('command', '?')} {tool_input.get('path', '')}"
 
 
@@ -82,6 +86,7 @@ class TerminalReporter:
         if isinstance(event, SessionStarted):
             self.price = price_for(event.model)
             self._line(f"fixloop session {event.session_id} · model {event.model} · {event.repo} @ {event.base_commit[:10]}", "bold")
+            self._line(f"  agent's commands confined by: {event.confinement}", "" if event.confinement == "bubblewrap" else "yellow")
             if self.console.is_terminal:
                 self.status = self.console.status(self._totals())
                 self.status.start()

@@ -346,3 +346,14 @@ class Fault:
     remaining: int
     headers: dict[str, str]
     body: Any
+    apply: bool = False  # carry the request out first: the write happens, the client is told otherwise
+    delay: float = 0.0  # seconds to wait before failing (longer than the client's timeout: a timeout)
+
+
+@dataclass
+class ReplicaLag:
+    """Objects made by POSTs matching ``path_regex`` are "not found" for their first ``times``
+    requests, as on GitHub when a read reaches a replica that has not seen the create yet."""
+
+    path_regex: re.Pattern[str]
+    times: int

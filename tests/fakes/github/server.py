@@ -1,7 +1,7 @@
 """``FakeGitHub``: GitHub's REST API on a loopback port, validated against the OpenAPI spec.
 
-Request pipeline (``FakeGitHub.handle``): record -> identify the token -> injected fault? ->
-route -> parse JSON -> validate the request against the description (violations recorded) ->
+Request pipeline (``FakeGitHub.handle``): record -> identify the token -> injected fault or
+replica lag? -> route -> parse JSON -> validate the request against the description (violations recorded) ->
 enforce auth -> 422 if invalid -> installation-token scope and permissions -> handler ->
 validate the response (violations recorded) -> send.
 """
@@ -13,6 +13,7 @@ import re
 import socket
 import struct
 import threading
+import time
 import traceback
 import uuid
 from collections.abc import Iterable, Mapping
@@ -26,7 +27,7 @@ from werkzeug.datastructures import Headers
 
 from . import api_actions, api_apps, api_issues, api_repos, render, spec
 from .auth import Authenticator, AuthError, load_public_key
-from .model import Caller, Fault, RecordedRequest, utcnow
+from .model import Caller, Fault, RecordedRequest, ReplicaLag, utcnow
 from .routes import RATE_LIMIT, ApiError, Ctx, Options, Reply, Route, match
 from .state import GitHubState
 
@@ -96,6 +97,8 @@ class FakeGitHub(GitHubState):
                                 api_root="")
         self._strict_bodies = strict_request_bodies
         self._faults: list[Fault] = []
+        self._lags: list[ReplicaLag] = []
+        self._lagging: dict[str, int] = {}  # API path of a created object -> 404s still to answer
         self._rate_used: dict[str, int] = {}
         self._spec = spec.load_spec()
         self._httpd = _Server((host, port), _RequestHandler, self)
@@ -143,19 +146,38 @@ class FakeGitHub(GitHubState):
             self._auth.static_tokens = {**self._auth.static_tokens, token: login}
 
     def inject(self, method: str, path_regex: str, status: int, times: int = 1,
-               headers: Mapping[str, str] | None = None, body: Any = None) -> None:
+               headers: Mapping[str, str] | None = None, body: Any = None, *,
+               apply: bool = False) -> None:
         """Make the next ``times`` requests matching ``method`` and ``path_regex`` (searched in
         the API path, without prefix or query) fail with ``status``.  ``body`` defaults to
-        GitHub's error shape; ``headers`` e.g. ``{"Retry-After": "1"}``."""
+        GitHub's error shape; ``headers`` e.g. ``{"Retry-After": "1"}``.  ``apply``: carry
+        the request out before failing (GitHub made the comment, then answered 500)."""
         with self.lock:
             self._faults.append(Fault(method.upper(), re.compile(path_regex), status, times,
-                                      dict(headers or {}), body))
+                                      dict(headers or {}), body, apply))
 
-    def inject_reset(self, method: str, path_regex: str, times: int = 1) -> None:
-        """Make the next matching requests see the connection closed without an answer."""
+    def inject_reset(self, method: str, path_regex: str, times: int = 1, *,
+                     apply: bool = False) -> None:
+        """Make the next matching requests see the connection closed without an answer
+        (``apply``: after carrying them out)."""
         with self.lock:
             self._faults.append(Fault(method.upper(), re.compile(path_regex), None, times, {},
-                                      None))
+                                      None, apply))
+
+    def inject_timeout(self, method: str, path_regex: str, seconds: float, times: int = 1, *,
+                       apply: bool = False) -> None:
+        """Make the next matching requests wait ``seconds`` (more than the client's timeout)
+        before a 504 (``apply``: after carrying them out, so the write happened)."""
+        with self.lock:
+            self._faults.append(Fault(method.upper(), re.compile(path_regex), 504, times, {},
+                                      None, apply, seconds))
+
+    def inject_replica_lag(self, path_regex: str, times: int = 1) -> None:
+        """From now on, every object created by a POST matching ``path_regex`` answers 404 to
+        the first ``times`` requests that name it (``GET``/``PATCH`` of its URL, or below it;
+        for a pull request also its issue URL), as GitHub's replicas do right after a create."""
+        with self.lock:
+            self._lags.append(ReplicaLag(re.compile(path_regex), times))
 
     # ----------------------------------------------------------------------------------------
     # request handling (transport independent; None means "reset the connection")
@@ -192,7 +214,6 @@ class FakeGitHub(GitHubState):
                  pairs: list[tuple[str, str]], query: dict[str, list[str]],
                  headers: dict[str, str], raw_body: bytes, body: Any, body_error: str | None,
                  record: RecordedRequest) -> Answer | None:
-        where = f"{method} {api_path}"
         with self.lock:
             caller: Caller | None = None
             auth_error: AuthError | None = None
@@ -207,13 +228,22 @@ class FakeGitHub(GitHubState):
                 record.token = headers["authorization"].partition(" ")[2].strip() or None
 
             fault = self._take_fault(method, api_path)
-        if fault is not None:
-            if fault.status is None:
-                return None
-            payload = fault.body if fault.body is not None else ApiError(
-                fault.status, _reason(fault.status)).body()
-            return self._answer(Reply(fault.status, payload, dict(fault.headers)), caller)
+            lagging = (fault is None or fault.apply) and self._take_lag(api_path)
+        if fault is not None and not fault.apply:
+            return self._fail(fault, caller)
+        if lagging:
+            return self._answer(Reply(404, ApiError(404, "Not Found").body()), caller)
+        answer = self._route(method, api_path, in_prefix, pairs, query, headers, raw_body, body,
+                             body_error, record, caller, auth_error)
+        if method == "POST" and answer.status == 201:
+            self._remember_lag(api_path, answer)
+        return answer if fault is None else self._fail(fault, caller)
 
+    def _route(self, method: str, api_path: str, in_prefix: bool, pairs: list[tuple[str, str]],
+               query: dict[str, list[str]], headers: dict[str, str], raw_body: bytes, body: Any,
+               body_error: str | None, record: RecordedRequest, caller: Caller | None,
+               auth_error: AuthError | None) -> Answer:
+        where = f"{method} {api_path}"
         matched, params, path_known = match(method, api_path) if in_prefix else (None, {}, False)
         if matched is None:
             why = ("outside the API prefix" if not in_prefix else
@@ -286,6 +316,33 @@ class FakeGitHub(GitHubState):
             wanted = ", ".join(f"{n}={lvl}" for n, lvl in matched.permissions)
             raise ApiError(403, "Resource not accessible by integration",
                            headers={"X-Accepted-GitHub-Permissions": wanted})
+
+    def _fail(self, fault: Fault, caller: Caller | None) -> Answer | None:
+        """The injected failure's answer (None: reset), after its delay (lock not held)."""
+        time.sleep(fault.delay)
+        if fault.status is None:
+            return None
+        payload = fault.body if fault.body is not None else ApiError(
+            fault.status, _reason(fault.status)).body()
+        return self._answer(Reply(fault.status, payload, dict(fault.headers)), caller)
+
+    def _take_lag(self, api_path: str) -> bool:
+        for path, remaining in self._lagging.items():
+            if remaining > 0 and (api_path == path or api_path.startswith(path + "/")):
+                self._lagging[path] = remaining - 1
+                return True
+        return False
+
+    def _remember_lag(self, api_path: str, answer: Answer) -> None:
+        """Start the replica lag of what a POST created (named by the URLs in its answer)."""
+        with self.lock:
+            times = next((lag.times for lag in self._lags if lag.path_regex.search(api_path)), 0)
+            if not times:
+                return
+            created = json.loads(answer.body)
+            for key in ("url", "issue_url"):
+                if isinstance(url := created.get(key), str) and url.startswith(self.url):
+                    self._lagging[url[len(self.url):]] = times
 
     def _take_fault(self, method: str, api_path: str) -> Fault | None:
         for fault in self._faults:
@@ -446,12 +503,15 @@ class _RequestHandler(BaseHTTPRequestHandler):
                                        struct.pack("ii", 1, 0))
             self.connection.close()
             return
-        self.send_response(answer.status)
-        for key, value in answer.headers.items():
-            self.send_header(key, value)
-        self.send_header("Content-Length", str(len(answer.body)))
-        self.end_headers()
-        self.wfile.write(answer.body)
+        try:
+            self.send_response(answer.status)
+            for key, value in answer.headers.items():
+                self.send_header(key, value)
+            self.send_header("Content-Length", str(len(answer.body)))
+            self.end_headers()
+            self.wfile.write(answer.body)
+        except OSError:  # the client gave up waiting (an injected timeout): nobody to answer
+            self.close_connection = True
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
         pass

@@ -1,0 +1,195 @@
+"""Running a `search_code` program: a separate, limited process; only what it emits comes back.
+
+Layers, each enough to stop a runaway or curious program on its own terms:
+- the child (bot.search._child) gets no environment beyond PATH and a UTF-8 locale, so no secrets;
+- an audit hook in the child refuses writes, reads outside the repository, sockets and processes;
+- resource limits (set by the child on itself before it reads the program): CPU seconds, address
+  space, and the size of what it can write to its output;
+- a wall-clock timeout that kills the whole process group;
+- where bubblewrap works (bot.sandbox), a read-only mount namespace without network.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import bot
+from bot.sandbox import Sandbox
+from bot.search._sdk import REFERENCE
+
+TOOL_NAME = "search_code"
+
+
+@dataclass(frozen=True)
+class SearchLimits:
+    cpu_seconds: int = 10
+    wall_seconds: float = 20.0
+    memory_mb: int = 1024
+    output_chars: int = 10_000  # of the emitted value, as the model reads it
+    print_chars: int = 2_000  # of print() output, shown after the value
+
+    @property
+    def answer_bytes(self) -> int:
+        """The most the child may write: the capped value and prints, JSON-escaped, with room to spare."""
+        return 8 * (self.output_chars + self.print_chars) + 65_536
+
+
+@dataclass(frozen=True)
+class ProgramResult:
+    text: str  # the tool result the model reads
+    is_error: bool
+    duration_s: float
+
+
+def tool_spec(limits: SearchLimits = SearchLimits()) -> dict[str, Any]:
+    """The custom tool definition sent to the model."""
+    description = (
+        "Search the repository by writing a short Python program against a read-only search SDK, instead of "
+        "many grep/view calls. The program runs in a separate sandboxed process at the repository root; only "
+        "the value passed to emit() comes back to you, so filter, rank and trim inside the program.\n\n"
+        f"{REFERENCE.strip()}\n\n"
+        f"Limits: {limits.cpu_seconds} s CPU, {limits.wall_seconds:g} s wall time, {limits.memory_mb} MB memory; "
+        f"the emitted value is cut at {limits.output_chars:,} characters and print() output at "
+        f"{limits.print_chars:,}. No writes, no network, no subprocesses. Errors come back as a traceback of "
+        "your program's lines."
+    )
+    return {
+        "name": TOOL_NAME,
+        "description": description,
+        "input_schema": {
+            "type": "object",
+            "properties": {"program": {"type": "string", "description": "Python source that calls emit(value) once."}},
+            "required": ["program"],
+        },
+    }
+
+
+TOOL_SPEC = tool_spec()
+
+
+def _interpreter_paths() -> list[Path]:
+    """What the child needs to start: the interpreter, its libraries and fixloop's own code."""
+    return [Path(sys.prefix), Path(sys.base_prefix), Path(sys.executable).resolve().parent,
+            Path(bot.__file__).resolve().parents[1]]
+
+
+def search_sandbox_paths(root: Path, git_dirs: list[Path]) -> list[Path]:
+    """The read-only mounts a confined search needs (for `bot.sandbox.sandbox(readable=...)`)."""
+    return [root, *git_dirs, *_interpreter_paths()]
+
+
+def run_program(program: str, *, root: Path, evidence: list[dict[str, Any]] | None = None,
+                limits: SearchLimits = SearchLimits(), sandbox: Sandbox | None = None) -> ProgramResult:
+    """Run `program` against the SDK over `root` and say what the model should read back."""
+    if not isinstance(program, str) or not program.strip():
+        return ProgramResult("search_code needs `program`: Python source that calls emit(value).", True, 0.0)
+    request = json.dumps({"program": program, "evidence": evidence or [],
+                          "limits": {"output_chars": limits.output_chars, "print_chars": limits.print_chars,
+                                     "cpu_seconds": limits.cpu_seconds, "memory_mb": limits.memory_mb,
+                                     "answer_bytes": limits.answer_bytes}})
+    argv = [sys.executable, "-I", "-X", "utf8", "-m", "bot.search._child"]
+    if sandbox is not None:
+        argv = sandbox.wrap(argv, cwd=root)
+    env = {"PATH": os.environ.get("PATH", os.defpath), "LC_ALL": "C.UTF-8"}
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="fixloop-search-") as scratch:
+        stdin, stdout, stderr = (Path(scratch) / name for name in ("in", "out", "err"))
+        stdin.write_text(request, encoding="utf-8")
+        with stdin.open("rb") as inp, stdout.open("wb") as out, stderr.open("wb") as err:
+            proc = subprocess.Popen(argv, cwd=root, env=env, stdin=inp, stdout=out, stderr=err,
+                                    start_new_session=True)
+            timed_out = False
+            try:
+                proc.wait(timeout=limits.wall_seconds)
+            except subprocess.TimeoutExpired:
+                timed_out = True
+            finally:
+                _kill_group(proc)
+        duration = time.monotonic() - started
+        answer_text = stdout.read_text(encoding="utf-8", errors="replace")
+        crash = stderr.read_text(encoding="utf-8", errors="replace")[-2_000:]
+    return _result(proc.returncode, timed_out, answer_text, crash, limits, duration)
+
+
+@dataclass(frozen=True)
+class SearchCode:
+    """The `search_code` tool of one session: its repository, evidence, sandbox and limits."""
+
+    root: Path
+    evidence: list[dict[str, Any]]
+    sandbox: Sandbox | None = None
+    limits: SearchLimits = SearchLimits()
+
+    @property
+    def spec(self) -> dict[str, Any]:
+        return tool_spec(self.limits)
+
+    def run(self, tool_input: Mapping[str, Any]) -> ProgramResult:
+        return run_program(tool_input.get("program"), root=self.root, evidence=self.evidence,  # type: ignore[arg-type]
+                           limits=self.limits, sandbox=self.sandbox)
+
+
+def _kill_group(proc: subprocess.Popen[bytes]) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    proc.wait()
+
+
+def _result(code: int, timed_out: bool, answer_text: str, crash: str, limits: SearchLimits,
+            duration: float) -> ProgramResult:
+    def failed(message: str) -> ProgramResult:
+        return ProgramResult(message, True, duration)
+
+    if timed_out:
+        return failed(f"The program was stopped after {limits.wall_seconds:g} s (wall-clock limit). "
+                      "Search more narrowly: a tighter glob, fewer files read, no unbounded loops.")
+    # Killed by a signal: negative when the child was ours directly, 128 + the signal through bwrap.
+    killed_by = -code if code < 0 else code - 128 if code > 128 else None
+    if killed_by in (signal.SIGXCPU, signal.SIGKILL):
+        return failed(f"The program used more than {limits.cpu_seconds} s of CPU time and was stopped. "
+                      "Search more narrowly: a tighter glob, fewer files read, no unbounded loops.")
+    if killed_by == signal.SIGXFSZ or "File too large" in crash or len(answer_text) >= limits.answer_bytes:
+        return failed(f"The program wrote more than {limits.answer_bytes:,} bytes of output and was stopped. "
+                      "Return what you need through emit(), not print().")
+    try:
+        answer: Mapping[str, Any] = json.loads(answer_text)
+    except json.JSONDecodeError:
+        detail = crash.strip() or f"exit code {code}"
+        if "MemoryError" in crash:
+            detail = f"it ran out of memory (limit {limits.memory_mb} MB)"
+        return failed(f"The program crashed before it could answer: {detail}")
+    return _for_model(answer, limits, duration)
+
+
+def _for_model(answer: Mapping[str, Any], limits: SearchLimits, duration: float) -> ProgramResult:
+    parts: list[str] = []
+    if "emitted" in answer:
+        parts.append(answer["emitted"])
+        if answer["emitted_chars"] > limits.output_chars:
+            parts.append(f"[emit() got {answer['emitted_chars']:,} characters; only the first {limits.output_chars:,} "
+                         "are shown. Emit less: slice, unique() or rank() first.]")
+    if answer.get("printed"):
+        dropped = f"; {answer['printed_dropped']:,} more characters dropped" if answer.get("printed_dropped") else ""
+        parts.append(f"[the program printed{dropped}:]\n{answer['printed']}")
+    if "error" in answer:
+        return ProgramResult("\n".join([answer["error"], *parts]), True, duration)
+    if "emitted" not in answer:
+        parts.insert(0, "The program finished without calling emit(value), so nothing came back. "
+                        "Call emit() once with what you want to read.")
+        return ProgramResult("\n".join(parts), True, duration)
+    return ProgramResult("\n".join(parts), False, duration)
+
+
+__all__ = ["TOOL_NAME", "TOOL_SPEC", "ProgramResult", "SearchCode", "SearchLimits", "run_program", "search_sandbox_paths", "tool_spec"]

@@ -1,0 +1,171 @@
+"""The agent's commands under bubblewrap: what they can and cannot reach (bot/sandbox.py)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+import bot.sandbox
+from bot._process import run_shell
+from bot.agent.tools import BASH, Toolbox
+from bot.errors import ConfigError
+from bot.sandbox import INSTALL_HINT, bubblewrap, sandbox
+from bot.workspace import Worktree
+from tests.conftest import run_git
+
+needs_bwrap = pytest.mark.skipif(bubblewrap() is None, reason=f"bubblewrap is not available here: {INSTALL_HINT}")
+
+
+@pytest.fixture
+def setting(tmp_path):
+    """A runner's home with a credential file, a repository with a worktree, and the agent's home."""
+    home = tmp_path / "runner-home"
+    home.mkdir()
+    (home / ".netrc").write_text("machine example.com login me password hunter2-netrc\n")
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    run_git(repo, "init", "-q", "-b", "main")
+    (repo / "app.py").write_text("print('hi')\n")
+    run_git(repo, "add", ".")
+    run_git(repo, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init")
+    worktree = Worktree.create(repo, "HEAD")
+    agent_home = tmp_path / "agent-home"
+    agent_home.mkdir()
+    yield home, worktree, agent_home
+    worktree.remove()
+
+
+def _shell(setting, command: str, *, network: bool = True, timeout: float = 30) -> str:
+    home, worktree, agent_home = setting
+    confinement = sandbox("required", environ={"HOME": str(home)}, network=network,
+                          readable=[worktree.common_dir, worktree.git_dir], writable=[worktree.root, agent_home])
+    assert confinement is not None
+    env = {"PATH": os.environ["PATH"], "HOME": str(agent_home), "LC_ALL": "C"}
+    tools = Toolbox(worktree.root, env=env, deny=[], command_timeout=timeout, sandbox=confinement)
+    return tools.run(BASH, {"command": command}).content
+
+
+@needs_bwrap
+def test_the_runner_home_and_tmp_are_empty_but_the_worktree_is_there(setting):
+    home = setting[0]
+    out = _shell(setting, f"cat {home}/.netrc 2>&1; ls -A {home} | wc -l; cat app.py")
+    assert "hunter2" not in out and "No such file" in out
+    assert out.splitlines()[-2:] == ["0", "print('hi')"]
+
+
+@needs_bwrap
+def test_writes_land_in_the_worktree_and_the_agent_home_only(setting):
+    _, worktree, agent_home = setting
+    out = _shell(setting, "echo new > made.txt && echo cached > ~/cache && touch /usr/evil; "
+                          "touch \"$(git rev-parse --git-common-dir)/config\"; echo done")
+    assert (worktree.root / "made.txt").read_text() == "new\n" and (agent_home / "cache").read_text() == "cached\n"
+    assert out.count("Read-only file system") == 2 and not Path("/usr/evil").exists()
+
+
+@needs_bwrap
+def test_git_reads_work_but_the_git_directory_is_read_only(setting):
+    out = _shell(setting, "git log --oneline | wc -l; git status --short; git -c user.name=x -c user.email=x@x "
+                          "commit --allow-empty -qm evil; echo exit=$?")
+    assert out.splitlines()[0] == "1" and "Read-only file system" in out
+    assert "exit=0" not in out
+
+
+@needs_bwrap
+def test_fixloop_own_process_and_its_environment_are_out_of_reach(setting):
+    out = _shell(setting, "cat /proc/$PPID/environ | tr '\\0' '\\n' | grep -c . ; ls /proc | grep -c '^[0-9]'; "
+                          f"kill -0 {os.getpid()}; echo kill=$?")
+    assert "PYTEST_CURRENT_TEST" not in out and "kill=1" in out
+    assert int(out.splitlines()[1]) <= 4  # bwrap's init, bash and its pipeline: nothing of the host
+
+
+@needs_bwrap
+def test_network_off_refuses_even_loopback(setting):
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        port = server.getsockname()[1]
+        connect = f"python3 -c \"import socket; socket.create_connection(('127.0.0.1', {port}), timeout=2); print('connected')\""
+        assert "connected" in _shell(setting, connect, network=True)
+        out = _shell(setting, connect, network=False)
+    assert "connected" not in out and ("refused" in out or "unreachable" in out), out
+
+
+@needs_bwrap
+def test_a_timeout_kills_everything_inside(setting):
+    started = time.monotonic()
+    out = _shell(setting, "(sleep 300 &) ; sleep 300", timeout=1)
+    assert "killed after 1 s" in out and time.monotonic() - started < 10
+    time.sleep(0.2)
+    stray = subprocess.run(["pgrep", "-f", "sleep 300"], capture_output=True, text=True, check=False).stdout.split()
+    assert stray == []
+
+
+def test_required_without_bubblewrap_is_a_clear_configuration_error(monkeypatch):
+    monkeypatch.setattr(bot.sandbox, "bubblewrap", lambda: None)
+    with pytest.raises(ConfigError, match="apt-get install -y bubblewrap"):
+        sandbox("required", environ={})
+    assert sandbox("auto", environ={}) is None  # auto falls back to running unconfined
+
+
+def test_off_never_confines():
+    assert sandbox("off", environ={"HOME": "/root"}) is None
+
+
+@needs_bwrap
+def test_wrapped_commands_keep_their_exit_code_and_output(tmp_path):
+    confinement = sandbox("required", environ={}, writable=[tmp_path])
+    assert confinement is not None
+    result = run_shell(confinement.wrap(["bash", "-c", "echo out; exit 7"], cwd=tmp_path),
+                       cwd=tmp_path, env={"PATH": os.environ["PATH"]}, timeout=30)
+    assert (result.exit_code, result.output.strip()) == (7, "out")
+
+
+@needs_bwrap
+def test_hidden_places_are_hidden_even_when_the_worktree_lives_inside_one(tmp_path):
+    home = tmp_path / "home"
+    checkout = home / "work" / "repo"
+    checkout.mkdir(parents=True)
+    (home / ".git-credentials").write_text("https://x:tok@example.com\n")
+    (checkout / "file.txt").write_text("visible\n")
+    confinement = sandbox("required", environ={"HOME": str(home)}, writable=[checkout])
+    assert confinement is not None
+    script = f"cat file.txt; cat {home}/.git-credentials; echo written > out.txt"
+    result = run_shell(confinement.wrap(["bash", "-c", script], cwd=checkout), cwd=checkout,
+                       env={"PATH": os.environ["PATH"]}, timeout=30)
+    assert "visible" in result.output and "tok@" not in result.output
+    assert (checkout / "out.txt").read_text() == "written\n"
+
+
+def test_the_probe_runs_once(monkeypatch):
+    first = bubblewrap()
+    monkeypatch.setattr(subprocess, "run", lambda *a, **k: pytest.fail("probed again"))
+    assert bubblewrap() == first
+
+
+@needs_bwrap
+def test_toolchains_on_path_inside_the_home_stay_usable_but_their_credentials_do_not(tmp_path):
+    home = tmp_path / "home"
+    for tool in (".pyenv/shims", ".cargo/bin"):
+        (home / tool).mkdir(parents=True)
+    (home / ".pyenv" / "shims" / "mytool").write_text("#!/bin/sh\necho tool-ran\n")
+    (home / ".pyenv" / "shims" / "mytool").chmod(0o755)
+    (home / ".rustup").mkdir()
+    (home / ".rustup" / "settings.toml").write_text("default_toolchain = 'stable'\n")
+    (home / ".cargo" / "credentials.toml").write_text("[registry]\ntoken = 'cargo-secret-token'\n")
+    (home / ".netrc").write_text("machine x login y password netrc-secret\n")
+    work = tmp_path / "work"
+    work.mkdir()
+    path = f"{home}/.pyenv/shims:{home}/.cargo/bin:{os.environ['PATH']}"
+    confinement = sandbox("required", environ={"HOME": str(home), "PATH": path}, writable=[work])
+    assert confinement is not None
+    script = (f"mytool; cat {home}/.rustup/settings.toml; cat {home}/.cargo/credentials.toml; echo creds=$?; "
+              f"cat {home}/.netrc 2>&1; touch {home}/.pyenv/evil 2>&1")
+    out = run_shell(confinement.wrap(["bash", "-c", script], cwd=work), cwd=work, env={"PATH": path}, timeout=30).output
+    assert "tool-ran" in out and "default_toolchain" in out
+    assert "cargo-secret-token" not in out and "creds=1" in out
+    assert "netrc-secret" not in out and "No such file" in out and "Read-only file system" in out
