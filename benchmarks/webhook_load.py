@@ -35,7 +35,7 @@ from bot.github.events import signature_for, verify_signature  # noqa: E402
 from tests.fakes.github import FakeGitHub  # noqa: E402
 from tests.fakes.github.fixture import generate_app_key  # noqa: E402
 from tests.fakes.live_server import LiveServer, free_port, wait_healthy  # noqa: E402
-from tests.fixtures import load_payload  # noqa: E402
+from tests.fixtures import labeled_issue  # noqa: E402
 
 REPO = "octo/calc"
 SECRET = "benchmark-webhook-secret"
@@ -61,16 +61,7 @@ def bare_app():  # type: ignore[no-untyped-def]
 
 def labeled_bodies(count: int, installation: int) -> list[bytes]:
     """Signed-to-be bodies of real `issues.labeled` payloads, one issue each (no target is busy)."""
-    bodies = []
-    for number in range(1, count + 1):
-        payload = load_payload("issues.labeled", label__name="fixloop")
-        payload["repository"].update(full_name=REPO, name="calc", default_branch="main")
-        payload["repository"]["owner"].update(login="octo", type="Organization")
-        payload["issue"]["number"] = number
-        payload["sender"]["login"] = "maintainer"
-        payload["installation"] = {"id": installation}
-        bodies.append(json.dumps(payload).encode())
-    return bodies
+    return [labeled_issue(number, installation=installation, repo=REPO) for number in range(1, count + 1)]
 
 
 def fire(url: str, bodies: list[bytes], concurrency: int) -> tuple[float, list[float]]:

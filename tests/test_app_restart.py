@@ -37,7 +37,7 @@ from bot.github.events import signature_for
 from tests.fakes.github import FakeGitHub
 from tests.fakes.github.fixture import TEST_APP_ID, AppKey
 from tests.fakes.live_server import free_port, wait_healthy
-from tests.fixtures import load_payload
+from tests.fixtures import labeled_issue
 
 ROOT = Path(__file__).resolve().parents[1]
 REPO = "octo/calc"
@@ -130,16 +130,8 @@ def server(github: FakeGitHub, github_app_key: AppKey, tmp_path: Path) -> Iterat
 
 
 def deliveries(installation: int) -> list[Delivery]:
-    made = []
-    for number in range(1, DELIVERIES + 1):
-        payload = load_payload("issues.labeled", label__name="fixloop")
-        payload["repository"].update(full_name=REPO, name="calc", default_branch="main")
-        payload["repository"]["owner"].update(login="octo", type="Organization")
-        payload["issue"]["number"] = number
-        payload["sender"]["login"] = "maintainer"
-        payload["installation"] = {"id": installation}
-        made.append(Delivery(f"burst-{number:04d}", number, json.dumps(payload).encode()))
-    return made
+    return [Delivery(f"burst-{number:04d}", number, labeled_issue(number, installation=installation, repo=REPO))
+            for number in range(1, DELIVERIES + 1)]
 
 
 def send(url: str, batch: list[Delivery], burst: Burst) -> None:
