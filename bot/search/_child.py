@@ -139,7 +139,7 @@ def main() -> None:
     sdk.configure(root, evidence=request.get("evidence") or [])
     sdk.files()  # lists the repository (git ls-files) before the hook forbids new processes
     readable = tuple(dict.fromkeys(os.path.realpath(p) for p in (root, sys.prefix, sys.base_prefix,
-                                                                  str(Path(sdk.__file__).parents[2]), "/dev/null")))
+                                                                  str(Path(sdk.__file__).parents[1]), "/dev/null")))
     real_stdout = sys.stdout
     printed = _Capped(limits["print_chars"])
     sys.stdout = sys.stderr = printed

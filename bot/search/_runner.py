@@ -80,7 +80,7 @@ TOOL_SPEC = tool_spec()
 def _interpreter_paths() -> list[Path]:
     """What the child needs to start: the interpreter, its libraries and fixloop's own code."""
     return [Path(sys.prefix), Path(sys.base_prefix), Path(sys.executable).resolve().parent,
-            Path(bot.__file__).resolve().parents[1]]
+            Path(bot.__file__).resolve().parent]
 
 
 def search_sandbox_paths(root: Path, git_dirs: list[Path]) -> list[Path]:
