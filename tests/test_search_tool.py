@@ -114,6 +114,15 @@ def test_starting_processes_and_native_code_are_refused(repo, confined):
     assert result.is_error and "cannot start processes" in result.text
     result = _run(repo, "import ctypes\nemit(ctypes.CDLL(None).getpid())", confined)
     assert result.is_error and "cannot load native code" in result.text
+    # Not even by the back door: the module behind subprocess is not loaded, and cannot be.
+    loaded = _run(repo, "import sys\nemit([m for m in ('subprocess', '_posixsubprocess', 'ctypes') if m in sys.modules])",
+                  confined)
+    assert (loaded.is_error, loaded.text) == (False, "[]")
+    for back_door in ("import _posixsubprocess",
+                      "import importlib.util as u\nu.module_from_spec(u.find_spec('_posixsubprocess'))",
+                      "import multiprocessing"):
+        result = _run(repo, f"{back_door}\nemit('got in')", confined)
+        assert result.is_error and "cannot start processes" in result.text and "got in" not in result.text
 
 
 @_modes()

@@ -5,15 +5,11 @@ the sandbox runner (`bot.search._runner`: `run_program`, and `SearchCode`, the a
 `search_code` tool) runs a program in a limited child process that calls `configure` and supplies `emit`.
 """
 
-from bot.search._runner import (
-    TOOL_NAME,
-    TOOL_SPEC,
-    ProgramResult,
-    SearchCode,
-    SearchLimits,
-    run_program,
-    search_sandbox_paths,
-)
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from bot.search._sdk import (
     REFERENCE,
     configure,
@@ -25,6 +21,27 @@ from bot.search._sdk import (
     unique,
 )
 from bot.search._symbols import definitions, references
+
+if TYPE_CHECKING:
+    from bot.search._runner import (
+        TOOL_NAME,
+        TOOL_SPEC,
+        ProgramResult,
+        SearchCode,
+        SearchLimits,
+        run_program,
+        search_sandbox_paths,
+    )
+
+_RUNNER = {"TOOL_NAME", "TOOL_SPEC", "ProgramResult", "SearchCode", "SearchLimits", "run_program", "search_sandbox_paths"}
+
+
+def __getattr__(name: str) -> Any:
+    # The runner (and with it `subprocess`) is loaded on first use, never in a search program's
+    # own process, which imports this package for the SDK alone.
+    if name in _RUNNER:
+        return getattr(importlib.import_module("bot.search._runner"), name)
+    raise AttributeError(f"module 'bot.search' has no attribute {name!r}")
 
 __all__ = [
     "REFERENCE",

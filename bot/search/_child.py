@@ -37,6 +37,11 @@ _FORBIDDEN = {
     "ctypes.dlopen": "load native code", "ctypes.dlsym": "load native code", "ctypes.cdata": "load native code",
     "os.putenv": "change the environment", "sys.addaudithook": "install audit hooks",
 }
+# Modules that start processes or load native code; they are not loaded in this process (the runner
+# lists the files), so their import is the way to them.
+_FORBIDDEN_MODULES = {"subprocess": "start processes", "_posixsubprocess": "start processes",
+                      "multiprocessing": "start processes", "_multiprocessing": "start processes",
+                      "pty": "start processes", "ctypes": "load native code", "_ctypes": "load native code"}
 
 
 class Refused(PermissionError):
@@ -56,6 +61,8 @@ def _audit(readable: tuple[str, ...]) -> Callable[[str, tuple[Any, ...]], None]:
                     raise Refused(f"search programs can only read the repository: {os.fsdecode(path)!r} is outside it")
         elif event in _FORBIDDEN:
             raise Refused(f"search programs cannot {_FORBIDDEN[event]} ({event})")
+        elif event == "import" and (module := str(args[0]).partition(".")[0]) in _FORBIDDEN_MODULES:
+            raise Refused(f"search programs cannot {_FORBIDDEN_MODULES[module]} (import {module})")
     return hook
 
 
@@ -124,10 +131,12 @@ def _cell(value: Any) -> str:
 
 
 def _limit_resources(limits: dict[str, int]) -> None:
-    # Hard limits equal to the soft ones: the program cannot raise them again.
+    # Hard limits equal to the soft ones: the program cannot raise them again. No new processes
+    # (or threads) either, where the kernel enforces it (not for root).
     memory = limits["memory_mb"] * 1024 * 1024
     for kind, value in ((resource.RLIMIT_CPU, limits["cpu_seconds"]), (resource.RLIMIT_AS, memory),
-                        (resource.RLIMIT_FSIZE, limits["answer_bytes"]), (resource.RLIMIT_CORE, 0)):
+                        (resource.RLIMIT_FSIZE, limits["answer_bytes"]), (resource.RLIMIT_CORE, 0),
+                        (resource.RLIMIT_NPROC, 0)):
         resource.setrlimit(kind, (value, value))
 
 
@@ -136,8 +145,7 @@ def main() -> None:
     limits = request["limits"]
     _limit_resources(limits)
     root = os.path.realpath(".")
-    sdk.configure(root, evidence=request.get("evidence") or [])
-    sdk.files()  # lists the repository (git ls-files) before the hook forbids new processes
+    sdk.configure(root, evidence=request.get("evidence") or [], listing=request["listing"])
     readable = tuple(dict.fromkeys(os.path.realpath(p) for p in (root, sys.prefix, sys.base_prefix,
                                                                   str(Path(sdk.__file__).parents[1]), "/dev/null")))
     real_stdout = sys.stdout

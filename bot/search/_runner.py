@@ -2,7 +2,10 @@
 
 Layers, each enough to stop a runaway or curious program on its own terms:
 - the child (bot.search._child) gets no environment beyond PATH and a UTF-8 locale, so no secrets;
-- an audit hook in the child refuses writes, reads outside the repository, sockets and processes;
+- the child never loads `subprocess` (the file listing, the SDK's one `git` call, is made here);
+- an audit hook in the child refuses writes, reads outside the repository, sockets, processes and
+  the modules that start them (a guard rail: a determined program could get around a hook, so
+  without bubblewrap a program can do what the agent's shell can, and no more);
 - resource limits (set by the child on itself before it reads the program): CPU seconds, address
   space, and the size of what it can write to its output;
 - a wall-clock timeout that kills the whole process group;
@@ -25,7 +28,7 @@ from typing import Any
 
 import bot
 from bot.sandbox import Sandbox
-from bot.search._sdk import REFERENCE
+from bot.search._sdk import REFERENCE, repository_files
 
 TOOL_NAME = "search_code"
 
@@ -93,7 +96,7 @@ def run_program(program: str, *, root: Path, evidence: list[dict[str, Any]] | No
     """Run `program` against the SDK over `root` and say what the model should read back."""
     if not isinstance(program, str) or not program.strip():
         return ProgramResult("search_code needs `program`: Python source that calls emit(value).", True, 0.0)
-    request = json.dumps({"program": program, "evidence": evidence or [],
+    request = json.dumps({"program": program, "evidence": evidence or [], "listing": repository_files(root),
                           "limits": {"output_chars": limits.output_chars, "print_chars": limits.print_chars,
                                      "cpu_seconds": limits.cpu_seconds, "memory_mb": limits.memory_mb,
                                      "answer_bytes": limits.answer_bytes}})

@@ -6,7 +6,8 @@ result is small plain data (lists of dicts of str, int and lists) that serialise
 paths are POSIX and relative to the root, and line numbers are 1-based everywhere.
 
 Nothing here writes a file or runs a command: the only subprocess is the fixed `git ls-files`
-argv that lists the files the way `.gitignore` wants. One program is one process, so the state
+argv that lists the files the way `.gitignore` wants, and the sandbox runner runs it in its own
+process (`repository_files`), so that a search program's process never loads `subprocess`. One program is one process, so the state
 (root, evidence, caches) is module-level and `configure` resets it.
 """
 
@@ -19,7 +20,6 @@ import json
 import os
 import re
 import stat
-import subprocess
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -70,13 +70,16 @@ def _current() -> _State:
     return _state
 
 
-def configure(root: str | Path, *, evidence: list[Item] | None = None) -> None:
-    """Set the repository root and the session's failure evidence, forgetting every cache."""
+def configure(root: str | Path, *, evidence: list[Item] | None = None, listing: list[str] | None = None) -> None:
+    """Set the repository root and the session's failure evidence, forgetting every cache.
+
+    `listing`: the root's `repository_files`, when the caller listed them already (the sandbox
+    runner does, in its own process); None lists them on first use."""
     global _state
     resolved = Path(root).resolve()
     if not resolved.is_dir():
         raise NotADirectoryError(f"the repository root is not a directory: {root}")
-    _state = _State(resolved, copy.deepcopy(evidence or []))
+    _state = _State(resolved, copy.deepcopy(evidence or []), listing=listing)
 
 
 def evidence() -> list[Item]:
@@ -129,10 +132,16 @@ def _exclusions(exclude: Globs) -> list[str]:
 def _listing() -> list[str]:
     state = _current()
     if state.listing is None:
-        listed = _git_listing(state.root)
-        names = _walk(state.root) if listed is None else [name for name in listed if _listable(state.root, name)]
-        state.listing = sorted(set(names))
+        state.listing = repository_files(state.root)
     return state.listing
+
+
+def repository_files(root: Path) -> list[str]:
+    """The searchable files under `root`, sorted: what git lists (tracked, and untracked but not
+    ignored) when `root` is the top of a work tree, else every file found by walking it."""
+    listed = _git_listing(root)
+    names = _walk(root) if listed is None else [name for name in listed if _listable(root, name)]
+    return sorted(set(names))
 
 
 def _git_listing(root: Path) -> list[str] | None:
@@ -141,6 +150,8 @@ def _git_listing(root: Path) -> list[str] | None:
     Git may not look above the root: a folder that merely sits inside some other repository
     (a Python installed under a git-managed ~/.pyenv, whose .gitignore hides it) is walked instead.
     """
+    import subprocess  # here, not at the top: see the module's docstring
+
     env = {"PATH": os.environ.get("PATH", os.defpath), "LC_ALL": "C", "GIT_CONFIG_NOSYSTEM": "1",
            "GIT_TERMINAL_PROMPT": "0", "GIT_CEILING_DIRECTORIES": str(root.parent)}
     try:
