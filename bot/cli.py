@@ -22,7 +22,7 @@ from bot.errors import ConfigError, GitHubError, WorkspaceError
 from bot.github.runner import run_action
 from bot.logs import cli as logs_cli
 from bot.reporting.terminal import TerminalReporter
-from bot.secrets import Redactor
+from bot.secrets import Redactor, protect_this_process
 from bot.session import SessionSpec, run_session
 from bot.task import Task
 from bot.trajectory import Report
@@ -197,6 +197,7 @@ def _print_outcome(console: Console, report: Report, session_dir: Path) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    protect_this_process()
     try:
         return int(args.handler(args))
     except (ConfigError, WorkspaceError) as error:

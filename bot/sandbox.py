@@ -7,10 +7,11 @@ and its search programs run in a mount namespace where:
 - the whole file system is read-only, except the paths the command needs to write;
 - the runner's home directory, `/root`, `/home`, `$RUNNER_TEMP` and `/tmp` are empty (tmpfs), and
   the worktree, the git directory and the interpreter are mounted back on top, as are (read-only)
-  the toolchains on `PATH` that live there (`~/.pyenv`, `~/.cargo` with `~/.rustup`, `~/.nvm`,
-  `~/go`, `~/.local`: the top folder in the hidden place), minus the credential files known to
-  live inside them;
-- the Docker socket is masked (access to it is root on the host);
+  the toolchains on `PATH` that live there (`~/.pyenv`, `~/.cargo` with `~/.rustup`, a node
+  version of `~/.nvm`, `~/go`, `~/.local`, a venv: the folder holding the `bin` on PATH), minus
+  the credential files known to live inside them and any hidden place inside them;
+- the Docker, containerd, podman and system-bus sockets are masked, and `/run/user` (session
+  buses, agents) is empty: a socket reached from inside would run commands outside;
 - it has its own process tree, so `/proc/<pid>/environ` of fixloop itself is out of reach;
 - it has no capabilities (so it cannot unmount what hides the files), and, on request, no network.
 
@@ -30,8 +31,10 @@ from pathlib import Path
 
 from bot.errors import ConfigError
 
-_ALWAYS_HIDDEN = ("/root", "/home", "/tmp", "/var/tmp")
-_SOCKETS = ("/var/run/docker.sock", "/run/docker.sock", "/run/containerd/containerd.sock")
+# /run/user holds per-user sockets (session bus, gpg-agent, podman) that run commands outside.
+_ALWAYS_HIDDEN = ("/root", "/home", "/tmp", "/var/tmp", "/run/user")
+_SOCKETS = ("/var/run/docker.sock", "/run/docker.sock", "/run/containerd/containerd.sock", "/run/dbus/system_bus_socket",
+            "/run/podman/podman.sock")
 # Folders a toolchain on PATH needs beside its own, and credential files kept inside toolchains.
 _COMPANIONS = {".cargo": (".rustup",)}
 _TOOLCHAIN_SECRETS = (".cargo/credentials", ".cargo/credentials.toml")
@@ -83,12 +86,27 @@ class Sandbox:
         # readable one (the worktree's git dir inside the repository's) stays writable.
         for path in self.readable:
             command += ["--ro-bind", str(path), str(path)]
+        # A hidden place inside something mounted back stays hidden ($RUNNER_TEMP inside the workspace).
+        for path in self.hidden:
+            if any(path != back and back in path.parents for back in self.readable):
+                command += ["--tmpfs", str(path)]
         for path in self.writable:
             command += ["--bind", str(path), str(path)]
         for secret in masked:
             if os.path.exists(secret):
                 command += ["--ro-bind", "/dev/null", secret]
         return [*command, "--chdir", str(cwd), "--", *argv]
+
+
+def own_process_tree(mode: str) -> list[str]:
+    """A command prefix for the validation commands: a process namespace of their own, where
+    bubblewrap works and `mode` is not off. They cannot see or signal fixloop or read its
+    environment, and nothing they start outlives them. Nothing else changes: they are the
+    repository's own commands and keep the whole machine (caches in the home, installed tools)."""
+    executable = bubblewrap() if mode != "off" else None
+    if executable is None:
+        return []
+    return [executable, "--dev-bind", "/", "/", "--proc", "/proc", "--unshare-pid", "--die-with-parent", "--"]
 
 
 def confinement(mode: str) -> str:
@@ -120,8 +138,10 @@ def sandbox(mode: str, *, environ: Mapping[str, str], readable: Iterable[Path] =
 
 
 def _toolchains(path_variable: str, hidden: list[Path]) -> list[Path]:
-    """The top folders, inside hidden places, of the PATH entries that live there: without them
-    the agent could not run the project's Python, Rust, Node or Go."""
+    """The toolchains, inside hidden places, of the PATH entries that live there (without them the
+    agent could not run the project's Python, Rust, Node or Go): the folder holding the entry
+    (`~/.cargo` for `~/.cargo/bin`, a venv for its `bin`), or the entry alone when that folder
+    is the hidden place itself."""
     found: list[Path] = []
     for entry in filter(None, path_variable.split(os.pathsep)):
         directory = Path(entry)
@@ -129,8 +149,8 @@ def _toolchains(path_variable: str, hidden: list[Path]) -> list[Path]:
         places = [place for place in hidden if place in directory.parents]
         if places:
             place = max(places, key=lambda p: len(p.parts))
-            top = place / directory.relative_to(place).parts[0]
-            found += [top, *(place / companion for companion in _COMPANIONS.get(top.name, ()))]
+            toolchain = directory.parent if directory.parent != place else directory
+            found += [toolchain, *(place / companion for companion in _COMPANIONS.get(toolchain.name, ()))]
     return found
 
 
@@ -138,4 +158,4 @@ def _existing(paths: Iterable[Path]) -> tuple[Path, ...]:
     return tuple(dict.fromkeys(p.resolve() for p in paths if p.exists()))
 
 
-__all__ = ["INSTALL_HINT", "Sandbox", "bubblewrap", "confinement", "sandbox"]
+__all__ = ["INSTALL_HINT", "Sandbox", "bubblewrap", "confinement", "own_process_tree", "sandbox"]

@@ -13,6 +13,7 @@ from __future__ import annotations
 import fnmatch
 import os
 import re
+import sys
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -64,6 +65,20 @@ _MIN_SECRET_LENGTH = 8
 def is_secret_name(name: str, extra_patterns: Iterable[str] = ()) -> bool:
     upper = name.upper()
     return any(fnmatch.fnmatchcase(upper, pattern.upper()) for pattern in (*SECRET_NAME_PATTERNS, *extra_patterns))
+
+
+_PR_SET_DUMPABLE = 4
+
+
+def protect_this_process() -> None:
+    """Make fixloop's own process non-dumpable (Linux): its /proc/<pid>/environ, which holds the
+    tokens it was started with, then cannot be read, nor the process traced, by other processes
+    of the same user, such as the tests the agent wrote. Children are unaffected."""
+    if sys.platform != "linux":
+        return
+    import ctypes  # Linux only, and only here
+
+    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_DUMPABLE, 0, 0, 0, 0)
 
 
 def agent_environment(environ: Mapping[str, str], home: str, extra_patterns: Iterable[str] = ()) -> dict[str, str]:

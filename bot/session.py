@@ -39,7 +39,7 @@ from bot.agent.tools import Toolbox
 from bot.config import Config
 from bot.deflake import DeflakeTarget, DeflakeValidation
 from bot.errors import ModelError, SessionCancelled, WorkspaceError
-from bot.sandbox import confinement, sandbox
+from bot.sandbox import confinement, own_process_tree, sandbox
 from bot.search import SearchCode, search_sandbox_paths
 from bot.secrets import Redactor, agent_environment, scrubbed_environment
 from bot.task import Task
@@ -167,8 +167,8 @@ def _drive(spec: SessionSpec, worktree: Worktree, budget: Budget, emit: Sink, se
                 if result.exit_code != 0:
                     why = "timed out" if result.timed_out else f"exited with {result.exit_code}"
                     return Ending.error(f"setup command `{command}` {why}:\n{relevant_excerpt(result.output, 2_000)}")
-            validator = Validator(config.validation, cwd=worktree.root, env=env,
-                                  timeout=config.limits.command_timeout, scratch=session_dir / "validation")
+            validator = Validator(config.validation, cwd=worktree.root, env=env, timeout=config.limits.command_timeout,
+                                  scratch=session_dir / "validation", prefix=own_process_tree(config.sandbox))
             baseline = validator.run()
             emit(ValidationRan(iteration=0, result=baseline))
             # From here on the agent's shell could rewrite git's config or hooks: fixloop's git refuses to run if it does.

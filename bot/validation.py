@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 import shlex
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from itertools import count
 from pathlib import Path
 from xml.etree.ElementTree import ParseError
@@ -175,9 +175,12 @@ class Validator:
     """Runs the validation commands in the worktree and remembers what failed for next time."""
 
     def __init__(
-        self, commands: list[str], *, cwd: Path, env: Mapping[str, str], timeout: float, scratch: Path
+        self, commands: list[str], *, cwd: Path, env: Mapping[str, str], timeout: float, scratch: Path,
+        prefix: Sequence[str] = (),
     ) -> None:
+        """`prefix`: argv each command runs under (bot.sandbox.own_process_tree)."""
         self.commands = commands
+        self.prefix = list(prefix)
         self.cwd = cwd
         self.env = dict(env)
         self.timeout = timeout
@@ -212,7 +215,8 @@ class Validator:
         if focus:
             addopts.append("--last-failed --last-failed-no-failures none")
         env = self.env | {"PYTEST_ADDOPTS": " ".join(a for a in addopts if a)}
-        result = run_shell(command, cwd=self.cwd, env=env, timeout=self.timeout, output_limit=200_000)
+        argv = [*self.prefix, "bash", "-c", command] if self.prefix else command
+        result = run_shell(argv, cwd=self.cwd, env=env, timeout=self.timeout, output_limit=200_000)
         tests_run: int | None = None
         failed: list[FailedTest] = []
         if junit.exists():

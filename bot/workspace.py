@@ -42,7 +42,9 @@ def git(*args: str, cwd: Path, env: dict[str, str] | None = None, input_text: st
 
     `env` is added to `base_env` (default: this process's environment). `git_dir` and `work_tree`
     are passed explicitly, so no `.git` file or `GIT_DIR` decides which repository git reads."""
-    full_env = {**(os.environ if base_env is None else base_env), "GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C", **(env or {})}
+    # No system config: /etc/gitconfig is not fingerprinted, and a root or sudo-capable agent could write it.
+    full_env = {**(os.environ if base_env is None else base_env), "GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C",
+                "GIT_CONFIG_NOSYSTEM": "1", **(env or {})}
     where = [*([f"--git-dir={git_dir}"] if git_dir else []), *([f"--work-tree={work_tree}"] if work_tree else [])]
     proc = subprocess.run(
         ["git", *_NO_COMMANDS, *where, *args], cwd=cwd, env=full_env, input=input_text, capture_output=True,

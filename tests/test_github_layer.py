@@ -150,3 +150,18 @@ def test_fit_keeps_text_within_the_limit_and_says_so():
     fitted = render.fit(text)
     assert len(fitted) <= render.CHECK_TEXT_LIMIT and fitted.endswith("are in the session artifact.")
     assert render.fit("short") == "short"
+
+
+@responses.activate
+def test_a_resend_refused_as_a_duplicate_looks_again_and_finds_what_the_lost_answer_made():
+    # The first POST went through but its answer was lost; the list lagged, so the resend was
+    # refused as a duplicate (422); looking again finds the pull request, and nothing else is sent.
+    pull = {**pull_json(7, "octo/calc"), "draft": True, "head": {**pull_json(7, "octo/calc")["head"], "ref": "fixloop/x"}}
+    responses.post(f"{API}/pulls", status=502, json={"message": "Bad Gateway"})
+    responses.get(f"{API}/pulls", json=[])
+    responses.post(f"{API}/pulls", status=422, json={"message": "Validation Failed",
+                                                     "errors": [{"message": "A pull request already exists for octo:fixloop/x."}]})
+    responses.get(f"{API}/pulls", json=[pull])
+    made = client().create_draft_pull(title="t", body="b", head="fixloop/x", base="main")
+    assert made.number == 7
+    assert [c.request.method for c in responses.calls] == ["POST", "GET", "POST", "GET"]

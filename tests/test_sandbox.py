@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -14,7 +15,7 @@ import bot.sandbox
 from bot._process import run_shell
 from bot.agent.tools import BASH, Toolbox
 from bot.errors import ConfigError
-from bot.sandbox import INSTALL_HINT, bubblewrap, sandbox
+from bot.sandbox import INSTALL_HINT, bubblewrap, own_process_tree, sandbox
 from bot.workspace import Worktree
 from tests.conftest import run_git
 
@@ -169,3 +170,60 @@ def test_toolchains_on_path_inside_the_home_stay_usable_but_their_credentials_do
     assert "tool-ran" in out and "default_toolchain" in out
     assert "cargo-secret-token" not in out and "creds=1" in out
     assert "netrc-secret" not in out and "No such file" in out and "Read-only file system" in out
+
+
+@needs_bwrap
+def test_a_toolchain_in_the_workspace_does_not_bring_back_the_runner_temp_folder(tmp_path):
+    # A GitHub runner: the workspace and $RUNNER_TEMP (step scripts, file commands) both under the home.
+    home = tmp_path / "home"
+    venv_bin = home / "work" / "proj" / "proj" / ".venv" / "bin"
+    venv_bin.mkdir(parents=True)
+    (venv_bin / "tool").write_text("#!/bin/sh\necho venv-tool\n")
+    (venv_bin / "tool").chmod(0o755)
+    runner_temp = home / "work" / "_temp"
+    runner_temp.mkdir()
+    (runner_temp / "step.sh").write_text("TOKEN=runner-temp-secret\n")
+    (home / "work" / "proj" / "other.txt").write_text("outside the venv\n")
+    work = tmp_path / "work"
+    work.mkdir()
+    path = f"{venv_bin}:{os.environ['PATH']}"
+    confinement = sandbox("required", environ={"HOME": str(home), "RUNNER_TEMP": str(runner_temp), "PATH": path},
+                          writable=[work])
+    assert confinement is not None
+    script = f"tool; cat {runner_temp}/step.sh 2>&1; cat {home}/work/proj/other.txt 2>&1"
+    out = run_shell(confinement.wrap(["bash", "-c", script], cwd=work), cwd=work, env={"PATH": path}, timeout=30).output
+    assert "venv-tool" in out
+    assert "runner-temp-secret" not in out and "outside the venv" not in out
+
+
+@needs_bwrap
+def test_validation_commands_get_a_process_tree_of_their_own_and_nothing_else_changes(tmp_path):
+    # Another process of the same user holding a secret in its environment, as fixloop does.
+    holder = subprocess.Popen(["sleep", "60"], env={"PATH": os.environ["PATH"], "HELD_SECRET": "held-secret-value"})
+    try:
+        scan = ("for p in /proc/[0-9]*; do tr '\\0' '\\n' < $p/environ; done 2>/dev/null | grep -c held-secret-value; "
+                f"kill -0 {holder.pid} 2>/dev/null; echo signal=$?; echo written > {tmp_path}/out.txt; "
+                "(setsid sleep 301 &); echo done")
+        env = {"PATH": os.environ["PATH"]}
+        bare = run_shell(["bash", "-c", scan], cwd=tmp_path, env=env, timeout=30).output
+        assert bare.splitlines()[0] != "0"  # the scan works: unconfined, the secret is there to read
+        subprocess.run(["pkill", "-f", "sleep 301"], check=False)
+        confined = run_shell([*own_process_tree("auto"), "bash", "-c", scan], cwd=tmp_path, env=env, timeout=30).output
+    finally:
+        holder.kill()
+        holder.wait()
+    assert confined.splitlines()[:2] == ["0", "signal=1"] and confined.strip().endswith("done")
+    assert (tmp_path / "out.txt").read_text() == "written\n"  # the rest of the machine as it is
+    time.sleep(0.2)
+    assert subprocess.run(["pgrep", "-f", "sleep 301"], capture_output=True, check=False).stdout == b""
+
+
+def test_no_process_tree_of_its_own_when_the_sandbox_is_off():
+    assert own_process_tree("off") == []
+
+
+def test_fixloop_makes_its_own_process_unreadable_to_its_children():
+    probe = ("import ctypes; from bot.secrets import protect_this_process; libc = ctypes.CDLL(None); "
+             "before = libc.prctl(3, 0, 0, 0, 0); protect_this_process(); print(before, libc.prctl(3, 0, 0, 0, 0))")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["1", "0"]  # PR_GET_DUMPABLE: dumpable before, not after

@@ -75,6 +75,9 @@ def test_writing_a_file_is_refused(repo, confined):
     assert "def add" in (repo / "pkg" / "calc.py").read_text()
     result = _run(repo, "import os\nos.remove('pkg/use.py')\nemit(1)", confined)
     assert result.is_error and "cannot delete files" in result.text and (repo / "pkg" / "use.py").exists()
+    # Calls that make files without an audit event are not there at all.
+    result = _run(repo, "import os\nos.mkfifo('pipe')\nemit(1)", confined)
+    assert result.is_error and "has no attribute 'mkfifo'" in result.text and not (repo / "pipe").exists()
 
 
 @_modes()
@@ -94,6 +97,8 @@ def test_reading_outside_the_repository_is_refused(repo, confined, tmp_path):
     assert result.is_error and "private" not in result.text and "outside it" in result.text
     result = _run(repo, "emit(read('../outside.txt'))", confined)
     assert result.is_error and "private" not in result.text
+    result = _run(repo, f"import os\nemit(os.listdir({str(tmp_path)!r}))", confined)
+    assert result.is_error and "outside.txt" not in result.text and "can only list the repository" in result.text
 
 
 @_modes()
@@ -118,6 +123,8 @@ def test_starting_processes_and_native_code_are_refused(repo, confined):
     loaded = _run(repo, "import sys\nemit([m for m in ('subprocess', '_posixsubprocess', 'ctypes') if m in sys.modules])",
                   confined)
     assert (loaded.is_error, loaded.text) == (False, "[]")
+    result = _run(repo, "import os, signal\nsignal.pidfd_send_signal(os.pidfd_open(os.getppid()), signal.SIGSTOP)", confined)
+    assert result.is_error and "has no attribute" in result.text
     for back_door in ("import _posixsubprocess",
                       "import importlib.util as u\nu.module_from_spec(u.find_spec('_posixsubprocess'))",
                       "import multiprocessing"):

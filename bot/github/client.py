@@ -179,7 +179,10 @@ class GitHubClient:
             try:
                 return action()
             except (GithubException, RequestException) as error:
-                lost = find is not None and _may_have_happened(error)
+                # A resend refused as a duplicate (422) means the earlier attempt went through after
+                # all and `find` missed it (GitHub's lists can lag): look again.
+                refused_as_made = attempt > 0 and isinstance(error, GithubException) and error.status == 422
+                lost = find is not None and (_may_have_happened(error) or refused_as_made)
                 lagging = isinstance(error, UnknownObjectException) and created in self._created
                 if attempt == RETRIES or not (lost or lagging):
                     raise self._failure(what, error) from None

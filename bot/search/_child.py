@@ -36,7 +36,12 @@ _FORBIDDEN = {
     "os.forkpty": "start processes", "os.kill": "send signals", "os.killpg": "send signals",
     "ctypes.dlopen": "load native code", "ctypes.dlsym": "load native code", "ctypes.cdata": "load native code",
     "os.putenv": "change the environment", "sys.addaudithook": "install audit hooks",
+    "os.setxattr": "change file attributes", "os.removexattr": "change file attributes",
 }
+# Functions that change files or reach other processes without raising an audit event: removed
+# from the program's process before it runs.
+_UNAUDITED = {"os": ("mknod", "mkfifo", "pidfd_open", "memfd_create"), "posix": ("mknod", "mkfifo", "pidfd_open", "memfd_create"),
+              "signal": ("pidfd_send_signal",)}
 # Modules that start processes or load native code; they are not loaded in this process (the runner
 # lists the files), so their import is the way to them.
 _FORBIDDEN_MODULES = {"subprocess": "start processes", "_posixsubprocess": "start processes",
@@ -49,16 +54,20 @@ class Refused(PermissionError):
 
 
 def _audit(readable: tuple[str, ...]) -> Callable[[str, tuple[Any, ...]], None]:
+    def inside(path: Any) -> bool:
+        real = os.path.realpath(os.fsdecode(path))
+        return any(real == root or real.startswith(root + os.sep) for root in readable)
+
     def hook(event: str, args: tuple[Any, ...]) -> None:
+        if event in ("os.listdir", "os.scandir") and isinstance(args[0], (str, bytes)) and not inside(args[0]):
+            raise Refused(f"search programs can only list the repository: {os.fsdecode(args[0])!r} is outside it")
         if event == "open":
             path, mode, flags = args
             writes = (mode is not None and any(c in str(mode) for c in "wax+")) or (mode is None and flags & _WRITE_FLAGS)
             if writes:
                 raise Refused(f"search programs are read-only: cannot open {path!r} for writing")
-            if not isinstance(path, int):  # an int is an already open descriptor
-                real = os.path.realpath(os.fsdecode(path))
-                if not any(real == root or real.startswith(root + os.sep) for root in readable):
-                    raise Refused(f"search programs can only read the repository: {os.fsdecode(path)!r} is outside it")
+            if not isinstance(path, int) and not inside(path):  # an int is an already open descriptor
+                raise Refused(f"search programs can only read the repository: {os.fsdecode(path)!r} is outside it")
         elif event in _FORBIDDEN:
             raise Refused(f"search programs cannot {_FORBIDDEN[event]} ({event})")
         elif event == "import" and (module := str(args[0]).partition(".")[0]) in _FORBIDDEN_MODULES:
@@ -130,6 +139,14 @@ def _cell(value: Any) -> str:
     return str(value).replace("\t", "\\t").replace("\n", "\\n")  # code's own backslashes stay readable
 
 
+def _remove_unaudited() -> None:
+    for module_name, names in _UNAUDITED.items():
+        module = sys.modules.get(module_name)
+        for name in names:
+            if module is not None and hasattr(module, name):
+                delattr(module, name)
+
+
 def _limit_resources(limits: dict[str, int]) -> None:
     # Hard limits equal to the soft ones: the program cannot raise them again. No new processes
     # (or threads) either, where the kernel enforces it (not for root).
@@ -164,6 +181,7 @@ def main() -> None:
         code = compile(request["program"], PROGRAM_FILE, "exec")
         # So that tracebacks can quote the program's lines.
         linecache.cache[PROGRAM_FILE] = (len(request["program"]), None, request["program"].splitlines(True), PROGRAM_FILE)
+        _remove_unaudited()
         sys.addaudithook(_audit(readable))
         exec(code, namespace)  # noqa: S102 - running the agent's program is the point; see the hook above
     except BaseException as error:  # noqa: BLE001 - the program's failure is a result for the model, whatever it is
