@@ -62,22 +62,25 @@ def run_shell(
     env: dict[str, str],
     timeout: float,
     output_limit: int = 30_000,
+    stdin: Path | None = None,
 ) -> CommandResult:
-    """Run `command` (a bash script, or an argv list) in its own process group.
+    """Run `command` (a bash script, or an argv list) in its own process group, reading `stdin`
+    (a file; none by default).
 
     On timeout, cancellation or any other interruption the whole group is killed, so no
     grandchild outlives the call.
     """
     argv = ["bash", "-c", command] if isinstance(command, str) else command
     started = time.monotonic()
-    with tempfile.NamedTemporaryFile(prefix="fixloop-out-", delete=False) as out:
+    with tempfile.NamedTemporaryFile(prefix="fixloop-out-", delete=False) as out, \
+            (stdin.open("rb") if stdin else open(os.devnull, "rb")) as source:
         out_path = Path(out.name)
         try:
             proc = subprocess.Popen(
                 argv,
                 cwd=cwd,
                 env=env,
-                stdin=subprocess.DEVNULL,
+                stdin=source,
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,

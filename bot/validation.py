@@ -215,8 +215,8 @@ class Validator:
         if focus:
             addopts.append("--last-failed --last-failed-no-failures none")
         env = self.env | {"PYTEST_ADDOPTS": " ".join(a for a in addopts if a)}
-        argv = [*self.prefix, "bash", "-c", command] if self.prefix else command
-        result = run_shell(argv, cwd=self.cwd, env=env, timeout=self.timeout, output_limit=200_000)
+        result = run_shell([*self.prefix, "bash", "-c", command], cwd=self.cwd, env=env, timeout=self.timeout,
+                           output_limit=200_000)
         tests_run: int | None = None
         failed: list[FailedTest] = []
         if junit.exists():

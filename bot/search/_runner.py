@@ -17,16 +17,15 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import bot
+from bot._process import CommandResult, run_shell
 from bot.sandbox import Sandbox
 from bot.search._sdk import REFERENCE, repository_files
 
@@ -104,24 +103,13 @@ def run_program(program: str, *, root: Path, evidence: list[dict[str, Any]] | No
     if sandbox is not None:
         argv = sandbox.wrap(argv, cwd=root)
     env = {"PATH": os.environ.get("PATH", os.defpath), "LC_ALL": "C.UTF-8"}
-    started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="fixloop-search-") as scratch:
-        stdin, stdout, stderr = (Path(scratch) / name for name in ("in", "out", "err"))
-        stdin.write_text(request, encoding="utf-8")
-        with stdin.open("rb") as inp, stdout.open("wb") as out, stderr.open("wb") as err:
-            proc = subprocess.Popen(argv, cwd=root, env=env, stdin=inp, stdout=out, stderr=err,
-                                    start_new_session=True)
-            timed_out = False
-            try:
-                proc.wait(timeout=limits.wall_seconds)
-            except subprocess.TimeoutExpired:
-                timed_out = True
-            finally:
-                _kill_group(proc)
-        duration = time.monotonic() - started
-        answer_text = stdout.read_text(encoding="utf-8", errors="replace")
-        crash = stderr.read_text(encoding="utf-8", errors="replace")[-2_000:]
-    return _result(proc.returncode, timed_out, answer_text, crash, limits, duration)
+        request_file = Path(scratch) / "request.json"
+        request_file.write_text(request, encoding="utf-8")
+        # The child's own output limit (RLIMIT_FSIZE) keeps what it writes within answer_bytes.
+        ran = run_shell(argv, cwd=root, env=env, timeout=limits.wall_seconds, output_limit=limits.answer_bytes,
+                        stdin=request_file)
+    return _result(ran, limits)
 
 
 @dataclass(frozen=True)
@@ -142,20 +130,14 @@ class SearchCode:
                            limits=self.limits, sandbox=self.sandbox)
 
 
-def _kill_group(proc: subprocess.Popen[bytes]) -> None:
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
-    proc.wait()
-
-
-def _result(code: int, timed_out: bool, answer_text: str, crash: str, limits: SearchLimits,
-            duration: float) -> ProgramResult:
+def _result(ran: CommandResult, limits: SearchLimits) -> ProgramResult:
+    """What the model reads, from the child's output: its JSON answer, or why there is none (the
+    child's own messages, on the same output, say why it crashed)."""
     def failed(message: str) -> ProgramResult:
-        return ProgramResult(message, True, duration)
+        return ProgramResult(message, True, ran.duration_s)
 
-    if timed_out:
+    code, crash = ran.exit_code, ran.output[-2_000:]
+    if code is None:
         return failed(f"The program was stopped after {limits.wall_seconds:g} s (wall-clock limit). "
                       "Search more narrowly: a tighter glob, fewer files read, no unbounded loops.")
     # Killed by a signal: negative when the child was ours directly, 128 + the signal through bwrap.
@@ -163,17 +145,20 @@ def _result(code: int, timed_out: bool, answer_text: str, crash: str, limits: Se
     if killed_by in (signal.SIGXCPU, signal.SIGKILL):
         return failed(f"The program used more than {limits.cpu_seconds} s of CPU time and was stopped. "
                       "Search more narrowly: a tighter glob, fewer files read, no unbounded loops.")
-    if killed_by == signal.SIGXFSZ or "File too large" in crash or len(answer_text) >= limits.answer_bytes:
-        return failed(f"The program wrote more than {limits.answer_bytes:,} bytes of output and was stopped. "
+    too_much = failed(f"The program wrote more than {limits.answer_bytes:,} bytes of output and was stopped. "
                       "Return what you need through emit(), not print().")
+    if killed_by == signal.SIGXFSZ or ran.output_bytes >= limits.answer_bytes:
+        return too_much
     try:
-        answer: Mapping[str, Any] = json.loads(answer_text)
-    except json.JSONDecodeError:
+        answer: Mapping[str, Any] = json.loads(ran.output)
+    except json.JSONDecodeError:  # no answer: what the child said instead (only then, not an emitted value)
+        if "File too large" in crash:
+            return too_much
         detail = crash.strip() or f"exit code {code}"
         if "MemoryError" in crash:
             detail = f"it ran out of memory (limit {limits.memory_mb} MB)"
         return failed(f"The program crashed before it could answer: {detail}")
-    return _for_model(answer, limits, duration)
+    return _for_model(answer, limits, ran.duration_s)
 
 
 def _for_model(answer: Mapping[str, Any], limits: SearchLimits, duration: float) -> ProgramResult:
