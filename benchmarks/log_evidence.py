@@ -261,21 +261,13 @@ def generate_big_log(path: Path, megabytes: int) -> int:
     return path.stat().st_size
 
 
-# Peak RSS of the child itself: `resource.getrusage(...).ru_maxrss`, except that on Linux a
-# child's ru_maxrss also counts its parent's peak (the high-water mark survives the fork/exec
-# that started it), so there the child's own VmHWM / VmRSS from /proc/self/status are used.
+# Peak memory of the child itself (see tests/memory.py).
 _MEASURE = """
-import json, resource, sys, time
+import json, sys, time
 from pathlib import Path
 sys.path.insert(0, {root!r})
 from bot.logs import extract_evidence
-
-def memory_kb(field):
-    try:
-        with open("/proc/self/status") as status:
-            return next(int(line.split()[1]) for line in status if line.startswith(field + ":"))
-    except OSError:
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // (1024 if sys.platform == "darwin" else 1)
+from tests.memory import memory_kb
 
 before = memory_kb("VmRSS")
 started = time.perf_counter()

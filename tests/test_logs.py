@@ -501,22 +501,14 @@ def test_any_log_any_budget(lines: list[str], budget: int, with_pass: bool) -> N
 
 # --- bounded memory ----------------------------------------------------------------------------
 
-# Peak RSS of the child itself. `ru_maxrss` of a child process also counts the parent's peak
-# (Linux keeps the high-water mark across the fork/exec that started it), so on Linux the
-# child's own `VmHWM` and `VmRSS` are read; elsewhere `resource.getrusage` is all there is.
+# Peak memory of the child itself (see tests/memory.py).
 _MEASURE = textwrap.dedent(
     """
-    import json, resource, sys
+    import json, sys
     from pathlib import Path
     sys.path.insert(0, sys.argv[2])
     from bot.logs import extract_evidence
-
-    def memory_kb(field):
-        try:
-            with open("/proc/self/status") as status:
-                return next(int(line.split()[1]) for line in status if line.startswith(field + ":"))
-        except OSError:
-            return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // (1024 if sys.platform == "darwin" else 1)
+    from tests.memory import memory_kb
 
     extract_evidence("error: warm up\\n" * 100, budget=100)
     before = memory_kb("VmRSS")

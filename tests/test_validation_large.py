@@ -1,8 +1,8 @@
 """A validation command whose failing test prints 300 MB: the run completes, the model's feedback
 stays short and still names the failure, and the validating process does not hold the output.
 
-The validation runs in a subprocess of its own so that its peak memory (ru_maxrss) is its own,
-not the test runner's, whose high-water mark earlier tests may already have raised.
+The validation runs in a subprocess of its own so that its peak memory is its own, not the test
+runner's, whose high-water mark earlier tests may already have raised.
 """
 
 from __future__ import annotations
@@ -32,11 +32,12 @@ def test_noisy():
 # fixloop overriding that, the report pytest writes for fixloop would be as big as the output.
 PYTEST_INI = "[pytest]\njunit_logging = system-out\n"
 # Runs the Validator and reports, as JSON, its feedback, the output size run_shell saw (spied on,
-# not changed) and the process's peak memory before and after (Linux: ru_maxrss in KiB).
+# not changed), the process's memory before and its peak after (tests/memory.py, KiB), and pytest's.
 VALIDATE = """\
 import json, resource, sys
 from pathlib import Path
 import bot.validation as validation
+from tests.memory import memory_kb
 
 sizes = []
 run_shell = validation.run_shell
@@ -50,9 +51,9 @@ validation.run_shell = spy
 root = Path(sys.argv[1])
 check = validation.Validator([sys.executable + " -m pytest -q"], cwd=root, env=json.loads(sys.argv[2]),
                              timeout=60, scratch=root.parent / "scratch")
-before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+before = memory_kb("VmRSS")
 result = check.run()
-after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+after = memory_kb("VmHWM")
 print(json.dumps({"passed": result.passed, "feedback": result.feedback(), "output_bytes": sizes,
                   "maxrss_before_kib": before, "maxrss_after_kib": after,
                   "pytest_maxrss_kib": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss,
