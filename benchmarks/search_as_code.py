@@ -61,7 +61,6 @@ import os
 import re
 import sys
 import sysconfig
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -74,7 +73,8 @@ sys.path.insert(0, str(ROOT))
 from bot.agent.prompts import SYSTEM_PROMPT
 from bot.agent.tools import BASH, EDITOR, Toolbox
 from bot.search import TOOL_SPEC, run_program
-from bot.secrets import agent_environment
+from bot.sandbox import Confinement
+from bot.secrets import scrubbed_environment
 from bot.tokens import BYTES_PER_TOKEN, estimate_tokens
 
 SEARCH = "search_code"
@@ -947,8 +947,9 @@ def run_programs(task: Task, root: Path) -> Outcome:
 
 
 def measure(root: Path, tasks: list[Task]) -> dict[str, Any]:
-    with tempfile.TemporaryDirectory(prefix="fixloop-bench-home-") as home:
-        toolbox = Toolbox(root, env=agent_environment(os.environ, home), deny=[], command_timeout=30)
+    with Confinement("off", environ=os.environ) as confinement:  # a private home, as the agent's shell has
+        toolbox = Toolbox(root, env=scrubbed_environment(os.environ), deny=[], command_timeout=30,
+                          confinement=confinement)
         rows = []
         for task in tasks:
             pp, pr = run_ping_pong(task, toolbox), run_programs(task, root)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import signal
+import stat
 import subprocess
 import tempfile
 import time
@@ -45,6 +46,15 @@ def _read_capped(path: Path, limit: int) -> tuple[str, int]:
         handle.seek(size - tail)
         last = handle.read().decode("utf-8", "replace")
     return f"{first}\n[... {size - head - tail} bytes elided ...]\n{last}", size
+
+
+def regular_file(path: Path) -> bool:
+    """Whether `path` is a regular file itself (not a link, FIFO or device): a file that code the agent
+    wrote could have prepared is read only then, so reading it cannot block or leave the folder."""
+    try:
+        return stat.S_ISREG(os.lstat(path).st_mode)
+    except OSError:
+        return False
 
 
 def _kill_group(proc: subprocess.Popen[bytes]) -> None:
@@ -111,4 +121,4 @@ def run_shell(
     return CommandResult(exit_code, output, timed_out, time.monotonic() - started, size)
 
 
-__all__ = ["CommandResult", "cap_text", "run_shell"]
+__all__ = ["CommandResult", "cap_text", "regular_file", "run_shell"]

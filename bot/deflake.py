@@ -16,6 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from bot.config import Deflake
+from bot.sandbox import Confinement
 from bot.triage import confirm_fixed
 from bot.validation import CommandOutcome, ValidationResult, Validator
 from bot.workspace import Worktree
@@ -57,9 +58,9 @@ class DeflakeValidation:
     """Validation as the loop sees it for a deflake session."""
 
     def __init__(self, inner: Validator, worktree: Worktree, target: DeflakeTarget, settings: Deflake,
-                 env: Mapping[str, str], timeout: float) -> None:
+                 env: Mapping[str, str], timeout: float, confinement: Confinement | None = None) -> None:
         self.inner, self.worktree, self.target, self.settings = inner, worktree, target, settings
-        self.env, self.timeout = dict(env), timeout
+        self.env, self.timeout, self.confinement = dict(env), timeout, confinement
 
     def run(self) -> ValidationResult:
         result = self.inner.run()
@@ -75,7 +76,8 @@ class DeflakeValidation:
         started = time.monotonic()
         repeat = confirm_fixed(self.worktree.root, self.target.test, confidence=self.settings.confidence,
                                max_failure_rate=self.settings.max_failure_rate, polluter=self.target.polluter,
-                               neighbours=self.target.neighbours, env=self.env, timeout=self.timeout)
+                               neighbours=self.target.neighbours, env=self.env, timeout=self.timeout,
+                               confinement=self.confinement)
         excerpt = repeat.statement if repeat.passed else f"{repeat.statement}\n{repeat.first_failure or ''}".strip()
         check = CommandOutcome(command=f"fixloop repeat {self.target.test} ({repeat.runs} runs in random orders)",
                                passed=repeat.passed, exit_code=0 if repeat.passed else 1, timed_out=False,

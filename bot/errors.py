@@ -8,9 +8,14 @@
     ├── ModelError                  the model API failed after its retries, or refused the request
     └── SessionCancelled            SIGINT/SIGTERM arrived; the session ends as `cancelled`
 
+    WallTimeExceeded                (a BaseException) the session's wall time ran out during a call;
+                                    the session ends as `not_validated`, reason: wall time
+
 Tool failures (a bad path, a command timeout) are not exceptions: they go back to the model as
 tool results it can act on. Catch-all handlers exist only at the outer edge (the CLI turns an
-unexpected exception into the `error` ending and exit code 3).
+unexpected exception into the `error` ending and exit code 3). WallTimeExceeded is control flow,
+like KeyboardInterrupt: it derives from BaseException so that no `except Exception` on its way (the
+model SDK's retries, a library's error handling) can swallow it.
 """
 
 from __future__ import annotations
@@ -55,3 +60,7 @@ class ModelError(FixloopError):
 
 class SessionCancelled(FixloopError):
     """The session was interrupted by a signal; partial work is kept."""
+
+
+class WallTimeExceeded(BaseException):  # noqa: N818 - named for what happened, like KeyboardInterrupt
+    """The session's `limits.wall_time` ran out while a call was under way (raised by its watchdog)."""

@@ -1,22 +1,32 @@
-"""Confining the agent's commands with bubblewrap (Linux), when it is installed.
+"""The one confinement for everything the agent could have touched (Linux, with bubblewrap).
 
-Scrubbing the environment removes the secrets fixloop knows about; it cannot remove a credential
-file of a format nobody told it about (`~/.netrc`, a tool's token cache). So the agent's shell
-and its search programs run in a mount namespace where:
+The agent's shell, the validation commands, the test reruns of triage and deflake validation and
+the search programs all run code the agent may have written, and so all run alike:
 
-- the whole file system is read-only, except the paths the command needs to write;
-- the runner's home directory, `/root`, `/home`, `$RUNNER_TEMP` and `/tmp` are empty (tmpfs), and
-  the worktree, the git directory and the interpreter are mounted back on top, as are (read-only)
-  the toolchains on `PATH` that live there (`~/.pyenv`, `~/.cargo` with `~/.rustup`, a node
-  version of `~/.nvm`, `~/go`, `~/.local`, a venv: the folder holding the `bin` on PATH), minus
+- the whole file system is read-only, except the worktree and the session's private scratch
+  folder (a home and a tmp of its own, created per session and removed after it);
+- the runner's home directory, `/root`, `/home`, `/tmp`, `$RUNNER_TEMP` and the runner's file
+  command folder (`_runner_file_commands`, where `$GITHUB_ENV` and friends live) are empty
+  (tmpfs); the worktree, the git directory and the interpreter are mounted back on top, as are
+  (read-only) the toolchains on `PATH` that live there (`~/.pyenv`, `~/.cargo` with `~/.rustup`,
+  a node version of `~/.nvm`, `~/go`, `~/.local`, a venv and the Python it was made from), minus
   the credential files known to live inside them and any hidden place inside them;
+- `GITHUB_ENV`, `GITHUB_PATH`, `GITHUB_OUTPUT`, `GITHUB_STATE` and `GITHUB_STEP_SUMMARY` are not
+  in the environment: nothing confined can change a later step of the job;
 - the Docker, containerd, podman and system-bus sockets are masked, and `/run/user` (session
   buses, agents) is empty: a socket reached from inside would run commands outside;
-- it has its own process tree, so `/proc/<pid>/environ` of fixloop itself is out of reach;
-- it has no capabilities (so it cannot unmount what hides the files), and, on request, no network.
+- it has its own process tree, so `/proc/<pid>/environ` of fixloop itself is out of reach, and
+  nothing it starts outlives it;
+- it has no capabilities, even as root (so it cannot unmount `/proc` or what hides the files),
+  and `no_new_privs` (bubblewrap always sets it: no setuid program gives them back); search
+  programs also have no network.
+
+Only the repository's `setup` commands run outside it: they run before the agent starts, from
+the base commit, and are as trusted as the workflow that installs the project.
 
 Without bubblewrap (macOS, or Linux without user namespaces), commands run with the scrubbed
-environment and a private home only; `sandbox: required` in the config refuses to run then.
+environment, the private home and tmp only, and every session says so; `sandbox: required` in the
+config refuses to start then.
 """
 
 from __future__ import annotations
@@ -25,10 +35,14 @@ import functools
 import os
 import shutil
 import subprocess
+import tempfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from types import TracebackType
+from typing import Self
 
+from bot._process import CommandResult, run_shell
 from bot.errors import ConfigError
 
 # /run/user holds per-user sockets (session bus, gpg-agent, podman) that run commands outside.
@@ -38,6 +52,10 @@ _SOCKETS = ("/var/run/docker.sock", "/run/docker.sock", "/run/containerd/contain
 # Folders a toolchain on PATH needs beside its own, and credential files kept inside toolchains.
 _COMPANIONS = {".cargo": (".rustup",)}
 _TOOLCHAIN_SECRETS = (".cargo/credentials", ".cargo/credentials.toml")
+# The runner's file commands: a line appended to one of these files changes every later step of the job.
+RUNNER_FILE_COMMANDS = ("GITHUB_ENV", "GITHUB_PATH", "GITHUB_OUTPUT", "GITHUB_STATE", "GITHUB_STEP_SUMMARY")
+# Settings that point into the runner's (hidden) home; confined commands use their own home's defaults.
+_HOME_SETTINGS = ("XDG_CONFIG_HOME", "XDG_CACHE_HOME", "XDG_DATA_HOME", "XDG_STATE_HOME", "XDG_RUNTIME_DIR", "RUNNER_TEMP")
 INSTALL_HINT = "install bubblewrap (Debian/Ubuntu: sudo apt-get install -y bubblewrap)"
 
 
@@ -74,8 +92,11 @@ class Sandbox:
     network: bool = True
 
     def wrap(self, argv: list[str], *, cwd: Path) -> list[str]:
+        # /proc/sys read-only too: bubblewrap does not always cover it, and a root process without
+        # capabilities may still write files there that root owns (kernel.core_pattern runs a program as root).
         command = [self.executable, "--die-with-parent", "--ro-bind", "/", "/", "--dev", "/dev",
-                   "--proc", "/proc", "--unshare-pid", "--unshare-ipc", "--unshare-uts", *_no_capabilities()]
+                   "--proc", "/proc", "--ro-bind-try", "/proc/sys", "/proc/sys", "--ro-bind-try", "/proc/sysrq-trigger",
+                   "/proc/sysrq-trigger", "--unshare-pid", "--unshare-ipc", "--unshare-uts", *_no_capabilities()]
         if not self.network:
             command.append("--unshare-net")
         for path in self.hidden:
@@ -98,26 +119,6 @@ class Sandbox:
         return [*command, "--chdir", str(cwd), "--", *argv]
 
 
-def own_process_tree(mode: str) -> list[str]:
-    """A command prefix for the validation commands: a process namespace of their own, where
-    bubblewrap works and `mode` is not off. They cannot see or signal fixloop or read its
-    environment, and nothing they start outlives them. Nothing else changes: they are the
-    repository's own commands and keep the whole machine (caches in the home, installed tools)."""
-    executable = bubblewrap() if mode != "off" else None
-    if executable is None:
-        return []
-    return [executable, "--dev-bind", "/", "/", "--proc", "/proc", "--unshare-pid", "--die-with-parent", "--"]
-
-
-def confinement(mode: str) -> str:
-    """How the agent's commands run under `mode`, in words for the report and the check run."""
-    if mode == "off":
-        return "none (`sandbox: off`)"
-    if bubblewrap() is None:
-        return f"none: bubblewrap is not available ({INSTALL_HINT})"
-    return "bubblewrap"
-
-
 def sandbox(mode: str, *, environ: Mapping[str, str], readable: Iterable[Path] = (),
             writable: Iterable[Path] = (), network: bool = True) -> Sandbox | None:
     """The sandbox for `mode` (the config's `sandbox`: auto, required or off), or None to run
@@ -128,10 +129,12 @@ def sandbox(mode: str, *, environ: Mapping[str, str], readable: Iterable[Path] =
     if executable is None:
         if mode == "required":
             raise ConfigError(f"`sandbox: required` is set, but bubblewrap is not available here: {INSTALL_HINT}, "
-                              "or set `sandbox: auto` to run the agent's commands without it.")
+                              "or set `sandbox: auto` to run the agent's commands and validation without it.")
         return None
     hidden = {Path(p) for p in _ALWAYS_HIDDEN}
     hidden |= {Path(environ[name]) for name in ("HOME", "RUNNER_TEMP") if environ.get(name)}
+    # The folder of the file commands (`_runner_file_commands`), wherever a self-hosted runner keeps it.
+    hidden |= {Path(environ[name]).parent for name in RUNNER_FILE_COMMANDS if environ.get(name)}
     existing = sorted((p for p in hidden if p.is_dir()), key=lambda p: len(p.parts))
     toolchains = _toolchains(environ.get("PATH", ""), existing)
     return Sandbox(executable, tuple(existing), _existing([*toolchains, *readable]), _existing(writable), network)
@@ -141,7 +144,7 @@ def _toolchains(path_variable: str, hidden: list[Path]) -> list[Path]:
     """The toolchains, inside hidden places, of the PATH entries that live there (without them the
     agent could not run the project's Python, Rust, Node or Go): the folder holding the entry
     (`~/.cargo` for `~/.cargo/bin`, a venv for its `bin`), or the entry alone when that folder
-    is the hidden place itself."""
+    is the hidden place itself; for a venv, also the Python it was made from."""
     found: list[Path] = []
     for entry in filter(None, path_variable.split(os.pathsep)):
         directory = Path(entry)
@@ -150,12 +153,99 @@ def _toolchains(path_variable: str, hidden: list[Path]) -> list[Path]:
         if places:
             place = max(places, key=lambda p: len(p.parts))
             toolchain = directory.parent if directory.parent != place else directory
-            found += [toolchain, *(place / companion for companion in _COMPANIONS.get(toolchain.name, ()))]
+            found += [toolchain, *(place / companion for companion in _COMPANIONS.get(toolchain.name, ())),
+                      *_venv_base(toolchain)]
     return found
+
+
+def _venv_base(folder: Path) -> list[Path]:
+    """The installation a venv's interpreter links to (pyvenv.cfg's `home` is its bin folder)."""
+    try:
+        lines = (folder / "pyvenv.cfg").read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return []
+    homes = [line.partition("=")[2].strip() for line in lines if line.partition("=")[0].strip() == "home"]
+    return [Path(homes[0]).parent] if homes and homes[0] else []
 
 
 def _existing(paths: Iterable[Path]) -> tuple[Path, ...]:
     return tuple(dict.fromkeys(p.resolve() for p in paths if p.exists()))
 
 
-__all__ = ["INSTALL_HINT", "Sandbox", "bubblewrap", "confinement", "own_process_tree", "sandbox"]
+class Confinement:
+    """How one session runs code the agent could have touched: its private scratch folder (a home
+    and a tmp), the environment those commands get, and the sandbox around them (None without
+    bubblewrap or with `sandbox: off`). Use it as a context manager: the scratch folder is
+    removed at the end."""
+
+    def __init__(self, mode: str, *, environ: Mapping[str, str], writable: Iterable[Path] = (),
+                 readable: Iterable[Path] = ()) -> None:
+        self.mode, self.environ = mode, dict(environ)
+        self.readable = tuple(readable)
+        self.scratch = Path(tempfile.mkdtemp(prefix="fixloop-scratch-"))
+        self.home, self.tmp = self.scratch / "home", self.scratch / "tmp"
+        for folder in (self.home, self.tmp):
+            folder.mkdir()
+        try:
+            self.sandbox = sandbox(mode, environ=environ, readable=self.readable,
+                                   writable=[*writable, self.scratch])
+        except ConfigError:
+            self.close()
+            raise
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None) -> None:
+        self.close()
+
+    def close(self) -> None:
+        shutil.rmtree(self.scratch, ignore_errors=True)
+
+    @property
+    def confined(self) -> bool:
+        return self.sandbox is not None
+
+    @property
+    def description(self) -> str:
+        """In words, for the report, the check run and the terminal."""
+        if self.sandbox is not None:
+            return "bubblewrap"
+        if self.mode == "off":
+            return "none (`sandbox: off`): the agent's shell and the validation commands run unconfined"
+        return (f"none: bubblewrap is not available ({INSTALL_HINT}); the agent's shell and the validation commands "
+                "run unconfined")
+
+    def environment(self, env: Mapping[str, str]) -> dict[str, str]:
+        """`env` as a confined command gets it: no runner file commands, the private home and tmp,
+        and no system or global git config (no credential helpers)."""
+        kept = {name: value for name, value in env.items() if name not in (*RUNNER_FILE_COMMANDS, *_HOME_SETTINGS)}
+        tmp = str(self.tmp)
+        kept |= {"HOME": str(self.home), "TMPDIR": tmp, "TMP": tmp, "TEMP": tmp,
+                 "GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": os.devnull}
+        # Packages installed with `pip install --user` stay importable (under bubblewrap where ~/.local
+        # came back, read-only, as a toolchain on PATH).
+        user_base = Path(self.environ.get("HOME", "/nonexistent")).resolve() / ".local"
+        if user_base in (self.sandbox.readable if self.sandbox is not None else ()) or (
+                self.sandbox is None and user_base.is_dir()):
+            kept["PYTHONUSERBASE"] = str(user_base)
+        return kept
+
+    def tempdir(self, prefix: str) -> Path:
+        """A fresh folder that confined commands can write into (reports, coverage data)."""
+        return Path(tempfile.mkdtemp(prefix=prefix, dir=self.scratch))
+
+    def run(self, command: str | list[str], *, cwd: Path, env: Mapping[str, str], timeout: float,
+            output_limit: int = 30_000) -> CommandResult:
+        """`command` (a bash script, or an argv list) run confined, with `environment(env)`."""
+        argv = ["bash", "-c", command] if isinstance(command, str) else command
+        if self.sandbox is not None:
+            argv = self.sandbox.wrap(argv, cwd=cwd)
+        return run_shell(argv, cwd=cwd, env=self.environment(env), timeout=timeout, output_limit=output_limit)
+
+    def offline(self, readable: Iterable[Path]) -> Sandbox | None:
+        """The sandbox of a search program: the same hidden places, read-only, without network."""
+        return sandbox(self.mode, environ=self.environ, readable=readable, network=False)
+
+
+__all__ = ["INSTALL_HINT", "RUNNER_FILE_COMMANDS", "Confinement", "Sandbox", "bubblewrap", "sandbox"]

@@ -81,13 +81,6 @@ def protect_this_process() -> None:
     ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_DUMPABLE, 0, 0, 0, 0)
 
 
-def agent_environment(environ: Mapping[str, str], home: str, extra_patterns: Iterable[str] = ()) -> dict[str, str]:
-    """The agent's shell: scrubbed, with a home of its own and no system or global git config, so
-    no credential file or credential helper can hand it a token."""
-    return scrubbed_environment(environ, extra_patterns) | {
-        "HOME": home, "GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": os.devnull}
-
-
 def scrubbed_environment(environ: Mapping[str, str], extra_patterns: Iterable[str] = ()) -> dict[str, str]:
     """A copy of `environ` without secret-looking variables, plus non-interactive settings."""
     extra = tuple(extra_patterns)

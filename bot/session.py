@@ -10,21 +10,22 @@ from __future__ import annotations
 import os
 import secrets
 import signal
-import tempfile
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from bot._git import trusted_git
 from bot._process import run_shell
 from bot.agent.budget import Budget
 from bot.agent.events import (
     ChangesMade,
     Ending,
+    LimitReached,
     SessionEnded,
     SessionStarted,
     Sink,
@@ -38,10 +39,16 @@ from bot.agent.prompts import SYSTEM_PROMPT, task_message
 from bot.agent.tools import Toolbox
 from bot.config import Config
 from bot.deflake import DeflakeTarget, DeflakeValidation
-from bot.errors import ModelError, SessionCancelled, WorkspaceError
-from bot.sandbox import confinement, own_process_tree, sandbox
+from bot.errors import (
+    ConfigError,
+    ModelError,
+    SessionCancelled,
+    WallTimeExceeded,
+    WorkspaceError,
+)
+from bot.sandbox import Confinement
 from bot.search import SearchCode, search_sandbox_paths
-from bot.secrets import Redactor, agent_environment, scrubbed_environment
+from bot.secrets import Redactor, scrubbed_environment
 from bot.task import Task
 from bot.trajectory import Report, ReportBuilder, TrajectoryWriter, write_report
 from bot.validation import ValidationResult, Validator, relevant_excerpt
@@ -51,6 +58,8 @@ from bot.workspace import (
     create_branch,
     repository_root,
     resolve_commit,
+    verify_own_files,
+    watch_own_files,
 )
 
 
@@ -113,12 +122,47 @@ def cancellable() -> Iterator[None]:
             signal.signal(sig, handler)
 
 
+@contextmanager
+def watchdog(seconds: float) -> Iterator[None]:
+    """Raise WallTimeExceeded in the main thread once `seconds` have passed, whatever it is doing then:
+    a tool call, validation or a model call that hangs is interrupted (run_shell kills what it
+    started). Sessions in other threads are held to their wall time between steps only."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def expire(_signum: int, _frame: FrameType | None) -> None:
+        raise WallTimeExceeded()
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, max(seconds, 0.001))
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
 def run_session(spec: SessionSpec) -> Report:
+    """Run one session to its end and return its report (also written to the session folder).
+
+    Raises only for what stops a session from starting (ConfigError: `sandbox: required` without
+    bubblewrap, no trustworthy git; WorkspaceError: no such repository or commit); everything
+    after that becomes the report's typed ending."""
+    trusted_git()  # chosen before any code of the repository runs
     repo = repository_root(spec.repo)
     base = resolve_commit(repo, spec.base)
     config = spec.config
     session_id = new_session_id()
     session_dir = spec.out_dir or default_session_dir(repo, session_id)
+    worktree = Worktree.create(repo, base)
+    try:
+        confinement = Confinement(config.sandbox, environ=spec.environ, writable=[worktree.root],
+                                  readable=[worktree.common_dir, worktree.git_dir])
+    except ConfigError:
+        worktree.remove()
+        raise
+    watch_own_files(None if confinement.confined else spec.environ)
     session_dir.mkdir(parents=True, exist_ok=True)
     redactor = Redactor.from_environment(spec.environ, config.secrets.scrub)
     trajectory = TrajectoryWriter(session_dir / "trajectory.jsonl", redactor)
@@ -126,10 +170,10 @@ def run_session(spec: SessionSpec) -> Report:
     emit = fan_out([trajectory, builder, *spec.sinks])
     budget = Budget(config.limits, spec.model.name)
     emit(SessionStarted(session_id=session_id, task=spec.task.statement(), model=spec.model.name, repo=str(repo),
-                        base_commit=base, limits=config.limits.model_dump(), confinement=confinement(config.sandbox)))
-    worktree = Worktree.create(repo, base)
+                        base_commit=base, limits=config.limits.model_dump(), confinement=confinement.description,
+                        confined=confinement.confined))
     try:
-        ending = _drive(spec, worktree, budget, emit, session_dir, redactor)
+        ending = _drive(spec, worktree, confinement, budget, emit, redactor)
         with _signals_deferred():
             ending, outcome = _conclude(ending, spec, worktree, session_id, session_dir, redactor, builder.summary)
             emit(SessionEnded(status=ending.status, reason=ending.reason, usage=budget.usage, cost_usd=budget.cost_usd))
@@ -137,6 +181,7 @@ def run_session(spec: SessionSpec) -> Report:
             write_report(report, session_dir / "report.json", redactor)
     finally:
         trajectory.close()
+        confinement.close()
         worktree.remove()
     return report
 
@@ -150,17 +195,13 @@ def _evidence(task: Task, baseline: ValidationResult) -> list[dict[str, Any]]:
     return found
 
 
-def _drive(spec: SessionSpec, worktree: Worktree, budget: Budget, emit: Sink, session_dir: Path,
+def _drive(spec: SessionSpec, worktree: Worktree, confinement: Confinement, budget: Budget, emit: Sink,
            redactor: Redactor) -> Ending:
     config = spec.config
     env = scrubbed_environment(spec.environ, config.secrets.scrub)
     try:
-        with cancellable(), ExitStack() as stack:
-            # The agent's shell gets a home of its own (outside the session folder, which is uploaded
-            # as an artifact): no credential files, no git credential helpers.
-            home = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="fixloop-home-")))
-            confinement = sandbox(config.sandbox, environ=spec.environ, readable=[worktree.common_dir, worktree.git_dir],
-                                  writable=[worktree.root, home])
+        with cancellable(), watchdog(config.limits.wall_time - budget.elapsed):
+            # The setup commands come from the base commit, before the agent: they keep the job's rights.
             for command in config.setup:
                 result = run_shell(command, cwd=worktree.root, env=env, timeout=config.limits.command_timeout,
                                    output_limit=100_000)
@@ -168,26 +209,29 @@ def _drive(spec: SessionSpec, worktree: Worktree, budget: Budget, emit: Sink, se
                     why = "timed out" if result.timed_out else f"exited with {result.exit_code}"
                     return Ending.error(f"setup command `{command}` {why}:\n{relevant_excerpt(result.output, 2_000)}")
             validator = Validator(config.validation, cwd=worktree.root, env=env, timeout=config.limits.command_timeout,
-                                  scratch=session_dir / "validation", prefix=own_process_tree(config.sandbox))
+                                  scratch=confinement.tempdir("validation-"), confinement=confinement)
             baseline = validator.run()
             emit(ValidationRan(iteration=0, result=baseline))
             # From here on the agent's shell could rewrite git's config or hooks: fixloop's git refuses to run if it does.
             worktree.record_git_state()
-            search = SearchCode(worktree.root, _evidence(spec.task, baseline), sandbox(
-                config.sandbox, environ=spec.environ, network=False,
-                readable=search_sandbox_paths(worktree.root, [worktree.common_dir, worktree.git_dir])))
-            tools = Toolbox(worktree.root, env=agent_environment(spec.environ, str(home), config.secrets.scrub),
-                            deny=config.paths.deny, command_timeout=config.limits.tool_timeout, sandbox=confinement,
-                            search=search)
+            search = SearchCode(worktree.root, _evidence(spec.task, baseline), confinement.offline(
+                search_sandbox_paths(worktree.root, [worktree.common_dir, worktree.git_dir])))
+            tools = Toolbox(worktree.root, env=env, deny=config.paths.deny, command_timeout=config.limits.tool_timeout,
+                            confinement=confinement, search=search)
             checks: Validation = validator
             if spec.deflake is not None:
                 checks = DeflakeValidation(validator, worktree, spec.deflake, config.deflake, env,
-                                           config.limits.command_timeout)
+                                           config.limits.command_timeout, confinement)
             loop = AgentLoop(model=spec.model, tools=tools, validation=_SnapshotThenValidate(checks, worktree, emit),
                              limits=config.limits, budget=budget, emit=emit, system=SYSTEM_PROMPT,
                              shield=redactor.text)
             return loop.run(redactor.text(task_message(task=spec.task, validation=config.validation,
                                                        baseline_feedback=baseline.feedback())))
+    except WallTimeExceeded:
+        detail = (f"time limit reached: {budget.elapsed:.0f} s of {config.limits.wall_time:.0f} s "
+                  "(a call still running was stopped)")
+        emit(LimitReached(limit="wall_time", detail=detail))
+        return Ending.not_validated(detail)
     except SessionCancelled as cancelled:
         return Ending.cancelled(str(cancelled))
     except (ModelError, WorkspaceError) as error:
@@ -220,8 +264,9 @@ def _conclude(
     summary: str,
 ) -> tuple[Ending, dict[str, object]]:
     try:
+        verify_own_files()
         snapshot: Snapshot = worktree.snapshot()
-    except WorkspaceError as error:  # the agent changed git's files: no git runs with them, nothing is kept
+    except WorkspaceError as error:  # the agent changed git's or fixloop's files: no git runs with them, nothing is kept
         return Ending.error(str(error)), {"summary": summary}
     outcome: dict[str, object] = {"diff_stat": snapshot.diff_stat, "changed_files": snapshot.changed_paths, "summary": summary}
     protected = [p for p in snapshot.changed_paths if matches_any(p, spec.config.paths.deny)]

@@ -95,7 +95,8 @@ class Report(BaseModel):
     diff_stat: str = ""
     changed_files: list[str] = []
     summary: str = ""  # the model's last account of what it changed and why
-    confinement: str = ""  # how the agent's commands were confined (bot.sandbox.confinement)
+    confinement: str = ""  # how code the agent touched ran (bot.sandbox.Confinement.description)
+    confined: bool = False  # the agent's shell, validation, reruns and search programs ran in the sandbox
     patch: str | None = None  # path of the saved patch when the work was not committed
     trajectory: str
 
@@ -144,6 +145,7 @@ class ReportBuilder:
             repo=self.started.repo,
             base_commit=self.started.base_commit,
             confinement=self.started.confinement,
+            confined=self.started.confined,
             started_at=round(self.started_at, 3),
             finished_at=round(time.time(), 3),
             baseline=self.baseline,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 import shlex
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from itertools import count
 from pathlib import Path
 from xml.etree.ElementTree import ParseError
@@ -18,7 +18,8 @@ from xml.etree.ElementTree import ParseError
 from junitparser import Attr, Error, Failure, JUnitXml, TestCase, TestSuite
 from pydantic import BaseModel
 
-from bot._process import cap_text, run_shell
+from bot._process import cap_text, regular_file, run_shell
+from bot.sandbox import Confinement
 
 FEEDBACK_LIMIT = 12_000  # characters of validation feedback sent to the model per iteration
 _DETAILS_LIMIT = 1_500
@@ -176,11 +177,12 @@ class Validator:
 
     def __init__(
         self, commands: list[str], *, cwd: Path, env: Mapping[str, str], timeout: float, scratch: Path,
-        prefix: Sequence[str] = (),
+        confinement: Confinement | None = None,
     ) -> None:
-        """`prefix`: argv each command runs under (bot.sandbox.own_process_tree)."""
+        """`confinement`: the session's (the commands run code the agent wrote); `scratch` must then be
+        one of its folders, since the commands write their JUnit reports there."""
         self.commands = commands
-        self.prefix = list(prefix)
+        self.confinement = confinement
         self.cwd = cwd
         self.env = dict(env)
         self.timeout = timeout
@@ -215,11 +217,11 @@ class Validator:
         if focus:
             addopts.append("--last-failed --last-failed-no-failures none")
         env = self.env | {"PYTEST_ADDOPTS": " ".join(a for a in addopts if a)}
-        result = run_shell([*self.prefix, "bash", "-c", command], cwd=self.cwd, env=env, timeout=self.timeout,
-                           output_limit=200_000)
+        run = self.confinement.run if self.confinement is not None else run_shell
+        result = run(command, cwd=self.cwd, env=env, timeout=self.timeout, output_limit=200_000)
         tests_run: int | None = None
         failed: list[FailedTest] = []
-        if junit.exists():
+        if regular_file(junit):  # the commands could have put a FIFO or a link there
             try:
                 tests_run, failed = parse_junit(junit)
             except ParseError:  # a truncated report (killed run) reads as no report

@@ -11,7 +11,9 @@ the worktree's `.git` pointer. fixloop's own git runs after the agent, some of i
 so the files that decide what git runs or where it connects are fingerprinted before the agent
 starts (`ControlFiles`), and fixloop's git calls after that refuse to run if one of them changed.
 Those calls also never run hooks or a file-system monitor, name the git directory explicitly, and
-get no secrets they were not handed.
+get no secrets they were not handed; they run the git chosen at start-up (bot._git), by its path.
+`fetch` and `push`, the only calls with credentials, get a minimal environment: a fixed PATH, a
+private home and the credentials, never fixloop's own environment.
 """
 
 from __future__ import annotations
@@ -19,13 +21,18 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import site
 import stat
 import subprocess
+import sys
+import sysconfig
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from bot._git import git_executable
 from bot.errors import WorkspaceError
 from bot.secrets import scrubbed_environment
 
@@ -47,7 +54,7 @@ def git(*args: str, cwd: Path, env: dict[str, str] | None = None, input_text: st
                 "GIT_CONFIG_NOSYSTEM": "1", **(env or {})}
     where = [*([f"--git-dir={git_dir}"] if git_dir else []), *([f"--work-tree={work_tree}"] if work_tree else [])]
     proc = subprocess.run(
-        ["git", *_NO_COMMANDS, *where, *args], cwd=cwd, env=full_env, input=input_text, capture_output=True,
+        [git_executable(), *_NO_COMMANDS, *where, *args], cwd=cwd, env=full_env, input=input_text, capture_output=True,
         text=True, check=False,
     )
     if proc.returncode != 0:
@@ -110,33 +117,52 @@ def _digest(path: Path) -> str:
         return f"unreadable ({error.strerror})"
 
 
-def _digest_tree(path: Path) -> dict[Path, str]:
-    """`path` and, if it is a real directory, everything under it."""
-    digests = {path: _digest(path)}
+def _stat_digest(path: Path) -> str:
+    """What is at `path` by its metadata alone (fixloop's own files are too many to read): a change
+    of content changes the size or the modification time, and a replaced file its inode."""
+    try:
+        info = path.lstat()
+    except (FileNotFoundError, NotADirectoryError):
+        return _ABSENT
+    except OSError as error:
+        return f"unreadable ({error.strerror})"
+    if stat.S_ISDIR(info.st_mode):
+        return _DIRECTORY
+    if stat.S_ISLNK(info.st_mode):
+        return f"symlink to {os.readlink(path)}"
+    return f"{stat.filemode(info.st_mode)} {info.st_size} {info.st_mtime_ns} {info.st_ino}"
+
+
+def _digest_tree(path: Path, digest: Callable[[Path], str], skip: frozenset[Path]) -> dict[Path, str]:
+    """`path` and, if it is a real directory, everything under it but `skip` (paths, or folder names)."""
+    digests = {path: digest(path)}
     if digests[path] == _DIRECTORY:
         try:
             children = sorted(path.iterdir())
         except OSError as error:
             return {path: f"unreadable ({error.strerror})"}
         for child in children:
-            digests |= _digest_tree(child)
+            if child not in skip and Path(child.name) not in skip:
+                digests |= _digest_tree(child, digest, skip)
     return digests
 
 
 class ControlFiles:
-    """The files that decide which commands git runs and where it connects, as they were when recorded.
+    """Files as they were when recorded: by default the files that decide which commands git runs
+    and where it connects, compared byte for byte and mode for mode.
 
     Bytes and modes are compared, not parsed settings: any change, harmless or not, is refused, so
     nothing depends on knowing every dangerous git setting."""
 
-    def __init__(self, files: Sequence[Path], trees: Sequence[Path] = ()) -> None:
-        self.files, self.trees = tuple(files), tuple(trees)
+    def __init__(self, files: Sequence[Path], trees: Sequence[Path] = (), *, digest: Callable[[Path], str] = _digest,
+                 skip: Sequence[Path] = ()) -> None:
+        self.files, self.trees, self.digest, self.skip = tuple(files), tuple(trees), digest, frozenset(skip)
         self.recorded = self._scan()
 
     def _scan(self) -> dict[Path, str]:
-        digests = {path: _digest(path) for path in self.files}
+        digests = {path: self.digest(path) for path in self.files}
         for tree in self.trees:
-            digests |= _digest_tree(tree)
+            digests |= _digest_tree(tree, self.digest, self.skip)
         return digests
 
     def changed(self) -> list[Path]:
@@ -146,11 +172,54 @@ class ControlFiles:
     def verify(self, repo: Path) -> None:
         """Raise a WorkspaceError naming the changed files, if any changed since they were recorded."""
         if changed := self.changed():
-            names = ", ".join(str(path) for path in changed[:5]) + (f" and {len(changed) - 5} more" if len(changed) > 5 else "")
             raise WorkspaceError(
-                f"the agent changed the repository's git configuration ({names} changed during the session), so "
-                "fixloop will not run git with it: a changed config, hook or .git file can run commands with "
+                f"the agent changed the repository's git configuration ({_names(changed)} changed during the session), "
+                "so fixloop will not run git with it: a changed config, hook or .git file can run commands with "
                 f"fixloop's credentials or send them elsewhere. Check those files before you run git in {repo}.")
+
+
+def _names(paths: list[Path]) -> str:
+    return ", ".join(str(path) for path in paths[:5]) + (f" and {len(paths) - 5} more" if len(paths) > 5 else "")
+
+
+def fixloop_files(environ: Mapping[str, str]) -> tuple[list[Path], list[Path]]:
+    """(trees, folders left out of them): what fixloop itself imports or runs later. Its Python
+    environment (a venv with its site-packages and their .pth files), the standard library of the
+    interpreter under it, its own package, the action's checkout, and the git it calls."""
+    stdlib = Path(sysconfig.get_paths()["stdlib"])
+    trees = [Path(sys.prefix), stdlib, *map(Path, site.getsitepackages()), Path(__file__).resolve().parent,
+             Path(git_executable())]
+    if environ.get("GITHUB_ACTION_PATH"):
+        trees.append(Path(environ["GITHUB_ACTION_PATH"]))
+    # The base interpreter's own site-packages (a venv does not import from it) and test suite, and the
+    # bytecode caches, which Python itself writes as fixloop imports a module for the first time.
+    skip = [stdlib / "test", *([stdlib / "site-packages"] if sys.prefix != sys.base_prefix else [])]
+    return list(dict.fromkeys(tree.resolve() for tree in trees)), [*(folder.resolve() for folder in skip),
+                                                                   Path("__pycache__")]
+
+
+# fixloop's own files as they were before code the agent touched ran unconfined (recorded by the
+# session only then: under bubblewrap they are read-only to that code), checked before fixloop
+# concludes the session and before every git call that carries credentials.
+_own_files: ControlFiles | None = None
+
+
+def watch_own_files(environ: Mapping[str, str] | None) -> None:
+    """Record fixloop's own files as they are now; None stops watching (the session's code runs confined)."""
+    global _own_files
+    if environ is None:
+        _own_files = None
+        return
+    trees, skip = fixloop_files(environ)
+    _own_files = ControlFiles([], trees, digest=_stat_digest, skip=skip)
+
+
+def verify_own_files() -> None:
+    if _own_files is not None and (changed := _own_files.changed()):
+        raise WorkspaceError(
+            f"fixloop's own files changed during the session ({_names(changed)}), while the agent's commands and "
+            "validation ran without a sandbox: fixloop will not conclude or push, because the code it would run next "
+            "may not be its own. Reinstall fixloop, and install bubblewrap so that this cannot happen.")
 
 
 def _global_config(environ: Mapping[str, str]) -> list[Path]:
@@ -172,6 +241,7 @@ def _key(repo: Path) -> Path:
 
 
 def _verify_shared(repo: Path) -> None:
+    verify_own_files()
     if (shared := _shared_state.get(_key(repo))) is not None:
         shared.verify(repo)
 
@@ -284,14 +354,27 @@ def has_commit(repo: Path, sha: str) -> bool:
     return True
 
 
+@contextmanager
+def _credentialed_environment() -> Iterator[dict[str, str]]:
+    """All that `fetch` and `push` get besides their credentials: a fixed PATH (the trusted git's
+    folder and the system's), a home of their own, no system or global git config."""
+    folder = str(Path(git_executable()).parent)
+    with tempfile.TemporaryDirectory(prefix="fixloop-git-home-") as home:
+        yield {"PATH": os.pathsep.join(dict.fromkeys([folder, "/usr/bin", "/bin"])), "HOME": home, "LC_ALL": "C",
+               "GIT_TERMINAL_PROMPT": "0", "GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": os.devnull}
+
+
 def fetch(repo: Path, ref: str, *, env: dict[str, str]) -> None:
     """Fetch `ref` from origin (credentials come in through `env`, never the config on disk)."""
     _verify_shared(repo)
-    git("fetch", "--quiet", "--no-tags", "origin", ref, cwd=repo, env=env)
+    with _credentialed_environment() as minimal:
+        git("fetch", "--quiet", "--no-tags", "origin", ref, cwd=repo, env=env, base_env=minimal)
 
 
 def push(repo: Path, commit: str, branch: str, *, expected: str | None, env: dict[str, str]) -> None:
     """Point origin's `branch` at `commit`, if the branch is still at `expected` (None: absent)."""
     _verify_shared(repo)
     lease = f"--force-with-lease=refs/heads/{branch}:{expected or ''}"
-    git("push", "--quiet", "--no-verify", lease, "origin", f"{commit}:refs/heads/{branch}", cwd=repo, env=env)
+    with _credentialed_environment() as minimal:
+        git("push", "--quiet", "--no-verify", lease, "origin", f"{commit}:refs/heads/{branch}", cwd=repo, env=env,
+            base_env=minimal)

@@ -17,6 +17,7 @@ port, so a tool that tried the network would fail here instead of quietly passin
 from __future__ import annotations
 
 import copy
+import json
 import os
 import re
 import shutil
@@ -101,6 +102,17 @@ def run_scripts_problems(steps: list[Doc], where: str) -> list[str]:
             for index, step in enumerate(steps) if "${{" in str(step.get("run", ""))]
 
 
+def pin_problems(steps: list[Doc]) -> list[str]:
+    """Every action is pinned to a full commit SHA (a tag can be moved), except fixloop's own in the
+    template, which users pin to the release they reviewed."""
+    problems = []
+    for step in steps:
+        uses = str(step.get("uses", ""))
+        if uses and not uses.startswith(FIXLOOP_USES) and not re.search(r"@[0-9a-f]{40}$", uses):
+            problems.append(f"{uses} is not pinned to a full commit SHA")
+    return problems
+
+
 # -- policy: the workflow -----------------------------------------------------------------------
 def workflow_problems(workflow: Doc) -> list[str]:
     problems: list[str] = []
@@ -129,15 +141,16 @@ def workflow_problems(workflow: Doc) -> list[str]:
         if needed not in run_name:
             problems.append(f"run-name must include {needed}")
 
-    if workflow.get("permissions") != PERMISSIONS:
-        problems.append(f"permissions are {workflow.get('permissions')}, expected exactly {PERMISSIONS}")
+    if workflow.get("permissions") != {}:
+        problems.append(f"the workflow grants permissions {workflow.get('permissions')}: set `permissions: {{}}` there "
+                        "and give each job its own")
 
     jobs = workflow.get("jobs") or {}
     if not jobs:
         problems.append("the workflow has no job")
     for job_id, job in jobs.items():
-        if "permissions" in job and job["permissions"] != PERMISSIONS:
-            problems.append(f"job {job_id} changes the permissions")
+        if job.get("permissions") != PERMISSIONS:
+            problems.append(f"job {job_id}'s permissions are {job.get('permissions')}, expected exactly {PERMISSIONS}")
         if not isinstance(job.get("timeout-minutes"), int):
             problems.append(f"job {job_id} has no timeout-minutes")
         condition = flat(job.get("if"))
@@ -162,10 +175,7 @@ def workflow_problems(workflow: Doc) -> list[str]:
 
     steps = steps_of(workflow)
     problems += run_scripts_problems(steps, "workflow")
-    for step in steps:
-        uses = str(step.get("uses", ""))
-        if uses and not re.search(r"@(v\d+(\.\d+)*|[0-9a-f]{40})$", uses):
-            problems.append(f"{uses} is not pinned to a version tag or commit")
+    problems += pin_problems(steps)
 
     checkout_at, checkout = find_step(steps, "actions/checkout@")
     if checkout is None:
@@ -260,6 +270,7 @@ def action_problems(action: Doc) -> list[str]:
         problems.append("the action must be a composite action")
     steps: list[Doc] = runs.get("steps") or []
     problems += run_scripts_problems(steps, "action")
+    problems += pin_problems(steps)
     for step in steps:
         script = str(step.get("run", ""))
         if "run" in step and step.get("shell") != "bash":
@@ -420,11 +431,11 @@ WORKFLOW_BREAKS: dict[str, tuple[Callable[[Doc], Any], str]] = {
     "credentials kept": (lambda d: _step(d, "actions/checkout@")["with"].pop("persist-credentials"),
                          "persist-credentials"),
     "shallow clone": (lambda d: _step(d, "actions/checkout@")["with"].update({"fetch-depth": 1}), "fetch-depth"),
-    "extra permission": (lambda d: d["permissions"].update({"packages": "write"}), "permissions"),
-    "missing permission": (lambda d: d["permissions"].pop("checks"), "permissions"),
-    "write-all": (lambda d: d.update({"permissions": "write-all"}), "permissions"),
-    "job widens permissions": (lambda d: _job(d).update({"permissions": {"contents": "write"}}),
-                               "changes the permissions"),
+    "extra permission": (lambda d: _job(d)["permissions"].update({"packages": "write"}), "permissions"),
+    "missing permission": (lambda d: _job(d)["permissions"].pop("checks"), "permissions"),
+    "write-all": (lambda d: d.update({"permissions": "write-all"}), "the workflow grants permissions"),
+    "workflow-level permissions": (lambda d: d.update({"permissions": {"contents": "read"}}),
+                                   "the workflow grants permissions"),
     "no concurrency": (lambda d: _job(d).pop("concurrency"), "no concurrency"),
     "cancels in progress": (lambda d: _job(d)["concurrency"].update({"cancel-in-progress": True}),
                             "cancel-in-progress"),
@@ -452,6 +463,8 @@ WORKFLOW_BREAKS: dict[str, tuple[Callable[[Doc], Any], str]] = {
                                 "vars.FIXLOOP_APP_ID is set"),
     "unpinned action": (lambda d: _step(d, "actions/checkout@").update({"uses": "actions/checkout@main"}),
                         "not pinned"),
+    "pinned to a tag": (lambda d: _step(d, "actions/checkout@").update({"uses": "actions/checkout@v7"}),
+                        "not pinned to a full commit SHA"),
     "no workflow_run types": (lambda d: d[True]["workflow_run"].pop("types"), "workflow_run must have types"),
 }
 
@@ -569,3 +582,26 @@ def test_with_the_app_installed_the_workflow_runs_only_on_dispatches() -> None:
     dispatch, _, others = condition.partition("||")
     assert dispatch.strip() == "github.event_name == 'workflow_dispatch'"
     assert others.strip().startswith("(vars.FIXLOOP_USE_APP != 'true' &&")
+
+
+@pytest.mark.parametrize("path", [ACTION, WORKFLOW], ids=["action", "workflow"])
+def test_every_pin_names_its_version_in_a_comment(path: Path) -> None:
+    """`uses: owner/repo@<sha>  # vX.Y.Z`, so a reviewer (and Dependabot) can tell what the SHA is."""
+    pins = re.findall(r"uses:\s*(\S+@[0-9a-f]{40})(.*)$", path.read_text(), flags=re.MULTILINE)
+    assert pins, "no pinned action found"
+    for uses, rest in pins:
+        assert re.match(r"\s+#\s*v\d+\.\d+\.\d+\b", rest), f"{uses} has no version comment"
+
+
+def test_zizmor_finds_nothing_in_the_action_and_the_workflow() -> None:
+    """zizmor's auditor persona, offline: zero findings, or suppressed inline with the reason beside it."""
+    zizmor = shutil.which("zizmor", path=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
+    assert zizmor, "zizmor is not installed: pip install -e '.[test]'"
+    result = subprocess.run([zizmor, "--offline", "--persona", "auditor", "--format", "json", str(ACTION),
+                             str(WORKFLOW)], capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert json.loads(result.stdout) == []
+    for path in (ACTION, WORKFLOW):
+        for line in path.read_text().splitlines():
+            if "zizmor: ignore[" in line:
+                assert len(line.split("]", 1)[1].strip()) > 10, f"suppressed without a reason: {line.strip()}"

@@ -19,12 +19,14 @@ from tests.test_action_e2e import REPO, Runner, checks
 
 PYTEST = f"{shlex.quote(sys.executable)} -m pytest -q -p no:cacheprovider"
 FLAKY_TEST = '''import os
+import tempfile
 from pathlib import Path
 
 
 def test_sometimes():
     # Each run claims the next free number with an exclusive create, so parallel reruns never share one.
-    folder = Path(os.environ["FLAKY_COUNTER"])
+    # The numbers live in the temporary folder, which runs of one session share (fixloop gives them their own).
+    folder = Path(tempfile.gettempdir()) / "flaky-counter"
     folder.mkdir(exist_ok=True)
     runs = 0
     while True:
@@ -69,7 +71,6 @@ def failing_log(test: str, message: str) -> str:
 def ci(request, tmp_path, fake_github, monkeypatch):
     """A repository with FILES (a test may add config lines with @pytest.mark.config("...")."""
     monkeypatch.setattr(bot.github.client, "THROTTLE", False)
-    monkeypatch.setenv("FLAKY_COUNTER", str(tmp_path / "flaky-counter"))
     extra = request.node.get_closest_marker("config")
     files = {**FILES, ".github/fixloop.yml": FILES[".github/fixloop.yml"] + (extra.args[0] if extra else "")}
     with MessagesAPIServer() as api:

@@ -1,4 +1,4 @@
-"""The agent's commands under bubblewrap: what they can and cannot reach (bot/sandbox.py)."""
+"""Code the agent touched, under bubblewrap: what it can and cannot reach (bot/sandbox.py)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import bot.sandbox
 from bot._process import run_shell
 from bot.agent.tools import BASH, Toolbox
 from bot.errors import ConfigError
-from bot.sandbox import INSTALL_HINT, bubblewrap, own_process_tree, sandbox
+from bot.sandbox import INSTALL_HINT, Confinement, bubblewrap, sandbox
 from bot.workspace import Worktree
 from tests.conftest import run_git
 
@@ -24,7 +24,7 @@ needs_bwrap = pytest.mark.skipif(bubblewrap() is None, reason=f"bubblewrap is no
 
 @pytest.fixture
 def setting(tmp_path):
-    """A runner's home with a credential file, a repository with a worktree, and the agent's home."""
+    """A runner's home with a credential file, a repository with a worktree, and the session's confinement."""
     home = tmp_path / "runner-home"
     home.mkdir()
     (home / ".netrc").write_text("machine example.com login me password hunter2-netrc\n")
@@ -35,19 +35,17 @@ def setting(tmp_path):
     run_git(repo, "add", ".")
     run_git(repo, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init")
     worktree = Worktree.create(repo, "HEAD")
-    agent_home = tmp_path / "agent-home"
-    agent_home.mkdir()
-    yield home, worktree, agent_home
+    mode = "required" if bubblewrap() else "off"
+    with Confinement(mode, environ={"HOME": str(home), "PATH": os.environ["PATH"]}, writable=[worktree.root],
+                     readable=[worktree.common_dir, worktree.git_dir]) as confinement:
+        yield home, worktree, confinement
     worktree.remove()
 
 
-def _shell(setting, command: str, *, network: bool = True, timeout: float = 30) -> str:
-    home, worktree, agent_home = setting
-    confinement = sandbox("required", environ={"HOME": str(home)}, network=network,
-                          readable=[worktree.common_dir, worktree.git_dir], writable=[worktree.root, agent_home])
-    assert confinement is not None
-    env = {"PATH": os.environ["PATH"], "HOME": str(agent_home), "LC_ALL": "C"}
-    tools = Toolbox(worktree.root, env=env, deny=[], command_timeout=timeout, sandbox=confinement)
+def _shell(setting, command: str, *, timeout: float = 30) -> str:
+    _, worktree, confinement = setting
+    env = {"PATH": os.environ["PATH"], "HOME": "/root", "LC_ALL": "C"}
+    tools = Toolbox(worktree.root, env=env, deny=[], command_timeout=timeout, confinement=confinement)
     return tools.run(BASH, {"command": command}).content
 
 
@@ -60,12 +58,24 @@ def test_the_runner_home_and_tmp_are_empty_but_the_worktree_is_there(setting):
 
 
 @needs_bwrap
-def test_writes_land_in_the_worktree_and_the_agent_home_only(setting):
-    _, worktree, agent_home = setting
-    out = _shell(setting, "echo new > made.txt && echo cached > ~/cache && touch /usr/evil; "
+def test_writes_land_in_the_worktree_and_the_private_home_and_tmp_only(setting):
+    _, worktree, confinement = setting
+    out = _shell(setting, "echo new > made.txt && echo cached > ~/cache && echo t > \"$TMPDIR/t\" && touch /usr/evil; "
                           "touch \"$(git rev-parse --git-common-dir)/config\"; echo done")
-    assert (worktree.root / "made.txt").read_text() == "new\n" and (agent_home / "cache").read_text() == "cached\n"
+    assert (worktree.root / "made.txt").read_text() == "new\n" and (confinement.home / "cache").read_text() == "cached\n"
+    assert (confinement.tmp / "t").read_text() == "t\n"
     assert out.count("Read-only file system") == 2 and not Path("/usr/evil").exists()
+
+
+def test_the_scratch_folder_is_private_to_the_session_and_removed_after_it(tmp_path):
+    with Confinement("off", environ={"HOME": str(tmp_path)}) as confinement:
+        (confinement.home / "cache").write_text("x")
+        env = confinement.environment({"HOME": str(tmp_path), "PATH": "/usr/bin", "GITHUB_ENV": "/x/set_env",
+                                       "XDG_CACHE_HOME": str(tmp_path / ".cache")})
+        assert confinement.scratch.stat().st_mode & 0o077 == 0  # mkdtemp: the runner user's alone
+    assert not confinement.scratch.exists()
+    assert env["HOME"] == str(confinement.home) and env["TMPDIR"] == str(confinement.tmp)
+    assert "GITHUB_ENV" not in env and "XDG_CACHE_HOME" not in env and env["GIT_CONFIG_GLOBAL"] == os.devnull
 
 
 @needs_bwrap
@@ -85,14 +95,18 @@ def test_fixloop_own_process_and_its_environment_are_out_of_reach(setting):
 
 
 @needs_bwrap
-def test_network_off_refuses_even_loopback(setting):
+def test_search_programs_sandbox_has_no_network_not_even_loopback(setting):
+    _, worktree, confinement = setting
+    offline = confinement.offline([worktree.root])
+    assert offline is not None
     with socket.socket() as server:
         server.bind(("127.0.0.1", 0))
         server.listen()
         port = server.getsockname()[1]
         connect = f"python3 -c \"import socket; socket.create_connection(('127.0.0.1', {port}), timeout=2); print('connected')\""
-        assert "connected" in _shell(setting, connect, network=True)
-        out = _shell(setting, connect, network=False)
+        assert "connected" in _shell(setting, connect)  # the agent's shell and validation keep the network
+        out = run_shell(offline.wrap(["bash", "-c", connect], cwd=worktree.root), cwd=worktree.root,
+                        env={"PATH": os.environ["PATH"]}, timeout=30).output
     assert "connected" not in out and ("refused" in out or "unreachable" in out), out
 
 
@@ -197,29 +211,33 @@ def test_a_toolchain_in_the_workspace_does_not_bring_back_the_runner_temp_folder
 
 
 @needs_bwrap
-def test_validation_commands_get_a_process_tree_of_their_own_and_nothing_else_changes(tmp_path):
+def test_confined_commands_see_no_other_process_and_nothing_they_start_outlives_them(setting):
     # Another process of the same user holding a secret in its environment, as fixloop does.
     holder = subprocess.Popen(["sleep", "60"], env={"PATH": os.environ["PATH"], "HELD_SECRET": "held-secret-value"})
+    _, worktree, confinement = setting
     try:
         scan = ("for p in /proc/[0-9]*; do tr '\\0' '\\n' < $p/environ; done 2>/dev/null | grep -c held-secret-value; "
-                f"kill -0 {holder.pid} 2>/dev/null; echo signal=$?; echo written > {tmp_path}/out.txt; "
-                "(setsid sleep 301 &); echo done")
+                f"kill -0 {holder.pid} 2>/dev/null; echo signal=$?; (setsid sleep 301 &); echo done")
         env = {"PATH": os.environ["PATH"]}
-        bare = run_shell(["bash", "-c", scan], cwd=tmp_path, env=env, timeout=30).output
+        bare = run_shell(["bash", "-c", scan], cwd=worktree.root, env=env, timeout=30).output
         assert bare.splitlines()[0] != "0"  # the scan works: unconfined, the secret is there to read
         subprocess.run(["pkill", "-f", "sleep 301"], check=False)
-        confined = run_shell([*own_process_tree("auto"), "bash", "-c", scan], cwd=tmp_path, env=env, timeout=30).output
+        confined = confinement.run(scan, cwd=worktree.root, env=env, timeout=30).output
     finally:
         holder.kill()
         holder.wait()
     assert confined.splitlines()[:2] == ["0", "signal=1"] and confined.strip().endswith("done")
-    assert (tmp_path / "out.txt").read_text() == "written\n"  # the rest of the machine as it is
     time.sleep(0.2)
     assert subprocess.run(["pgrep", "-f", "sleep 301"], capture_output=True, check=False).stdout == b""
 
 
-def test_no_process_tree_of_its_own_when_the_sandbox_is_off():
-    assert own_process_tree("off") == []
+@needs_bwrap
+def test_confined_commands_have_no_capabilities_and_no_new_privileges_even_as_root(setting):
+    # Writes back the value it read, so that a failing run changes nothing on the machine.
+    out = _shell(setting, "grep -E '^(CapEff|CapPrm|NoNewPrivs)' /proc/self/status; umount -l /proc; echo umount=$?; "
+                          "v=$(cat /proc/sys/kernel/core_pattern); echo \"$v\" > /proc/sys/kernel/core_pattern; echo sysctl=$?")
+    assert "CapEff:\t0000000000000000" in out and "CapPrm:\t0000000000000000" in out and "NoNewPrivs:\t1" in out
+    assert "umount=0" not in out and "sysctl=0" not in out
 
 
 def test_fixloop_makes_its_own_process_unreadable_to_its_children():

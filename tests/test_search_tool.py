@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import os
 import socket
+import sys
+import sysconfig
 import time
 from pathlib import Path
 
@@ -123,13 +125,51 @@ def test_starting_processes_and_native_code_are_refused(repo, confined):
     loaded = _run(repo, "import sys\nemit([m for m in ('subprocess', '_posixsubprocess', 'ctypes') if m in sys.modules])",
                   confined)
     assert (loaded.is_error, loaded.text) == (False, "[]")
-    result = _run(repo, "import os, signal\nsignal.pidfd_send_signal(os.pidfd_open(os.getppid()), signal.SIGSTOP)", confined)
+    result = _run(repo, "import os\nemit(os.pidfd_open(os.getppid()))", confined)
     assert result.is_error and "has no attribute" in result.text
+    result = _run(repo, "import signal\nsignal.pidfd_send_signal(3, signal.SIGSTOP)", confined)
+    assert result.is_error and "(import signal)" in result.text
     for back_door in ("import _posixsubprocess",
                       "import importlib.util as u\nu.module_from_spec(u.find_spec('_posixsubprocess'))",
                       "import multiprocessing"):
         result = _run(repo, f"{back_door}\nemit('got in')", confined)
         assert result.is_error and "cannot start processes" in result.text and "got in" not in result.text
+
+
+NATIVE = Path(sysconfig.get_path("platstdlib", vars={"platbase": sys.base_exec_prefix})) / "lib-dynload"
+
+
+@_modes()
+def test_imports_are_an_allow_list_by_full_name_and_origin(repo, confined):
+    """The SDK and pure standard-library modules import; nothing else does, by any door."""
+    ok = _run(repo, "import statistics, difflib, csv, tomllib, json\nemit(statistics.median([3, 1, 2]))", confined)
+    assert (ok.is_error, ok.text) == (False, "2")
+    for name in ("urllib.request", "http.client", "sqlite3", "pickle", "importlib.resources"):
+        result = _run(repo, f"import {name}\nemit('got in')", confined)
+        assert result.is_error and f"(import {name})" in result.text and "got in" not in result.text
+    # A native module loaded from lib-dynload under another name, through a finder of the program's own.
+    native = next(NATIVE.glob("_posixsubprocess.*"), None) or next(NATIVE.glob("_socket.*"))
+    renamed = f"zz.{native.name.split('.')[0]}"
+    program = (
+        "import importlib.machinery as m, importlib.util as u, sys\n"
+        "class Finder:\n"
+        "    def find_spec(self, name, path, target=None):\n"
+        f"        if name == {renamed!r}:\n"
+        f"            return u.spec_from_file_location(name, {str(native)!r})\n"
+        "sys.meta_path.append(Finder())\n"
+        f"spec = u.spec_from_file_location({renamed!r}, {str(native)!r})\n"
+        "emit(str(u.module_from_spec(spec)))")
+    result = _run(repo, program, confined)
+    assert result.is_error and f"(import {renamed})" in result.text and "module" not in result.text.split("\n")[0]
+    # A module compiled into the interpreter, created directly (no import event of its own).
+    builtin = next(name for name in ("pwd", "_posixsubprocess", "_socket") if name in sys.builtin_module_names)
+    result = _run(repo, "import importlib.machinery as m, importlib.util as u\n"
+                        f"emit(str(u.module_from_spec(m.ModuleSpec({builtin!r}, m.BuiltinImporter))))", confined)
+    assert result.is_error and f"(import {builtin})" in result.text
+    # An allowed name from somewhere else than the standard library.
+    (repo / "graphlib.py").write_text("LOADED_FROM_THE_REPOSITORY = True\n")
+    result = _run(repo, "import sys\nsys.path.insert(0, '.')\nimport graphlib\nemit('imported')", confined)
+    assert result.is_error and "must come from the standard library" in result.text
 
 
 @_modes()

@@ -200,6 +200,6 @@ def test_the_agent_shell_has_its_own_home_and_no_git_credential_helpers(make_rep
     assert report.status == "validated"
     output = seen[0]
     home_line = output.split("\n", 1)[0]
-    assert home_line.startswith("home=") and "fixloop-home-" in home_line and str(folder) not in home_line
+    assert home_line.startswith("home=") and "fixloop-scratch-" in home_line and str(folder) not in home_line
     assert "x-access-token" not in output and "ghp_" not in output
     assert "store" not in output.split("home=")[1]

@@ -57,7 +57,8 @@ class SessionStarted(Event):
     repo: str
     base_commit: str
     limits: dict[str, Any]
-    confinement: str  # how the agent's commands are confined (bot.sandbox.confinement)
+    confinement: str  # how code the agent touched runs (bot.sandbox.Confinement.description)
+    confined: bool  # whether it runs in the sandbox (the agent's shell, validation, reruns, search programs)
 
 
 class IterationStarted(Event):

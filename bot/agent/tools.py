@@ -9,6 +9,7 @@ are refused, and so are paths on the deny list.
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -16,7 +17,7 @@ from typing import Any
 
 from bot._process import cap_text, run_shell
 from bot.agent.paths import matches_any
-from bot.sandbox import Sandbox
+from bot.sandbox import Confinement
 from bot.sanitize import conceal
 from bot.search import TOOL_NAME as SEARCH
 from bot.search import SearchCode
@@ -49,11 +50,12 @@ class Toolbox:
         deny: list[str],
         command_timeout: float,
         output_limit: int = 20_000,
-        sandbox: Sandbox | None = None,
+        confinement: Confinement | None = None,
         search: SearchCode | None = None,
     ) -> None:
+        """`confinement`: the session's, for the bash tool (None runs commands as they are, with `env`)."""
         self.root = root.resolve()
-        self.sandbox = sandbox
+        self.confinement = confinement
         self.search = search
         self.env = dict(env)
         self.deny = deny
@@ -90,6 +92,7 @@ class Toolbox:
             raise PathRefused(f"{raw} leads outside the repository (through a symbolic link); it cannot be used.")
         if relative != "." and (rule := matches_any(relative, self.deny)):
             raise PathRefused(f"{raw} is protected by the deny list ({rule}); fixloop does not let the agent touch it.")
+        _refuse_special(target, raw)
         return target, relative
 
     # -- text editor ---------------------------------------------------------------------------
@@ -215,11 +218,8 @@ class Toolbox:
         command = args.get("command")
         if not isinstance(command, str) or not command.strip():
             return ToolResult("bash needs `command`, the shell command to run.", is_error=True)
-        argv = ["bash", "-c", command]
-        if self.sandbox is not None:
-            argv = self.sandbox.wrap(argv, cwd=self.root)
-        result = run_shell(argv, cwd=self.root, env=self.env, timeout=self.command_timeout,
-                           output_limit=self.output_limit)
+        run = self.confinement.run if self.confinement is not None else run_shell
+        result = run(command, cwd=self.root, env=self.env, timeout=self.command_timeout, output_limit=self.output_limit)
         output = result.output.rstrip() or "(no output)"
         if result.timed_out:
             return ToolResult(
@@ -231,6 +231,21 @@ class Toolbox:
             # A failing command is information for the model, not a tool failure.
             return ToolResult(f"{output}\n[exit code {result.exit_code}]")
         return ToolResult(output)
+
+
+_SPECIAL = {stat.S_IFIFO: "a named pipe (FIFO)", stat.S_IFCHR: "a character device", stat.S_IFBLK: "a block device",
+            stat.S_IFSOCK: "a socket"}
+
+
+def _refuse_special(target: Path, raw: str) -> None:
+    """Only regular files (and folders, to list): opening a FIFO or a device would block or never end."""
+    try:
+        kind = stat.S_IFMT(target.stat().st_mode)
+    except OSError:  # absent (create makes it) or unreadable (the operation says why)
+        return
+    if kind in _SPECIAL:
+        raise PathRefused(f"{raw} is {_SPECIAL[kind]}, not a regular file: the editor only reads and writes regular "
+                          "files. Inspect it with bash (`ls -l`, `file`), or remove it and create a regular file.")
 
 
 def _find_all(text: str, needle: str) -> list[int]:

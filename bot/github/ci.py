@@ -8,6 +8,7 @@ the failure. Only this evidence goes to the model, the check run and the pull re
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from bot._process import run_shell
 from bot.deflake import DeflakeTarget
 from bot.github.client import GitHubClient, JobInfo, WorkflowRunInfo
 from bot.logs import Evidence, extract_evidence, failing_tests
+from bot.sandbox import Confinement
 from bot.task import Context
 from bot.triage import TriageReport, triage
 from bot.workspace import Worktree, git
@@ -123,15 +125,21 @@ class Diagnosis:
 
 
 def diagnose(repo: Path, base_sha: str, tests: list[str], *, setup: list[str], env: dict[str, str],
-             timeout: float, confidence: float, changed: dict[str, set[int]] | None) -> Diagnosis:
-    """Triage the failing tests in a scratch worktree at the failing commit."""
+             timeout: float, confidence: float, changed: dict[str, set[int]] | None, sandbox: str,
+             environ: Mapping[str, str]) -> Diagnosis:
+    """Triage the failing tests in a scratch worktree at the failing commit. The tests run confined
+    (`sandbox`, the config's mode; `environ`, the runner's): the failing commit may hold code an agent
+    wrote, fixloop's own earlier pull request among them."""
     if not tests:
         return Diagnosis("fix", None, None)
     worktree = Worktree.create(repo, base_sha)
     try:
         for command in setup:
             run_shell(command, cwd=worktree.root, env=env, timeout=timeout)
-        report = triage(worktree.root, tests, confidence=confidence, changed_lines=changed, env=env, timeout=timeout)
+        with Confinement(sandbox, environ=environ, writable=[worktree.root],
+                         readable=[worktree.common_dir, worktree.git_dir]) as confinement:
+            report = triage(worktree.root, tests, confidence=confidence, changed_lines=changed, env=env,
+                            timeout=timeout, confinement=confinement)
     finally:
         worktree.remove()
     verdicts = {t.verdict for t in report.tests}

@@ -232,10 +232,18 @@ def session_done(report: Report, *, pull_url: str | None, problem: str | None, l
         f"**Outcome:** {report.status} ({report.reason})" + (f"\n\n**Pull request:** {pull_url}" if pull_url else ""),
         iteration_table(report.iterations),
         f"{_tokens(report.usage)} tokens · est. ${report.cost_usd:.2f} · model `{report.model}`",
-        f"Agent's commands confined by: {report.confinement}",
+        confinement_line(report),
         links.line(),
     ]
     return {"title": fit(title, 250), "summary": fit("\n\n".join(p for p in parts if p))}
+
+
+def confinement_line(report: Report) -> str:
+    """How code the agent touched ran; a warning where it ran without the sandbox."""
+    if report.confined:
+        return f"Code the agent touched (its shell, validation, test reruns, search programs) ran confined by: {report.confinement}"
+    return (f"> [!WARNING]\n> Validation and the agent's commands ran **unconfined**: {report.confinement}. Code the agent "
+            "wrote could read what the runner user can read. See fixloop's SECURITY.md.")
 
 
 def outcome_comment(report: Report, *, pull_url: str | None, updated: bool, problem: str | None, links: Links) -> str:

@@ -228,7 +228,8 @@ class ActionRunner:
             tests = [target.test_id]
         self.log(f"Triage of {len(tests)} failing test(s): {', '.join(tests[:10]) or 'none named in the log'}")
         diagnosis = diagnose(self.env.workspace, plan.base_sha, tests, setup=config.setup, env=env,
-                             timeout=config.limits.command_timeout, confidence=config.deflake.confidence, changed=changed)
+                             timeout=config.limits.command_timeout, confidence=config.deflake.confidence, changed=changed,
+                             sandbox=config.sandbox, environ=self.environ)
         notes.insert(0, diagnosis.summary())
         if diagnosis.kind == "infrastructure":
             self.infrastructure(plan, "\n\n".join(notes), check_id)

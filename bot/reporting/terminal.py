@@ -86,7 +86,8 @@ class TerminalReporter:
         if isinstance(event, SessionStarted):
             self.price = price_for(event.model)
             self._line(f"fixloop session {event.session_id} · model {event.model} · {event.repo} @ {event.base_commit[:10]}", "bold")
-            self._line(f"  agent's commands confined by: {event.confinement}", "" if event.confinement == "bubblewrap" else "yellow")
+            self._line(f"  code the agent touches (its shell, validation, reruns, search) confined by: {event.confinement}",
+                       "" if event.confined else "yellow")
             if self.console.is_terminal:
                 self.status = self.console.status(self._totals())
                 self.status.start()

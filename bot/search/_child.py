@@ -5,18 +5,30 @@ SDK, and writes one JSON answer on stdout. Before the program starts, an audit h
 makes the process read-only and offline whatever the platform: no file writes or deletions, no
 reads outside the repository and the interpreter, no sockets, no new processes, no ctypes. The
 runner adds resource limits and, where bubblewrap is available, a mount and network namespace.
+
+What a program may import is an allow-list, decided from the module's full dotted name and where
+its spec says it comes from: the SDK from fixloop's own package, and a list of pure standard-library
+modules (with the accelerators they load) from the standard library. Everything else is refused,
+at every door: the import statement and importlib (the audit hook's `import` event, and a finder
+that checks each spec's origin before the module loads), a native module loaded from a file under
+another name (the `import` event of `_imp.create_dynamic` names the file), and a module compiled
+into the interpreter (`_imp.create_builtin`, which raises no event, is replaced by one that asks the
+hook first).
 """
 
 from __future__ import annotations
 
+import _imp
+import importlib.machinery
 import io
 import json
 import linecache
 import os
 import resource
 import sys
+import sysconfig
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -42,37 +54,139 @@ _FORBIDDEN = {
 # from the program's process before it runs.
 _UNAUDITED = {"os": ("mknod", "mkfifo", "pidfd_open", "memfd_create"), "posix": ("mknod", "mkfifo", "pidfd_open", "memfd_create"),
               "signal": ("pidfd_send_signal",)}
-# Modules that start processes or load native code; they are not loaded in this process (the runner
-# lists the files), so their import is the way to them.
-_FORBIDDEN_MODULES = {"subprocess": "start processes", "_posixsubprocess": "start processes",
-                      "multiprocessing": "start processes", "_multiprocessing": "start processes",
-                      "pty": "start processes", "ctypes": "load native code", "_ctypes": "load native code"}
+# Introspection that reaches any object in the process, the hook's own state among them.
+_FORBIDDEN |= {"gc.get_objects": "walk the interpreter's objects", "gc.get_referrers": "walk the interpreter's objects",
+               "gc.get_referents": "walk the interpreter's objects"}
+# The SDK (fixloop's package, and what the SDK itself imports from it)...
+_SDK = frozenset({"bot", "bot.agent", "bot.agent.paths", "bot.search", "bot.search._sdk", "bot.search._symbols"})
+# ...and pure standard-library modules useful for searching, with the native accelerators and private
+# helpers they load. Nothing here starts processes, opens sockets or loads arbitrary native code.
+_STDLIB = frozenset({
+    "__future__", "_bisect", "_collections_abc", "_contextvars", "_csv", "_datetime", "_decimal", "_heapq", "_json",
+    "_locale", "_markupbase", "_opcode", "_pydecimal", "_random", "_sha2", "_sha512", "_statistics", "_string",
+    "_strptime", "_struct", "_weakrefset", "abc", "ast", "base64", "binascii", "bisect", "calendar", "codecs",
+    "collections", "collections.abc", "colorsys", "configparser", "contextlib", "contextvars", "copy", "copyreg",
+    "csv", "dataclasses", "datetime", "decimal", "difflib", "dis", "enum", "fnmatch", "fractions", "functools",
+    "genericpath", "glob", "graphlib", "heapq", "html", "html.entities", "html.parser", "inspect", "ipaddress",
+    "itertools", "json", "json.decoder", "json.encoder", "json.scanner", "keyword", "linecache", "locale", "math",
+    "numbers", "opcode", "operator", "pathlib", "posixpath", "pprint", "random", "re", "re._casefix", "re._compiler",
+    "re._constants", "re._parser", "reprlib", "shlex", "sre_compile", "sre_constants", "sre_parse", "statistics",
+    "string", "struct", "textwrap", "token", "tokenize", "tomllib", "tomllib._parser", "tomllib._re",
+    "tomllib._types", "types", "typing", "unicodedata", "urllib", "urllib.parse", "warnings", "weakref",
+})
+_STDLIB_PACKAGES = ("encodings.",)  # codecs load their encodings on first use
+# What the best-known refused modules are for, so a refusal says why.
+_WHY_NOT = {"subprocess": "start processes", "_posixsubprocess": "start processes", "multiprocessing": "start processes",
+            "_multiprocessing": "start processes", "pty": "start processes", "ctypes": "load native code",
+            "_ctypes": "load native code", "socket": "open sockets (there is no network)",
+            "_socket": "open sockets (there is no network)", "ssl": "open sockets (there is no network)"}
+_STDLIB_DIR = os.path.realpath(sysconfig.get_paths()["stdlib"])
+# The base interpreter's (a venv's own platstdlib would be the venv).
+_NATIVE_DIR = os.path.realpath(os.path.join(sysconfig.get_path("platstdlib", vars={"platbase": sys.base_exec_prefix}),
+                                            "lib-dynload"))
+_SITE_DIR = os.path.join(_STDLIB_DIR, "site-packages")
+
+
+def import_policy(sdk_root: str) -> Callable[[str, str | None], str | None]:
+    """The allow-list as a function of (full dotted name, origin: a spec's origin or the file being
+    loaded, None when not known yet) that says why the import is refused, or None when it may go
+    ahead. Everything it consults is bound here, so a program that rebinds this module's names or
+    `os.path` changes nothing."""
+    realpath, basename, sep = os.path.realpath, os.path.basename, os.sep
+    sdk, stdlib, packages, why_not = _SDK, _STDLIB, _STDLIB_PACKAGES, dict(_WHY_NOT)
+    stdlib_dir, native_dir, site_dir = _STDLIB_DIR, _NATIVE_DIR, _SITE_DIR
+    native_suffixes = tuple(importlib.machinery.EXTENSION_SUFFIXES)
+
+    def refusal(name: str, origin: str | None) -> str | None:
+        real = realpath(origin) if origin and origin not in ("built-in", "frozen") else None
+
+        def under(root: str) -> bool:
+            return real is not None and (real == root or real.startswith(root + sep))
+
+        if name in sdk:
+            return None if real is None or under(sdk_root) else f"{name} must come from fixloop's search SDK, not {origin}"
+        if name not in stdlib and not name.startswith(packages):
+            purpose = why_not.get(name.partition(".")[0]) or why_not.get(name.rpartition(".")[2])
+            return (f"search programs cannot {purpose or 'import ' + name} (import {name}): they may import the SDK and "
+                    "pure standard-library modules only (re, json, ast, collections, itertools, pathlib, ...)")
+        if real is None:
+            return None
+        if real.endswith(native_suffixes):
+            # A native module is the file named after it in the standard library's lib-dynload, and nothing else.
+            if under(native_dir) and basename(real).startswith(name.rpartition(".")[2] + "."):
+                return None
+            return f"{name} must be the standard library's own native module, not {origin}"
+        return None if under(stdlib_dir) and not under(site_dir) else f"{name} must come from the standard library, not {origin}"
+    return refusal
 
 
 class Refused(PermissionError):
     """An operation search programs may not perform."""
 
 
-def _audit(readable: tuple[str, ...]) -> Callable[[str, tuple[Any, ...]], None]:
+class _Gate:
+    """The first finder on sys.meta_path: finds a module's spec with the others, then refuses it unless
+    `allowed` lets its name and origin through, before anything of the module is loaded."""
+
+    def __init__(self, refusal: Callable[[str, str | None], str | None]) -> None:
+        self.refusal = refusal
+
+    def find_spec(self, name: str, path: Sequence[str] | None, target: object = None) -> Any:
+        for finder in sys.meta_path:
+            find = getattr(finder, "find_spec", None)
+            if finder is self or find is None:
+                continue
+            spec = find(name, path, target)
+            if spec is not None:
+                if why := self.refusal(name, spec.origin):
+                    raise Refused(why)
+                return spec
+        return None
+
+
+def _audit(readable: tuple[str, ...], refusal: Callable[[str, str | None], str | None],
+           gate: _Gate) -> Callable[[str, tuple[Any, ...]], None]:
+    # Bound here, like the policy: the hook never looks up a name the program could rebind.
+    create_builtin = _imp.create_builtin  # kept here only: the program reaches it through this hook alone
+    realpath, fsdecode, sep, forbidden, write_flags = os.path.realpath, os.fsdecode, os.sep, dict(_FORBIDDEN), _WRITE_FLAGS
+
     def inside(path: Any) -> bool:
-        real = os.path.realpath(os.fsdecode(path))
-        return any(real == root or real.startswith(root + os.sep) for root in readable)
+        real = realpath(fsdecode(path))
+        return any(real == root or real.startswith(root + sep) for root in readable)
 
     def hook(event: str, args: tuple[Any, ...]) -> None:
         if event in ("os.listdir", "os.scandir") and isinstance(args[0], (str, bytes)) and not inside(args[0]):
-            raise Refused(f"search programs can only list the repository: {os.fsdecode(args[0])!r} is outside it")
+            raise Refused(f"search programs can only list the repository: {fsdecode(args[0])!r} is outside it")
         if event == "open":
             path, mode, flags = args
-            writes = (mode is not None and any(c in str(mode) for c in "wax+")) or (mode is None and flags & _WRITE_FLAGS)
+            writes = (mode is not None and any(c in str(mode) for c in "wax+")) or (mode is None and flags & write_flags)
             if writes:
                 raise Refused(f"search programs are read-only: cannot open {path!r} for writing")
             if not isinstance(path, int) and not inside(path):  # an int is an already open descriptor
-                raise Refused(f"search programs can only read the repository: {os.fsdecode(path)!r} is outside it")
-        elif event in _FORBIDDEN:
-            raise Refused(f"search programs cannot {_FORBIDDEN[event]} ({event})")
-        elif event == "import" and (module := str(args[0]).partition(".")[0]) in _FORBIDDEN_MODULES:
-            raise Refused(f"search programs cannot {_FORBIDDEN_MODULES[module]} (import {module})")
+                raise Refused(f"search programs can only read the repository: {fsdecode(path)!r} is outside it")
+        elif event in forbidden:
+            raise Refused(f"search programs cannot {forbidden[event]} ({event})")
+        elif event == "import":
+            # (name, None, sys.path, sys.meta_path, ...) before finding; (name, file, None, ...) as a native file loads.
+            name, origin, meta_path = str(args[0]), args[1], args[3]
+            if why := refusal(name, None if origin is None else fsdecode(origin)):
+                raise Refused(why)
+            if isinstance(meta_path, list) and (not meta_path or meta_path[0] is not gate):
+                raise Refused("search programs cannot change how modules are found (sys.meta_path)")
+        elif event == "fixloop.create_builtin":
+            spec, result = args
+            if why := refusal(str(spec.name), "built-in"):
+                raise Refused(why)
+            result.append(create_builtin(spec))
     return hook
+
+
+def _create_builtin(spec: Any) -> Any:
+    """`_imp.create_builtin` as the program finds it: loading a module compiled into the interpreter
+    raises no audit event of its own, so this asks the hook, which alone holds the real function."""
+    result: list[Any] = []
+    sys.audit("fixloop.create_builtin", spec, result)
+    return result[0]
 
 
 class PrintedTooMuch(Exception):
@@ -163,8 +277,8 @@ def main() -> None:
     _limit_resources(limits)
     root = os.path.realpath(".")
     sdk.configure(root, evidence=request.get("evidence") or [], listing=request["listing"])
-    readable = tuple(dict.fromkeys(os.path.realpath(p) for p in (root, sys.prefix, sys.base_prefix,
-                                                                  str(Path(sdk.__file__).parents[1]), "/dev/null")))
+    sdk_root = os.path.realpath(Path(sdk.__file__).parents[1])
+    readable = tuple(dict.fromkeys(os.path.realpath(p) for p in (root, sys.prefix, sys.base_prefix, sdk_root, "/dev/null")))
     real_stdout = sys.stdout
     printed = _Capped(limits["print_chars"])
     sys.stdout = sys.stderr = printed
@@ -182,7 +296,11 @@ def main() -> None:
         # So that tracebacks can quote the program's lines.
         linecache.cache[PROGRAM_FILE] = (len(request["program"]), None, request["program"].splitlines(True), PROGRAM_FILE)
         _remove_unaudited()
-        sys.addaudithook(_audit(readable))
+        refusal = import_policy(sdk_root)
+        gate = _Gate(refusal)
+        sys.meta_path.insert(0, gate)
+        sys.addaudithook(_audit(readable, refusal, gate))
+        _imp.create_builtin = _create_builtin
         exec(code, namespace)  # noqa: S102 - running the agent's program is the point; see the hook above
     except BaseException as error:  # noqa: BLE001 - the program's failure is a result for the model, whatever it is
         answer["error"] = _trimmed_traceback(error)

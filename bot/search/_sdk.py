@@ -42,7 +42,7 @@ LINE_CHARS = 2000  # a longer line (minified code) is cut, so one hit cannot flo
 CACHE_CHARS = 64 * 1024 * 1024  # file texts kept in memory across calls of one program
 TREE_CACHE = 256  # Python syntax trees kept across calls (they are ~10x their source)
 # core.fsmonitor could run a command configured in the repository.
-GIT_LS_FILES = ["git", "-c", "core.fsmonitor=false", "ls-files", "--cached", "--others", "--exclude-standard", "-z"]
+GIT_LS_FILES = ["-c", "core.fsmonitor=false", "ls-files", "--cached", "--others", "--exclude-standard", "-z"]
 # Per-line constructs that see the start or end of the line differently once the file is searched
 # as a whole; with them, grep cannot skip a file just because the whole text does not match.
 _LINE_EDGE = re.compile(r"\\[AZ]|\(\?<?[=!]")
@@ -152,10 +152,12 @@ def _git_listing(root: Path) -> list[str] | None:
     """
     import subprocess  # here, not at the top: see the module's docstring
 
+    from bot._git import git_executable
+
     env = {"PATH": os.environ.get("PATH", os.defpath), "LC_ALL": "C", "GIT_CONFIG_NOSYSTEM": "1",
            "GIT_TERMINAL_PROMPT": "0", "GIT_CEILING_DIRECTORIES": str(root.parent)}
     try:
-        proc = subprocess.run(GIT_LS_FILES, cwd=root, env=env, stdin=subprocess.DEVNULL,
+        proc = subprocess.run([git_executable(), *GIT_LS_FILES], cwd=root, env=env, stdin=subprocess.DEVNULL,
                               capture_output=True, timeout=60, check=False)
     except (OSError, subprocess.TimeoutExpired):
         return None

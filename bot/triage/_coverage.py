@@ -11,7 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from bot.triage._runner import Run, Runner, can_import
+from bot._process import regular_file
+from bot.triage._runner import Run, Runner
 
 
 @dataclass(frozen=True)
@@ -41,7 +42,7 @@ def measure(runner: Runner, test: str, changes: dict[Path, tuple[str, set[int]]]
     if not changes:
         return Touch(None, None, "no changed Python line to check coverage against")
     python = runner.python
-    if not can_import(python, "coverage", runner.repo, runner.env):
+    if not runner.can_import(python, "coverage"):
         return Touch(None, None, f"coverage.py is not installed for {python}, so the changed lines could not be checked")
     data_file = runner.junit_path().with_suffix(".coverage")
     rcfile = data_file.with_suffix(".rc")
@@ -49,7 +50,7 @@ def measure(runner: Runner, test: str, changes: dict[Path, tuple[str, set[int]]]
     include = ",".join(str(path) for path in changes)
     prefix = [python, "-m", "coverage", "run", f"--data-file={data_file}", f"--rcfile={rcfile}", f"--include={include}"]
     run = runner.pytest([test], prefix=prefix)
-    if not data_file.exists():
+    if not regular_file(data_file):
         return Touch(run, None, "coverage.py produced no data, so the changed lines could not be checked")
     # Imported here, so that importing fixloop does not load coverage.py.
     from coverage import CoverageData

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bot.errors import ConfigError
+from bot.sandbox import Confinement
 from bot.secrets import scrubbed_environment
 from bot.triage._runner import Run, Runner, check_command_ids, normalise_id
 from bot.triage._stats import percent, runs_for_confidence
@@ -49,8 +50,9 @@ def repeat_orders(test: str, count: int, *, polluter: str | None, neighbours: Se
 def confirm_fixed(repo: Path, test: str, *, confidence: float = 0.95, max_failure_rate: float = 0.10,
                   command: str | None = None, polluter: str | None = None, neighbours: Sequence[str] = (),
                   env: Mapping[str, str] | None = None, jobs: int = 2, timeout: float = 300,
-                  seed: int = 0) -> RepeatResult:
-    """Run `test` until `runs_for_confidence(confidence, max_failure_rate)` consecutive passes, or its first failure."""
+                  seed: int = 0, confinement: Confinement | None = None) -> RepeatResult:
+    """Run `test` until `runs_for_confidence(confidence, max_failure_rate)` consecutive passes, or its first
+    failure; in `confinement` when the test is code the agent touched (a deflake fix)."""
     repo = Path(repo)
     if not repo.is_dir():
         raise ConfigError(f"{repo} is not a directory")
@@ -72,8 +74,9 @@ def confirm_fixed(repo: Path, test: str, *, confidence: float = 0.95, max_failur
     environment = scrubbed_environment(os.environ if env is None else env)
     done: list[list[str]] = []
     failures, first_failure, failed_at = 0, None, 0
-    with tempfile.TemporaryDirectory(prefix="fixloop-repeat-") as scratch:
-        runner = Runner(repo.resolve(), environment, timeout=timeout, jobs=jobs, command=command, scratch=Path(scratch))
+    with tempfile.TemporaryDirectory(prefix="fixloop-repeat-", dir=confinement.scratch if confinement else None) as scratch:
+        runner = Runner(repo.resolve(), environment, timeout=timeout, jobs=jobs, command=command, scratch=Path(scratch),
+                        confinement=confinement)
         try:
             for start in range(0, needed, jobs):
                 chunk = orders[start:start + jobs]

@@ -21,8 +21,9 @@ from pathlib import Path
 from typing import TypeVar
 from xml.etree import ElementTree
 
-from bot._process import CommandResult, cap_text, run_shell
+from bot._process import CommandResult, cap_text, regular_file, run_shell
 from bot.errors import ConfigError
+from bot.sandbox import Confinement
 from bot.validation import junit_test_id, parse_junit, relevant_excerpt
 
 T = TypeVar("T")
@@ -49,7 +50,7 @@ def matches(test: str, case_id: str) -> bool:
 
 def _read_report(path: Path) -> tuple[list[str], dict[str, str]] | None:
     """(ids in the order they ran, {failed id: message and traceback}), or None without a readable report."""
-    if not path.exists():
+    if not regular_file(path):  # the tests could have put a FIFO or a link there
         return None
     try:
         root = ElementTree.parse(path).getroot()
@@ -106,17 +107,14 @@ def pytest_flags(repo: Path, junit: Path) -> list[str]:
             f"--rootdir={repo}", f"--junitxml={junit}", "-o", "junit_family=xunit1"]
 
 
-def can_import(python: str, module: str, repo: Path, env: dict[str, str]) -> bool:
-    result = run_shell([python, "-c", f"import {module}"], cwd=repo, env=env, timeout=120)
-    return result.exit_code == 0
-
-
 class Runner:
     """Runs tests for one triage or repeat session and counts every process it starts."""
 
     def __init__(self, repo: Path, env: dict[str, str], *, timeout: float, jobs: int, command: str | None,
-                 scratch: Path) -> None:
+                 scratch: Path, confinement: Confinement | None = None) -> None:
+        """`confinement`: where the tests are code the agent touched (then `scratch` must be one of its folders)."""
         self.repo, self.env, self.timeout, self.command, self.scratch = repo, env, timeout, command, scratch
+        self._run = confinement.run if confinement is not None else run_shell
         self.jobs = jobs
         self._pool = ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="fixloop-triage")
         self._serial = itertools.count(1)
@@ -144,9 +142,12 @@ class Runner:
     def _pick_python(self) -> str:
         for name in ("python", "python3"):
             found = shutil.which(name, path=self.env.get("PATH", os.defpath))
-            if found and can_import(found, "pytest", self.repo, self.env):
+            if found and self.can_import(found, "pytest"):
                 return found
         return sys.executable
+
+    def can_import(self, python: str, module: str) -> bool:
+        return self._run([python, "-c", f"import {module}"], cwd=self.repo, env=self.env, timeout=120).exit_code == 0
 
     def _count(self) -> None:
         with self._lock:
@@ -172,7 +173,7 @@ class Runner:
         argv = [*prefix] if prefix else [self.python]
         argv += ["-m", "pytest", *pytest_flags(self.repo, junit), *ids]
         with self._slots:
-            result = run_shell(argv, cwd=self.repo, env=self.env, timeout=self.timeout)
+            result = self._run(argv, cwd=self.repo, env=self.env, timeout=self.timeout)
         report = _read_report(junit)
         junit.unlink(missing_ok=True)
         if report is None:
@@ -191,7 +192,7 @@ class Runner:
         assert self.command is not None
         self._count()
         with self._slots:
-            result = run_shell(self.command.replace("{test}", test), cwd=self.repo, env=self.env, timeout=self.timeout)
+            result = self._run(self.command.replace("{test}", test), cwd=self.repo, env=self.env, timeout=self.timeout)
         return Run((test,), result, True)
 
     def alone(self, test: str) -> Run:
@@ -203,7 +204,7 @@ class Runner:
         argv = [self.python, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider", "-p", "no:randomly",
                 f"--rootdir={self.repo}", "--continue-on-collection-errors"]
         with self._slots:
-            result = run_shell(argv, cwd=self.repo, env=self.env, timeout=self.timeout, output_limit=5_000_000)
+            result = self._run(argv, cwd=self.repo, env=self.env, timeout=self.timeout, output_limit=5_000_000)
         ids: list[str] = []
         for line in result.output.splitlines():
             if not line.strip():
@@ -225,4 +226,4 @@ def check_command_ids(command: str, tests: Sequence[str]) -> None:
             raise ConfigError(f"test id {test!r} contains shell metacharacters; it cannot be put into --command safely")
 
 
-__all__ = ["Run", "Runner", "can_import", "check_command_ids", "matches", "normalise_id", "pytest_flags"]
+__all__ = ["Run", "Runner", "check_command_ids", "matches", "normalise_id", "pytest_flags"]

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from bot.errors import ConfigError
+from bot.sandbox import Confinement
 from bot.secrets import scrubbed_environment
 from bot.triage._coverage import measure, resolve_changes
 from bot.triage._runner import Run, Runner, check_command_ids, matches, normalise_id
@@ -287,13 +288,15 @@ def _check(repo: Path, confidence: float, max_runs: int, jobs: int, timeout: flo
 
 def triage(repo: Path, tests: Sequence[str] | None = None, *, command: str | None = None, max_runs: int = 30,
            confidence: float = 0.95, changed_lines: Mapping[str, set[int]] | None = None,
-           env: Mapping[str, str] | None = None, jobs: int = 2, timeout: float = 300) -> TriageReport:
+           env: Mapping[str, str] | None = None, jobs: int = 2, timeout: float = 300,
+           confinement: Confinement | None = None) -> TriageReport:
     """Rerun failing tests until each is shown a regression, flaky, order-dependent, or not reproducible.
 
     With `tests=None` the pytest suite runs once to find the failing tests (and the order they ran
     in). `command` is a shell template with `{test}` for other runners (exit code = outcome).
     `changed_lines` (file -> line numbers of the change) adds the DeFlaker coverage check.
-    `max_runs` bounds the runs of each test alone; `timeout` is per process.
+    `max_runs` bounds the runs of each test alone; `timeout` is per process. `confinement`: the tests
+    run in it (code the agent could have touched).
     """
     repo = Path(repo)
     _check(repo, confidence, max_runs, jobs, timeout)
@@ -307,8 +310,9 @@ def triage(repo: Path, tests: Sequence[str] | None = None, *, command: str | Non
             raise ConfigError("--command needs the failing test ids (--test ID): only a pytest suite can be run to "
                               "find them")
         check_command_ids(command, wanted)
-    with tempfile.TemporaryDirectory(prefix="fixloop-triage-") as scratch:
-        runner = Runner(repo, environment, timeout=timeout, jobs=jobs, command=command, scratch=Path(scratch))
+    with tempfile.TemporaryDirectory(prefix="fixloop-triage-", dir=confinement.scratch if confinement else None) as scratch:
+        runner = Runner(repo, environment, timeout=timeout, jobs=jobs, command=command, scratch=Path(scratch),
+                        confinement=confinement)
         try:
             suite_order = None
             if wanted is None:
