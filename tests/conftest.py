@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import tempfile
 import time
@@ -9,6 +10,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+
+# The pytest runs the tests start in their sample repositories (validation, triage, reruns) load no
+# plugins from this environment: hypothesis's alone costs ~1 s a run, and the samples use none.
+# (This suite's own pytest read its settings before this line ran.)
+os.environ["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"
 
 GIT_IDENTITY = {
     "GIT_AUTHOR_NAME": "Test Author",

@@ -141,19 +141,28 @@ def test_odd_command_syntax_never_raises(body):
         assert parsed.suggestion is None or parsed.suggestion in VERBS
 
 
-@pytest.mark.parametrize("body", [
+HUGE_COMMENTS = [
     "/fixloop " + "fix " * 2_500_000,                # 10 MB first line
     "/fixloop " + "x" * 10_000_000,                  # one 10 MB word
     "/fixloop\n" + "/fixloop stop\n" * 500_000,      # many commands: only the first line counts
     "\n" * 5_000_000 + "/fixloop retry",
     "/fixloop " + "ﬁ" * 3_000_000,                   # NFKC expands it
     "/fixloop " + ("retyr" * 400) + " x",            # a long misspelt verb goes through difflib
-])
+]
+
+
+@pytest.mark.parametrize("body", HUGE_COMMENTS)
+def test_huge_comments_are_parsed(body):
+    parsed = parse_command(body)
+    assert parsed is None or isinstance(parsed, (Command, UnknownCommand))
+
+
+@pytest.mark.timing
+@pytest.mark.parametrize("body", HUGE_COMMENTS)
 def test_huge_comments_are_parsed_in_bounded_time(body):
     started = time.perf_counter()
-    parsed = parse_command(body)
+    parse_command(body)
     assert time.perf_counter() - started < 5
-    assert parsed is None or isinstance(parsed, (Command, UnknownCommand))
 
 
 # -- configuration --------------------------------------------------------------------------------
@@ -255,18 +264,27 @@ def test_evidence_from_any_str_never_raises(text, budget):
     assert evidence.tokens <= budget
 
 
-@pytest.mark.parametrize("log", [
+HUGE_LOGS = [
     b"x" * 5_000_000 + b"\nerror: it broke\n",
     b"\r".join([b"progress 10%"] * 200_000) + b"\rFAILED test_a\r",
     b"\x00" * 3_000_000,
     (b"\xff" * 1000 + b"\n") * 3000,
-])
+]
+
+
+@pytest.mark.parametrize("log", HUGE_LOGS)
 @pytest.mark.parametrize("budget", [1, 5, 20, 4000])
-def test_huge_lines_are_handled_in_bounded_time(log, budget):
-    started = time.perf_counter()
+def test_huge_lines_are_handled(log, budget):
     evidence = extract_evidence(log, budget=budget)
-    assert time.perf_counter() - started < 20
     assert evidence.tokens <= budget and all(1 <= a <= b <= evidence.total_lines for a, b in evidence.lines)
+
+
+@pytest.mark.timing
+@pytest.mark.parametrize("log", HUGE_LOGS)
+def test_huge_lines_are_handled_in_bounded_time(log):
+    started = time.perf_counter()
+    extract_evidence(log, budget=4000)
+    assert time.perf_counter() - started < 20
 
 
 def test_a_budget_below_one_is_a_clear_error():
