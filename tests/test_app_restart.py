@@ -261,8 +261,8 @@ def test_a_session_stopped_while_dispatching_gets_exactly_one_run(github: FakeGi
     (delivery,) = deliveries(github.installation_id("octo"))[6:7]
     store = Store(tmp_path / "crashed.sqlite3")
     store.claim_delivery(delivery.id, "issues", json.loads(delivery.body))
-    store.create_session(repository=REPO, kind="issue", target=f"issue:{delivery.number}", requester="maintainer",
-                         correlation_id=delivery.id)
+    store.start_session(repository=REPO, kind="issue", target=f"issue:{delivery.number}", requester="maintainer",
+                        correlation_id=delivery.id, active_since=0)
     if reached_github:
         run_id = github.add_workflow_run(REPO, "fixloop.yml", status="queued", conclusion=None,
                                          event="workflow_dispatch", display_title=f"fixloop issue #7 ({delivery.id})")

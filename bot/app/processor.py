@@ -149,17 +149,17 @@ class Processor:
                 github.repository, target.ci_branch, config.ci.max_sessions_per_branch):
             return (f"ignored: {config.ci.max_sessions_per_branch} automatic CI sessions already ran on "
                     f"{target.ci_branch} (ci.max_sessions_per_branch); a green run resets the count")
-        busy = self.store.active_session(github.repository, key, started_after=self.clock() - ACTIVE_WINDOW)
-        if busy is not None:
+        session, started = self.store.start_session(
+            repository=github.repository, kind=task.kind, target=key, requester=target.requester,
+            correlation_id=delivery, active_since=self.clock() - ACTIVE_WINDOW)
+        if not started:
             if target.number:
-                where = f": {busy.run_url}" if busy.run_url else ""
+                where = f": {session.run_url}" if session.run_url else ""
                 github.comment(target.number, f"fixloop is already working on #{target.number}{where}. This request "
                                               f"was not started twice; use `/fixloop stop` first to start over.")
-            return f"refused: session {busy.id} is still active for {key}"
+            return f"refused: session {session.id} is still active for {key}"
         if target.comment_id is not None and target.comment_kind is not None:
             github.react(target.comment_id, target.comment_kind, "eyes")
-        session = self.store.create_session(repository=github.repository, kind=task.kind, target=key,
-                                            requester=target.requester, correlation_id=delivery)
         return self._dispatch(session, github, task, default_branch)
 
     def _resume(self, session: SessionRecord, github: GitHubClient, task: Task, default_branch: str) -> str:

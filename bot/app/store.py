@@ -115,18 +115,25 @@ class Store:
         return (row["status"], row["outcome"]) if row else None
 
     # -- sessions ------------------------------------------------------------------------------
-    def create_session(self, *, repository: str, kind: str, target: str, requester: str | None,
-                       correlation_id: str) -> SessionRecord:
+    def start_session(self, *, repository: str, kind: str, target: str, requester: str | None,
+                      correlation_id: str, active_since: float) -> tuple[SessionRecord, bool]:
+        """Record a new session for `target`, unless one created after `active_since` is still active: in
+        one transaction, so that two workers handling two requests for one target start one session.
+        Returns (the new session, True), or (the session that is still active, False)."""
         now = self.clock()
         record = SessionRecord(id=f"ses_{secrets.token_hex(8)}", repository=repository, kind=kind, target=target,
                                requester=requester, correlation_id=correlation_id, status="dispatching",
                                created=now, updated=now)
         with self._tx() as db:
+            busy = db.execute(f"SELECT * FROM sessions WHERE repository = ? AND target = ? AND status IN {ACTIVE} "  # noqa: S608
+                              "AND created > ? ORDER BY created DESC LIMIT 1", (repository, target, active_since)).fetchone()
+            if busy is not None:
+                return SessionRecord(**dict(busy)), False
             db.execute(
                 "INSERT INTO sessions (id, repository, kind, target, requester, correlation_id, status, created, updated) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (record.id, repository, kind, target, requester, correlation_id, record.status, now, now))
-        return record
+        return record, True
 
     def update_session(self, session_id: str, **fields: Any) -> None:
         allowed = {"status", "conclusion", "reason", "run_id", "run_url", "pull_request_url"}
@@ -168,11 +175,6 @@ class Store:
             if row["correlation_id"] and row["correlation_id"] in title:
                 return self.session_for_correlation(row["correlation_id"])
         return None
-
-    def active_session(self, repository: str, target: str, *, started_after: float) -> SessionRecord | None:
-        found = self._sessions(f"repository = ? AND target = ? AND status IN {ACTIVE} AND created > ?",
-                               (repository, target, started_after), 1)
-        return found[0] if found else None
 
     # -- installations -------------------------------------------------------------------------
     def record_installation(self, installation_id: int, account: str | None, *, added: list[str],
