@@ -2,6 +2,9 @@
 
 Exit codes: 0 validated, 1 not validated, 2 usage or configuration error, 3 internal error,
 130 cancelled.
+
+Each subcommand imports what it uses when it runs, so that `fixloop --help` or `fixloop logs extract`
+do not pay for the model SDK, PyGithub or the web server (tests/test_cli_run.py checks this).
 """
 
 from __future__ import annotations
@@ -12,22 +15,20 @@ import sys
 import traceback
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from rich.console import Console
-
-from bot import demo
-from bot.agent.model import AnthropicModel, Model
-from bot.config import CONFIG_PATH, Config, parse_config
 from bot.errors import ConfigError, GitHubError, WorkspaceError
-from bot.github.runner import run_action
 from bot.logs import cli as logs_cli
-from bot.reporting.terminal import TerminalReporter
-from bot.secrets import Redactor, protect_this_process
-from bot.session import SessionSpec, run_session
-from bot.task import Task
-from bot.trajectory import Report
+from bot.secrets import protect_this_process
 from bot.triage import cli as triage_cli
-from bot.workspace import read_file_at, repository_root, resolve_commit
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from bot.agent.model import Model
+    from bot.config import Config
+    from bot.task import Task
+    from bot.trajectory import Report
 
 EXIT_CODES = {"validated": 0, "not_validated": 1, "error": 3, "cancelled": 130}
 EXIT_USAGE = 2
@@ -103,11 +104,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _load_config(repo: Path) -> Config:
     """`.github/fixloop.yml` as committed at HEAD (uncommitted edits do not count)."""
+    from bot.config import CONFIG_PATH, Config, parse_config
+    from bot.workspace import read_file_at, resolve_commit
+
     text = read_file_at(repo, resolve_commit(repo, "HEAD"), CONFIG_PATH)
     return Config() if text is None else parse_config(text)
 
 
 def _task_from_text(text: str) -> Task:
+    from bot.task import Task
+
     title = text.strip().partition("\n")[0]
     if not title.strip():
         raise ConfigError("--task is empty: say what the agent should do.")
@@ -115,6 +121,9 @@ def _task_from_text(text: str) -> Task:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from bot.agent.model import AnthropicModel
+    from bot.workspace import repository_root
+
     repo = repository_root(args.repo)
     config = _load_config(repo).with_overrides(**{
         "model": args.model,
@@ -133,6 +142,8 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _action(_args: argparse.Namespace) -> int:
+    from bot.github.runner import run_action
+
     return run_action()
 
 
@@ -142,6 +153,7 @@ def _serve(args: argparse.Namespace) -> int:
     from bot.app import logs
     from bot.app.server import create_app
     from bot.app.settings import AppSettings
+    from bot.secrets import Redactor
 
     settings = AppSettings.from_environ(os.environ)
     redactor = Redactor([settings.webhook_secret, settings.api_token or ""])
@@ -158,6 +170,13 @@ def _manifest(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from bot import demo
+    from bot.agent.model import AnthropicModel, Model
+    from bot.config import Config
+    from bot.task import Task
+
     console = Console(stderr=True, highlight=False, soft_wrap=True)
     model: Model
     if args.scripted or not demo.has_api_key():
@@ -176,6 +195,10 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _session(repo: Path, task: Task, config: Config, model: Model, *, out: Path | None, as_json: bool) -> int:
+    from bot.reporting.terminal import TerminalReporter
+    from bot.secrets import Redactor
+    from bot.session import SessionSpec, run_session
+
     reporter = TerminalReporter(Redactor.from_environment(os.environ, config.secrets.scrub))
     report = run_session(SessionSpec(repo=repo, task=task, config=config, model=model, out_dir=out, sinks=[reporter]))
     session_dir = Path(report.trajectory).parent

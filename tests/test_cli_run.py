@@ -244,3 +244,17 @@ def test_sigint_cancels_cleanly_keeps_partial_work_and_exits_130(make_repo, tmp_
     assert run_git(repo, "branch", "--list", "fixloop/*") == ""
     assert run_git(repo, "worktree", "list").count("\n") == 1, "the worktree was cleaned up"
     assert "cancelled" in stderr
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["logs", "extract", "{log}"], ["triage", "--help"]])
+def test_light_commands_do_not_load_the_model_sdk_github_or_the_web_server(tmp_path, argv):
+    """`fixloop --help` and `fixloop logs extract` start in a fraction of a second because each
+    subcommand imports what it uses; the model SDK alone takes seconds to import."""
+    log = tmp_path / "two.log"
+    log.write_text("collecting\nerror: it broke\n")
+    probe = ("import sys\nfrom bot.cli import main\ntry:\n    main(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
+             "heavy = ('anthropic', 'fastapi', 'github', 'uvicorn', 'starlette', 'pydantic', 'rich')\n"
+             "print(sorted({m.split('.')[0] for m in sys.modules} & set(heavy)), file=sys.stderr)")
+    result = subprocess.run([sys.executable, "-c", probe, *(a.format(log=log) for a in argv)], capture_output=True,
+                            text=True, check=False)
+    assert result.stderr.strip().splitlines()[-1] == "[]", result.stderr

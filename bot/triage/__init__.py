@@ -36,9 +36,27 @@ orders with the test's neighbours, always after the polluter when there is one, 
 first failure.
 """
 
-from bot.triage._repeat import RepeatResult, confirm_fixed
-from bot.triage._stats import clopper_pearson, runs_for_confidence
-from bot.triage._triage import TestTriage, TriageReport, Verdict, triage
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from bot.triage._repeat import RepeatResult, confirm_fixed
+    from bot.triage._stats import clopper_pearson, runs_for_confidence
+    from bot.triage._triage import TestTriage, TriageReport, Verdict, triage
+
+# Loaded on first use, so that `fixloop` registers its `triage` command without loading the runners.
+_HOMES = {"RepeatResult": "_repeat", "confirm_fixed": "_repeat", "clopper_pearson": "_stats",
+          "runs_for_confidence": "_stats", "TestTriage": "_triage", "TriageReport": "_triage", "Verdict": "_triage",
+          "triage": "_triage"}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _HOMES:
+        raise AttributeError(f"module 'bot.triage' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"bot.triage.{_HOMES[name]}"), name)
+
 
 __all__ = [
     "RepeatResult",

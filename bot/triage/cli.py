@@ -6,8 +6,10 @@ import argparse
 import json
 from pathlib import Path
 
-from bot.triage._stats import percent
-from bot.triage._triage import TriageReport, triage
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from bot.triage._triage import TriageReport
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -30,6 +32,8 @@ def add_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
 
 def _handle(args: argparse.Namespace) -> int:
+    from bot.triage._triage import triage
+
     report = triage(args.repo, args.tests, command=args.command, max_runs=args.max_runs, confidence=args.confidence,
                     jobs=args.jobs)
     if args.json:
@@ -41,6 +45,8 @@ def _handle(args: argparse.Namespace) -> int:
 
 def render_table(report: TriageReport, confidence: float) -> str:
     """The verdicts as a plain-text table, each test followed by its evidence."""
+    from bot.triage._stats import percent
+
     header = ("TEST", "VERDICT", "RUNS", "FAILED", f"FAILURE RATE ({percent(confidence)} interval)", "POLLUTER")
     rows = [(t.test, t.verdict, str(t.runs), str(t.failures),
              f"{percent(t.failure_rate)} ({percent(t.interval[0])}-{percent(t.interval[1])})", t.polluter or "-")
