@@ -138,7 +138,7 @@ def _location(text: str) -> tuple[str | None, int | None]:
     return found[-1]["file"], int(found[-1]["line"])
 
 
-class _PytestCase(TestCase):  # type: ignore[misc]
+class _PytestCase(TestCase):
     """pytest's xunit1 report adds the test's file to each test case."""
 
     file = Attr()
@@ -151,7 +151,7 @@ def parse_junit(path: Path) -> tuple[int, list[FailedTest]]:
     total, failed = 0, []
     for suite in suites:
         for element in suite:
-            case = _PytestCase.fromelem(element)
+            case = _PytestCase.fromelem(element)  # type: ignore[no-untyped-call]  # junitparser is untyped here
             total += 1
             problems = [r for r in case.result if isinstance(r, (Failure, Error))]
             if not problems:

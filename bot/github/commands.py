@@ -50,7 +50,7 @@ def parse_command(body: str, word: str = "/fixloop") -> Command | UnknownCommand
     verb_word, _, argument = tail.partition(" ")
     verb = verb_word.casefold()
     if verb in VERBS:
-        return Command(verb, argument.strip(), rest.strip())  # type: ignore[arg-type]
+        return Command(verb, argument.strip(), rest.strip())
     close = difflib.get_close_matches(verb, VERBS, n=1, cutoff=0.75)
     if close or not argument.strip():
         return UnknownCommand(verb_word, close[0] if close else None)

@@ -300,5 +300,5 @@ def _dispatch(event: WorkflowDispatch) -> Decision:
     else:
         target = target.model_copy(update={"number": number, "test_id": instructions if kind == "deflake" else None})
         title = f"#{number}"
-    return Run(Task(kind=kind, title=title, instructions=instructions or "Work on the target.",  # type: ignore[arg-type]
+    return Run(Task(kind=kind, title=title, instructions=instructions or "Work on the target.",
                     source=f"@{requester} through the fixloop App", target=target))

@@ -110,7 +110,7 @@ def _tree(path: str, text: str) -> ast.Module | None:
     """The parsed Python file, or None when it is not Python or does not parse (cached per program)."""
     if not path.endswith(PYTHON_SUFFIXES):
         return None
-    trees = _current().trees
+    trees: dict[str, ast.Module | None] = _current().trees
     if path not in trees:
         trees[path] = _parse(path, text)
         if len(trees) > TREE_CACHE:
