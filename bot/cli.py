@@ -173,7 +173,7 @@ def _demo(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from bot import demo
-    from bot.agent.model import AnthropicModel, Model
+    from bot.agent.model import AnthropicModel
     from bot.config import Config
     from bot.task import Task
 

@@ -3,6 +3,7 @@
     FixloopError                    base of everything fixloop raises on purpose
     ├── ConfigError                 bad or missing configuration, flags or settings (exit 2)
     │   └── MissingAPIKey           no ANTHROPIC_API_KEY where a real model is needed
+    │   └── MalformedEvent          an event payload lacks what GitHub's events always have
     ├── WorkspaceError              git could not prepare, read or update a repository
     ├── GitHubError                 a GitHub API call failed after its retries
     ├── ModelError                  the model API failed after its retries, or refused the request
@@ -44,6 +45,11 @@ class MissingAPIKey(ConfigError):
             "(export ANTHROPIC_API_KEY=sk-ant-...) or, for a try-out without a key, run `fixloop demo`, "
             "which uses a scripted model."
         )
+
+
+class MalformedEvent(ConfigError):
+    """A payload of a supported event that lacks what the event must have (a hand-made event file,
+    or a delivery that is not GitHub's)."""
 
 
 class WorkspaceError(FixloopError):

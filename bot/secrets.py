@@ -11,7 +11,6 @@ Two mechanisms, used everywhere:
 from __future__ import annotations
 
 import fnmatch
-import os
 import re
 import sys
 from collections.abc import Iterable, Mapping

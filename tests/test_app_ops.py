@@ -24,6 +24,7 @@ import pytest
 
 from bot.app import logs, manifest
 from bot.app.metrics import BUCKETS, CONTENT_TYPE, MAX_LABEL_LENGTH, MAX_SERIES, Metrics
+from bot.errors import ConfigError
 from bot.secrets import REDACTED, Redactor
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -339,7 +340,7 @@ def test_configure_is_idempotent_and_does_not_duplicate_lines(restore_fixloop_lo
     assert first.getvalue() == ""
     assert [line["message"] for line in lines(second)] == ["once"]
     assert root_records == [], "records must not reach the root logger's handlers too"
-    with pytest.raises(ValueError, match="unknown log level"):
+    with pytest.raises(ConfigError, match="unknown log level"):
         logs.configure("LOUD")
 
 
@@ -408,14 +409,14 @@ def test_manifest_without_url_has_an_obvious_placeholder() -> None:
     "url", ["fixloop.example.com", "ftp://fixloop.example.com", "https://", "https://h/?x=1", "https://h/#f"]
 )
 def test_manifest_refuses_urls_github_cannot_deliver_to(url: str) -> None:
-    with pytest.raises(ValueError, match="http"):
+    with pytest.raises(ConfigError, match="http"):
         manifest.app_manifest(url)
 
 
 def test_manifest_refuses_names_github_refuses() -> None:
     assert manifest.app_manifest(name="x" * 34)["name"] == "x" * 34
     for name in ("", "   ", "x" * 35):
-        with pytest.raises(ValueError, match="name"):
+        with pytest.raises(ConfigError, match="name"):
             manifest.app_manifest(name=name)
 
 
@@ -585,3 +586,11 @@ def test_healthcheck_command_passes_only_on_a_healthy_server(
         server.shutdown()
         server.server_close()
     assert (result.returncode == 0) is healthy, result.stderr
+
+
+def test_a_bad_manifest_url_on_the_command_line_is_one_line_and_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+    from bot.cli import main
+
+    assert main(["app", "manifest", "--url", "ftp://x"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("fixloop: the App's URL must be an http(s) URL") and "Traceback" not in err

@@ -27,10 +27,9 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from bot.config import Config, parse_config
-from bot.errors import ConfigError
+from bot.errors import ConfigError, MalformedEvent
 from bot.github.commands import VERBS, Command, UnknownCommand, parse_command
 from bot.github.events import (
-    MalformedEvent,
     parse_event,
     signature_for,
     verify_signature,

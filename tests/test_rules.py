@@ -1,7 +1,8 @@
 import pytest
 
 from bot.config import Config, parse_config
-from bot.github.events import MalformedEvent, parse_event
+from bot.errors import MalformedEvent
+from bot.github.events import parse_event
 from bot.github.rules import Ignore, Reply, Run, Stop, decide
 from tests.fixtures import load_payload
 

@@ -21,6 +21,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import IO, Any
 
+from bot.errors import ConfigError
+
 logger = logging.getLogger("fixloop.app")
 
 _ROOT = "fixloop"
@@ -87,11 +89,11 @@ def configure(
 
     Idempotent: calling it again replaces the handler it installed before. The `fixloop` logger
     stops propagating to the root logger, so no line is printed twice by another handler.
-    Raises ValueError for an unknown level name.
+    Raises ConfigError for an unknown level name.
     """
     levels = logging.getLevelNamesMapping()
     if level.upper() not in levels:
-        raise ValueError(f"unknown log level {level!r}; use one of DEBUG, INFO, WARNING, ERROR, CRITICAL")
+        raise ConfigError(f"unknown log level {level!r}; use one of DEBUG, INFO, WARNING, ERROR, CRITICAL")
     root = logging.getLogger(_ROOT)
     for handler in [h for h in root.handlers if isinstance(h, _JsonHandler)]:
         root.removeHandler(handler)

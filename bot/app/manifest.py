@@ -16,6 +16,8 @@ import json
 from typing import Any
 from urllib.parse import urlsplit
 
+from bot.errors import ConfigError
+
 # Permission -> (access, why). The workflow mints its own installation token from the same App,
 # so this is also everything the session in Actions needs.
 PERMISSIONS: dict[str, tuple[str, str]] = {
@@ -52,7 +54,8 @@ MAX_NAME_LENGTH = 34  # GitHub's limit for App names
 def _base_url(url: str) -> str:
     parts = urlsplit(url)
     if parts.scheme not in ("https", "http") or not parts.netloc or parts.query or parts.fragment:
-        raise ValueError(f"the App's URL must be an http(s) URL without query or fragment, got {url!r}")
+        raise ConfigError(f"the App's URL must be an http(s) URL without query or fragment, got {url!r} "
+                          "(for example --url https://fixloop.example.com)")
     return url.rstrip("/")
 
 
@@ -65,7 +68,7 @@ def app_manifest(url: str | None = None, *, name: str = "fixloop") -> dict[str, 
     """
     name = name.strip()
     if not name or len(name) > MAX_NAME_LENGTH:
-        raise ValueError(f"the App's name must have 1 to {MAX_NAME_LENGTH} characters, got {name!r}")
+        raise ConfigError(f"the App's name must have 1 to {MAX_NAME_LENGTH} characters, got {name!r}")
     base = PLACEHOLDER_URL if url is None else _base_url(url)
     return {
         "name": name,

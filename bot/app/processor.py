@@ -18,13 +18,12 @@ from bot.app.metrics import Metrics
 from bot.app.settings import AppSettings
 from bot.app.store import SessionRecord, Store
 from bot.config import Config, parse_config
-from bot.errors import ConfigError, GitHubError
+from bot.errors import ConfigError, GitHubError, MalformedEvent
 from bot.github.app_auth import InstallationTokens
 from bot.github.client import GitHubClient
 from bot.github.events import (
     Event,
     InstallationChanged,
-    MalformedEvent,
     PullRequestChanged,
     WorkflowRunCompleted,
     parse_event,

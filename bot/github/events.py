@@ -12,6 +12,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from bot.errors import MalformedEvent
+
 
 class _Lenient(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
@@ -199,10 +201,6 @@ EVENT_TYPES: dict[tuple[str, str | None], type[_Lenient]] = {
     ("installation", "*"): InstallationChanged,
     ("installation_repositories", "*"): InstallationChanged,
 }
-
-
-class MalformedEvent(ValueError):
-    """A payload of a supported event that lacks what the event must have."""
 
 
 def parse_event(name: str, payload: Any) -> Event | InstallationChanged | None:

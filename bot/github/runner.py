@@ -21,7 +21,7 @@ from rich.console import Console
 from bot.agent.model import AnthropicModel
 from bot.config import Config, key_line, parse_config
 from bot.deflake import DeflakeTarget
-from bot.errors import ConfigError
+from bot.errors import ConfigError, MalformedEvent
 from bot.github import render
 from bot.github.actions_env import (
     ActionsEnvironment,
@@ -32,7 +32,7 @@ from bot.github.actions_env import (
 from bot.github.checks import CheckRunReporter
 from bot.github.ci import changed_lines, diagnose, gather
 from bot.github.client import GitHubClient
-from bot.github.events import Event, MalformedEvent, parse_event
+from bot.github.events import Event, parse_event
 from bot.github.plan import Plan, Refusal, plan_session
 from bot.github.publish import git_auth_env, publish
 from bot.github.rules import (
