@@ -51,6 +51,10 @@ MARKER_PREFIX = "<!-- fixloop"
 
 
 class Processor:
+    """The App's handler: turns one verified webhook delivery into a decision (`process`) and, for a
+    Run, records the session and dispatches the repository's fixloop workflow; the session itself
+    runs in Actions. Replies, stops and invalid configs are answered here."""
+
     def __init__(self, settings: AppSettings, store: Store, tokens: InstallationTokens, metrics: Metrics, *,
                  clock: Callable[[], float] = time.time, sleep: Callable[[float], None] = time.sleep) -> None:
         self.settings, self.store, self.tokens, self.metrics = settings, store, tokens, metrics

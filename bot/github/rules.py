@@ -76,6 +76,10 @@ PermissionOf = Callable[[str], str]
 
 def decide(event: Event, config: Config, *, permission_of: PermissionOf, workflow_file: str = "fixloop.yml",
            app_slug: str | None = None) -> Decision:
+    """What fixloop does about `event`, for the App and the Action alike: Ignore (with the reason),
+    Reply (a comment, e.g. to someone without write access), Stop (cancel the target's runs), or Run
+    (a Task). Pure: who may ask comes from `permission_of`, everything else from the event and the
+    repository's config (read from the default branch by the caller)."""
     if isinstance(event, WorkflowDispatch):
         return _dispatch(event)
     if event.sender.is_bot:

@@ -78,6 +78,10 @@ class ActionRunner:
                                         "session-dir": "", **values})
 
     def run(self) -> int:
+        """The Action's entry point: read the event file, read the config from the default branch,
+        decide, and answer (Ignore, Reply, Stop, an invalid config) or run the session and publish it.
+        Returns the exit code (0 validated or nothing to do, 1 not validated, 2 a usage or config
+        error, 3 an error, 130 cancelled)."""
         try:
             payload = json.loads(self.env.event_path.read_text(encoding="utf-8"))
             event = parse_event(self.env.event_name, payload)
@@ -261,4 +265,5 @@ class ActionRunner:
 
 
 def run_action(environ: Mapping[str, str] | None = None) -> int:
+    """`fixloop action`: one session inside a GitHub Actions runner (see ActionRunner.run)."""
     return ActionRunner(os.environ if environ is None else environ).run()
