@@ -13,7 +13,7 @@ import signal
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
@@ -40,7 +40,6 @@ from bot.agent.tools import Toolbox
 from bot.config import Config
 from bot.deflake import DeflakeTarget, DeflakeValidation
 from bot.errors import (
-    ConfigError,
     ModelError,
     SessionCancelled,
     WallTimeExceeded,
@@ -155,34 +154,30 @@ def run_session(spec: SessionSpec) -> Report:
     config = spec.config
     session_id = new_session_id()
     session_dir = spec.out_dir or default_session_dir(repo, session_id)
-    worktree = Worktree.create(repo, base)
-    try:
-        confinement = Confinement(config.sandbox, environ=spec.environ, writable=[worktree.root],
-                                  readable=[worktree.common_dir, worktree.git_dir])
-    except ConfigError:
-        worktree.remove()
-        raise
-    watch_own_files(None if confinement.confined else spec.environ)
-    session_dir.mkdir(parents=True, exist_ok=True)
-    redactor = Redactor.from_environment(spec.environ, config.secrets.scrub)
-    trajectory = TrajectoryWriter(session_dir / "trajectory.jsonl", redactor)
-    builder = ReportBuilder()
-    emit = fan_out([trajectory, builder, *spec.sinks])
-    budget = Budget(config.limits, spec.model.name)
-    emit(SessionStarted(session_id=session_id, task=spec.task.statement(), model=spec.model.name, repo=str(repo),
-                        base_commit=base, limits=config.limits.model_dump(), confinement=confinement.description,
-                        confined=confinement.confined))
-    try:
+    # Whatever stops the session from starting or ending (a session folder that cannot be made, an
+    # interrupted cleanup), the worktree, the scratch folder and the trajectory are closed, in this order.
+    with ExitStack() as cleanup:
+        worktree = Worktree.create(repo, base)
+        cleanup.callback(worktree.remove)
+        confinement = cleanup.enter_context(Confinement(config.sandbox, environ=spec.environ, writable=[worktree.root],
+                                                        readable=[worktree.common_dir, worktree.git_dir]))
+        watch_own_files(None if confinement.confined else spec.environ)
+        session_dir.mkdir(parents=True, exist_ok=True)
+        redactor = Redactor.from_environment(spec.environ, config.secrets.scrub)
+        trajectory = TrajectoryWriter(session_dir / "trajectory.jsonl", redactor)
+        cleanup.callback(trajectory.close)
+        builder = ReportBuilder()
+        emit = fan_out([trajectory, builder, *spec.sinks])
+        budget = Budget(config.limits, spec.model.name)
+        emit(SessionStarted(session_id=session_id, task=spec.task.statement(), model=spec.model.name, repo=str(repo),
+                            base_commit=base, limits=config.limits.model_dump(), confinement=confinement.description,
+                            confined=confinement.confined))
         ending = _drive(spec, worktree, confinement, budget, emit, redactor)
         with _signals_deferred():
             ending, outcome = _conclude(ending, spec, worktree, session_id, session_dir, redactor, builder.summary)
             emit(SessionEnded(status=ending.status, reason=ending.reason, usage=budget.usage, cost_usd=budget.cost_usd))
             report = builder.build(trajectory=str(session_dir / "trajectory.jsonl"), **outcome)
             write_report(report, session_dir / "report.json", redactor)
-    finally:
-        trajectory.close()
-        confinement.close()
-        worktree.remove()
     return report
 
 
