@@ -44,6 +44,7 @@ from typing import Self
 
 from bot._process import CommandResult, run_shell
 from bot.errors import ConfigError
+from bot.secrets import RUNNER_FILE_COMMANDS
 
 # /run/user holds per-user sockets (session bus, gpg-agent, podman) that run commands outside.
 _ALWAYS_HIDDEN = ("/root", "/home", "/tmp", "/var/tmp", "/run/user")
@@ -52,8 +53,6 @@ _SOCKETS = ("/var/run/docker.sock", "/run/docker.sock", "/run/containerd/contain
 # Folders a toolchain on PATH needs beside its own, and credential files kept inside toolchains.
 _COMPANIONS = {".cargo": (".rustup",)}
 _TOOLCHAIN_SECRETS = (".cargo/credentials", ".cargo/credentials.toml")
-# The runner's file commands: a line appended to one of these files changes every later step of the job.
-RUNNER_FILE_COMMANDS = ("GITHUB_ENV", "GITHUB_PATH", "GITHUB_OUTPUT", "GITHUB_STATE", "GITHUB_STEP_SUMMARY")
 # Settings that point into the runner's (hidden) home; confined commands use their own home's defaults.
 _HOME_SETTINGS = ("XDG_CONFIG_HOME", "XDG_CACHE_HOME", "XDG_DATA_HOME", "XDG_STATE_HOME", "XDG_RUNTIME_DIR", "RUNNER_TEMP")
 INSTALL_HINT = "install bubblewrap (Debian/Ubuntu: sudo apt-get install -y bubblewrap)"
@@ -91,6 +90,8 @@ class Sandbox:
     writable: tuple[Path, ...] = ()
     network: bool = True
 
+    sockets: tuple[str, ...] = _SOCKETS
+
     def wrap(self, argv: list[str], *, cwd: Path) -> list[str]:
         # /proc/sys read-only too: bubblewrap does not always cover it, and a root process without
         # capabilities may still write files there that root owns (kernel.core_pattern runs a program as root).
@@ -101,7 +102,7 @@ class Sandbox:
             command.append("--unshare-net")
         for path in self.hidden:
             command += ["--tmpfs", str(path)]
-        masked = [*_SOCKETS, *(str(top.parent / secret) for top in self.readable for secret in _TOOLCHAIN_SECRETS
+        masked = [*self.sockets, *(str(top.parent / secret) for top in self.readable for secret in _TOOLCHAIN_SECRETS
                                 if secret.startswith(top.name + "/"))]
         # Later mounts go on top of earlier ones: read-only first, so a writable path inside a
         # readable one (the worktree's git dir inside the repository's) stays writable.
@@ -135,9 +136,15 @@ def sandbox(mode: str, *, environ: Mapping[str, str], readable: Iterable[Path] =
     hidden |= {Path(environ[name]) for name in ("HOME", "RUNNER_TEMP") if environ.get(name)}
     # The folder of the file commands (`_runner_file_commands`), wherever a self-hosted runner keeps it.
     hidden |= {Path(environ[name]).parent for name in RUNNER_FILE_COMMANDS if environ.get(name)}
+    # A self-hosted runner's own folder (its `.credentials`), when $RUNNER_TEMP lies in its `_work`.
+    if environ.get("RUNNER_TEMP"):
+        hidden |= {folder for folder in Path(environ["RUNNER_TEMP"]).parents if (folder / ".runner").is_file()}
     existing = sorted((p for p in hidden if p.is_dir()), key=lambda p: len(p.parts))
     toolchains = _toolchains(environ.get("PATH", ""), existing)
-    return Sandbox(executable, tuple(existing), _existing([*toolchains, *readable]), _existing(writable), network)
+    docker = environ.get("DOCKER_HOST", "")
+    sockets = (*_SOCKETS, docker.removeprefix("unix://")) if docker.startswith("unix://") else _SOCKETS
+    return Sandbox(executable, tuple(existing), _existing([*toolchains, *readable]), _existing(writable), network,
+                   sockets)
 
 
 def _toolchains(path_variable: str, hidden: list[Path]) -> list[Path]:
@@ -248,4 +255,4 @@ class Confinement:
         return sandbox(self.mode, environ=self.environ, readable=readable, network=False)
 
 
-__all__ = ["INSTALL_HINT", "RUNNER_FILE_COMMANDS", "Confinement", "Sandbox", "bubblewrap", "sandbox"]
+__all__ = ["INSTALL_HINT", "Confinement", "Sandbox", "bubblewrap", "sandbox"]

@@ -35,6 +35,10 @@ SECRET_NAME_PATTERNS: tuple[str, ...] = (
     "NPM_CONFIG__AUTH*",
 )
 
+# The runner's file commands: a line appended to one of these files changes every later step of the
+# job, so no process fixloop starts gets their names (setup commands included).
+RUNNER_FILE_COMMANDS = ("GITHUB_ENV", "GITHUB_PATH", "GITHUB_OUTPUT", "GITHUB_STATE", "GITHUB_STEP_SUMMARY")
+
 # Settings added to the scrubbed environment so commands never wait for a human or a pager.
 _QUIET_ENVIRONMENT = {
     "GIT_TERMINAL_PROMPT": "0",
@@ -81,9 +85,11 @@ def protect_this_process() -> None:
 
 
 def scrubbed_environment(environ: Mapping[str, str], extra_patterns: Iterable[str] = ()) -> dict[str, str]:
-    """A copy of `environ` without secret-looking variables, plus non-interactive settings."""
+    """A copy of `environ` without secret-looking variables and the runner's file commands, plus
+    non-interactive settings."""
     extra = tuple(extra_patterns)
-    kept = {name: value for name, value in environ.items() if not is_secret_name(name, extra)}
+    kept = {name: value for name, value in environ.items()
+            if not is_secret_name(name, extra) and name not in RUNNER_FILE_COMMANDS}
     return kept | _QUIET_ENVIRONMENT
 
 

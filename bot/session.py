@@ -161,7 +161,7 @@ def run_session(spec: SessionSpec) -> Report:
         cleanup.callback(worktree.remove)
         confinement = cleanup.enter_context(Confinement(config.sandbox, environ=spec.environ, writable=[worktree.root],
                                                         readable=[worktree.common_dir, worktree.git_dir]))
-        watch_own_files(None if confinement.confined else spec.environ)
+        watch_own_files(spec.environ)
         session_dir.mkdir(parents=True, exist_ok=True)
         redactor = Redactor.from_environment(spec.environ, config.secrets.scrub)
         trajectory = TrajectoryWriter(session_dir / "trajectory.jsonl", redactor)

@@ -198,28 +198,27 @@ def fixloop_files(environ: Mapping[str, str]) -> tuple[list[Path], list[Path]]:
                                                                    Path("__pycache__")]
 
 
-# fixloop's own files as they were before code the agent touched ran unconfined (recorded by the
-# session only then: under bubblewrap they are read-only to that code), checked before fixloop
-# concludes the session and before every git call that carries credentials.
+# fixloop's own files as they were before any code of the repository ran (recorded once per process),
+# checked before fixloop concludes a session and before every git call that carries credentials.
+# Confined code cannot write them; the setup commands (which run unconfined, and may run an earlier
+# agent's code when the base is fixloop's own branch) and, without bubblewrap, everything else could.
 _own_files: ControlFiles | None = None
 
 
-def watch_own_files(environ: Mapping[str, str] | None) -> None:
-    """Record fixloop's own files as they are now; None stops watching (the session's code runs confined)."""
+def watch_own_files(environ: Mapping[str, str]) -> None:
+    """Record fixloop's own files as they are now, unless they were recorded already."""
     global _own_files
-    if environ is None:
-        _own_files = None
-        return
-    trees, skip = fixloop_files(environ)
-    _own_files = ControlFiles([], trees, digest=_stat_digest, skip=skip)
+    if _own_files is None:
+        trees, skip = fixloop_files(environ)
+        _own_files = ControlFiles([], trees, digest=_stat_digest, skip=skip)
 
 
 def verify_own_files() -> None:
     if _own_files is not None and (changed := _own_files.changed()):
         raise WorkspaceError(
-            f"fixloop's own files changed during the session ({_names(changed)}), while the agent's commands and "
-            "validation ran without a sandbox: fixloop will not conclude or push, because the code it would run next "
-            "may not be its own. Reinstall fixloop, and install bubblewrap so that this cannot happen.")
+            f"fixloop's own files changed during the session ({_names(changed)}), by a setup command or by code that "
+            "ran without a sandbox: fixloop will not conclude or push, because the code it would run next may not be "
+            "its own. Reinstall fixloop, and check the setup commands (and install bubblewrap).")
 
 
 def _global_config(environ: Mapping[str, str]) -> list[Path]:

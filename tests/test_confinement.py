@@ -246,3 +246,57 @@ def test_confinement_sets_a_private_home_and_keeps_user_installed_packages_impor
         env = confinement.environment({**environ, "GITHUB_OUTPUT": "/x", "XDG_CONFIG_HOME": str(home / ".config")})
     assert env["HOME"] != str(home) and "GITHUB_OUTPUT" not in env and "XDG_CONFIG_HOME" not in env
     assert env["PYTHONUSERBASE"] == str((home / ".local").resolve())
+
+
+def test_a_setup_command_that_changes_fixloop_own_files_is_caught_even_with_the_sandbox(make_repo, tmp_path,
+                                                                                        monkeypatch):
+    """Setup commands run unconfined (from the base commit, which may be an earlier agent's): fixloop's own
+    files are recorded before them and checked before anything is committed or pushed."""
+    own = tmp_path / "fixloop-install"
+    own.mkdir()
+    (own / "module.py").write_text("x = 1\n")
+    monkeypatch.setattr(bot.workspace, "fixloop_files", lambda environ: ([own], []))
+    monkeypatch.setattr(bot.workspace, "_own_files", None)  # restored (unwatched) after the test
+    monkeypatch.setenv("GITHUB_ENV", str(tmp_path / "set_env"))
+    repo = make_repo(BUGGY)
+    setup = f"echo \"github_env=${{GITHUB_ENV:-unset}}\" > {tmp_path}/setup-saw; echo 'x = 2' > {own}/module.py"
+    task = Task(kind="local", title="Fix add()", instructions="add(2, 3) should be 5", source="the command line")
+    report = run_session(SessionSpec(repo=repo, task=task, config=Config(validate=[PYTEST], setup=[setup]),
+                                     model=ScriptedModel([[tool_use(EDITOR, FIX, id="t1")], DONE])))
+    assert report.status == "error" and "fixloop's own files changed" in report.reason and report.commit is None
+    assert (tmp_path / "setup-saw").read_text() == "github_env=unset\n"  # no runner file command, even for setup
+
+
+def test_the_coverage_settings_file_is_never_written_through_a_link(tmp_path):
+    from bot.triage._coverage import measure
+    from bot.triage._runner import Runner
+
+    victim = tmp_path / "victim"
+    victim.write_text("keep me\n")
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    runner = Runner(tmp_path, scrubbed_environment(os.environ), timeout=60, jobs=1, command=None, scratch=scratch)
+    try:
+        for n in range(1, 4):  # the names fixloop will use next, planted as links by the tests
+            (scratch / f"junit-{n}.rc").symlink_to(victim)
+        with pytest.raises(FileExistsError):
+            measure(runner, "test_x.py::test_x", {tmp_path / "x.py": ("x.py", {1})})
+    finally:
+        runner.close()
+    assert victim.read_text() == "keep me\n"
+
+
+@needs_bwrap
+def test_docker_host_socket_and_a_self_hosted_runner_folder_are_out_of_reach(tmp_path, worktree):
+    runner_root = tmp_path / "actions-runner"
+    runner_temp = runner_root / "_work" / "_temp"
+    runner_temp.mkdir(parents=True)
+    (runner_root / ".runner").write_text("{}")
+    socket_file = worktree.root / "docker.sock"  # somewhere the sandbox would otherwise show
+    socket_file.write_text("a socket stand-in")
+    environ = {**os.environ, "RUNNER_TEMP": str(runner_temp), "DOCKER_HOST": f"unix://{socket_file}"}
+    with confined(worktree, environ) as confinement:
+        assert confinement.sandbox is not None and runner_root.resolve() in confinement.sandbox.hidden
+        out = confinement.run(f"cat {socket_file}; echo end", cwd=worktree.root, env={"PATH": os.environ["PATH"]},
+                              timeout=30).output
+    assert "stand-in" not in out and out.strip().endswith("end")

@@ -161,6 +161,13 @@ def test_imports_are_an_allow_list_by_full_name_and_origin(repo, confined):
         "emit(str(u.module_from_spec(spec)))")
     result = _run(repo, program, confined)
     assert result.is_error and f"(import {renamed})" in result.text and "module" not in result.text.split("\n")[0]
+    # The same file straight through `_imp` (reachable from any function's globals), under a name that passes
+    # for the standard library's.
+    result = _run(repo, "import importlib.machinery as m\n"
+                        "imp = m.BuiltinImporter.create_module.__globals__['_imp']\n"
+                        f"emit(str(imp.create_dynamic(m.ModuleSpec('encodings._x', None, origin={str(native)!r}))))",
+                  confined)
+    assert result.is_error and "must be the standard library's own native module" in result.text
     # A module compiled into the interpreter, created directly (no import event of its own).
     builtin = next(name for name in ("pwd", "_posixsubprocess", "_socket") if name in sys.builtin_module_names)
     result = _run(repo, "import importlib.machinery as m, importlib.util as u\n"

@@ -50,7 +50,7 @@ from bot.reporting.terminal import TerminalReporter
 from bot.secrets import Redactor, scrubbed_environment
 from bot.session import SessionSpec, run_session
 from bot.task import Context
-from bot.workspace import fetch, has_commit
+from bot.workspace import fetch, has_commit, watch_own_files
 
 EXIT_CODES = {"validated": 0, "not_validated": 1, "error": 3, "cancelled": 130}
 
@@ -176,6 +176,7 @@ class ActionRunner:
             raise
 
     def _session(self, plan: Plan, config: Config, check_id: int) -> int:
+        watch_own_files(self.environ)  # before any code of the repository runs (triage's setup, the session's)
         if not has_commit(self.env.workspace, plan.base_sha):
             fetch(self.env.workspace, plan.fetch_ref, env=self.git_env)
         model = AnthropicModel(config.model)
@@ -216,13 +217,13 @@ class ActionRunner:
         task, target = plan.task, plan.task.target
         assert target is not None
         env = scrubbed_environment(self.environ, config.secrets.scrub)
-        scratch = Path(tempfile.mkdtemp(prefix="fixloop-ci-"))
         tests: list[str] = []
         changed: dict[str, set[int]] | None = None
         notes: list[str] = []
         if task.kind == "ci_failure" and target.ci_run_id:
             run = self.github.workflow_run(target.ci_run_id)
-            evidence = gather(self.github, run, plan.pr_base, scratch)
+            with tempfile.TemporaryDirectory(prefix="fixloop-ci-") as scratch:  # the downloaded logs
+                evidence = gather(self.github, run, plan.pr_base, Path(scratch))
             task = task.model_copy(update={"context": [*task.context, *evidence.context()]})
             tests, notes = evidence.failing_tests(), [evidence.markdown()]
             green = next((job.pass_run for job in evidence.jobs if job.pass_run), None)

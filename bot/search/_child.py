@@ -112,8 +112,9 @@ def import_policy(sdk_root: str) -> Callable[[str, str | None], str | None]:
         if real is None:
             return None
         if real.endswith(native_suffixes):
-            # A native module is the file named after it in the standard library's lib-dynload, and nothing else.
-            if under(native_dir) and basename(real).startswith(name.rpartition(".")[2] + "."):
+            # A native module is a top-level standard module, loaded from the file named after it in
+            # lib-dynload, and nothing else (not `encodings._posixsubprocess` from `_posixsubprocess.so`).
+            if "." not in name and under(native_dir) and basename(real).startswith(name + "."):
                 return None
             return f"{name} must be the standard library's own native module, not {origin}"
         return None if under(stdlib_dir) and not under(site_dir) else f"{name} must come from the standard library, not {origin}"
@@ -148,6 +149,7 @@ def _audit(readable: tuple[str, ...], refusal: Callable[[str, str | None], str |
            gate: _Gate) -> Callable[[str, tuple[Any, ...]], None]:
     # Bound here, like the policy: the hook never looks up a name the program could rebind.
     create_builtin = _imp.create_builtin  # kept here only: the program reaches it through this hook alone
+    module_spec, builtin_importer = importlib.machinery.ModuleSpec, importlib.machinery.BuiltinImporter
     realpath, fsdecode, sep, forbidden, write_flags = os.path.realpath, os.fsdecode, os.sep, dict(_FORBIDDEN), _WRITE_FLAGS
 
     def inside(path: Any) -> bool:
@@ -175,9 +177,10 @@ def _audit(readable: tuple[str, ...], refusal: Callable[[str, str | None], str |
                 raise Refused("search programs cannot change how modules are found (sys.meta_path)")
         elif event == "fixloop.create_builtin":
             spec, result = args
-            if why := refusal(str(spec.name), "built-in"):
+            name = str(spec.name)  # read once: a spec of the program's could answer differently the next time
+            if why := refusal(name, "built-in"):
                 raise Refused(why)
-            result.append(create_builtin(spec))
+            result.append(create_builtin(module_spec(name, builtin_importer)))  # type: ignore[arg-type]  # as CPython does
     return hook
 
 

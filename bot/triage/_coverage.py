@@ -7,6 +7,7 @@ under coverage.py, measuring only the changed files, answers the question.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,7 +47,9 @@ def measure(runner: Runner, test: str, changes: dict[Path, tuple[str, set[int]]]
         return Touch(None, None, f"coverage.py is not installed for {python}, so the changed lines could not be checked")
     data_file = runner.junit_path().with_suffix(".coverage")
     rcfile = data_file.with_suffix(".rc")
-    rcfile.write_text("")  # the project's own coverage settings (source, omit, parallel) must not apply
+    # The project's own coverage settings (source, omit, parallel) must not apply. Created new and never
+    # through a link: the tests, which can write this folder, could have put one there.
+    os.close(os.open(rcfile, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600))
     include = ",".join(str(path) for path in changes)
     prefix = [python, "-m", "coverage", "run", f"--data-file={data_file}", f"--rcfile={rcfile}", f"--include={include}"]
     run = runner.pytest([test], prefix=prefix)
