@@ -27,7 +27,7 @@ import subprocess
 import sys
 import sysconfig
 import tempfile
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -117,52 +117,33 @@ def _digest(path: Path) -> str:
         return f"unreadable ({error.strerror})"
 
 
-def _stat_digest(path: Path) -> str:
-    """What is at `path` by its metadata alone (fixloop's own files are too many to read): a change
-    of content changes the size or the modification time, and a replaced file its inode."""
-    try:
-        info = path.lstat()
-    except (FileNotFoundError, NotADirectoryError):
-        return _ABSENT
-    except OSError as error:
-        return f"unreadable ({error.strerror})"
-    if stat.S_ISDIR(info.st_mode):
-        return _DIRECTORY
-    if stat.S_ISLNK(info.st_mode):
-        return f"symlink to {os.readlink(path)}"
-    return f"{stat.filemode(info.st_mode)} {info.st_size} {info.st_mtime_ns} {info.st_ino}"
-
-
-def _digest_tree(path: Path, digest: Callable[[Path], str], skip: frozenset[Path]) -> dict[Path, str]:
-    """`path` and, if it is a real directory, everything under it but `skip` (paths, or folder names)."""
-    digests = {path: digest(path)}
+def _digest_tree(path: Path) -> dict[Path, str]:
+    """`path` and, if it is a real directory, everything under it."""
+    digests = {path: _digest(path)}
     if digests[path] == _DIRECTORY:
         try:
             children = sorted(path.iterdir())
         except OSError as error:
             return {path: f"unreadable ({error.strerror})"}
         for child in children:
-            if child not in skip and Path(child.name) not in skip:
-                digests |= _digest_tree(child, digest, skip)
+            digests |= _digest_tree(child)
     return digests
 
 
 class ControlFiles:
-    """Files as they were when recorded: by default the files that decide which commands git runs
-    and where it connects, compared byte for byte and mode for mode.
+    """The files that decide which commands git runs and where it connects, as they were when recorded.
 
     Bytes and modes are compared, not parsed settings: any change, harmless or not, is refused, so
     nothing depends on knowing every dangerous git setting."""
 
-    def __init__(self, files: Sequence[Path], trees: Sequence[Path] = (), *, digest: Callable[[Path], str] = _digest,
-                 skip: Sequence[Path] = ()) -> None:
-        self.files, self.trees, self.digest, self.skip = tuple(files), tuple(trees), digest, frozenset(skip)
+    def __init__(self, files: Sequence[Path], trees: Sequence[Path] = ()) -> None:
+        self.files, self.trees = tuple(files), tuple(trees)
         self.recorded = self._scan()
 
     def _scan(self) -> dict[Path, str]:
-        digests = {path: self.digest(path) for path in self.files}
+        digests = {path: _digest(path) for path in self.files}
         for tree in self.trees:
-            digests |= _digest_tree(tree, self.digest, self.skip)
+            digests |= _digest_tree(tree)
         return digests
 
     def changed(self) -> list[Path]:
@@ -191,26 +172,60 @@ def fixloop_files(environ: Mapping[str, str]) -> tuple[list[Path], list[Path]]:
              Path(git_executable())]
     if environ.get("GITHUB_ACTION_PATH"):
         trees.append(Path(environ["GITHUB_ACTION_PATH"]))
-    # The base interpreter's own site-packages (a venv does not import from it) and test suite, and the
-    # bytecode caches, which Python itself writes as fixloop imports a module for the first time.
+    # The base interpreter's own site-packages (a venv does not import from it) and test suite.
     skip = [stdlib / "test", *([stdlib / "site-packages"] if sys.prefix != sys.base_prefix else [])]
-    return list(dict.fromkeys(tree.resolve() for tree in trees)), [*(folder.resolve() for folder in skip),
-                                                                   Path("__pycache__")]
+    return list(dict.fromkeys(tree.resolve() for tree in trees)), [folder.resolve() for folder in skip]
+
+
+class OwnFiles:
+    """fixloop's own files (`fixloop_files`) by their metadata, as they were when recorded: there are
+    thousands, so a change of content is seen as a change of size, modification time or inode."""
+
+    def __init__(self, trees: Sequence[Path], skip: Sequence[Path]) -> None:
+        self.trees, self.skip = tuple(trees), frozenset(str(path) for path in skip)
+        self.recorded = self._scan()
+
+    def _scan(self) -> dict[str, tuple[int, int, int, int] | str]:
+        found: dict[str, tuple[int, int, int, int] | str] = {}
+        pending = [str(tree) for tree in self.trees]
+        while pending:
+            folder = pending.pop()
+            try:
+                entries = os.scandir(folder)
+            except NotADirectoryError:  # a file given as a tree (the git executable)
+                info = os.lstat(folder)
+                found[folder] = (info.st_mode, info.st_size, info.st_mtime_ns, info.st_ino)
+                continue
+            except OSError as error:
+                found[folder] = f"unreadable ({error.strerror})"
+                continue
+            with entries:
+                for entry in entries:
+                    if entry.name == "__pycache__" or entry.path in self.skip:
+                        continue  # Python itself rewrites bytecode caches as fixloop imports modules
+                    info = entry.stat(follow_symlinks=False)
+                    found[entry.path] = (info.st_mode, info.st_size, info.st_mtime_ns, info.st_ino)
+                    if stat.S_ISDIR(info.st_mode):
+                        pending.append(entry.path)
+        return found
+
+    def changed(self) -> list[Path]:
+        now = self._scan()
+        return sorted(Path(path) for path in {*self.recorded, *now} if self.recorded.get(path) != now.get(path))
 
 
 # fixloop's own files as they were before any code of the repository ran (recorded once per process),
 # checked before fixloop concludes a session and before every git call that carries credentials.
 # Confined code cannot write them; the setup commands (which run unconfined, and may run an earlier
 # agent's code when the base is fixloop's own branch) and, without bubblewrap, everything else could.
-_own_files: ControlFiles | None = None
+_own_files: OwnFiles | None = None
 
 
 def watch_own_files(environ: Mapping[str, str]) -> None:
     """Record fixloop's own files as they are now, unless they were recorded already."""
     global _own_files
     if _own_files is None:
-        trees, skip = fixloop_files(environ)
-        _own_files = ControlFiles([], trees, digest=_stat_digest, skip=skip)
+        _own_files = OwnFiles(*fixloop_files(environ))
 
 
 def verify_own_files() -> None:
