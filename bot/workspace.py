@@ -204,9 +204,13 @@ class OwnFiles:
                     if entry.name == "__pycache__" or entry.path in self.skip:
                         continue  # Python itself rewrites bytecode caches as fixloop imports modules
                     info = entry.stat(follow_symlinks=False)
-                    found[entry.path] = (info.st_mode, info.st_size, info.st_mtime_ns, info.st_ino)
                     if stat.S_ISDIR(info.st_mode):
+                        # A folder by its mode alone: its entries speak for it, and its times change
+                        # when Python adds a __pycache__ to it.
+                        found[entry.path] = _DIRECTORY + stat.filemode(info.st_mode)
                         pending.append(entry.path)
+                    else:
+                        found[entry.path] = (info.st_mode, info.st_size, info.st_mtime_ns, info.st_ino)
         return found
 
     def changed(self) -> list[Path]:
