@@ -72,11 +72,13 @@ def load_cases(data: Path) -> list[Case]:
                 continue
             signals = json.loads(truth_file.read_text())["required_signals"]
             labels = {
-                "critical": _expand(r for s in signals if s.get("importance") == "critical" for r in s["evidence_lines"]),
+                "critical": _expand(r for s in signals if s.get("importance") == "critical"
+                                    for r in s["evidence_lines"]),
                 "all": _expand(r for s in signals for r in s["evidence_lines"]),
             }
             cases.append(Case(f"{split}/{folder.name}", "logdx", folder / "raw.log", None, labels))
-    for truth_file in sorted((data / "cidiff").glob("*/*/groundtruth")) + sorted((data / "cidiff").glob("*/*/*/groundtruth")):
+    cidiff = data / "cidiff"
+    for truth_file in sorted(cidiff.glob("*/*/groundtruth")) + sorted(cidiff.glob("*/*/*/groundtruth")):
         folder = truth_file.parent
         error_lines: set[int] = set()
         for line in truth_file.read_text().splitlines()[1:]:
@@ -189,8 +191,9 @@ def run(data: Path, budgets: tuple[int, ...]) -> dict[str, object]:
                 score(f"fixloop@{budget}", label_set).add(kept, labels, evidence.tokens, raw_tokens)
                 score(f"grep@{budget}", label_set).add(grep_kept, labels, grep_tokens, raw_tokens)
             for label_set in case_sets:  # the upper bound: do the labelled lines alone fit?
-                fits = labels_fit(lines, case.labels[label_set], budget)
-                score(f"labels-fit@{budget}", label_set).add(case.labels[label_set] if fits else set(), case.labels[label_set], 0, raw_tokens)
+                labels = case.labels[label_set]
+                fits = labels_fit(lines, labels, budget)
+                score(f"labels-fit@{budget}", label_set).add(labels if fits else set(), labels, 0, raw_tokens)
             first_set = case.labels[case_sets[0]]
             row[f"recall@{budget}"] = round(len(kept & first_set) / len(first_set), 3) if first_set else None
         per_case.append(row)
@@ -247,7 +250,8 @@ def generate_big_log(path: Path, megabytes: int) -> int:
                 line_number += 1
                 template = _NOISE[rng.randrange(len(_NOISE))]
                 text = template.format(n=rng.randrange(1000), h=f"{rng.getrandbits(64):016x}", p=rng.randrange(100))
-                lines.append(f"2024-05-01T12:{line_number // 60000 % 60:02d}:{line_number // 1000 % 60:02d}.{line_number % 10_000_000:07d}Z {text}")
+                lines.append(f"2024-05-01T12:{line_number // 60000 % 60:02d}:{line_number // 1000 % 60:02d}"
+                             f".{line_number % 10_000_000:07d}Z {text}")
             lines.append(f"2024-05-01T12:00:00.0000000Z ##[group]Run ./scripts/step_{line_number}.sh")
             lines.append("2024-05-01T12:00:00.0000000Z ##[endgroup]")
             if not middle_done and written > target // 2:
@@ -314,7 +318,8 @@ def print_table(report: dict[str, object]) -> None:
         for label_set, _ in columns:
             s = results.get(method, {}).get(label_set)
             cells.append(
-                f" | {s['line_recall']:>6.1%} / {s['case_recall']:>6.1%} / {s['token_fraction']:>6.2%}" if s else " | -".ljust(27)
+                f" | {s['line_recall']:>6.1%} / {s['case_recall']:>6.1%} / {s['token_fraction']:>6.2%}" if s
+                else " | -".ljust(27)
             )
         print(f"{method:<14}" + "".join(cells))
     bounds = []

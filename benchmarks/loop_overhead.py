@@ -26,12 +26,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bot.agent.events import Event, IterationEnded, IterationStarted, ValidationRan  # noqa: E402
-from bot.agent.model import Block, Message, ScriptedModel, tool_use  # noqa: E402
-from bot.agent.tools import BASH, EDITOR  # noqa: E402
-from bot.config import Config  # noqa: E402
-from bot.session import SessionSpec, run_session  # noqa: E402
-from bot.task import Task  # noqa: E402
+from bot.agent._anthropic import request_params
+from bot.agent.events import Event, IterationEnded, IterationStarted, ValidationRan
+from bot.agent.model import Block, Message, ModelReply, ScriptedModel, Text, ToolSpec, tool_use
+from bot.agent.tools import BASH, EDITOR
+from bot.config import Config
+from bot.session import SessionSpec, run_session
+from bot.task import Task
 
 SOURCE = "".join(f"def function_{i}(x):\n    return x + {i}\n\n\n" for i in range(200))  # a 800-line module
 VALIDATE = "grep -qs DONE marker.txt"
@@ -50,15 +51,17 @@ def make_repo(parent: Path) -> Path:
 
 def iteration_calls(n: int, last: bool) -> list[list[Block]]:
     """One iteration's turns: view, edit, run a command, (mark done on the last), end turn."""
-    edit = {"command": "str_replace", "path": "module.py", "old_str": f"return x + {n}\n", "new_str": f"return x + {n} + 0\n"}
+    edit = {"command": "str_replace", "path": "module.py",
+            "old_str": f"return x + {n}\n", "new_str": f"return x + {n} + 0\n"}
     turns = [
         [tool_use(EDITOR, {"command": "view", "path": "module.py"}, id=f"t{n}a")],
         [tool_use(EDITOR, edit, id=f"t{n}b")],
         [tool_use(BASH, {"command": "true"}, id=f"t{n}c")],
     ]
     if last:
-        turns.append([tool_use(EDITOR, {"command": "create", "path": "marker.txt", "file_text": "DONE\n"}, id=f"t{n}d")])
-    turns.append([{"type": "text", "text": f"iteration {n} done"}])
+        marker = {"command": "create", "path": "marker.txt", "file_text": "DONE\n"}
+        turns.append([tool_use(EDITOR, marker, id=f"t{n}d")])
+    turns.append([Text(f"iteration {n} done")])
     return turns
 
 
@@ -78,14 +81,14 @@ class Timing:
 
 
 class MeasuringModel(ScriptedModel):
-    """The scripted model, also counting the request bytes a real API call would send."""
+    """The scripted model, also counting the request bytes a real API call would send (Anthropic's)."""
 
     def __init__(self, turns: list[list[Block]]) -> None:
         super().__init__(turns)
         self.request_bytes: list[int] = []
 
-    def complete(self, *, system: str, tools: list[Block], messages: list[Message]):
-        self.request_bytes.append(len(json.dumps({"system": system, "tools": tools, "messages": messages})))
+    def complete(self, *, system: str, tools: list[ToolSpec], messages: list[Message]) -> ModelReply:
+        self.request_bytes.append(len(json.dumps(request_params(system, tools, messages))))
         return super().complete(system=system, tools=tools, messages=messages)
 
 
@@ -150,7 +153,8 @@ def main() -> None:
         return
     f, b = result["fixloop"], result["bare"]
     print(f"loop overhead ({args.sessions} sessions × {args.iterations} iterations, medians; model and tests excluded)")
-    print(f"  orchestrator per iteration : fixloop {f['orchestrator_ms_per_iteration']:.1f} ms   bare {b['orchestrator_ms_per_iteration']:.1f} ms")
+    print(f"  orchestrator per iteration : fixloop {f['orchestrator_ms_per_iteration']:.1f} ms   "
+          f"bare {b['orchestrator_ms_per_iteration']:.1f} ms")
     print(f"  per session (worktree, baseline, snapshot, commit, report): {f['session_fixed_ms']:.1f} ms")
     print(f"  trajectory bytes per iteration: {f['trajectory_bytes_per_iteration']:.0f}")
     print(f"  model request bytes per iteration: {f['request_bytes_per_iteration']:.0f}")

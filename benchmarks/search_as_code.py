@@ -45,7 +45,7 @@ what fixloop really sends every time: its system prompt, the tool definitions, t
 every earlier tool call (as JSON) and every earlier tool result. Tool definitions: both strategies
 have Anthropic's bash and text-editor client tools, whose definitions the API expands on its side
 (Anthropic's documented overhead: 346 tokens of tool-use system prompt, 245 for bash, 700 for the
-text editor); the program strategy also sends `TOOL_SPEC` (the search_code description with the
+text editor); the program strategy also sends `search_spec()` (the search_code description with the
 SDK reference) on every turn. A strategy's tokens are the sum of its requests, the last one being
 the turn in which the model reads the final result and answers. The model's own words between
 tool calls are left out (they would add to the strategy with more turns: ping-pong).
@@ -70,10 +70,11 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bot.agent._anthropic import tool_param
 from bot.agent.prompts import SYSTEM_PROMPT
-from bot.agent.tools import BASH, EDITOR, Toolbox
-from bot.search import TOOL_SPEC, run_program
+from bot.agent.tools import BASH, EDITOR, Toolbox, search_spec
 from bot.sandbox import Confinement
+from bot.search import run_program
 from bot.secrets import scrubbed_environment
 from bot.tokens import BYTES_PER_TOKEN, estimate_tokens
 
@@ -87,7 +88,8 @@ CONTEXT = (
     "Answer with file paths, line numbers and the functions or classes involved."
 )
 # What a careful agent adds to every recursive grep here.
-GREP_R = "grep -rn --include=*.py --exclude-dir=site-packages --exclude-dir=test --exclude-dir=tests --exclude-dir=idle_test"
+GREP_R = ("grep -rn --include=*.py --exclude-dir=site-packages --exclude-dir=test --exclude-dir=tests "
+          "--exclude-dir=idle_test")
 # The ping-pong policy (see the docstring).
 ABOVE, BELOW, SCROLL, CHUNK, SCROLLS_BEFORE_OUTLINE = 15, 5, 30, 40, 2
 DEFINITION = re.compile(r"^(\s*)(?:async\s+)?(?:def|class)\s+(\w+)")
@@ -144,7 +146,7 @@ def parse_table(text: str) -> list[dict[str, Any]] | None:
         if len(cells) != len(keys):
             continue
         record: dict[str, Any] = {}
-        for key, cell in zip(keys, cells):
+        for key, cell in zip(keys, cells, strict=True):
             record[key] = int(cell) if key in INT_COLUMNS and cell.isdigit() else (cell or None)
         if isinstance(record.get("start"), int) and isinstance(record.get("text"), str):
             record["text"] = record["text"].replace("\\n", "\n")  # a read: its lines, as shown
@@ -328,7 +330,8 @@ class Conversation:
     earlier calls and results; `turn` runs calls made in one model turn."""
 
     def __init__(self, prompt: str, tools: str, execute: Callable[[Call], str]) -> None:
-        self.parts = [SYSTEM_PROMPT, CLIENT_TOOLS_OVERHEAD, tools, prompt] if tools else [SYSTEM_PROMPT, CLIENT_TOOLS_OVERHEAD, prompt]
+        self.parts = ([SYSTEM_PROMPT, CLIENT_TOOLS_OVERHEAD, tools, prompt] if tools
+                      else [SYSTEM_PROMPT, CLIENT_TOOLS_OVERHEAD, prompt])
         self.execute = execute
         self.requests: list[int] = []
         self.seen = Seen()
@@ -404,7 +407,8 @@ class Task:
     check: Callable[[Seen], bool]
 
 
-def _owners(seen: Seen, pattern: str, *, skip: Callable[[str, str], bool] = lambda path, text: False) -> set[tuple[str, str | None]]:
+def _owners(seen: Seen, pattern: str, *,
+            skip: Callable[[str, str], bool] = lambda path, text: False) -> set[tuple[str, str | None]]:
     return {(p, seen.owner(p, n)) for p, n, t in seen.find(pattern) if library(p) and not skip(p, t)}
 
 
@@ -442,7 +446,7 @@ PROGRAM_CREATE_CONNECTION = '''
 calls = [h for h in grep(r"create_connection\\(", glob="**/*.py", exclude=["test", "tests", "idle_test", "site-packages", "asyncio", "socket.py"])
          if not h["text"].lstrip().startswith(("#", "def "))]
 emit(grep(r"^_GLOBAL_DEFAULT_TIMEOUT =|^def create_connection", glob="socket.py") + calls)
-'''
+'''  # noqa: E501 - the program as an agent would write it: its size is what is measured
 
 # 2. The transitive subclasses of socketserver.BaseRequestHandler.
 REQUEST_HANDLERS = {
@@ -465,8 +469,8 @@ def pp_request_handlers(c: Conversation) -> None:
 
 def _subclasses(seen: Seen, root: str) -> set[tuple[str, str]]:
     """(path, class) of every shown class line that derives from `root` through shown class lines."""
-    classes = [(p, m[1], {b.split(".")[-1] for b in re.findall(r"[\w.]+", m[2])}) for p, _, t in seen.find(CLASS_LINE.pattern)
-               if library(p) and (m := CLASS_LINE.match(t))]
+    classes = [(p, m[1], {b.split(".")[-1] for b in re.findall(r"[\w.]+", m[2])})
+               for p, _, t in seen.find(CLASS_LINE.pattern) if library(p) and (m := CLASS_LINE.match(t))]
     found: set[tuple[str, str]] = set()
     names = {root}
     while grown := {(p, name) for p, name, bases in classes if bases & names} - found:
@@ -491,7 +495,8 @@ emit(found)
 
 # 3. http.client's default ports and who in the http package reads them.
 PORT_READERS = {("http/client.py", "HTTPConnection"), ("http/client.py", "HTTPSConnection"),
-                ("http/client.py", "_get_hostport"), ("http/client.py", "putrequest"), ("http/cookiejar.py", "<module>")}
+                ("http/client.py", "_get_hostport"), ("http/client.py", "putrequest"),
+                ("http/cookiejar.py", "<module>")}
 PORT_USE = r"\bHTTPS?_PORT\b|\bself\.default_port\b|^\s*default_port = "
 
 
@@ -502,7 +507,8 @@ def pp_http_ports(c: Conversation) -> None:
 
 def check_http_ports(seen: Seen) -> bool:
     return (seen.has("http/client.py", r"^HTTP_PORT = 80$") and seen.has("http/client.py", r"^HTTPS_PORT = 443$")
-            and _owners(seen, PORT_USE, skip=lambda p, t: not p.startswith("http/") or bool(re.match(r"HTTPS?_PORT =", t)))
+            and _owners(seen, PORT_USE,
+                        skip=lambda p, t: not p.startswith("http/") or bool(re.match(r"HTTPS?_PORT =", t)))
             == PORT_READERS)
 
 
@@ -514,7 +520,8 @@ emit(grep(r"HTTPS?_PORT|default_port", glob="http/**"))
 
 
 def pp_subprocess_run(c: Conversation) -> None:
-    (result,) = c.turn(bash("grep -n '^def run(\\|^class .*Error\\|^class TimeoutExpired' subprocess.py", file="subprocess.py"))
+    (result,) = c.turn(bash("grep -n '^def run(\\|^class .*Error\\|^class TimeoutExpired' subprocess.py",
+                            file="subprocess.py"))
     read_functions(c, [("subprocess.py", n) for n, t in file_hits(result) if t.startswith("def run(")])
 
 
@@ -560,7 +567,8 @@ def pp_basic_config(c: Conversation) -> None:
 
 
 def check_basic_config(seen: Seen) -> bool:
-    pops = [(p, n) for p, n, _ in seen.find(r'fs = kwargs\.pop\("format", _STYLES\[style\]\[1\]\)', "logging/__init__.py")]
+    pops = [(p, n) for p, n, _ in seen.find(r'fs = kwargs\.pop\("format", _STYLES\[style\]\[1\]\)',
+                                            "logging/__init__.py")]
     return (any(seen.owner(p, n) == "basicConfig" for p, n in pops)
             and seen.has("logging/__init__.py", r"^BASIC_FORMAT = \"%\(levelname\)s:%\(name\)s:%\(message\)s\"$")
             and seen.has("logging/__init__.py", r"^\s*'%': \(PercentStyle, BASIC_FORMAT\)"))
@@ -587,8 +595,9 @@ def check_tempdir(seen: Seen) -> bool:
     chain = {(seen.owner(p, n), callee) for p, n, t in seen.find(r"\w*tempdir\w*\(\)", "tempfile.py")
              for callee in re.findall(r"\w*tempdir\w*\(\)", t)}
     candidates = [seen.owner(p, n) for p, n, _ in seen.find(r"for envname in 'TMPDIR', 'TEMP', 'TMP':|"
-                                                        r"\[ '/tmp', '/var/tmp', '/usr/tmp' \]|_os\.getcwd\(\)", "tempfile.py")]
-    return TEMPDIR_CHAIN <= chain and candidates.count("_candidate_tempdir_list") == 3
+                                                        r"\[ '/tmp', '/var/tmp', '/usr/tmp' \]|_os\.getcwd\(\)",
+                                                        "tempfile.py")]
+    return TEMPDIR_CHAIN.issubset(chain) and candidates.count("_candidate_tempdir_list") == 3
 
 
 PROGRAM_TEMPDIR = '''
@@ -606,11 +615,14 @@ def pp_asyncio_executor(c: Conversation) -> None:
 
 
 def check_asyncio_executor(seen: Seen) -> bool:
-    created = [(p, n) for p, n, _ in seen.find(r"executor = concurrent\.futures\.ThreadPoolExecutor\($", "asyncio/base_events.py")]
-    return (any(seen.owner(p, n) == "run_in_executor" and seen.lines.get((p, n + 1), "").strip() == "thread_name_prefix='asyncio'"
+    created = [(p, n) for p, n, _ in seen.find(r"executor = concurrent\.futures\.ThreadPoolExecutor\($",
+                                               "asyncio/base_events.py")]
+    return (any(seen.owner(p, n) == "run_in_executor"
+                and seen.lines.get((p, n + 1), "").strip() == "thread_name_prefix='asyncio'"
                 and seen.lines.get((p, n + 2), "").strip() == ")" for p, n in created)
             and any(seen.owner(p, n) == "__init__" for p, n, _ in
-                    seen.find(r"max_workers = min\(32, \(os\.cpu_count\(\) or 1\) \+ 4\)", "concurrent/futures/thread.py")))
+                    seen.find(r"max_workers = min\(32, \(os\.cpu_count\(\) or 1\) \+ 4\)",
+                              "concurrent/futures/thread.py")))
 
 
 PROGRAM_ASYNCIO_EXECUTOR = '''
@@ -620,7 +632,7 @@ rows = [{"path": h["path"], "start": h["line"], "scope": h["scope"], "text": rea
 rows += [{"path": h["path"], "start": h["line"], "scope": h["scope"], "text": h["text"]}
          for h in grep(r"max_workers", glob=init["path"]) if h["scope"] == "ThreadPoolExecutor.__init__"]
 emit(rows)
-'''
+'''  # noqa: E501 - the program as an agent would write it: its size is what is measured
 
 # 9. pickle's default protocol and who falls back to it.
 
@@ -632,7 +644,8 @@ def pp_pickle_protocol(c: Conversation) -> None:
 
 def check_pickle_protocol(seen: Seen) -> bool:
     return (seen.has("pickle.py", r"^DEFAULT_PROTOCOL = 4$")
-            and _owners(seen, r"^\s*protocol = DEFAULT_PROTOCOL$") == {("pickle.py", "__init__"), ("shelve.py", "__init__")})
+            and _owners(seen, r"^\s*protocol = DEFAULT_PROTOCOL$")
+            == {("pickle.py", "__init__"), ("shelve.py", "__init__")})
 
 
 PROGRAM_PICKLE_PROTOCOL = '''
@@ -656,7 +669,8 @@ def pp_server_version(c: Conversation) -> None:
 def check_server_version(seen: Seen) -> bool:
     versions = {p: m[1] for p, _, t in seen.find(r"^__version__ = ") if (m := re.match(r'__version__ = "(.*)"', t))}
     found = {(p, seen.owner(p, n), m[1] + versions.get(p, "?"))
-             for p, n, t in seen.find(r"server_version = ") if library(p) and (m := re.search(r'"(.*)" \+ __version__', t))}
+             for p, n, t in seen.find(r"server_version = ")
+             if library(p) and (m := re.search(r'"(.*)" \+ __version__', t))}
     return found == SERVER_VERSIONS
 
 
@@ -666,8 +680,8 @@ emit(hits + [v for path in sorted({h["path"] for h in hits}) for v in grep(r"^__
 '''
 
 # 11. What the stdlib registers with atexit.
-ATEXIT = {("logging/__init__.py", "shutdown"), ("multiprocessing/util.py", "_exit_function"), ("rlcompleter.py", "lambda"),
-          ("site.py", "write_history"), ("weakref.py", "self._exitfunc")}
+ATEXIT = {("logging/__init__.py", "shutdown"), ("multiprocessing/util.py", "_exit_function"),
+          ("rlcompleter.py", "lambda"), ("site.py", "write_history"), ("weakref.py", "self._exitfunc")}
 
 
 def pp_atexit(c: Conversation) -> None:
@@ -715,7 +729,8 @@ def pp_samefile(c: Conversation) -> None:
 
 
 def check_samefile(seen: Seen) -> bool:
-    return (seen.has("shutil.py", r"^class SameFileError\(Error\):") and seen.has("shutil.py", r"^class Error\(OSError\):")
+    return (seen.has("shutil.py", r"^class SameFileError\(Error\):")
+            and seen.has("shutil.py", r"^class Error\(OSError\):")
             and _owners(seen, r"raise SameFileError\(") == {("shutil.py", "copyfile")})
 
 
@@ -739,7 +754,8 @@ def pp_lru_cache(c: Conversation) -> None:
 
 
 def check_lru_cache(seen: Seen) -> bool:
-    default = next((m[1] for _, _, t in seen.find(r"^def lru_cache\(", "functools.py") if (m := re.search(r"maxsize=(\w+)", t))), "?")
+    default = next((m[1] for _, _, t in seen.find(r"^def lru_cache\(", "functools.py")
+                    if (m := re.search(r"maxsize=(\w+)", t))), "?")
     found = set()
     for path, line, text in seen.find(LRU_DECORATOR.pattern):
         # the decorated def: the next line shown (grep -A1), or the scope a program reported for the decorator line
@@ -818,11 +834,13 @@ emit([h for h in grep(r"\\bprotocol\\b", glob="http/server.py") if h["scope"] ==
 
 # 17. The classes that override socketserver.BaseServer.handle_error, and how they derive from it.
 HANDLE_ERROR = r"^\s*def handle_error\(self, request, client_address\)"
-HANDLE_ERROR_OVERRIDES = {("socketserver.py", "BaseServer"), ("idlelib/rpc.py", "RPCServer"), ("idlelib/run.py", "MyRPCServer")}
+HANDLE_ERROR_OVERRIDES = {("socketserver.py", "BaseServer"), ("idlelib/rpc.py", "RPCServer"),
+                          ("idlelib/run.py", "MyRPCServer")}
 
 
 def pp_handle_error(c: Conversation) -> None:
-    found, _ = c.turn(bash(f"{GREP_R} 'def handle_error' ."), bash("grep -n '^class ' socketserver.py", file="socketserver.py"))
+    found, _ = c.turn(bash(f"{GREP_R} 'def handle_error' ."),
+                      bash("grep -n '^class ' socketserver.py", file="socketserver.py"))
     # socketserver's own is BaseServer's (the question's); other signatures are other protocols (asyncore, wsgiref)
     enclosing(c, [(p, n) for p, n, t in grep_hits(found) if re.search(HANDLE_ERROR, t) and p != "socketserver.py"])
 
@@ -831,7 +849,7 @@ def check_handle_error(seen: Seen) -> bool:
     overrides = {(p, seen.owner(p, n)) for p, n, _ in seen.find(HANDLE_ERROR) if library(p)}
     derived = _subclasses(seen, "BaseServer") | {("socketserver.py", "BaseServer")}
     return (overrides - {("socketserver.py", None)} | {("socketserver.py", "BaseServer")} == HANDLE_ERROR_OVERRIDES
-            and HANDLE_ERROR_OVERRIDES <= derived)
+            and HANDLE_ERROR_OVERRIDES.issubset(derived))
 
 
 PROGRAM_HANDLE_ERROR = '''
@@ -847,7 +865,8 @@ JSON_DUMP_CALL = r"\bjson\.dumps?\("
 
 
 def pp_json_separators(c: Conversation) -> None:
-    separators, callers = c.turn(bash("grep -rn --include=*.py 'separator' json/"), bash(f"{GREP_R} 'json\\.dumps\\?(' ."))
+    separators, callers = c.turn(bash("grep -rn --include=*.py 'separator' json/"),
+                                 bash(f"{GREP_R} 'json\\.dumps\\?(' ."))
     sites = [(p, n) for p, n, t in grep_hits(separators) if re.search(SEPARATOR_SITE, t)]
     sites += [(p, n) for p, n, t in grep_hits(callers) if ">>>" not in t and not _mention(t)]
     enclosing(c, sites)
@@ -872,7 +891,7 @@ PROGRAM_JSON_SEPARATORS_1 = '''
 defaults = [h for h in grep(r"separator|= JSONEncoder\\b", glob="json/*.py") if h["scope"] != "<module>"]
 calls = grep(r"json\\.dumps?\\(", glob="**/*.py", exclude=["test", "tests", "idle_test", "site-packages", "json/__init__.py"])
 emit(defaults + calls)
-'''
+'''  # noqa: E501 - the program as an agent would write it: its size is what is measured
 PROGRAM_JSON_SEPARATORS_2 = '''
 uses = grep(r"dump_args", glob="json/tool.py")
 emit([read("json/tool.py", uses[0]["line"], uses[-1]["line"])])
@@ -884,7 +903,8 @@ TASKS = [
     Task("request_handlers", "Which classes subclass socketserver.BaseRequestHandler, directly or indirectly?",
          pp_request_handlers, [PROGRAM_REQUEST_HANDLERS], check_request_handlers),
     Task("http_ports", "Where does http.client define the default HTTP and HTTPS ports, and which code in the http "
-         "package reads them (directly or through default_port)?", pp_http_ports, [PROGRAM_HTTP_PORTS], check_http_ports),
+         "package reads them (directly or through default_port)?", pp_http_ports, [PROGRAM_HTTP_PORTS],
+         check_http_ports),
     Task("subprocess_run", "Which exceptions does subprocess.run raise itself, and where are they defined?",
          pp_subprocess_run, [PROGRAM_SUBPROCESS_RUN], check_subprocess_run),
     Task("copyfileobj", "Which functions in shutil.py call shutil.copyfileobj?", pp_copyfileobj, [PROGRAM_COPYFILEOBJ],
@@ -938,7 +958,7 @@ def run_ping_pong(task: Task, toolbox: Toolbox) -> Outcome:
 
 
 def run_programs(task: Task, root: Path) -> Outcome:
-    conversation = Conversation(task.question + CONTEXT, json.dumps(TOOL_SPEC),
+    conversation = Conversation(task.question + CONTEXT, json.dumps(tool_param(search_spec())),
                                 lambda call: run_program(call.input["program"], root=root).text)
     for source in task.programs:
         conversation.turn(program(source))
@@ -963,9 +983,11 @@ def measure(root: Path, tasks: list[Task]) -> dict[str, Any]:
 def print_table(result: dict[str, Any], seconds: float) -> None:
     def mark(flag: bool) -> str:
         return "yes" if flag else "NO"
-    print(f"{'task':<20} {'ping-pong turns':>15} {'tokens':>8} {'ok':>3}   {'program turns':>13} {'tokens':>8} {'ok':>3}")
+    print(f"{'task':<20} {'ping-pong turns':>15} {'tokens':>8} {'ok':>3}   "
+          f"{'program turns':>13} {'tokens':>8} {'ok':>3}")
     for r in result["tasks"]:
-        print(f"{r['name']:<20} {r['turns_ping_pong']:>15} {r['tokens_ping_pong']:>8} {mark(r['answered_ping_pong']):>3}"
+        print(f"{r['name']:<20} {r['turns_ping_pong']:>15} {r['tokens_ping_pong']:>8} "
+              f"{mark(r['answered_ping_pong']):>3}"
               f"   {r['turns_program']:>13} {r['tokens_program']:>8} {mark(r['answered_program']):>3}")
     pp, pr = result["total_ping_pong"], result["total_program"]
     print(f"{'total':<20} {'':>15} {pp:>8} {'':>3}   {'':>13} {pr:>8}")

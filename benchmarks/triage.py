@@ -51,7 +51,8 @@ from bot.triage._runner import Runner
 ENV = {**os.environ, "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1",
        "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])}
 
-CALC = "def total(prices):\n    return sum(prices) + 1  # the regression: an off-by-one\n\n\ndef mean(xs):\n    return sum(xs) / len(xs)\n"
+CALC = ("def total(prices):\n    return sum(prices) + 1  # the regression: an off-by-one\n\n\n"
+        "def mean(xs):\n    return sum(xs) / len(xs)\n")
 CHANGED = {"calc.py": {2}}
 
 HELPERS = '''import os
@@ -92,26 +93,32 @@ def make_project(root: Path, rates: list[float], copies: int = 2) -> dict[str, T
     flaky = ["from helpers import chance, first_ci_run\n"]
     for i, rate in enumerate(rate for rate in rates for _ in range(copies)):
         name = f"test_flaky_{round(rate * 100)}pct_{i}"
-        flaky.append(f"\ndef {name}():\n    assert not first_ci_run({name!r}) and not chance({rate}), 'lost the race'\n")
+        flaky.append(f"\ndef {name}():\n"
+                     f"    assert not first_ci_run({name!r}) and not chance({rate}), 'lost the race'\n")
         markers.append(name)
         truth[f"test_flaky.py::{name}"] = Truth("flaky", None, f"flaky {round(rate * 100)}%")
     files["test_flaky.py"] = "\n".join(flaky)
     # Pair 1, inside one module, four tests apart; pair 2 across modules (test_cache.py runs before test_report.py).
     files["test_jobs.py"] = (
         "import app_state\n\n\ndef test_schedule():\n    pass\n\n\ndef test_register_job():\n"
-        "    app_state.SEEN.append('job')\n\n\n" + "".join(f"def test_job_step_{k}():\n    pass\n\n\n" for k in range(4))
+        "    app_state.SEEN.append('job')\n\n\n"
+        + "".join(f"def test_job_step_{k}():\n    pass\n\n\n" for k in range(4))
         + "def test_no_jobs_seen():\n    assert app_state.SEEN == [], 'state leaked from another test'\n")
-    truth["test_jobs.py::test_no_jobs_seen"] = Truth("order_dependent", "test_jobs.py::test_register_job", "order_dependent")
+    truth["test_jobs.py::test_no_jobs_seen"] = Truth("order_dependent", "test_jobs.py::test_register_job",
+                                                     "order_dependent")
     files["test_cache.py"] = (
         "import app_state\n\n\ndef test_cache_miss():\n    assert 'user' not in {}\n\n\n"
-        "def test_cache_warm():\n    app_state.CACHE['user'] = 'stale'\n\n\ndef test_cache_size():\n    assert len([1]) == 1\n")
+        "def test_cache_warm():\n    app_state.CACHE['user'] = 'stale'\n\n\n"
+        "def test_cache_size():\n    assert len([1]) == 1\n")
     files["test_report.py"] = (
         "import app_state\n\n\ndef test_report_header():\n    pass\n\n\n"
         "def test_report_fresh():\n    assert 'user' not in app_state.CACHE, 'stale cache entry'\n")
-    truth["test_report.py::test_report_fresh"] = Truth("order_dependent", "test_cache.py::test_cache_warm", "order_dependent")
+    truth["test_report.py::test_report_fresh"] = Truth("order_dependent", "test_cache.py::test_cache_warm",
+                                                       "order_dependent")
     infra = ["from helpers import first_ci_run\n"]
     for name in ("test_download_fixtures", "test_registry_login"):
-        infra.append(f"\ndef {name}():\n    if first_ci_run({name!r}):\n        raise ConnectionError('mirror unreachable')\n")
+        infra.append(f"\ndef {name}():\n    if first_ci_run({name!r}):\n"
+                     "        raise ConnectionError('mirror unreachable')\n")
         markers.append(name)
         truth[f"test_infra.py::{name}"] = Truth("passes", None, "passes (infrastructure)")
     files["test_infra.py"] = "\n".join(infra)
@@ -217,7 +224,7 @@ def render(result: dict[str, Any]) -> str:
     methods: dict[str, dict[str, Any]] = result["methods"]
     names = list(methods)
     groups = list(methods[names[0]]["groups"])
-    header = ["verdicts right (reruns/test)"] + names
+    header = ["verdicts right (reruns/test)", *names]
     rows = []
     for group in groups:
         cells = []
@@ -227,7 +234,7 @@ def render(result: dict[str, Any]) -> str:
             if "polluter_named" in row and not name.startswith("fixed"):
                 text += f", polluter {row['polluter_named']}/{row['tests']}"
             cells.append(text)
-        rows.append([group] + cells)
+        rows.append([group, *cells])
     rows.append(["all"] + [f"{methods[n]['correct']}/{methods[n]['tests']} = {methods[n]['accuracy']:.0%}"
                            for n in names])
     rows.append(["test runs in all"] + [str(methods[n]["runs_total"]) for n in names])
@@ -239,7 +246,8 @@ def render(result: dict[str, Any]) -> str:
         mistakes = methods[name]["wrong"]
         if mistakes:
             lines.append(f"{name} wrong: " + ", ".join(f"{k} x{v}" for k, v in mistakes.items()))
-    return "\n".join(lines) + f"\n({result['trials']} trials, {result['jobs']} jobs, {result['flaky_per_rate']} flaky tests per rate)"
+    return "\n".join(lines) + (f"\n({result['trials']} trials, {result['jobs']} jobs, "
+                               f"{result['flaky_per_rate']} flaky tests per rate)")
 
 
 def main() -> None:

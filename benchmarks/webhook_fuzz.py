@@ -64,7 +64,8 @@ ODD_EVENTS = ("star", "push", "", "ISSUES", "unknown", "x" * 300, "issues\tx", "
               "ünïcödé", "../../etc/passwd", "issue_comment,issues")
 ACTIONS = ("labeled", "created", "completed", "opened", "edited", "requested_action", "deleted", "unlabeled",
            "rerequested", "", "LABELED", None, 7, [], {"a": 1}, "x" * 1000, "créé")
-VERBS = ("", "fix", "retry", "stop", "help", "deflake", "FIX", "Stop", "retyr", "hlep", "deflak", "frobnicate", "ｆｉｘ")
+VERBS = ("", "fix", "retry", "stop", "help", "deflake", "FIX", "Stop", "retyr", "hlep", "deflak", "frobnicate",
+         "ｆｉｘ")
 
 
 # -- payload generation ---------------------------------------------------------------------------
@@ -83,7 +84,8 @@ def fixture_payloads(installation: int) -> list[tuple[str, dict[str, Any]]]:
             payload["sender"].update(login="maintainer", type="User")
         if event == "issues":
             payload["label"] = {"name": "fixloop"}
-        payload["installation"] = {"id": installation, **({"account": {"login": "octo"}} if "installation" in event else {})}
+        payload["installation"] = {"id": installation,
+                                   **({"account": {"login": "octo"}} if "installation" in event else {})}
         out.append((event, payload))
     return out
 
@@ -282,7 +284,8 @@ class Generator:
                 headers["X-GitHub-Event"] = rng.choice(("", "star", "push", "x" * 300, "a b"))
             elif choice == 4:
                 headers["Content-Type"] = rng.choice(("text/plain", "application/x-www-form-urlencoded",
-                                                      "multipart/form-data; boundary=x", "", "application/json; charset=latin-1"))
+                                                      "multipart/form-data; boundary=x", "",
+                                                      "application/json; charset=latin-1"))
             elif choice == 5:
                 headers["X-GitHub-Event"] = "ping"
             else:
@@ -364,7 +367,8 @@ def fuzz(url: str, requests_to_send: list[Request], concurrency: int, deadline: 
         with lock:
             by_status[str(status)] += 1
             by_kind[request.kind][str(status)] += 1
-            bad = isinstance(status, int) and status >= 500 or isinstance(status, str) and status.startswith("error")
+            bad = ((isinstance(status, int) and status >= 500)
+                   or (isinstance(status, str) and status.startswith("error")))
             if bad and len(server_errors) < 20:
                 body = request.body if isinstance(request.body, bytes) else b"<stream>"
                 server_errors.append({"status": status, "kind": request.kind, "headers": request.headers,

@@ -31,11 +31,11 @@ import requests
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bot.github.events import signature_for, verify_signature  # noqa: E402
-from tests.fakes.github import FakeGitHub  # noqa: E402
-from tests.fakes.github.fixture import generate_app_key  # noqa: E402
-from tests.fakes.live_server import LiveServer, free_port, wait_healthy  # noqa: E402
-from tests.fixtures import labeled_issue  # noqa: E402
+from bot.github.events import signature_for, verify_signature
+from tests.fakes.github import FakeGitHub
+from tests.fakes.github.fixture import generate_app_key
+from tests.fakes.live_server import LiveServer, free_port, wait_healthy
+from tests.fixtures import labeled_issue
 
 REPO = "octo/calc"
 SECRET = "benchmark-webhook-secret"
@@ -145,9 +145,12 @@ def main() -> None:
         print(json.dumps(result, indent=2))
         return
     f, b = result["fixloop"], result["bare"]
-    print(f"webhook load: {args.deliveries} signed issues.labeled deliveries, {args.concurrency} concurrent clients, loopback")
-    print(f"  fixloop serve : {f['deliveries_per_second']:>7} deliveries/s   p50 {f['p50_ms']} ms   p99 {f['p99_ms']} ms")
-    print(f"  bare baseline : {b['deliveries_per_second']:>7} deliveries/s   p50 {b['p50_ms']} ms   p99 {b['p99_ms']} ms")
+    print(f"webhook load: {args.deliveries} signed issues.labeled deliveries, "
+          f"{args.concurrency} concurrent clients, loopback")
+    print(f"  fixloop serve : {f['deliveries_per_second']:>7} deliveries/s   "
+          f"p50 {f['p50_ms']} ms   p99 {f['p99_ms']} ms")
+    print(f"  bare baseline : {b['deliveries_per_second']:>7} deliveries/s   "
+          f"p50 {b['p50_ms']} ms   p99 {b['p99_ms']} ms")
     print(f"  dispatches    : {f['dispatched']} workflow runs dispatched, {f['dispatches_per_second']}/s end to end "
           f"(drained {f['dispatches_drained_after_last_answer_s']} s after the last answer)")
 

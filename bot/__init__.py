@@ -10,8 +10,9 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from bot.agent._anthropic import AnthropicModel
     from bot.agent.events import Ending
-    from bot.agent.model import AnthropicModel, Model, ScriptedModel
+    from bot.agent.model import Model, ScriptedModel, make_model
     from bot.config import Config, parse_config
     from bot.errors import (
         ConfigError,
@@ -28,11 +29,12 @@ if TYPE_CHECKING:
 # Imported on first use, so that a small entry point (a search program's process, `fixloop --help`)
 # does not pay for the model SDK and the rest of the package.
 _HOMES = {
-    "Ending": "bot.agent.events", "AnthropicModel": "bot.agent.model", "Model": "bot.agent.model",
-    "ScriptedModel": "bot.agent.model", "Config": "bot.config", "parse_config": "bot.config",
-    "ConfigError": "bot.errors", "FixloopError": "bot.errors", "MissingAPIKey": "bot.errors", "ModelError": "bot.errors",
-    "SessionCancelled": "bot.errors", "WorkspaceError": "bot.errors", "SessionSpec": "bot.session",
-    "run_session": "bot.session", "Task": "bot.task", "Report": "bot.trajectory",
+    "Ending": "bot.agent.events", "AnthropicModel": "bot.agent._anthropic", "Model": "bot.agent.model",
+    "ScriptedModel": "bot.agent.model", "make_model": "bot.agent.model", "Config": "bot.config",
+    "parse_config": "bot.config", "ConfigError": "bot.errors", "FixloopError": "bot.errors",
+    "MissingAPIKey": "bot.errors", "ModelError": "bot.errors", "SessionCancelled": "bot.errors",
+    "WorkspaceError": "bot.errors", "SessionSpec": "bot.session", "run_session": "bot.session", "Task": "bot.task",
+    "Report": "bot.trajectory",
 }
 
 
@@ -58,6 +60,7 @@ __all__ = [
     "SessionSpec",
     "Task",
     "WorkspaceError",
+    "make_model",
     "parse_config",
     "run_session",
 ]

@@ -74,7 +74,8 @@ def find_trusted_git(environ: Mapping[str, str]) -> TrustedGit:
         raise ConfigError("git is not installed (no `git` on PATH): install it (Debian/Ubuntu: apt-get install git).")
     why = "; ".join(f"{path}: {reason}" for path, reason in refused)
     raise ConfigError(f"no git that the job cannot have replaced was found ({why}). Install git system-wide "
-                      "(Debian/Ubuntu: apt-get install git), owned by root, so fixloop can run it with its credentials.")
+                      "(Debian/Ubuntu: apt-get install git), owned by root, so fixloop can run it with its "
+                      "credentials.")
 
 
 @functools.cache

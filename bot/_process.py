@@ -6,6 +6,7 @@ only its head and tail are read back.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import stat
@@ -58,10 +59,8 @@ def regular_file(path: Path) -> bool:
 
 
 def _kill_group(proc: subprocess.Popen[bytes]) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
     proc.wait()
 
 
@@ -110,10 +109,8 @@ def run_shell(
             raise
         else:
             # The shell is gone; stray background children it left must not outlive it.
-            try:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(proc.pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
     try:
         output, size = _read_capped(out_path, output_limit)
     finally:

@@ -1,7 +1,7 @@
 """The `fixloop` command line.
 
-Exit codes: 0 validated, 1 not validated, 2 usage or configuration error, 3 internal error,
-130 cancelled.
+Exit codes: see `bot.errors` (0 validated, 1 not validated, 2 usage or configuration error, 3 error,
+130 cancelled).
 
 Each subcommand imports what it uses when it runs, so that `fixloop --help` or `fixloop logs extract`
 do not pay for the model SDK, PyGithub or the web server (tests/test_cli_run.py checks this).
@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from bot.errors import ConfigError, GitHubError, WorkspaceError
+from bot.errors import EXIT_CODES, EXIT_USAGE, ConfigError, GitHubError, WorkspaceError
 from bot.logs import cli as logs_cli
 from bot.secrets import protect_this_process
 from bot.triage import cli as triage_cli
@@ -27,12 +27,10 @@ if TYPE_CHECKING:
 
     from bot.agent.model import Model
     from bot.config import Config
+    from bot.github.client import RequestPolicy
     from bot.task import Task
     from bot.trajectory import Report
 
-EXIT_CODES = {"validated": 0, "not_validated": 1, "error": 3, "cancelled": 130}
-EXIT_USAGE = 2
-EXIT_INTERNAL = 3
 
 
 def _positive_int(text: str) -> int:
@@ -77,7 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo_parser.add_argument("--json", action="store_true", help="print report.json to stdout")
     demo_parser.set_defaults(handler=_demo)
 
-    action = commands.add_parser("action", help="run inside GitHub Actions (the fixloop action calls this)", description=(
+    action = commands.add_parser("action", help="run inside GitHub Actions (the fixloop action calls this)",
+                                 description=(
         "Read the workflow's event and environment (GITHUB_*; GITHUB_TOKEN, ANTHROPIC_API_KEY; optional "
         "FIXLOOP_MODEL, FIXLOOP_MAX_ITERATIONS, FIXLOOP_CONFIG), decide what to do, run a session, report check "
         "runs and open a draft pull request."))
@@ -121,7 +120,7 @@ def _task_from_text(text: str) -> Task:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from bot.agent.model import AnthropicModel
+    from bot.agent.model import make_model
     from bot.workspace import repository_root
 
     repo = repository_root(args.repo)
@@ -138,13 +137,14 @@ def _run(args: argparse.Namespace) -> int:
             "with e.g. `validate: [python -m pytest -q]`."
         )
     task = _task_from_text(args.task)
-    return _session(repo, task, config, AnthropicModel(config.model), out=args.out, as_json=args.json)
+    return _session(repo, task, config, make_model(config), out=args.out, as_json=args.json)
 
 
-def _action(_args: argparse.Namespace) -> int:
-    from bot.github.runner import run_action
+def _action(args: argparse.Namespace) -> int:
+    from bot.action.runner import run_action
+    from bot.github.client import RequestPolicy
 
-    return run_action()
+    return run_action(policy=args.policy or RequestPolicy())
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -153,12 +153,14 @@ def _serve(args: argparse.Namespace) -> int:
     from bot.app import logs
     from bot.app.server import create_app
     from bot.app.settings import AppSettings
+    from bot.github.client import RequestPolicy
     from bot.secrets import Redactor
 
     settings = AppSettings.from_environ(os.environ)
     redactor = Redactor([settings.webhook_secret, settings.api_token or ""])
     logs.configure(redact=redactor.text)
-    uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level="warning", access_log=False)
+    app = create_app(settings, policy=args.policy or RequestPolicy())
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)
     return 0
 
 
@@ -173,7 +175,7 @@ def _demo(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from bot import demo
-    from bot.agent.model import AnthropicModel
+    from bot.agent.model import make_model
     from bot.config import Config
     from bot.task import Task
 
@@ -185,7 +187,7 @@ def _demo(args: argparse.Namespace) -> int:
         console.print(f"[bold]Demo with a scripted model[/] ({why}): it replays a prepared fix, so you can watch "
                       "the loop, the real validation runs and the outcome without calling Claude.")
     else:
-        model = AnthropicModel(Config().model)
+        model = make_model(Config())
         console.print(f"[bold]Demo with {model.name}[/] (ANTHROPIC_API_KEY is set).")
     repo = demo.prepare_sample(demo.make_temp_parent())
     console.print(f"Sample project: {repo}")
@@ -218,8 +220,10 @@ def _print_outcome(console: Console, report: Report, session_dir: Path) -> None:
     console.print(f"Session record: {session_dir}/ (report.json, trajectory.jsonl)")
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def main(argv: Sequence[str] | None = None, *, policy: RequestPolicy | None = None) -> int:
+    """`policy`: how `action` and `serve` pace and retry their GitHub requests (None: `RequestPolicy()`;
+    tests against the loopback fake turn pacing off). It rides along in the parsed arguments."""
+    args = build_parser().parse_args(argv, namespace=argparse.Namespace(policy=policy))
     protect_this_process()
     try:
         return int(args.handler(args))
@@ -228,14 +232,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     except GitHubError as error:
         print(f"fixloop: {error}", file=sys.stderr)
-        return EXIT_INTERNAL
+        return EXIT_CODES["error"]
     except KeyboardInterrupt:
         print("fixloop: cancelled", file=sys.stderr)
         return EXIT_CODES["cancelled"]
-    except Exception:
+    except Exception:  # noqa: BLE001 - the command line's outer edge: a bug gets its trace and exit 3
         traceback.print_exc()
         print("fixloop: internal error (a bug in fixloop; please report it with the trace above)", file=sys.stderr)
-        return EXIT_INTERNAL
+        return EXIT_CODES["error"]
 
 
 if __name__ == "__main__":

@@ -58,7 +58,9 @@ class PullRequest(_Strict):
 
 
 class Deflake(_Strict):
-    quarantine: bool = Field(False, description="Allow retries, sleeps or skip markers as a deflake fix (a last resort).")
+    quarantine: bool = Field(
+        False, description="Allow retries, sleeps or skip markers as a deflake fix (a last resort)."
+    )
     confidence: float = Field(0.95, gt=0, lt=1, description="Confidence wanted that the fixed test is reliable.")
     max_failure_rate: float = Field(0.10, gt=0, lt=1, description="Failure rate the repeated runs must rule out.")
 
@@ -85,7 +87,8 @@ class Config(_Strict):
     deflake: Deflake = Field(default_factory=Deflake)
     secrets: Secrets = Field(default_factory=Secrets)
     sandbox: Literal["auto", "required", "off"] = Field(
-        "auto", description="Confine the agent's commands with bubblewrap: when installed (auto), always (required), never (off).")
+        "auto", description="Confine the agent's commands with bubblewrap: "
+                            "when installed (auto), always (required), never (off).")
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 

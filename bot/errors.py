@@ -17,9 +17,15 @@ tool results it can act on. Catch-all handlers exist only at the outer edge (the
 unexpected exception into the `error` ending and exit code 3). WallTimeExceeded is control flow,
 like KeyboardInterrupt: it derives from BaseException so that no `except Exception` on its way (the
 model SDK's retries, a library's error handling) can swallow it.
+
+Exit codes of every fixloop command (defined here, once): 0 validated (or nothing to do), 1 not
+validated, 2 a mistake the user can fix (a ConfigError, bad flags), 3 an error, 130 cancelled.
 """
 
 from __future__ import annotations
+
+EXIT_CODES = {"validated": 0, "not_validated": 1, "error": 3, "cancelled": 130}  # by a session's ending
+EXIT_USAGE = 2
 
 
 class FixloopError(Exception):
@@ -68,5 +74,5 @@ class SessionCancelled(FixloopError):
     """The session was interrupted by a signal; partial work is kept."""
 
 
-class WallTimeExceeded(BaseException):  # noqa: N818 - named for what happened, like KeyboardInterrupt
+class WallTimeExceeded(BaseException):  # named for what happened, like KeyboardInterrupt
     """The session's `limits.wall_time` ran out while a call was under way (raised by its watchdog)."""

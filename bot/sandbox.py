@@ -48,13 +48,14 @@ from bot.secrets import RUNNER_FILE_COMMANDS
 
 # /run/user holds per-user sockets (session bus, gpg-agent, podman) that run commands outside.
 _ALWAYS_HIDDEN = ("/root", "/home", "/tmp", "/var/tmp", "/run/user")
-_SOCKETS = ("/var/run/docker.sock", "/run/docker.sock", "/run/containerd/containerd.sock", "/run/dbus/system_bus_socket",
-            "/run/podman/podman.sock")
+_SOCKETS = ("/var/run/docker.sock", "/run/docker.sock", "/run/containerd/containerd.sock",
+            "/run/dbus/system_bus_socket", "/run/podman/podman.sock")
 # Folders a toolchain on PATH needs beside its own, and credential files kept inside toolchains.
 _COMPANIONS = {".cargo": (".rustup",)}
 _TOOLCHAIN_SECRETS = (".cargo/credentials", ".cargo/credentials.toml")
 # Settings that point into the runner's (hidden) home; confined commands use their own home's defaults.
-_HOME_SETTINGS = ("XDG_CONFIG_HOME", "XDG_CACHE_HOME", "XDG_DATA_HOME", "XDG_STATE_HOME", "XDG_RUNTIME_DIR", "RUNNER_TEMP")
+_HOME_SETTINGS = ("XDG_CONFIG_HOME", "XDG_CACHE_HOME", "XDG_DATA_HOME", "XDG_STATE_HOME", "XDG_RUNTIME_DIR",
+                  "RUNNER_TEMP")
 INSTALL_HINT = "install bubblewrap (Debian/Ubuntu: sudo apt-get install -y bubblewrap)"
 
 

@@ -50,4 +50,5 @@ def reveal(text: str) -> str:
 
 def conceal(text: str) -> str:
     """The inverse of `reveal`, for text the model writes back into files."""
-    return MARKER.sub(lambda m: chr(int(m.group(1), 16)) if INVISIBLE.match(chr(int(m.group(1), 16))) else m.group(), text)
+    return MARKER.sub(lambda m: chr(int(m.group(1), 16)) if INVISIBLE.match(chr(int(m.group(1), 16))) else m.group(),
+                      text)

@@ -34,7 +34,6 @@ from bot.agent.events import (
 )
 from bot.agent.loop import AgentLoop, Validation
 from bot.agent.model import Model
-from bot.agent.paths import matches_any
 from bot.agent.prompts import SYSTEM_PROMPT, task_message
 from bot.agent.tools import Toolbox
 from bot.config import Config
@@ -45,10 +44,11 @@ from bot.errors import (
     WallTimeExceeded,
     WorkspaceError,
 )
+from bot.paths import matches_any
 from bot.sandbox import Confinement
 from bot.search import SearchCode, search_sandbox_paths
 from bot.secrets import Redactor, scrubbed_environment
-from bot.task import Task
+from bot.task import Task, branch_name
 from bot.trajectory import Report, ReportBuilder, TrajectoryWriter, write_report
 from bot.validation import ValidationResult, Validator, relevant_excerpt
 from bot.workspace import (
@@ -72,7 +72,8 @@ class _SnapshotThenValidate:
     def run(self) -> ValidationResult:
         self.iteration += 1
         snapshot = self.worktree.snapshot()
-        self.emit(ChangesMade(iteration=self.iteration, diff_stat=snapshot.diff_stat, changed_files=snapshot.changed_paths))
+        self.emit(ChangesMade(iteration=self.iteration, diff_stat=snapshot.diff_stat,
+                              changed_files=snapshot.changed_paths))
         return self.validator.run()
 
 
@@ -207,7 +208,8 @@ def _drive(spec: SessionSpec, worktree: Worktree, confinement: Confinement, budg
                                   scratch=confinement.tempdir("validation-"), confinement=confinement)
             baseline = validator.run()
             emit(ValidationRan(iteration=0, result=baseline))
-            # From here on the agent's shell could rewrite git's config or hooks: fixloop's git refuses to run if it does.
+            # From here on the agent's shell could rewrite git's config or hooks: fixloop's git refuses to run
+            # if it does.
             worktree.record_git_state()
             search = SearchCode(worktree.root, _evidence(spec.task, baseline), confinement.offline(
                 search_sandbox_paths(worktree.root, [worktree.common_dir, worktree.git_dir])))
@@ -231,7 +233,7 @@ def _drive(spec: SessionSpec, worktree: Worktree, confinement: Confinement, budg
         return Ending.cancelled(str(cancelled))
     except (ModelError, WorkspaceError) as error:
         return Ending.error(str(error))
-    except Exception as error:  # the session's outer edge: an honest ending instead of a lost session
+    except Exception as error:  # noqa: BLE001 - the session's outer edge: an honest ending, not a lost session
         return Ending.error(f"internal error: {type(error).__name__}: {error}")
 
 
@@ -251,7 +253,8 @@ def _signals_deferred() -> Iterator[None]:
 def commit_message(task: Task, summary: str, config: Config, session_id: str) -> str:
     checks = "\n".join(f"  $ {command}" for command in config.validation)
     why = summary.strip() or "The change makes the validation commands pass."
-    return f"fixloop: {task.title[:60]}\n\n{why}\n\nTask: {task.source}\nValidated by:\n{checks}\nSession: {session_id}\n"
+    return (f"fixloop: {task.title[:60]}\n\n{why}\n\nTask: {task.source}\nValidated by:\n{checks}\n"
+            f"Session: {session_id}\n")
 
 
 def _conclude(
@@ -261,21 +264,23 @@ def _conclude(
     try:
         verify_own_files()
         snapshot: Snapshot = worktree.snapshot()
-    except WorkspaceError as error:  # the agent changed git's or fixloop's files: no git runs with them, nothing is kept
+    except WorkspaceError as error:  # the agent changed git's or fixloop's files: no git runs with them
         return Ending.error(str(error)), {"summary": summary}
-    outcome: dict[str, object] = {"diff_stat": snapshot.diff_stat, "changed_files": snapshot.changed_paths, "summary": summary}
+    outcome: dict[str, object] = {"diff_stat": snapshot.diff_stat, "changed_files": snapshot.changed_paths,
+                                  "summary": summary}
     protected = [p for p in snapshot.changed_paths if matches_any(p, spec.config.paths.deny)]
     if ending.status == "validated" and protected:
-        ending = Ending.not_validated(f"the change touches protected paths ({', '.join(protected)}); nothing was committed")
+        ending = Ending.not_validated(f"the change touches protected paths ({', '.join(protected)}); nothing was "
+                                      "committed")
     elif ending.status == "validated" and redactor.text(snapshot.patch) != snapshot.patch:
-        ending = Ending.not_validated("the change contains a secret, or text shaped like a token or private key; nothing "
-                                      "was committed (the saved patch has it redacted)")
+        ending = Ending.not_validated("the change contains a secret, or text shaped like a token or private key; "
+                                      "nothing was committed (the saved patch has it redacted)")
     elif ending.status == "validated" and snapshot.empty:
         ending = Ending.not_validated("validation passes, but no file was changed: there is nothing to propose")
     if ending.status == "validated":
         message = redactor.text(commit_message(spec.task, summary, spec.config, session_id))
         commit = worktree.commit(snapshot, message)
-        branch = spec.branch or f"{spec.config.branch_prefix}{spec.task.slug()}-{session_id.rsplit('-', 1)[-1]}"
+        branch = spec.branch or branch_name(spec.config.branch_prefix, spec.task, session_id.rsplit("-", 1)[-1])
         create_branch(worktree.repo, branch, commit, replace=spec.branch is not None)
         outcome |= {"branch": branch, "commit": commit}
     elif not snapshot.empty:

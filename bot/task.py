@@ -1,4 +1,5 @@
-"""A Task: what a session is asked to do, whichever way it came in.
+"""A Task: what a session is asked to do, whichever way it came in; where on GitHub it points
+(`Origin`); and the one codec that hands both to a workflow run as `workflow_dispatch` inputs.
 
 `instructions` come from someone entitled to ask (the person at the command line, a user with
 write access who commented a command, the App that checked that). `context` is material from
@@ -7,33 +8,27 @@ anyone (issue text, a pull request description, CI evidence): the model sees it 
 
 from __future__ import annotations
 
+import hashlib
 import re
-from typing import Literal
+from collections.abc import Mapping
+from typing import Literal, cast, get_args
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
-TaskKind = Literal["local", "issue", "command", "ci_failure", "deflake"]
+from bot.errors import MalformedEvent
+
+DispatchKind = Literal["issue", "command", "ci_failure", "deflake"]
+TaskKind = Literal["local", DispatchKind]
+DISPATCH_KINDS: tuple[str, ...] = get_args(DispatchKind)  # the `kind` options of workflows/fixloop.yml
+
+# GitHub refuses a dispatch whose inputs add up to more than this many characters.
+INPUTS_LIMIT = 65_535
+CUT = "\n(cut to fit GitHub's limit on workflow_dispatch inputs)"
 
 
 class Context(BaseModel):
     source: str  # provenance in words: "issue #12 by @octocat"
     text: str
-
-
-class Target(BaseModel):
-    """Where on GitHub the task points, and who asked."""
-
-    repository: str  # owner/name
-    number: int | None = None  # the issue or pull request
-    pull_request: bool = False
-    requester: str | None = None
-    comment_id: int | None = None  # the triggering comment, for reactions and replies
-    comment_kind: Literal["issue", "review"] | None = None
-    ci_run_id: int | None = None  # the failed workflow run
-    ci_head_sha: str | None = None
-    ci_branch: str | None = None
-    test_id: str | None = None  # for deflake
-    correlation_id: str | None = None  # the App's delivery id, carried through the dispatch
 
 
 class Task(BaseModel):
@@ -42,7 +37,7 @@ class Task(BaseModel):
     instructions: str = ""
     context: list[Context] = []
     source: str  # where the task came from, in words
-    target: Target | None = None
+    test: str | None = None  # the test to make reliable (deflake)
 
     def slug(self, limit: int = 40) -> str:
         words = re.sub(r"[^a-z0-9]+", "-", self.title.lower()).strip("-")
@@ -52,3 +47,141 @@ class Task(BaseModel):
         """The task in one text, for records (the model gets the fenced form from the prompt)."""
         parts = [self.title, self.instructions, *(f"[{c.source}]\n{c.text}" for c in self.context)]
         return "\n\n".join(p for p in parts if p.strip())
+
+
+def branch_name(prefix: str, task: Task, suffix: str) -> str:
+    """fixloop's branch for `task`: `prefix` (the config's `branch_prefix`), the title's slug, and
+    `suffix` (a `stable_id` for GitHub targets, so a retry finds its earlier branch and pull request)."""
+    slug = f"ci-{task.slug(30)}" if task.kind == "ci_failure" else task.slug()
+    return f"{prefix}{slug}-{suffix}"
+
+
+def stable_id(repository: str, key: str) -> str:
+    return hashlib.sha1(f"{repository}#{key}".encode()).hexdigest()[:8]
+
+
+class Thread(BaseModel):
+    """An issue or a pull request."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    number: int
+    pull_request: bool = False
+
+
+class FailedRun(BaseModel):
+    """A failed CI run: the workflow run (None for another CI app's check suite) and the failing
+    branch and commit (None when only the run was handed over: they are looked up from it)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    run_id: int | None = None
+    branch: str | None = None
+    head_sha: str | None = None
+
+
+class Comment(BaseModel):
+    """The comment that asked, for a reaction."""
+
+    model_config = ConfigDict(frozen=True)
+    id: int
+    kind: Literal["issue", "review"]
+
+
+class Origin(BaseModel):
+    """Where on GitHub a task points, who asked, and the App's id for the request."""
+
+    model_config = ConfigDict(frozen=True)
+    repository: str  # owner/name
+    target: Thread | FailedRun
+    requester: str | None = None
+    comment: Comment | None = None
+    correlation_id: str | None = None  # the App's delivery id, carried through the dispatch
+
+    @property
+    def number(self) -> int | None:
+        """The issue or pull request to answer on, if the target is one."""
+        return self.target.number if isinstance(self.target, Thread) else None
+
+    def key(self) -> str:
+        """The target in one word: the App's one-session-per-target key, and the `external_id` of
+        fixloop's check runs, which their buttons read back."""
+        target = self.target
+        if isinstance(target, Thread):
+            return f"{'pr' if target.pull_request else 'issue'}:{target.number}"
+        return f"ci:{target.run_id or 0}:{target.branch}@{target.head_sha}"
+
+
+_CONTEXT = TypeAdapter(list[Context])
+
+
+def to_inputs(task: Task, origin: Origin) -> dict[str, str]:
+    """The `workflow_dispatch` inputs that hand `task` to the repository's fixloop workflow.
+
+    Lossless for what the runner needs: `from_inputs` gives back the same task and origin, except
+    the comment that asked (the App has answered it) and whether the number is a pull request (the
+    runner asks GitHub). When the inputs would exceed GitHub's limit, the longest texts are cut."""
+    if task.kind == "local":
+        raise ValueError("a local task is not dispatched")
+    target = origin.target
+    inputs = {
+        "kind": task.kind,
+        "target": str(target.number if isinstance(target, Thread) else target.run_id or 0),
+        "head": f"{target.branch or ''}@{target.head_sha or ''}" if isinstance(target, FailedRun) else "",
+        "test": task.test or "",
+        "title": task.title,
+        "instructions": task.instructions,
+        "context": "",
+        "source": task.source,
+        "requester": origin.requester or "",
+        "correlation_id": origin.correlation_id or "",
+    }
+    context = [item.model_copy() for item in task.context]
+    while True:
+        inputs["context"] = _CONTEXT.dump_json(context).decode() if context else ""
+        excess = sum(map(len, inputs.values())) - INPUTS_LIMIT
+        if excess <= 0:
+            return inputs
+        longest = max(context, key=lambda item: len(item.text), default=None)
+        if longest is not None and len(longest.text) > len(inputs["instructions"]):
+            longest.text = _cut(longest.text, excess)
+        elif len(inputs["instructions"]) > len(CUT):
+            inputs["instructions"] = _cut(inputs["instructions"], excess)
+        else:
+            raise ValueError(f"the task's title and source exceed GitHub's limit of {INPUTS_LIMIT} characters")
+
+
+def _cut(text: str, excess: int) -> str:
+    kept = text.removesuffix(CUT)
+    return kept[: max(0, len(kept) - excess - len(CUT) - 64)] + CUT
+
+
+def from_inputs(inputs: Mapping[str, object], *, repository: str, sender: str) -> tuple[Task, Origin]:
+    """The task and origin that `to_inputs` wrote, also from inputs someone typed into the Actions
+    tab (only `kind` and `target` are needed). Raises MalformedEvent for inputs that make no task."""
+    def text(name: str) -> str:
+        return str(inputs.get(name) or "").strip()
+
+    kind, raw = text("kind"), text("target").lstrip("#")
+    if kind not in DISPATCH_KINDS:
+        raise MalformedEvent(f"workflow_dispatch input kind={kind!r} is not one of {sorted(DISPATCH_KINDS)}")
+    if not raw.isdigit():
+        raise MalformedEvent(f"workflow_dispatch input target={raw!r} is not a number")
+    if kind == "deflake" and not text("test"):
+        raise MalformedEvent("workflow_dispatch input test is needed for kind=deflake (a test id)")
+    try:
+        context = _CONTEXT.validate_json(text("context")) if text("context") else []
+    except ValidationError as error:
+        raise MalformedEvent(f"workflow_dispatch input context is not a list of {{source, text}}: {error}") from None
+    requester = text("requester") or sender
+    target: Thread | FailedRun
+    if kind == "ci_failure":
+        branch, _, sha = text("head").partition("@")
+        target = FailedRun(run_id=int(raw) or None, branch=branch or None, head_sha=sha or None)
+        title = f"Fix CI: {branch or f'workflow run {raw}'} failed"
+    else:
+        target = Thread(number=int(raw))
+        title = f"#{raw}"
+    task = Task(kind=cast(DispatchKind, kind), title=text("title") or title, test=text("test") or None, context=context,
+                instructions=str(inputs.get("instructions") or "") or "Work on the target.",
+                source=text("source") or f"@{requester} through the fixloop App")
+    return task, Origin(repository=repository, target=target, requester=requester,
+                        correlation_id=text("correlation_id") or None)

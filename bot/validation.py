@@ -8,6 +8,7 @@ previously failing tests run first (`--last-failed`); only if they pass does the
 
 from __future__ import annotations
 
+import contextlib
 import re
 import shlex
 from collections.abc import Mapping
@@ -212,8 +213,8 @@ class Validator:
         # junit_logging=no: a repository's config may ask for the captured output in the report
         # (system-out), and a test printing hundreds of MB would then make a report of that size,
         # read whole into memory here; the report is only read for test ids and failure texts.
-        addopts = [self.env.get("PYTEST_ADDOPTS", ""), f"--junitxml={shlex.quote(str(junit))}", "-o junit_family=xunit1",
-                   "-o junit_logging=no"]
+        addopts = [self.env.get("PYTEST_ADDOPTS", ""), f"--junitxml={shlex.quote(str(junit))}",
+                   "-o junit_family=xunit1", "-o junit_logging=no"]
         if focus:
             addopts.append("--last-failed --last-failed-no-failures none")
         env = self.env | {"PYTEST_ADDOPTS": " ".join(a for a in addopts if a)}
@@ -222,10 +223,9 @@ class Validator:
         tests_run: int | None = None
         failed: list[FailedTest] = []
         if regular_file(junit):  # the commands could have put a FIFO or a link there
-            try:
+            # A truncated report (killed run) reads as no report.
+            with contextlib.suppress(ParseError):
                 tests_run, failed = parse_junit(junit)
-            except ParseError:  # a truncated report (killed run) reads as no report
-                pass
         passed = result.exit_code == 0 and not result.timed_out
         return CommandOutcome(
             command=command,

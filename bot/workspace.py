@@ -80,7 +80,8 @@ def resolve_commit(repo: Path, rev: str) -> str:
 
 def git_directories(root: Path) -> list[Path]:
     """The repository's common git directory and the worktree's own one (inside it), for a worktree at `root`."""
-    git_dir, common_dir = git("rev-parse", "--path-format=absolute", "--git-dir", "--git-common-dir", cwd=root).splitlines()
+    git_dir, common_dir = git("rev-parse", "--path-format=absolute", "--git-dir", "--git-common-dir",
+                              cwd=root).splitlines()
     return [Path(common_dir), Path(git_dir)]
 
 
@@ -148,7 +149,8 @@ class ControlFiles:
 
     def changed(self) -> list[Path]:
         now = self._scan()
-        return sorted(path for path in {*self.recorded, *now} if self.recorded.get(path, _ABSENT) != now.get(path, _ABSENT))
+        return sorted(path for path in {*self.recorded, *now}
+                      if self.recorded.get(path, _ABSENT) != now.get(path, _ABSENT))
 
     def verify(self, repo: Path) -> None:
         """Raise a WorkspaceError naming the changed files, if any changed since they were recorded."""
@@ -339,7 +341,8 @@ class Worktree:
             "GIT_COMMITTER_NAME": name,
             "GIT_COMMITTER_EMAIL": email,
         }
-        return self._git("commit-tree", snapshot.tree, "-p", self.base, "-F", "-", env=identity, input_text=message).strip()
+        return self._git("commit-tree", snapshot.tree, "-p", self.base, "-F", "-", env=identity,
+                         input_text=message).strip()
 
     def remove(self) -> None:
         if self._changed():

@@ -62,4 +62,4 @@ def make_repo(tmp_path: Path) -> MakeRepo:
 
 
 # The OpenAPI-checked fake GitHub's fixtures, for every test module.
-from tests.fakes.github.fixture import fake_github, github_app_key, make_fake_github  # noqa: E402, F401
+from tests.fakes.github.fixture import fake_github, github_app_key, make_fake_github  # noqa: F401

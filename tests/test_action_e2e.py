@@ -11,12 +11,13 @@ from pathlib import Path
 
 import pytest
 
-import bot.github.client
+from bot.action.environment import write_outputs
 from bot.cli import main
-from bot.github.actions_env import write_outputs
+from bot.github.client import RequestPolicy
 from tests.conftest import run_git
 from tests.fakes.git_origin import make_origin, write_event
 from tests.fakes.github import FakeGitHub
+from tests.fakes.github.fixture import LOOPBACK_POLICY
 from tests.fakes.messages_api import MessagesAPIServer, Reply, edit, text
 from tests.fixtures import load_payload
 
@@ -24,7 +25,8 @@ REPO = "octo/calc"
 PYTEST = f"{shlex.quote(sys.executable)} -m pytest -q"
 FILES = {
     "calc.py": "def add(a, b):\n    return a - b\n",
-    "test_calc.py": "from calc import add\n\n\ndef test_add():\n    assert add(2, 3) == 5\n\n\ndef test_zero():\n    assert add(0, 0) == 0\n",
+    "test_calc.py": "from calc import add\n\n\ndef test_add():\n    assert add(2, 3) == 5\n\n\n"
+                    "def test_zero():\n    assert add(0, 0) == 0\n",
     ".github/fixloop.yml": f"validate: [{PYTEST}]\nlimits: {{iterations: 3}}\nci: {{auto: true}}\n",
 }
 WRONG = Reply([edit("str_replace", "calc.py", old_str="a - b", new_str="a * b")])
@@ -45,16 +47,12 @@ def parse_outputs(text: str) -> dict[str, str]:
     return values
 
 
-@pytest.fixture(autouse=True)
-def no_throttle(monkeypatch):
-    monkeypatch.setattr(bot.github.client, "THROTTLE", False)
-
-
 class Runner:
     """One repository on the fake GitHub, and a way to run `fixloop action` on an event."""
 
-    def __init__(self, tmp_path: Path, github: FakeGitHub, api: MessagesAPIServer, monkeypatch, files=FILES):
-        self.tmp, self.github, self.api, self.monkeypatch = tmp_path, github, api, monkeypatch
+    def __init__(self, tmp_path: Path, github: FakeGitHub, api: MessagesAPIServer, monkeypatch, files=FILES,
+                 policy: RequestPolicy = LOOPBACK_POLICY):
+        self.tmp, self.github, self.api, self.monkeypatch, self.policy = tmp_path, github, api, monkeypatch, policy
         self.origin = make_origin(tmp_path, github, REPO, files)
         github.set_permission(REPO, "maintainer", "write")
         github.add_workflow(REPO, "fixloop.yml")
@@ -72,13 +70,14 @@ class Runner:
             "GITHUB_REPOSITORY": REPO, "GITHUB_API_URL": self.github.url, "GITHUB_SERVER_URL": "https://github.test",
             "GITHUB_RUN_ID": str(700 + self.runs), "GITHUB_SHA": self.origin.head,
             "GITHUB_WORKSPACE": str(self.origin.workspace), "GITHUB_OUTPUT": str(self.outputs),
-            "GITHUB_STEP_SUMMARY": str(self.summary), "GITHUB_WORKFLOW_REF": f"{REPO}/.github/workflows/fixloop.yml@refs/heads/main",
+            "GITHUB_STEP_SUMMARY": str(self.summary),
+            "GITHUB_WORKFLOW_REF": f"{REPO}/.github/workflows/fixloop.yml@refs/heads/main",
             "GITHUB_TOKEN": "test-token", "ANTHROPIC_API_KEY": "test-key", "ANTHROPIC_BASE_URL": self.api.url,
             **extra_env,
         }
         for name, value in env.items():
             self.monkeypatch.setenv(name, value)
-        return main(["action"])
+        return main(["action"], policy=self.policy)
 
     def outputs_map(self) -> dict[str, str]:
         return parse_outputs(self.outputs.read_text())
@@ -124,7 +123,8 @@ def test_labeled_issue_two_iterations_three_check_runs_pushed_branch_one_draft_p
 
     runs = checks(github)
     assert set(runs) == {"fixloop", "fixloop / iteration 1", "fixloop / iteration 2"}
-    assert [runs[n].conclusion for n in ("fixloop / iteration 1", "fixloop / iteration 2", "fixloop")] == ["failure", "success", "success"]
+    assert ([runs[n].conclusion for n in ("fixloop / iteration 1", "fixloop / iteration 2", "fixloop")]
+            == ["failure", "success", "success"])
     assert all(run.head_sha == runner.origin.head and run.status == "completed" for run in runs.values())
     first = runs["fixloop / iteration 1"]
     assert first.output_title == "Validation failed: 1 test(s)"
@@ -170,7 +170,8 @@ def test_command_on_someones_pull_request_opens_a_draft_against_its_branch(runne
     run_git(workspace, "checkout", "-q", "main")
     head = runner.origin.branch_sha("feature")
     number = runner.github.add_pull(REPO, "feature", base="main", title="Feature work", user="contributor")
-    runner.api.push(Reply([edit("str_replace", "calc.py", old_str="a - b  # feature work", new_str="a + b  # feature work")]), DONE)
+    runner.api.push(Reply([edit("str_replace", "calc.py", old_str="a - b  # feature work",
+                                new_str="a + b  # feature work")]), DONE)
     assert runner.run("issue_comment", runner.comment("/fixloop fix make add() add", number, on_pull=True)) == 0
 
     pulls = {p.number: p for p in runner.github.pulls(REPO)}
@@ -202,7 +203,8 @@ def test_retry_updates_the_existing_pull_request_instead_of_opening_another(runn
     runner.api.push(RIGHT_AT_ONCE, DONE)
     assert runner.run("issues", runner.labeled()) == 0
     (first,) = runner.github.pulls(REPO)
-    runner.api.push(Reply([edit("str_replace", "calc.py", old_str="a - b", new_str="b + a")]), Reply([text("Commutative now.")]))
+    runner.api.push(Reply([edit("str_replace", "calc.py", old_str="a - b", new_str="b + a")]),
+                    Reply([text("Commutative now.")]))
     assert runner.run("issue_comment", runner.comment("/fixloop retry", runner.issue)) == 0
     (second,) = runner.github.pulls(REPO)
     assert second.number == first.number
@@ -235,7 +237,8 @@ def test_invalid_config_fails_the_check_run_at_the_offending_key(runner, capsys)
     run = checks(runner.github)["fixloop"]
     assert run.conclusion == "failure" and run.output_title == "Invalid .github/fixloop.yml"
     (note,) = run.annotations
-    assert (note["path"], note["start_line"], note["title"]) == (".github/fixloop.yml", 3, "fixloop config: limits.iterations")
+    assert ((note["path"], note["start_line"], note["title"])
+            == (".github/fixloop.yml", 3, "fixloop config: limits.iterations"))
     (comment,) = runner.github.comments(REPO, runner.issue)
     assert "limits.iterations" in comment.body
     assert runner.api.requests == [], "no session starts with a broken config"
@@ -254,7 +257,8 @@ def test_the_owner_of_a_personal_repository_needs_no_permission_lookup(runner):
     payload = runner.labeled()
     payload["sender"]["login"] = "octo"
     runner.api.push(RIGHT_AT_ONCE, DONE)
-    assert runner.run("issues", payload | {"repository": {**payload["repository"], "owner": {"login": "octo", "type": "User"}}}) == 0
+    personal = {**payload["repository"], "owner": {"login": "octo", "type": "User"}}
+    assert runner.run("issues", payload | {"repository": personal}) == 0
     assert not [r for r in runner.github.requests if "/permission" in r.path]
     assert len(runner.github.pulls(REPO)) == 1
 

@@ -30,6 +30,8 @@ from typing import Any
 import pytest
 import yaml
 
+from bot.task import Origin, Task, Thread, to_inputs
+
 ROOT = Path(__file__).resolve().parent.parent
 ACTION = ROOT / "action.yml"
 WORKFLOW = ROOT / "workflows" / "fixloop.yml"
@@ -55,7 +57,9 @@ RUN_ENV = {
     "FIXLOOP_MAX_ITERATIONS": "max-iterations",
     "FIXLOOP_CONFIG": "config",
 }
-DISPATCH_INPUTS = ("kind", "target", "instructions", "requester", "correlation_id", "head")
+# The inputs the App's Task codec writes (bot.task.to_inputs): the workflow must declare exactly these.
+DISPATCH_INPUTS = tuple(to_inputs(Task(kind="issue", title="t", source="s"),
+                                  Origin(repository="o/r", target=Thread(number=1))))
 DISPATCH_KINDS = ["issue", "command", "ci_failure", "deflake"]
 PERMISSIONS = {
     "contents": "write",
@@ -312,7 +316,7 @@ def action_problems(action: Doc) -> list[str]:
         for variable, input_name in RUN_ENV.items():
             if flat(env.get(variable)) != f"${{{{ inputs.{input_name} }}}}":
                 problems.append(f"env {variable} must be ${{{{ inputs.{input_name} }}}}")
-        if 0 <= save_at and not python_at < restore_at < save_at < run_at:
+        if save_at >= 0 and not python_at < restore_at < save_at < run_at:
             problems.append("steps must go: set up python, restore, install, save, run (the cache is saved "
                             "before the agent runs)")
     return problems
@@ -351,7 +355,8 @@ def run_scripts(doc: Doc) -> list[tuple[str, str]]:
     if "runs" in doc:
         steps = [("action.yml", step) for step in doc["runs"].get("steps") or []]
     else:
-        steps = [(f"job {job}", step) for job, body in (doc.get("jobs") or {}).items() for step in body.get("steps") or []]
+        steps = [(f"job {job}", step) for job, body in (doc.get("jobs") or {}).items()
+                 for step in body.get("steps") or []]
     return [(f"{where} step {step.get('name') or step.get('id') or '?'}", str(step["run"]))
             for where, step in steps if "run" in step]
 
@@ -573,7 +578,8 @@ def test_readme_documents_the_action_and_workflow() -> None:
     missing += [word for word in (FIXLOOP_USES, "ANTHROPIC_API_KEY", "FIXLOOP_APP_ID", "FIXLOOP_APP_PRIVATE_KEY",
                                   "include-hidden-files", "persist-credentials: false", "fork")
                 if word not in text]
-    missing += [f"permission `{name}: {level}`" for name, level in PERMISSIONS.items() if f"`{name}: {level}`" not in text]
+    missing += [f"permission `{name}: {level}`" for name, level in PERMISSIONS.items()
+                if f"`{name}: {level}`" not in text]
     assert not missing, f"README.md does not mention: {missing}"
 
 

@@ -153,7 +153,8 @@ def test_histogram_buckets_are_cumulative_and_upper_bounds_inclusive() -> None:
     metrics.webhook_latency(math.nan)  # ignored: it would belong to no bucket
     text = metrics.render()
     _, _, samples = parse_exposition(text)
-    buckets = {dict(key)["le"]: value for key, value in values(samples, "fixloop_webhook_response_seconds_bucket").items()}
+    buckets = {dict(key)["le"]: value
+               for key, value in values(samples, "fixloop_webhook_response_seconds_bucket").items()}
     expected = {bound: sum(1 for v in observed if v <= bound) for bound in BUCKETS}
     assert {float(le): count for le, count in buckets.items()} == expected
     assert buckets["0.05"] == 2 and buckets["+Inf"] == len(observed)
@@ -593,4 +594,5 @@ def test_a_bad_manifest_url_on_the_command_line_is_one_line_and_exit_2(capsys: p
 
     assert main(["app", "manifest", "--url", "ftp://x"]) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and err.startswith("fixloop: the App's URL must be an http(s) URL") and "Traceback" not in err
+    assert (err.count("\n") == 1 and err.startswith("fixloop: the App's URL must be an http(s) URL")
+            and "Traceback" not in err)

@@ -28,14 +28,12 @@ from pathlib import Path
 import pytest
 import requests
 
-import bot.app.processor
-import bot.github.client
 from bot.app.server import Service
 from bot.app.settings import AppSettings
 from bot.app.store import Store
 from bot.github.events import signature_for
 from tests.fakes.github import FakeGitHub
-from tests.fakes.github.fixture import TEST_APP_ID, AppKey
+from tests.fakes.github.fixture import LOOPBACK_POLICY, TEST_APP_ID, AppKey
 from tests.fakes.live_server import free_port, wait_healthy
 from tests.fixtures import labeled_issue
 
@@ -51,8 +49,8 @@ DUPLICATE_EVERY = 5  # every fifth answered delivery is sent again after the res
 TRUNCATED_BY_KILL = re.compile(r"^POST \S+: request: (MissingRequiredRequestBody|body is not JSON)")
 # `fixloop serve` itself, with PyGithub's pacing (1 s between writes, meant for api.github.com) and
 # retry backoff off, as every test against the loopback fake does; otherwise 200 dispatches take minutes.
-SERVE = ("import sys, bot.github.client as client; client.THROTTLE = False; client.RETRY_BACKOFF = 0; "
-         "from bot.cli import main; sys.exit(main(sys.argv[1:]))")
+SERVE = ("import sys; from bot.cli import main; from bot.github.client import RequestPolicy; "
+         "sys.exit(main(sys.argv[1:], policy=RequestPolicy(throttle=False, backoff=0)))")
 
 
 @dataclass(frozen=True)
@@ -237,7 +235,8 @@ def test_a_restart_mid_burst_loses_no_delivery_and_dispatches_none_twice(github:
     acknowledgements = collections.Counter(c.issue_number for n in range(1, DELIVERIES + 1)
                                            for c in github.comments(REPO, n) if "fixloop is on it" in c.body)
     assert max(acknowledgements.values()) == 1, "no issue was told twice"
-    unexplained = [v for v in github.take_violations() if not TRUNCATED_BY_KILL.search(v)] if how == signal.SIGKILL else []
+    unexplained = ([v for v in github.take_violations() if not TRUNCATED_BY_KILL.search(v)]
+                   if how == signal.SIGKILL else [])
     assert unexplained == [], "the only requests the fake may find malformed are those the kill cut off"
     redone = server.db("SELECT COUNT(*) FROM deliveries WHERE outcome LIKE '%already has a session%'")[0][0]
     resumed = server.db("SELECT COUNT(*) FROM deliveries WHERE outcome LIKE '%found after a restart%'")[0][0]
@@ -252,12 +251,9 @@ def test_a_restart_mid_burst_loses_no_delivery_and_dispatches_none_twice(github:
 
 @pytest.mark.parametrize("reached_github", [False, True], ids=["dispatch-lost", "dispatch-arrived"])
 def test_a_session_stopped_while_dispatching_gets_exactly_one_run(github: FakeGitHub, github_app_key: AppKey,
-                                                                 tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                                 reached_github: bool) -> None:
+                                                                 tmp_path: Path, reached_github: bool) -> None:
     """The narrow window the burst only hits sometimes, made certain: the session is recorded, then the
     server dies before it hears back from its dispatch, which GitHub may or may not have received."""
-    monkeypatch.setattr(bot.github.client, "THROTTLE", False)
-    monkeypatch.setattr(bot.app.processor, "RESUME_LOOKUP_PAUSE", 0)
     (delivery,) = deliveries(github.installation_id("octo"))[6:7]
     store = Store(tmp_path / "crashed.sqlite3")
     store.claim_delivery(delivery.id, "issues", json.loads(delivery.body))
@@ -268,7 +264,7 @@ def test_a_session_stopped_while_dispatching_gets_exactly_one_run(github: FakeGi
                                          event="workflow_dispatch", display_title=f"fixloop issue #7 ({delivery.id})")
     settings = AppSettings(app_id=str(TEST_APP_ID), private_key=github_app_key.private_pem, webhook_secret=SECRET,
                            api_url=github.url, database=tmp_path / "crashed.sqlite3", app_slug="fixloop")
-    service = Service(settings, store=store)
+    service = Service(settings, store=store, policy=LOOPBACK_POLICY, resume_pause=0)
     service.start()  # what `fixloop serve` does at start-up with the deliveries left pending
     service.drain()
     service.stop()
@@ -278,7 +274,8 @@ def test_a_session_stopped_while_dispatching_gets_exactly_one_run(github: FakeGi
     if reached_github:
         assert dispatches == [] and session.run_id == run_id, "the run GitHub already had is adopted, not doubled"
     else:
-        assert [d.inputs["correlation_id"] for d in dispatches] == [delivery.id] and session.run_id == dispatches[0].run_id
+        assert ([d.inputs["correlation_id"] for d in dispatches] == [delivery.id]
+                and session.run_id == dispatches[0].run_id)
     assert session.status == "dispatched" and store.pending_deliveries() == []
     (acknowledgement,) = github.comments(REPO, delivery.number)
     assert acknowledgement.body.startswith(f"fixloop is on it: {session.run_url}")

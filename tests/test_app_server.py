@@ -13,13 +13,12 @@ import jwt
 import pytest
 import requests
 
-import bot.github.client
 from bot.app.server import Service, create_app
 from bot.app.settings import AppSettings
 from bot.app.store import Store
 from bot.github.events import signature_for
 from tests.fakes.github import FakeGitHub
-from tests.fakes.github.fixture import TEST_APP_ID
+from tests.fakes.github.fixture import LOOPBACK_POLICY, TEST_APP_ID
 from tests.fakes.live_server import LiveServer
 from tests.fixtures import load_payload
 
@@ -29,12 +28,6 @@ API_TOKEN = "api-token-for-tests"
 CONFIG = "validate: [python -m pytest -q]\nci: {auto: true, max_sessions_per_branch: 2}\n"
 
 
-@pytest.fixture(autouse=True)
-def fast_github(monkeypatch):
-    monkeypatch.setattr(bot.github.client, "THROTTLE", False)
-    monkeypatch.setattr(bot.github.client, "RETRY_BACKOFF", 0)
-
-
 class App:
     """A running `fixloop serve` against a seeded fake GitHub."""
 
@@ -42,7 +35,7 @@ class App:
         self.github, self.settings = github, settings
 
     def start(self) -> App:
-        self.service = Service(self.settings, store=Store(self.settings.database))
+        self.service = Service(self.settings, store=Store(self.settings.database), policy=LOOPBACK_POLICY)
         self.live = LiveServer(create_app(self.settings, self.service)).__enter__()
         self.url = self.live.url
         return self
@@ -116,7 +109,8 @@ def with_installation(payload: dict, github: FakeGitHub) -> dict:
 
 
 def test_githubs_documented_test_vector():
-    assert signature_for(SECRET, b"Hello, World!") == "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17"
+    assert (signature_for(SECRET, b"Hello, World!")
+            == "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17")
 
 
 def test_bad_requests_are_rejected_before_anything_is_parsed(make_app):
@@ -156,9 +150,11 @@ def test_a_trigger_dispatches_exactly_one_run_with_a_scoped_installation_token(m
     app.settle()
     (dispatch,) = app.github.dispatches(REPO)
     assert dispatch.ref == "main"
-    assert dispatch.inputs == {"kind": "issue", "target": "1", "requester": "maintainer", "correlation_id": delivery,
-                               "instructions": "Resolve issue #1 (labelled 'fixloop' by @maintainer)."}
-    (token,) = [t for t in app.github.issued_tokens()]
+    assert {name: value for name, value in dispatch.inputs.items() if name not in ("title", "source", "context")} == {
+        "kind": "issue", "target": "1", "requester": "maintainer", "correlation_id": delivery, "head": "", "test": "",
+        "instructions": "Resolve issue #1 (labelled 'fixloop' by @maintainer)."}
+    assert dispatch.inputs["title"] == labeled()["issue"]["title"] and "accidently" in dispatch.inputs["context"]
+    (token,) = list(app.github.issued_tokens())
     assert token.repositories == ["calc"] and token.permissions["actions"] == "write"
     assert dispatch.token == token.token, "the dispatch used the installation token"
     comments = app.github.comments(REPO, 1)
@@ -184,7 +180,7 @@ def test_installation_tokens_are_cached_until_shortly_before_they_expire(seeded,
     github = seeded()
     clock = [time.time()]
     tokens = InstallationTokens(app_id=str(TEST_APP_ID), private_key=github_app_key.private_pem, api_url=github.url,
-                                clock=lambda: clock[0])
+                                clock=lambda: clock[0], policy=LOOPBACK_POLICY)
     installation = github.installation_id("octo")
     first = tokens.token(installation, REPO, {"issues": "write"})
     assert tokens.token(installation, REPO, {"issues": "write"}) == first and tokens.minted == 1
@@ -349,8 +345,8 @@ def test_installations_are_recorded_with_a_setup_hint(seeded, make_app, caplog):
     app = make_app(github)
     payload = load_payload("installation.created")
     payload["installation"]["id"] = github.installation_id("octo")
-    payload["repositories"] = [{"full_name": name, "name": name.split("/")[1], "id": 1, "node_id": "x", "private": False}
-                               for name in (REPO, "octo/bare")]
+    payload["repositories"] = [{"full_name": name, "name": name.split("/")[1], "id": 1, "node_id": "x",
+                                "private": False} for name in (REPO, "octo/bare")]
     with caplog.at_level("WARNING", logger="fixloop"):
         app.deliver("installation", payload)
         app.settle()
@@ -420,8 +416,9 @@ def test_eight_workers_racing_on_one_target_start_exactly_one_session(tmp_path):
 
     def worker(index: int) -> None:
         start.wait()
-        _, started = stores[index].start_session(repository=REPO, kind="issue", target="issue:7", requester="maintainer",
-                                                 correlation_id=f"delivery-{index}", active_since=0)
+        _, started = stores[index].start_session(repository=REPO, kind="issue", target="issue:7",
+                                                 requester="maintainer", correlation_id=f"delivery-{index}",
+                                                 active_since=0)
         outcomes.append(started)
 
     threads = [threading.Thread(target=worker, args=(index,)) for index in range(len(stores))]

@@ -10,7 +10,6 @@ import sys
 
 import pytest
 
-import bot.github.client
 from bot.deflake import papering_over
 from tests.conftest import run_git
 from tests.fakes.messages_api import MessagesAPIServer, Reply, edit, text
@@ -70,7 +69,6 @@ def failing_log(test: str, message: str) -> str:
 @pytest.fixture
 def ci(request, tmp_path, fake_github, monkeypatch):
     """A repository with FILES (a test may add config lines with @pytest.mark.config("...")."""
-    monkeypatch.setattr(bot.github.client, "THROTTLE", False)
     extra = request.node.get_closest_marker("config")
     files = {**FILES, ".github/fixloop.yml": FILES[".github/fixloop.yml"] + (extra.args[0] if extra else "")}
     with MessagesAPIServer() as api:
@@ -90,7 +88,8 @@ def commit_and_push(runner: Runner, path: str, content: str) -> str:
 
 def failed_run(runner: Runner, sha: str, log: str) -> dict:
     github = runner.github
-    green = github.add_workflow_run(REPO, "ci.yml", conclusion="success", head_branch="main", head_sha=runner.origin.head)
+    green = github.add_workflow_run(REPO, "ci.yml", conclusion="success", head_branch="main",
+                                    head_sha=runner.origin.head)
     github.add_job(green, "tests", conclusion="success", log_text=GREEN_LOG)
     failed = github.add_workflow_run(REPO, "ci.yml", conclusion="failure", head_branch="main", head_sha=sha)
     github.add_job(failed, "lint", conclusion="success", log_text="all good\n")
@@ -105,7 +104,8 @@ def failed_run(runner: Runner, sha: str, log: str) -> dict:
 
 def test_a_regression_gets_a_fix_built_on_the_evidence(ci):
     sha = commit_and_push(ci, "calc.py", "def add(a, b):\n    return a - b\n")
-    ci.api.push(Reply([edit("str_replace", "calc.py", old_str="a - b", new_str="a + b")]), Reply([text("Restored addition.")]))
+    ci.api.push(Reply([edit("str_replace", "calc.py", old_str="a - b", new_str="a + b")]),
+                Reply([text("Restored addition.")]))
     assert ci.run("workflow_run", failed_run(ci, sha, failing_log("test_calc.py::test_add", "assert -1 == 5"))) == 0
     prompt = ci.api.requests[0].body["messages"][0]["content"][0]["text"]
     assert "FAILED test_calc.py::test_add - assert -1 == 5" in prompt, "the evidence reached the model"
@@ -117,8 +117,10 @@ def test_a_regression_gets_a_fix_built_on_the_evidence(ci):
 
 
 def test_a_flaky_test_gets_a_deflake_validated_by_repeated_runs(ci):
-    ci.api.push(Reply([edit("create", "test_flaky.py", file_text=STABLE_TEST)]), Reply([text("The assertion depended on the run count.")]))
-    payload = failed_run(ci, ci.origin.head, failing_log("test_flaky.py::test_sometimes", "AssertionError: fails on every other run"))
+    ci.api.push(Reply([edit("create", "test_flaky.py", file_text=STABLE_TEST)]),
+                Reply([text("The assertion depended on the run count.")]))
+    payload = failed_run(ci, ci.origin.head,
+                         failing_log("test_flaky.py::test_sometimes", "AssertionError: fails on every other run"))
     assert ci.run("workflow_run", payload) == 0
     prompt = ci.api.requests[0].body["messages"][0]["content"][0]["text"]
     assert "`test_flaky.py::test_sometimes`: flaky" in prompt and "Do not add retries, sleeps or skip markers" in prompt

@@ -30,10 +30,11 @@ from tests.fakes.messages_api import (
 PYTEST = f"{shlex.quote(sys.executable)} -m pytest -q"
 BUGGY = {
     "calc.py": "def add(a, b):\n    return a - b\n\n\ndef double(a):\n    return add(a, a)\n",
-    "test_calc.py": "from calc import add, double\n\n\ndef test_add():\n    assert add(2, 3) == 5\n\n\ndef test_double():\n    assert double(0) == 0\n",
+    "test_calc.py": "from calc import add, double\n\n\ndef test_add():\n    assert add(2, 3) == 5\n\n\n"
+                    "def test_double():\n    assert double(0) == 0\n",
 }
-FIX = dict(old_str="a - b", new_str="a + b")
-WRONG = dict(old_str="a - b", new_str="a * b")
+FIX = {"old_str": "a - b", "new_str": "a + b"}
+WRONG = {"old_str": "a - b", "new_str": "a * b"}
 DONE = Reply([text("add() subtracted; it now adds.")])
 
 
@@ -47,7 +48,8 @@ def api(monkeypatch) -> MessagesAPIServer:
 
 
 def fixloop(repo: Path, *extra: str, capsys) -> tuple[int, dict | None, str]:
-    code = main(["run", "--repo", str(repo), "--task", "Fix add()\nadd(2, 3) must be 5", "--validate", PYTEST, "--json", *extra])
+    code = main(["run", "--repo", str(repo), "--task", "Fix add()\nadd(2, 3) must be 5", "--validate", PYTEST,
+                 "--json", *extra])
     out, err = capsys.readouterr()
     return code, (json.loads(out) if out.strip() else None), err
 
@@ -69,7 +71,8 @@ def test_fix_in_one_iteration(api, make_repo, capsys):
     assert len(report["iterations"]) == 1 and report["iterations"][0]["validation"]["passed"]
     assert run_git(repo, "show", f"{report['branch']}:calc.py").count("a + b") == 1
     first = api.requests[0].body
-    assert [t.get("type", t["name"]) for t in first["tools"]] == ["text_editor_20250728", "bash_20250124", "search_code"]
+    tools = [t.get("type", t["name"]) for t in first["tools"]]
+    assert tools == ["text_editor_20250728", "bash_20250124", "search_code"]
     assert first["system"][-1]["cache_control"] == {"type": "ephemeral"}
     assert first["messages"][-1]["content"][-1]["cache_control"] == {"type": "ephemeral"}
     assert "Fix add()" in first["messages"][0]["content"][0]["text"]
@@ -81,7 +84,8 @@ def test_fix_in_one_iteration(api, make_repo, capsys):
 def test_fix_in_two_iterations_feedback_names_the_failing_test(api, make_repo, capsys):
     """The issue's acceptance scenario."""
     repo = make_repo(BUGGY)
-    api.push(Reply([edit("str_replace", "calc.py", **WRONG)]), DONE, Reply([edit("str_replace", "calc.py", old_str="a * b", new_str="a + b")]), DONE)
+    api.push(Reply([edit("str_replace", "calc.py", **WRONG)]), DONE,
+             Reply([edit("str_replace", "calc.py", old_str="a * b", new_str="a + b")]), DONE)
     code, report, _ = fixloop(repo, capsys=capsys)
     assert code == 0 and report["status"] == "validated"
     first, second = report["iterations"]
@@ -115,7 +119,8 @@ def test_token_limit_from_the_command_line(api, make_repo, capsys):
 
 
 def test_tool_errors_go_back_to_the_model(api, make_repo, capsys):
-    repo = make_repo({**BUGGY, ".github/fixloop.yml": "limits: {tool_timeout: 1}\n", ".github/workflows/ci.yml": "on: push\n"})
+    repo = make_repo({**BUGGY, ".github/fixloop.yml": "limits: {tool_timeout: 1}\n",
+                      ".github/workflows/ci.yml": "on: push\n"})
     api.push(
         Reply([
             edit("view", "../outside.txt"),
@@ -147,7 +152,8 @@ def test_secrets_are_absent_from_the_bash_environment_and_from_every_record(api,
     monkeypatch.setenv("GITHUB_TOKEN", "ghs_RunnerTokenValue00000000000000")
     monkeypatch.setenv("DEPLOY_PASSWORD", "pa55w0rd-for-prod")
     repo = make_repo(BUGGY)
-    api.push(Reply([bash("env; cat ~/.git-credentials 2>/dev/null; git config --list")]), Reply([edit("str_replace", "calc.py", **FIX)]), DONE)
+    api.push(Reply([bash("env; cat ~/.git-credentials 2>/dev/null; git config --list")]),
+             Reply([edit("str_replace", "calc.py", **FIX)]), DONE)
     code, report, err = fixloop(repo, capsys=capsys)
     assert code == 0
     seen_by_model = tool_results(api.requests[1])[0]["content"]
@@ -230,13 +236,14 @@ def test_sigint_cancels_cleanly_keeps_partial_work_and_exits_130(make_repo, tmp_
         env = {**os.environ, "ANTHROPIC_BASE_URL": api.url, "ANTHROPIC_API_KEY": "test-key"}
         out = tmp_path / "session"
         proc = subprocess.Popen(
-            [sys.executable, "-m", "bot", "run", "--repo", str(repo), "--task", "fix", "--validate", PYTEST, "--out", str(out)],
+            [sys.executable, "-m", "bot", "run", "--repo", str(repo), "--task", "fix", "--validate", PYTEST,
+             "--out", str(out)],
             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )
         started = agent_file_appeared("sigint-marker")
         assert started, proc.stderr.read() if proc.poll() is not None else "bash never started"
         proc.send_signal(signal.SIGINT)
-        stdout, stderr = proc.communicate(timeout=30)
+        _, stderr = proc.communicate(timeout=30)
     assert proc.returncode == 130, stderr
     report = json.loads((out / "report.json").read_text())
     assert report["status"] == "cancelled" and "SIGINT" in report["reason"]

@@ -65,7 +65,8 @@ def test_validation_cannot_write_the_runner_file_commands(worktree, tmp_path):
     (commands / "save_state_1").write_text("")
     environ = {**os.environ, "GITHUB_ENV": str(github_env), "GITHUB_PATH": str(github_path)}
     script = (f'echo "env=${{GITHUB_ENV:-unset}}"; ls {shlex.quote(str(commands))}; '
-              f'echo LD_PRELOAD=/evil.so >> {shlex.quote(str(github_env))}; echo /evil/bin >> {shlex.quote(str(github_path))}; '
+              f'echo LD_PRELOAD=/evil.so >> {shlex.quote(str(github_env))}; '
+              f'echo /evil/bin >> {shlex.quote(str(github_path))}; '
               'exit 1')
     with confined(worktree, environ) as confinement:
         out = validate(worktree, confinement, script, scrubbed_environment(environ))
@@ -79,7 +80,8 @@ def test_validation_cannot_write_into_fixloop_own_environment(worktree):
     bot_file = Path(bot.workspace.__file__).with_name(f"planted_{os.getpid()}.py")
     try:
         with confined(worktree, dict(os.environ)) as confinement:
-            out = validate(worktree, confinement, f"touch {shlex.quote(str(planted))} {shlex.quote(str(bot_file))}; exit 1",
+            out = validate(worktree, confinement,
+                           f"touch {shlex.quote(str(planted))} {shlex.quote(str(bot_file))}; exit 1",
                            scrubbed_environment(os.environ))
         assert not planted.exists() and not bot_file.exists()
         assert "Read-only file system" in out or "No such file" in out
@@ -96,7 +98,8 @@ def test_validation_as_root_cannot_remount_proc_to_read_fixloop_environment(work
     holder = subprocess.Popen(["sleep", "60"], env={"PATH": os.environ["PATH"], "HELD_KEY": "held-secret-value"})
     try:
         with confined(worktree, dict(os.environ)) as confinement:
-            out = validate(worktree, confinement, "umount -l /proc; echo umount=$?; cat /proc/[0-9]*/environ 2>/dev/null "
+            out = validate(worktree, confinement,
+                           "umount -l /proc; echo umount=$?; cat /proc/[0-9]*/environ 2>/dev/null "
                            "| tr '\\0' '\\n' | grep -c held-secret-value; exit 1", scrubbed_environment(os.environ))
     finally:
         holder.kill()
@@ -116,7 +119,8 @@ def test_deflake_reruns_run_confined(tmp_path, make_repo):
                                    confinement=confinement, jobs=1)
     finally:
         tree.remove()
-    assert result.passed and result.runs == 2 and not outside.exists()  # every rerun wrote into the sandbox's throwaway /tmp only
+    # every rerun wrote into the sandbox's throwaway /tmp only
+    assert result.passed and result.runs == 2 and not outside.exists()
 
 
 # -- fixloop's own git -------------------------------------------------------------------------------
@@ -173,7 +177,8 @@ def test_push_runs_with_a_minimal_environment_and_never_fixloop_own(make_repo, t
                                                       "GIT_CONFIG_VALUE_0": "Authorization: basic dGVzdA=="})
     hook_env = dict(line.split("=", 1) for line in seen.read_text().splitlines() if "=" in line)
     assert "ANTHROPIC_API_KEY" not in hook_env and "FIXLOOP_CANARY" not in hook_env
-    assert hook_env["HOME"].startswith(str(Path(os.environ.get("TMPDIR", "/tmp")))) and "fixloop-git-home-" in hook_env["HOME"]
+    assert (hook_env["HOME"].startswith(str(Path(os.environ.get("TMPDIR", "/tmp"))))
+            and "fixloop-git-home-" in hook_env["HOME"])
     assert hook_env["PATH"].split(":")[-2:] == ["/usr/bin", "/bin"] and str(Path.home()) not in hook_env["PATH"]
     assert hook_env["GIT_CONFIG_VALUE_0"] == "Authorization: basic dGVzdA=="
 
@@ -197,7 +202,8 @@ def test_the_editor_refuses_a_fifo_instead_of_hanging(tmp_path):
     if worker.is_alive():  # unblock the reader, so that the failure does not hang the suite
         os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
         pytest.fail("the editor blocked on a FIFO")
-    assert len(results) == 4 and all(r.is_error and "named pipe (FIFO), not a regular file" in r.content for r in results)
+    assert len(results) == 4 and all(r.is_error and "named pipe (FIFO), not a regular file" in r.content
+                                     for r in results)
 
 
 @pytest.mark.parametrize("where", ["validation", "tool"])
@@ -207,7 +213,8 @@ def test_wall_time_holds_while_a_call_hangs(make_repo, where):
     so that the baseline does not.)"""
     repo = make_repo(BUGGY)
     hang = {"validation": {"command": "create", "path": "hang", "file_text": ""}, "tool": {"command": "sleep 600"}}
-    turns = [[tool_use(EDITOR, FIX, id="t1"), tool_use(EDITOR if where == "validation" else BASH, hang[where], id="t2")],
+    turns = [[tool_use(EDITOR, FIX, id="t1"),
+              tool_use(EDITOR if where == "validation" else BASH, hang[where], id="t2")],
              DONE]
     config = Config(validate=[f"test -e hang && sleep 600; {PYTEST}"],
                     limits={"wall_time": 12, "command_timeout": 900, "tool_timeout": 900})

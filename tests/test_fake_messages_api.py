@@ -190,16 +190,15 @@ def test_stream_get_final_message_rebuilds_thinking_text_and_tool_use(server: Me
     call = edit("str_replace", "/w/a.py", old_str="x = 1\n" * 10, new_str="x = 2  # é ✓\n" * 10)
     thinking = {"type": "thinking", "thinking": "The bug is on line 1, clearly.", "signature": "c2lnbmF0dXJl"}
     server.push(Reply([thinking, text("Fixing the assignment now."), call]))
-    with make_client(server) as client:
-        with client.messages.stream(
-            model=MODEL,
-            max_tokens=4096,
-            messages=USER,
-            tools=TOOLS,
-            thinking={"type": "enabled", "budget_tokens": 2048},
-        ) as stream:
-            events = list(stream)
-            final = stream.get_final_message()
+    with make_client(server) as client, client.messages.stream(
+        model=MODEL,
+        max_tokens=4096,
+        messages=USER,
+        tools=TOOLS,
+        thinking={"type": "enabled", "budget_tokens": 2048},
+    ) as stream:
+        events = list(stream)
+        final = stream.get_final_message()
 
     assert server.requests[0].stream is True
     assert [b.type for b in final.content] == ["thinking", "text", "tool_use"]
@@ -297,9 +296,9 @@ def test_429_then_529_then_success_is_retried_quickly(server: MessagesAPIServer)
 
 def test_error_before_a_stream_starts_is_retried_by_the_sdk(server: MessagesAPIServer) -> None:
     server.push(Fail(529), Reply([text("streamed")]))
-    with make_client(server, max_retries=1) as client:
-        with client.messages.stream(model=MODEL, max_tokens=100, messages=USER) as stream:
-            assert stream.get_final_text() == "streamed"
+    with (make_client(server, max_retries=1) as client,
+          client.messages.stream(model=MODEL, max_tokens=100, messages=USER) as stream):
+        assert stream.get_final_text() == "streamed"
     assert [r.stream for r in server.requests] == [True, True]
     assert server.violations == []
 
@@ -308,9 +307,9 @@ def test_async_client_streams_too(server: MessagesAPIServer) -> None:
     server.push(Reply([text("async hello"), bash("ls")]))
 
     async def run() -> anthropic.types.Message:
-        async with anthropic.AsyncAnthropic(api_key="test-key", base_url=server.url, max_retries=0) as client:
-            async with client.messages.stream(model=MODEL, max_tokens=100, messages=USER, tools=TOOLS) as stream:
-                return await stream.get_final_message()
+        async with (anthropic.AsyncAnthropic(api_key="test-key", base_url=server.url, max_retries=0) as client,
+                    client.messages.stream(model=MODEL, max_tokens=100, messages=USER, tools=TOOLS) as stream):
+            return await stream.get_final_message()
 
     final = asyncio.run(run())
     assert final.content[0].text == "async hello"
@@ -347,11 +346,10 @@ def test_cut_stream_raises_httpx_remote_protocol_error_mid_iteration(server: Mes
     # events: message_start, content_block_start, ping, delta, delta | cut
     server.push(CutStream(Reply([text("abcdefghijkl")]), after_events=5))
     received: list[str] = []
-    with make_client(server, max_retries=2) as client:
-        with pytest.raises(httpx2.RemoteProtocolError):
-            with client.messages.stream(model=MODEL, max_tokens=100, messages=USER) as stream:
-                for chunk in stream.text_stream:
-                    received.append(chunk)
+    with (make_client(server, max_retries=2) as client, pytest.raises(httpx2.RemoteProtocolError),
+          client.messages.stream(model=MODEL, max_tokens=100, messages=USER) as stream):
+        for chunk in stream.text_stream:
+            received.append(chunk)
     assert "".join(received) == "abcdefgh"
     assert not issubclass(httpx2.RemoteProtocolError, anthropic.APIError)  # callers must catch httpx2 errors
     assert len(server.requests) == 1  # mid-stream failures are never retried by the SDK
@@ -370,11 +368,10 @@ def test_cut_non_stream_request_is_api_connection_error_and_retried(server: Mess
 def test_stream_error_event_raises_plain_api_status_error(server: MessagesAPIServer) -> None:
     server.push(StreamError())
     seen: list[str] = []
-    with make_client(server, max_retries=2) as client:
-        with pytest.raises(anthropic.APIStatusError) as info:
-            with client.messages.stream(model=MODEL, max_tokens=100, messages=USER) as stream:
-                for event in stream:
-                    seen.append(event.type)
+    with (make_client(server, max_retries=2) as client, pytest.raises(anthropic.APIStatusError) as info,
+          client.messages.stream(model=MODEL, max_tokens=100, messages=USER) as stream):
+        for event in stream:
+            seen.append(event.type)
     err = info.value
     assert seen == ["message_start"]
     # the HTTP status was 200, so the SDK cannot map it to OverloadedError / InternalServerError
@@ -404,9 +401,9 @@ def test_unpaired_tool_result_is_rejected_with_400(server: MessagesAPIServer) ->
 
 def test_wrong_api_key_is_authentication_error(server: MessagesAPIServer) -> None:
     server.push(Reply([text("ok")]))
-    with make_client(server, api_key="wrong-key", max_retries=2) as client:
-        with pytest.raises(anthropic.AuthenticationError) as info:
-            create(client)
+    with (make_client(server, api_key="wrong-key", max_retries=2) as client,
+          pytest.raises(anthropic.AuthenticationError) as info):
+        create(client)
     assert info.value.type == "authentication_error"
     assert len(server.requests) == 1 and server.remaining == 1
     assert len(server.violations) == 1 and "API key" in server.violations[0]
@@ -511,16 +508,18 @@ def test_check_request_accepts_a_full_agent_request() -> None:
         ({"messages": tool_round()}, "must define tools"),
         (
             {
-                "messages": tool_round()[:2]
-                + [{"role": "user", "content": [text("first"), {"type": "tool_result", "tool_use_id": "toolu_A"}]}],
+                "messages": [
+                    *tool_round()[:2],
+                    {"role": "user", "content": [text("first"), {"type": "tool_result", "tool_use_id": "toolu_A"}]},
+                ],
                 "tools": TOOLS,
             },
             "must come first",
         ),
         (
             {
-                "messages": tool_round()
-                + [
+                "messages": [
+                    *tool_round(),
                     {"role": "assistant", "content": [bash("pwd", id="toolu_A")]},
                     {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_A"}]},
                 ],

@@ -9,12 +9,12 @@ import re
 
 import pytest
 
-import bot.github.client
 from bot.errors import GitHubError
-from bot.github.client import GitHubClient
+from bot.github.app_auth import InstallationTokens
+from bot.github.client import GitHubClient, RequestPolicy
 from tests.conftest import run_git
 from tests.fakes.github import FakeGitHub
-from tests.fakes.github.fixture import TEST_TOKEN
+from tests.fakes.github.fixture import TEST_APP_ID, TEST_TOKEN, AppKey
 from tests.fakes.messages_api import MessagesAPIServer
 from tests.test_action_e2e import (
     DONE,
@@ -27,17 +27,18 @@ from tests.test_action_e2e import (
 )
 
 # Labels and a reviewer: requests on the pull request right after it was opened.
-REVIEWED = {**FILES, ".github/fixloop.yml": f"validate: [{PYTEST}]\npull_request: {{labels: [fixloop], reviewers: [maintainer]}}\n"}
-SLOW = 2.5  # seconds the fake waits before answering a request that "times out" (TIMEOUT is 1 here)
+REVIEWED = {**FILES, ".github/fixloop.yml": f"validate: [{PYTEST}]\n"
+                                            "pull_request: {labels: [fixloop], reviewers: [maintainer]}\n"}
+# No pacing, and a short backoff: the retries are what these tests are about, and there are many.
+QUICK_RETRIES = RequestPolicy(throttle=False, backoff=0.05)
+SLOW = 2.5  # seconds the fake waits before answering a request that "times out" (the runner's timeout is 1)
 
 
 @pytest.fixture
 def runner(request, tmp_path, fake_github, monkeypatch):
-    monkeypatch.setattr(bot.github.client, "RETRY_BACKOFF", 0.05)
-    monkeypatch.setattr(bot.github.client, "THROTTLE", False)
-    monkeypatch.setattr(bot.github.client, "TIMEOUT", 1)
     with MessagesAPIServer() as api:
-        yield Runner(tmp_path, fake_github, api, monkeypatch, files=getattr(request, "param", FILES))
+        yield Runner(tmp_path, fake_github, api, monkeypatch, files=getattr(request, "param", FILES),
+                     policy=RequestPolicy(throttle=False, backoff=0.05, timeout=1))
 
 
 def assert_one_of_each(runner: Runner) -> None:
@@ -150,7 +151,7 @@ def test_github_timing_out_for_good_ends_honestly_and_keeps_the_work(runner):
     runner.github.inject_timeout("POST", r"/pulls$", SLOW, times=50)
     runner.api.push(RIGHT_AT_ONCE, DONE)
     assert runner.run("issues", runner.labeled()) == 3
-    assert len(answered(runner, "POST", r"/pulls$")) == 1 + bot.github.client.RETRIES, "tried, then gave up"
+    assert len(answered(runner, "POST", r"/pulls$")) == 1 + runner.policy.retries, "tried, then gave up"
     session = checks(runner.github)["fixloop"]
     assert session.conclusion == "failure" and "could not be published" in session.output_title
     assert runner.github.pulls(REPO) == []
@@ -161,10 +162,8 @@ def test_github_timing_out_for_good_ends_honestly_and_keeps_the_work(runner):
 
 
 @pytest.fixture
-def github(make_fake_github, monkeypatch) -> FakeGitHub:
+def github(make_fake_github) -> FakeGitHub:
     """A repository with the App's workflow, whose runs are titled with the correlation id."""
-    monkeypatch.setattr(bot.github.client, "RETRY_BACKOFF", 0.05)
-    monkeypatch.setattr(bot.github.client, "THROTTLE", False)
     fake = make_fake_github(supports_run_details=True)
     fake.add_repo(REPO)
     fake.add_workflow(REPO, "fixloop.yml", run_name="fixloop {kind} ({correlation_id})")
@@ -177,16 +176,44 @@ def test_a_dispatch_carried_out_before_its_answer_was_lost_starts_one_run(github
         github.inject_reset("POST", r"/dispatches$", apply=True)
     else:
         github.inject("POST", r"/dispatches$", 500, apply=True)
-    client = GitHubClient(token=TEST_TOKEN, api_url=github.url, repository=REPO)
+    client = GitHubClient(token=TEST_TOKEN, api_url=github.url, repository=REPO, policy=QUICK_RETRIES)
     run_id, run_url = client.dispatch("fixloop.yml", "main", {"kind": "issue", "correlation_id": "delivery-7"})
     (dispatch,) = github.dispatches(REPO)
     assert run_id == dispatch.run_id and run_url and len(github.workflow_runs(REPO)) == 1
 
 
 def test_a_404_on_what_fixloop_did_not_just_create_is_final_at_once(github):
-    client = GitHubClient(token=TEST_TOKEN, api_url=github.url, repository=REPO)
+    client = GitHubClient(token=TEST_TOKEN, api_url=github.url, repository=REPO, policy=QUICK_RETRIES)
     with pytest.raises(GitHubError, match="HTTP 404"):
         client.update_check_run(424242, output={"title": "t", "summary": "s"})
     with pytest.raises(GitHubError, match="HTTP 404"):
         client.add_labels(99, ["fixloop"])
     assert [r.status for r in github.requests] == [404, 404], "one request each, no retries"
+
+
+def test_the_apps_own_requests_go_through_the_same_retries(github: FakeGitHub, github_app_key: AppKey):
+    """GET /app and GET /repos/…/installation are retried like every GET; minting an installation
+    token (a POST) is resent after a rate limit only, and a server error there ends it plainly."""
+    github.add_installation("octo", repositories=[REPO])
+    tokens = InstallationTokens(app_id=str(TEST_APP_ID), private_key=github_app_key.private_pem, api_url=github.url,
+                                policy=QUICK_RETRIES)
+    github.inject("GET", r"^/app$", 502, times=2)
+    github.inject("GET", r"/installation$", 503, times=2)
+    github.inject("POST", r"/access_tokens$", 429, headers={"retry-after": "1"})
+    assert tokens.app_slug() == "fixloop"
+    installation = tokens.installation_for(REPO)
+    assert installation == github.installation_id("octo")
+    assert tokens.token(installation, REPO, {"issues": "write"}) and tokens.minted == 1
+    assert [(r.method, r.path.rsplit("/", 1)[-1], r.status) for r in github.requests] == [
+        ("GET", "app", 502), ("GET", "app", 502), ("GET", "app", 200),
+        ("GET", "installation", 503), ("GET", "installation", 503), ("GET", "installation", 200),
+        ("POST", "access_tokens", 429), ("POST", "access_tokens", 201)]
+
+    github.inject("POST", r"/access_tokens$", 502)
+    with pytest.raises(GitHubError, match=f"could not get an installation token for {REPO} .*HTTP 502"):
+        tokens.token(installation, REPO, {"contents": "read"})
+    assert [r.status for r in github.requests[8:]] == [502], "a POST that may have been carried out is not resent"
+    github.inject("GET", r"^/app$", 502, times=1 + QUICK_RETRIES.retries)
+    with pytest.raises(GitHubError, match="could not read the App's own description: RetryError"):
+        tokens.app_slug()
+    assert [r.status for r in github.requests[9:]] == [502] * (1 + QUICK_RETRIES.retries), "tried, then gave up"

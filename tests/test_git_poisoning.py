@@ -20,7 +20,6 @@ from pathlib import Path
 
 import pytest
 
-import bot.github.client
 from tests.conftest import run_git
 from tests.fakes.github import FakeGitHub
 from tests.fakes.messages_api import MessagesAPIServer, Reply, bash, text
@@ -71,11 +70,6 @@ def recorder() -> Iterator[Recorder]:
     server = Recorder()
     yield server
     server.close()
-
-
-@pytest.fixture(autouse=True)
-def no_throttle(monkeypatch):
-    monkeypatch.setattr(bot.github.client, "THROTTLE", False)
 
 
 def _hook(leak: Path) -> str:

@@ -8,31 +8,28 @@ import json
 import pytest
 import responses
 
-import bot.github.client
+from bot.action import render
+from bot.action.checks import CheckRunReporter
+from bot.action.plan import Refusal, plan_session
 from bot.agent.events import ChangesMade, IterationStarted, SessionEnded, ValidationRan
 from bot.agent.usage import Usage
 from bot.config import Config
 from bot.errors import GitHubError
-from bot.github import render
-from bot.github.checks import CheckRunReporter
-from bot.github.client import GitHubClient
-from bot.github.plan import Refusal, plan_session, stable_id
+from bot.github import limits
+from bot.github.client import GitHubClient, RequestPolicy
 from bot.secrets import Redactor
-from bot.task import Target, Task
+from bot.task import Origin, Task, Thread, stable_id
 from bot.validation import CommandOutcome, FailedTest, ValidationResult
 
 API = "https://api.github.com:443/repos/octo/calc"
 GHES = "https://ghe.example.com:443/api/v3/repos/octo/calc"
 
 
-@pytest.fixture(autouse=True)
-def no_throttle(monkeypatch):
-    monkeypatch.setattr(bot.github.client, "THROTTLE", False)
-    monkeypatch.setattr(bot.github.client, "RETRY_BACKOFF", 0)
+POLICY = RequestPolicy(throttle=False, backoff=0)  # `responses` answers at once: no pacing, no backoff
 
 
 def client(api_url: str = "https://api.github.com") -> GitHubClient:
-    return GitHubClient(token="ghs_unit", api_url=api_url, repository="octo/calc")
+    return GitHubClient(token="ghs_unit", api_url=api_url, repository="octo/calc", policy=POLICY)
 
 
 def user(login: str) -> dict:
@@ -53,9 +50,9 @@ def test_commands_on_fork_pull_requests_are_refused_before_anything_runs():
                                            "html_url": "https://github.com/octo/calc/pull/5",
                                            "pull_request": {"url": f"{API}/pulls/5"}})
     responses.get(f"{API}/pulls/5", json=pull_json(5, "someone/fork"))
-    task = Task(kind="command", title="Speed up", source="@maintainer on pull request #5",
-                target=Target(repository="octo/calc", number=5, pull_request=True))
-    result = plan_session(task, client(), Config(), "main")
+    task = Task(kind="command", title="Speed up", source="@maintainer on pull request #5")
+    origin = Origin(repository="octo/calc", target=Thread(number=5, pull_request=True))
+    result = plan_session(task, origin, client(), Config(), "main")
     assert isinstance(result, Refusal) and result.number == 5 and "fork" in result.reason
     assert [c.request.method for c in responses.calls] == ["GET", "GET"], "no writes happened"
 
@@ -68,8 +65,8 @@ def test_plan_for_an_issue_uses_a_stable_branch_and_finds_the_earlier_pull_reque
     branch = f"fixloop/crash-on-empty-input-{stable_id('octo/calc', '7')}"
     responses.get(f"{API}/branches/{branch}", json={"name": branch, "commit": {"sha": "d" * 40}})
     responses.get(f"{API}/pulls", json=[pull_json(9, "octo/calc")])
-    task = Task(kind="issue", title="#7", source="the App", target=Target(repository="octo/calc", number=7))
-    plan = plan_session(task, client(), Config(), "main")
+    task = Task(kind="issue", title="#7", source="the App")
+    plan = plan_session(task, Origin(repository="octo/calc", target=Thread(number=7)), client(), Config(), "main")
     assert plan.branch == branch and plan.base_sha == "c" * 40 and plan.expected_sha == "d" * 40
     assert plan.existing_pr.number == 9 and plan.fixes == 7 and plan.task.title == "Crash on empty input"
     assert plan.task.context[0].source == "issue #7 by @reporter" and "see log" in plan.task.context[0].text
@@ -78,9 +75,9 @@ def test_plan_for_an_issue_uses_a_stable_branch_and_finds_the_earlier_pull_reque
 
 @responses.activate
 def test_reads_files_and_permissions_with_clear_failures():
-    responses.get(f"{API}/contents/.github/fixloop.yml", json={"type": "file", "encoding": "base64", "name": "fixloop.yml",
-                                                              "path": ".github/fixloop.yml", "sha": "e" * 40,
-                                                              "content": base64.b64encode(b"validate: [make]\n").decode()})
+    responses.get(f"{API}/contents/.github/fixloop.yml",
+                  json={"type": "file", "encoding": "base64", "name": "fixloop.yml", "path": ".github/fixloop.yml",
+                        "sha": "e" * 40, "content": base64.b64encode(b"validate: [make]\n").decode()})
     responses.get(f"{API}/contents/missing.yml", status=404, json={"message": "Not Found"})
     responses.get(f"{API}/collaborators/writer/permission", json={"permission": "write", "user": user("writer")})
     responses.get(f"{API}/collaborators/ghost/permission", status=404, json={"message": "Not Found"})
@@ -110,7 +107,8 @@ def failing(n: int) -> ValidationResult:
 
 @responses.activate
 def test_check_run_annotations_go_fifty_per_request_and_outputs_fit_githubs_limits():
-    responses.post(f"{API}/check-runs", status=201, json={"id": 11, "name": "fixloop / iteration 1", "head_sha": "f" * 40})
+    responses.post(f"{API}/check-runs", status=201,
+                   json={"id": 11, "name": "fixloop / iteration 1", "head_sha": "f" * 40})
     responses.patch(f"{API}/check-runs/11", json={"id": 11})
     warnings: list[str] = []
     reporter = CheckRunReporter(client(), head_sha="f" * 40, task_title="t", redactor=Redactor(["ghs_unit_secret"]),
@@ -122,7 +120,7 @@ def test_check_run_annotations_go_fifty_per_request_and_outputs_fit_githubs_limi
     assert created["status"] == "in_progress" and created["name"] == "fixloop / iteration 1"
     assert [len(u["output"].get("annotations", [])) for u in updates] == [50, 50, 20]
     assert [u.get("conclusion") for u in updates] == ["failure", None, None]
-    assert all(len(u["output"]["summary"]) <= render.CHECK_TEXT_LIMIT for u in updates)
+    assert all(len(u["output"]["summary"]) <= limits.CHECK_TEXT_LIMIT for u in updates)
     assert "truncated" in updates[0]["output"]["summary"]
     assert warnings == []
 
@@ -138,29 +136,32 @@ def test_check_run_reporter_survives_github_failures_and_closes_stopped_iteratio
     body = json.loads(responses.calls[-1].request.body)
     assert body["conclusion"] == "cancelled" and body["output"]["title"] == "Stopped: cancelled by SIGTERM"
     assert warnings and "502" in warnings[0], "retried (a PATCH sets fields: harmless to repeat), then reported"
-    assert [c.request.method for c in responses.calls].count("PATCH") == 1 + bot.github.client.RETRIES
+    assert [c.request.method for c in responses.calls].count("PATCH") == 1 + POLICY.retries
 
 
 def test_conclusions_are_derived_from_the_typed_ending_only():
-    assert render.CONCLUSIONS == {"validated": "success", "not_validated": "neutral", "cancelled": "cancelled", "error": "failure"}
+    assert render.CONCLUSIONS == {"validated": "success", "not_validated": "neutral", "cancelled": "cancelled",
+                                  "error": "failure"}
 
 
 def test_fit_keeps_text_within_the_limit_and_says_so():
     text = "a" * 70_000
-    fitted = render.fit(text)
-    assert len(fitted) <= render.CHECK_TEXT_LIMIT and fitted.endswith("are in the session artifact.")
-    assert render.fit("short") == "short"
+    fitted = limits.fit(text)
+    assert len(fitted) <= limits.CHECK_TEXT_LIMIT and fitted.endswith("are in the session artifact.")
+    assert limits.fit("short") == "short"
 
 
 @responses.activate
 def test_a_resend_refused_as_a_duplicate_looks_again_and_finds_what_the_lost_answer_made():
     # The first POST went through but its answer was lost; the list lagged, so the resend was
     # refused as a duplicate (422); looking again finds the pull request, and nothing else is sent.
-    pull = {**pull_json(7, "octo/calc"), "draft": True, "head": {**pull_json(7, "octo/calc")["head"], "ref": "fixloop/x"}}
+    pull = {**pull_json(7, "octo/calc"), "draft": True,
+            "head": {**pull_json(7, "octo/calc")["head"], "ref": "fixloop/x"}}
     responses.post(f"{API}/pulls", status=502, json={"message": "Bad Gateway"})
     responses.get(f"{API}/pulls", json=[])
-    responses.post(f"{API}/pulls", status=422, json={"message": "Validation Failed",
-                                                     "errors": [{"message": "A pull request already exists for octo:fixloop/x."}]})
+    responses.post(f"{API}/pulls", status=422,
+                   json={"message": "Validation Failed",
+                         "errors": [{"message": "A pull request already exists for octo:fixloop/x."}]})
     responses.get(f"{API}/pulls", json=[pull])
     made = client().create_draft_pull(title="t", body="b", head="fixloop/x", base="main")
     assert made.number == 7

@@ -144,7 +144,8 @@ def test_real_maven_log_with_lone_carriage_returns_and_colours() -> None:
     check_shape(evidence, 800)
     assert evidence.total_lines == count_lines(data) == 938
     assert cidiff_lines(MAVEN_CR) <= kept(evidence)
-    assert "917: [ERROR] /builds/workspace/npefix/src/main/java/fr/inria/spirals/npefix/patchTemplate/VariableFinder.java:[107,64]" in evidence.text
+    assert ("917: [ERROR] /builds/workspace/npefix/src/main/java/fr/inria/spirals/npefix/patchTemplate/"
+            "VariableFinder.java:[107,64]" in evidence.text)
     assert "\x1b" not in evidence.text and "[1;31m" not in evidence.text
 
 
@@ -222,7 +223,8 @@ def test_a_long_final_summary_is_cut_to_fit_not_dropped() -> None:
 
 
 def test_the_last_failure_block_wins_over_an_earlier_one() -> None:
-    earlier = ["Traceback (most recent call last):", '  File "old.py", line 3, in <module>', "ValueError: early problem"]
+    earlier = ["Traceback (most recent call last):", '  File "old.py", line 3, in <module>',
+               "ValueError: early problem"]
     later = ["Traceback (most recent call last):", '  File "new.py", line 9, in <module>', "KeyError: 'the real one'"]
     log = "\n".join([*filler(100), *earlier, *filler(2000, "build"), *later, *filler(5, "teardown")]) + "\n"
     evidence = extract_evidence(log, budget=60)
@@ -281,7 +283,8 @@ def test_caret_escaped_colour_codes_are_stripped() -> None:
 
 
 def test_non_utf8_bytes_do_not_crash() -> None:
-    log = b"build \xff\xfe started\n" + b"compiling caf\xe9\n" * 300 + b"error: bad byte \xc3\x28 in input\nexit status 2\n"
+    log = (b"build \xff\xfe started\n" + b"compiling caf\xe9\n" * 300
+           + b"error: bad byte \xc3\x28 in input\nexit status 2\n")
     evidence = extract_evidence(log, budget=80)
     check_shape(evidence, 80)
     assert "302: error: bad byte \ufffd( in input" in evidence.text
@@ -325,7 +328,8 @@ _TRICKY = st.sampled_from(
 )  # fmt: skip
 
 
-@given(st.lists(st.one_of(_TRICKY, st.text(alphabet=st.characters(blacklist_characters="\n\r"), max_size=5)), max_size=12))
+@given(st.lists(st.one_of(_TRICKY, st.text(alphabet=st.characters(blacklist_characters="\n\r"), max_size=5)),
+                max_size=12))
 def test_clean_line_and_clean_text_agree(pieces: list[str]) -> None:
     line = "".join(pieces)
     assert clean_line(line) == clean_text(line)
@@ -353,7 +357,8 @@ def test_lines_of_the_passing_log_are_noise() -> None:
             start=timestamp,
         )  # fmt: skip
 
-    failing = run("2024-06-01T08:00:00", "3f9a1c2e7b", "12.5", "/tmp/pytest-of-runner/pytest-7", ["Segfault in parser: exit status 139"])
+    failing = run("2024-06-01T08:00:00", "3f9a1c2e7b", "12.5", "/tmp/pytest-of-runner/pytest-7",
+                  ["Segfault in parser: exit status 139"])
     passing = run("2024-05-30T17:45:10", "a81e0d44c3", "9.1", "/tmp/pytest-of-runner/pytest-3", [])
     alone = extract_evidence(failing, budget=70)
     with_pass = extract_evidence(failing, passing, budget=70)
@@ -378,7 +383,8 @@ def test_lines_of_the_passing_log_are_noise() -> None:
             "[gw1] [ 75%] FAILED tests/test_c.py::test_z\n"
             "ERROR tests/test_d.py - ImportError\n"
             "==================== 3 failed, 10 passed in 0.52s ====================\n",
-            ["tests/test_a.py::test_x", "tests/test_b.py::TestK::test_y[param with space-1]", "tests/test_c.py::test_z"],
+            ["tests/test_a.py::test_x", "tests/test_b.py::TestK::test_y[param with space-1]",
+             "tests/test_c.py::test_z"],
             id="pytest",
         ),
         pytest.param(
@@ -435,13 +441,15 @@ def parse(*argv: str) -> argparse.Namespace:
 
 
 def test_cli_json_shape(capsys: pytest.CaptureFixture[str]) -> None:
-    args = parse("logs", "extract", str(GO_TESTS / "fail.log"), "--pass-log", str(GO_TESTS / "pass.log"), "--budget", "500", "--json")
+    args = parse("logs", "extract", str(GO_TESTS / "fail.log"), "--pass-log", str(GO_TESTS / "pass.log"),
+                 "--budget", "500", "--json")
     assert args.handler(args) == 0
     printed = json.loads(capsys.readouterr().out)
     assert set(printed) == {"lines", "tokens", "text"}
     assert all(isinstance(span, list) and len(span) == 2 for span in printed["lines"])
     evidence = extract_evidence(GO_TESTS / "fail.log", GO_TESTS / "pass.log", budget=500)
-    assert printed == {"lines": [list(span) for span in evidence.lines], "tokens": evidence.tokens, "text": evidence.text}
+    assert printed == {"lines": [list(span) for span in evidence.lines], "tokens": evidence.tokens,
+                       "text": evidence.text}
     assert printed["tokens"] <= 500
 
 

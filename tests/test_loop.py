@@ -1,11 +1,12 @@
 import os
 from dataclasses import dataclass, field
+from itertools import pairwise
 from pathlib import Path
 
 from bot.agent.budget import Budget
 from bot.agent.events import Event, IterationEnded, LimitReached, ToolCalled
 from bot.agent.loop import AgentLoop
-from bot.agent.model import Block, Message, ModelReply, ScriptedModel, tool_use
+from bot.agent.model import Block, Message, ModelReply, ScriptedModel, Text, tool_use
 from bot.agent.tools import BASH, EDITOR, Toolbox
 from bot.agent.usage import Usage
 from bot.config import Limits
@@ -46,7 +47,7 @@ def write(text: str, n: int) -> list[Block]:
     return [tool_use(EDITOR, {"command": "create", "path": "answer.txt", "file_text": text}, id=f"toolu_{n}")]
 
 
-DONE = [{"type": "text", "text": "done"}]
+DONE = [Text("done")]
 
 
 def test_validated_after_feedback_names_the_failure(tmp_path):
@@ -58,7 +59,7 @@ def test_validated_after_feedback_names_the_failure(tmp_path):
     assert not first.passed and "grep -q fixed answer.txt" in first.feedback
     assert second.passed and second.feedback is None
     # The failure account was the model's next user turn.
-    assert "grep -q fixed answer.txt" in loop.messages[4]["content"][0]["text"]
+    assert "grep -q fixed answer.txt" in loop.messages[4].content[0].text
 
 
 def test_iteration_limit_ends_not_validated(tmp_path):
@@ -76,11 +77,11 @@ def test_turn_cap_still_validates_and_says_so(tmp_path):
     assert ending.status == "not_validated"
     assert [e.turns for e in events.of(IterationEnded)] == [3, 3]
     assert len(events.of(ToolCalled)) == 6
-    said = " ".join(block["text"] for block in loop.messages[6]["content"] if block["type"] == "text")
+    said = " ".join(block.text for block in loop.messages[6].content if isinstance(block, Text))
     assert "You used all 3 turns" in said
     # Alternation holds: the feedback joined the pending tool results instead of a second user turn.
-    roles = [m["role"] for m in loop.messages]
-    assert all(a != b for a, b in zip(roles, roles[1:], strict=False))
+    roles = [m.role for m in loop.messages]
+    assert all(a != b for a, b in pairwise(roles))
 
 
 class CostlyModel:
@@ -112,7 +113,7 @@ def test_wall_time_limit_with_a_fake_clock(tmp_path):
         now[0] += 50
         return now[0]
 
-    loop, events = build(tmp_path, CostlyModel(), Limits(wall_time=120, tokens=10**9, cost_usd=10**6), clock=clock)
+    loop, _ = build(tmp_path, CostlyModel(), Limits(wall_time=120, tokens=10**9, cost_usd=10**6), clock=clock)
     ending = loop.run("task")
     assert ending.status == "not_validated" and ending.reason.startswith("time limit reached")
 
@@ -124,19 +125,19 @@ class StopReasons:
     seen: list[list[Message]] = field(default_factory=list)
 
     def complete(self, *, system, tools, messages) -> ModelReply:
-        self.seen.append([dict(m) for m in messages])
+        self.seen.append(list(messages))
         content, stop = self.replies.pop(0)
         return ModelReply(content, stop, Usage())
 
 
 def test_refusal_ends_honestly(tmp_path):
-    loop, _ = build(tmp_path, StopReasons([([{"type": "text", "text": "no"}], "refusal")]), Limits())
+    loop, _ = build(tmp_path, StopReasons([([Text("no")], "refusal")]), Limits())
     ending = loop.run("task")
     assert ending.status == "not_validated" and "declined" in ending.reason
 
 
 def test_cut_off_reply_is_asked_to_continue(tmp_path):
-    model = StopReasons([([{"type": "text", "text": "I will wri"}], "max_tokens"), (write("fixed", 1), "tool_use"), (DONE, "end_turn")])
+    model = StopReasons([([Text("I will wri")], "max_tokens"), (write("fixed", 1), "tool_use"), (DONE, "end_turn")])
     loop, _ = build(tmp_path, model, Limits())
     assert loop.run("task").status == "validated"
-    assert "cut off" in model.seen[1][-1]["content"][-1]["text"]
+    assert "cut off" in model.seen[1][-1].content[-1].text

@@ -1,6 +1,6 @@
 import pytest
 
-from bot.agent.paths import matches_any
+from bot.paths import matches_any
 
 DENY = [".git/**", ".github/workflows/**"]
 

@@ -4,6 +4,7 @@ from bot.config import Config, parse_config
 from bot.errors import MalformedEvent
 from bot.github.events import parse_event
 from bot.github.rules import Ignore, Reply, Run, Stop, decide
+from bot.task import Thread
 from tests.fixtures import load_payload
 
 CONFIG = Config()
@@ -25,8 +26,9 @@ def test_trigger_label_by_a_writer_runs_a_task_with_the_issue_as_fenced_context(
     assert isinstance(result, Run)
     task = result.task
     assert task.kind == "issue" and task.title == "Spelling error in the README file"
-    assert task.target.repository == "Codertocat/Hello-World" and task.target.number == 1
-    assert task.target.requester == "Codertocat" and not task.target.pull_request
+    origin = result.origin
+    assert origin.repository == "Codertocat/Hello-World" and origin.target == Thread(number=1)
+    assert origin.requester == "Codertocat" and not origin.target.pull_request
     assert task.context[0].source == "issue #1 by @Codertocat"
     assert "It looks like you accidently spelled 'commit' with two 't's." in task.context[0].text
 
@@ -65,7 +67,7 @@ def test_comment_commands():
     assert isinstance(fix, Run)
     assert fix.task.kind == "issue" and "@writer asked on issue #1: use a set" in fix.task.instructions
     assert fix.task.context[0].text == "The list is slow."
-    assert fix.task.target.comment_id == 492700400
+    assert fix.origin.comment.id == 492700400
     assert isinstance(comment("/fixloop stop"), Stop)
     help_reply = comment("/fixloop help", login="visitor")
     assert isinstance(help_reply, Reply) and "/fixloop retry" in help_reply.body, "help is for everyone"
@@ -74,27 +76,28 @@ def test_comment_commands():
     refused = comment("/fixloop fix", login="visitor")
     assert isinstance(refused, Reply) and "write access" in refused.body
     deflake = comment("/fixloop deflake tests/test_a.py::test_b")
-    assert deflake.task.kind == "deflake" and deflake.task.target.test_id == "tests/test_a.py::test_b"
+    assert deflake.task.kind == "deflake" and deflake.task.test == "tests/test_a.py::test_b"
 
 
 def test_command_on_a_pull_request():
     payload = load_payload("issue_comment.created", comment__body="/fixloop retry")
     payload["issue"]["pull_request"] = {"url": "https://api.github.com/repos/Codertocat/Hello-World/pulls/1"}
     result = decision("issue_comment", payload)
-    assert result.task.kind == "command" and result.task.target.pull_request
+    assert result.task.kind == "command" and result.origin.target.pull_request
     assert "Try again." in result.task.instructions
 
 
 def test_review_comment_command_names_the_file_and_line():
     payload = load_payload("pull_request_review_comment.created", comment__body="/fixloop fix rename this")
     result = decision("pull_request_review_comment", payload)
-    assert isinstance(result, Run) and result.task.target.comment_kind == "review"
-    assert "about README.md line 265: rename this" in result.task.instructions and result.task.target.pull_request
+    assert isinstance(result, Run) and result.origin.comment.kind == "review"
+    assert "about README.md line 265: rename this" in result.task.instructions and result.origin.target.pull_request
 
 
 def ci_payload(**changes):
     payload = load_payload("workflow_run.completed")
-    payload["workflow_run"].update(conclusion="failure", name="CI", path=".github/workflows/ci.yml", head_branch="master")
+    payload["workflow_run"].update(conclusion="failure", name="CI", path=".github/workflows/ci.yml",
+                                   head_branch="master")
     payload["workflow_run"].update(changes)
     payload["sender"]["login"] = "writer"
     return payload
@@ -106,8 +109,8 @@ AUTO = parse_config("ci: {auto: true}")
 def test_ci_failure_on_a_watched_branch_runs():
     result = decision("workflow_run", ci_payload(), AUTO)
     assert isinstance(result, Run) and result.task.kind == "ci_failure"
-    target = result.task.target
-    assert target.ci_branch == "master" and target.ci_run_id == 289782451 and len(target.ci_head_sha) == 40
+    target = result.origin.target
+    assert target.branch == "master" and target.run_id == 289782451 and len(target.head_sha) == 40
 
 
 @pytest.mark.parametrize(
@@ -133,20 +136,22 @@ def test_ci_branch_patterns():
 
 def test_dispatch_from_the_app():
     payload = load_payload("workflow_dispatch")
-    payload["inputs"] = {"kind": "issue", "target": "12", "instructions": "", "requester": "writer", "correlation_id": "d-1"}
+    payload["inputs"] = {"kind": "issue", "target": "12", "instructions": "", "requester": "writer",
+                         "correlation_id": "d-1"}
     result = decision("workflow_dispatch", payload)
     assert isinstance(result, Run)
-    assert (result.task.target.number, result.task.target.correlation_id, result.task.target.requester) == (12, "d-1", "writer")
+    assert (result.origin.number, result.origin.correlation_id, result.origin.requester) == (12, "d-1", "writer")
     payload["inputs"]["kind"] = "rm -rf"
     assert isinstance(decision("workflow_dispatch", payload), Ignore)
     payload["inputs"].update(kind="ci_failure", target="#99")
-    assert decision("workflow_dispatch", payload).task.target.ci_run_id == 99
+    assert decision("workflow_dispatch", payload).origin.target.run_id == 99
 
 
 def test_unsupported_events_and_malformed_payloads():
     assert parse_event("star", {"action": "created"}) is None
     assert parse_event("issues", {"action": "opened"}) is None
     with pytest.raises(MalformedEvent, match="issue"):
-        parse_event("issues", {"action": "labeled", "label": {"name": "x"}, "repository": {"full_name": "a/b"}, "sender": {"login": "x"}})
+        parse_event("issues", {"action": "labeled", "label": {"name": "x"}, "repository": {"full_name": "a/b"},
+                               "sender": {"login": "x"}})
     with pytest.raises(MalformedEvent):
         parse_event("issues", ["not", "an", "object"])

@@ -62,7 +62,8 @@ def test_writes_land_in_the_worktree_and_the_private_home_and_tmp_only(setting):
     _, worktree, confinement = setting
     out = _shell(setting, "echo new > made.txt && echo cached > ~/cache && echo t > \"$TMPDIR/t\" && touch /usr/evil; "
                           "touch \"$(git rev-parse --git-common-dir)/config\"; echo done")
-    assert (worktree.root / "made.txt").read_text() == "new\n" and (confinement.home / "cache").read_text() == "cached\n"
+    assert ((worktree.root / "made.txt").read_text() == "new\n"
+            and (confinement.home / "cache").read_text() == "cached\n")
     assert (confinement.tmp / "t").read_text() == "t\n"
     assert out.count("Read-only file system") == 2 and not Path("/usr/evil").exists()
 
@@ -103,7 +104,8 @@ def test_search_programs_sandbox_has_no_network_not_even_loopback(setting):
         server.bind(("127.0.0.1", 0))
         server.listen()
         port = server.getsockname()[1]
-        connect = f"python3 -c \"import socket; socket.create_connection(('127.0.0.1', {port}), timeout=2); print('connected')\""
+        connect = (f"python3 -c \"import socket; socket.create_connection(('127.0.0.1', {port}), timeout=2); "
+                   "print('connected')\"")
         assert "connected" in _shell(setting, connect)  # the agent's shell and validation keep the network
         out = run_shell(offline.wrap(["bash", "-c", connect], cwd=worktree.root), cwd=worktree.root,
                         env={"PATH": os.environ["PATH"]}, timeout=30).output
@@ -235,7 +237,8 @@ def test_confined_commands_see_no_other_process_and_nothing_they_start_outlives_
 def test_confined_commands_have_no_capabilities_and_no_new_privileges_even_as_root(setting):
     # Writes back the value it read, so that a failing run changes nothing on the machine.
     out = _shell(setting, "grep -E '^(CapEff|CapPrm|NoNewPrivs)' /proc/self/status; umount -l /proc; echo umount=$?; "
-                          "v=$(cat /proc/sys/kernel/core_pattern); echo \"$v\" > /proc/sys/kernel/core_pattern; echo sysctl=$?")
+                          "v=$(cat /proc/sys/kernel/core_pattern); echo \"$v\" > /proc/sys/kernel/core_pattern; "
+                          "echo sysctl=$?")
     assert "CapEff:\t0000000000000000" in out and "CapPrm:\t0000000000000000" in out and "NoNewPrivs:\t1" in out
     assert "umount=0" not in out and "sysctl=0" not in out
 

@@ -13,12 +13,10 @@ from pathlib import Path
 
 import pytest
 
-import bot.github.client
-from bot.agent.tools import Toolbox
+from bot.agent.tools import Toolbox, search_spec
 from bot.sandbox import INSTALL_HINT, bubblewrap, sandbox
 from bot.search import (
     TOOL_NAME,
-    TOOL_SPEC,
     SearchCode,
     SearchLimits,
     run_program,
@@ -48,7 +46,8 @@ def _modes(repo_fixture: str = "repo"):
 
 
 def _run(repo: Path, program: str, confined: bool, **kw):
-    box = sandbox("required", environ=os.environ, network=False, readable=search_sandbox_paths(repo, [])) if confined else None
+    box = (sandbox("required", environ=os.environ, network=False, readable=search_sandbox_paths(repo, []))
+           if confined else None)
     return run_program(program, root=repo, limits=kw.pop("limits", FAST), sandbox=box, **kw)
 
 
@@ -122,7 +121,8 @@ def test_starting_processes_and_native_code_are_refused(repo, confined):
     result = _run(repo, "import ctypes\nemit(ctypes.CDLL(None).getpid())", confined)
     assert result.is_error and "cannot load native code" in result.text
     # Not even by the back door: the module behind subprocess is not loaded, and cannot be.
-    loaded = _run(repo, "import sys\nemit([m for m in ('subprocess', '_posixsubprocess', 'ctypes') if m in sys.modules])",
+    loaded = _run(repo, "import sys\n"
+                        "emit([m for m in ('subprocess', '_posixsubprocess', 'ctypes') if m in sys.modules])",
                   confined)
     assert (loaded.is_error, loaded.text) == (False, "[]")
     result = _run(repo, "import os\nemit(os.pidfd_open(os.getppid()))", confined)
@@ -207,8 +207,8 @@ def test_printing_gigabytes_is_stopped_and_bounded(repo, confined):
 
 
 def test_flat_records_come_back_as_a_table_and_anything_else_as_json(repo):
-    table = run_program("emit([{'path': 'a.py', 'line': 1, 'text': 'x\\ty'}, {'path': 'b.py', 'line': 2, 'text': None}])",
-                        root=repo)
+    table = run_program("emit([{'path': 'a.py', 'line': 1, 'text': 'x\\ty'}, "
+                        "{'path': 'b.py', 'line': 2, 'text': None}])", root=repo)
     assert table.text == "path\tline\ttext\na.py\t1\tx\\ty\nb.py\t2\t"
     nested = run_program("emit([{'path': 'a.py', 'after': ['x']}])", root=repo)
     assert json.loads(nested.text) == [{"path": "a.py", "after": ["x"]}]
@@ -225,7 +225,8 @@ def test_errors_show_the_program_lines_not_the_sdk(repo):
     program = "def find():\n    return grep('(unclosed')\n\nemit(find())"
     result = run_program(program, root=repo)
     assert result.is_error
-    assert "line 4, in the program: emit(find())" in result.text and "line 2, in find: return grep('(unclosed')" in result.text
+    assert ("line 4, in the program: emit(find())" in result.text
+            and "line 2, in find: return grep('(unclosed')" in result.text)
     assert "bad regular expression" in result.text and "_sdk.py" not in result.text and "/bot/" not in result.text
     syntax = run_program("emit(1", root=repo)
     assert syntax.is_error and "SyntaxError" in syntax.text and "<search_code>" in syntax.text
@@ -240,13 +241,13 @@ def test_forgetting_or_repeating_emit_is_explained(repo):
 
 def test_the_toolbox_offers_search_code_with_the_sdk_reference(repo):
     tools = Toolbox(repo, env={}, deny=[], command_timeout=5, search=SearchCode(repo, []))
-    spec = next(s for s in tools.specs if s["name"] == TOOL_NAME)
-    assert spec == TOOL_SPEC and "emit(" in spec["description"] and "grep(" in spec["description"]
-    assert spec["input_schema"]["required"] == ["program"]
+    spec = next(s for s in tools.specs if s.name == TOOL_NAME)
+    assert spec == search_spec() and "emit(" in spec.description and "grep(" in spec.description
+    assert spec.input_schema["required"] == ["program"]
     found = tools.run(TOOL_NAME, {"program": "emit(files('**/*.py'))"})
     assert (found.is_error, json.loads(found.content)) == (False, ["pkg/calc.py", "pkg/use.py"])
     assert tools.run(TOOL_NAME, {}).is_error
-    assert TOOL_NAME not in [s["name"] for s in Toolbox(repo, env={}, deny=[], command_timeout=5).specs]
+    assert TOOL_NAME not in [s.name for s in Toolbox(repo, env={}, deny=[], command_timeout=5).specs]
 
 
 # ------------------------------------------------------------------------------------------ end to end
@@ -255,7 +256,6 @@ SEARCH_PROGRAM = ("hits = grep(r'def add')\n"
 
 
 def test_a_session_searches_by_program_and_the_search_is_on_the_record(tmp_path, fake_github, monkeypatch):
-    monkeypatch.setattr(bot.github.client, "THROTTLE", False)
     with MessagesAPIServer() as api:
         runner = Runner(tmp_path, fake_github, api, monkeypatch)
         api.push(Reply([tool_use(TOOL_NAME, {"program": SEARCH_PROGRAM})]),

@@ -11,7 +11,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from bot.agent.model import Block, ScriptedModel, tool_use
+from bot.agent.model import Block, ScriptedModel, Text, tool_use
 from bot.agent.tools import BASH, EDITOR
 from bot.config import Config
 from bot.schemas import GENERATORS, render
@@ -21,14 +21,16 @@ from bot.task import Task
 from tests.conftest import agent_file_appeared, run_git
 
 PYTEST = f"{shlex.quote(sys.executable)} -m pytest -q"
-BUGGY = {"calc.py": "def add(a, b):\n    return a - b\n", "test_calc.py": "from calc import add\n\n\ndef test_add():\n    assert add(2, 3) == 5\n"}
+BUGGY = {"calc.py": "def add(a, b):\n    return a - b\n",
+         "test_calc.py": "from calc import add\n\n\ndef test_add():\n    assert add(2, 3) == 5\n"}
 FIX = {"command": "str_replace", "path": "calc.py", "old_str": "a - b", "new_str": "a + b"}
-DONE: list[Block] = [{"type": "text", "text": "Changed subtraction to addition in add()."}]
+DONE: list[Block] = [Text("Changed subtraction to addition in add().")]
 
 
 def session(repo: Path, turns, *, config: Config | None = None, task: Task | None = None, **spec) -> tuple:
     config = config or Config(validate=[PYTEST])
-    task = task or Task(kind="local", title="Fix add()", instructions="add(2, 3) should be 5", source="the command line")
+    task = task or Task(kind="local", title="Fix add()", instructions="add(2, 3) should be 5",
+                        source="the command line")
     report = run_session(SessionSpec(repo=repo, task=task, config=config, model=ScriptedModel(turns), **spec))
     folder = Path(report.trajectory).parent
     return report, folder
@@ -55,7 +57,7 @@ def test_validated_session_commits_on_a_new_branch_and_leaves_the_checkout_alone
 
 def test_report_matches_the_shipped_schema_and_the_schema_is_current(make_repo, tmp_path):
     repo = make_repo(BUGGY)
-    report, folder = session(repo, [[tool_use(EDITOR, FIX, id="toolu_1")], DONE], out_dir=tmp_path / "out")
+    _, folder = session(repo, [[tool_use(EDITOR, FIX, id="toolu_1")], DONE], out_dir=tmp_path / "out")
     assert folder == tmp_path / "out"
     data = json.loads((folder / "report.json").read_text())
     jsonschema.validate(data, json.loads((SCHEMAS / "report.schema.json").read_text()))
@@ -68,7 +70,8 @@ def test_report_matches_the_shipped_schema_and_the_schema_is_current(make_repo, 
 
 def test_trajectory_is_one_event_per_line_in_order(make_repo):
     repo = make_repo(BUGGY)
-    _, folder = session(repo, [[tool_use(EDITOR, {"command": "view", "path": "calc.py"}, id="t1")], [tool_use(EDITOR, FIX, id="t2")], DONE])
+    _, folder = session(repo, [[tool_use(EDITOR, {"command": "view", "path": "calc.py"}, id="t1")],
+                               [tool_use(EDITOR, FIX, id="t2")], DONE])
     kinds = [json.loads(line)["type"] for line in (folder / "trajectory.jsonl").read_text().splitlines()]
     assert kinds == [
         "session_started", "validation_ran", "iteration_started",
@@ -115,7 +118,8 @@ def test_failed_setup_ends_in_error(make_repo):
 def test_secrets_never_reach_the_trajectory_or_report(make_repo, monkeypatch):
     monkeypatch.setenv("GITHUB_TOKEN", "ghs_SessionSecretValue0000000000")
     repo = make_repo(BUGGY)
-    task = Task(kind="local", title="Fix add()", instructions="token ghs_SessionSecretValue0000000000 and sk-ant-api03-leakleakleak",
+    task = Task(kind="local", title="Fix add()",
+                instructions="token ghs_SessionSecretValue0000000000 and sk-ant-api03-leakleakleak",
                 source="the command line")
     leak = tool_use(BASH, {"command": "echo $GITHUB_TOKEN; echo ghs_SessionSecretValue0000000000"}, id="t0")
     report, folder = session(repo, [[leak], [tool_use(EDITOR, FIX, id="t1")], DONE], task=task,
@@ -184,7 +188,8 @@ def test_the_agent_shell_has_its_own_home_and_no_git_credential_helpers(make_rep
     (home / ".gitconfig").write_text("[credential]\n\thelper = store\n")
     monkeypatch.setenv("HOME", str(home))
     repo = make_repo(BUGGY)
-    probe = tool_use(BASH, {"command": "echo home=$HOME; cat ~/.git-credentials; git config --get credential.helper; echo end"},
+    probe = tool_use(BASH, {"command": "echo home=$HOME; cat ~/.git-credentials; git config --get credential.helper; "
+                                       "echo end"},
                      id="t1")
     seen: list[str] = []
 
@@ -192,7 +197,7 @@ def test_the_agent_shell_has_its_own_home_and_no_git_credential_helpers(make_rep
         if len(messages) == 1:
             return [probe]
         if len(seen) == 0:
-            seen.append(messages[-1]["content"][0]["content"])
+            seen.append(messages[-1].content[0].content)
             return [tool_use(EDITOR, FIX, id="t2")]
         return DONE
 

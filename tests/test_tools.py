@@ -15,7 +15,8 @@ def box(tmp_path: Path) -> Toolbox:
     (root / "src" / "app.py").write_text("def f():\n    return 1\n\n\ndef g():\n    return 1\n")
     (root / ".github" / "workflows").mkdir(parents=True)
     (root / ".github" / "workflows" / "ci.yml").write_text("on: push\n")
-    return Toolbox(root, env=scrubbed_environment(os.environ), deny=[".git/**", ".github/workflows/**"], command_timeout=5)
+    return Toolbox(root, env=scrubbed_environment(os.environ), deny=[".git/**", ".github/workflows/**"],
+                   command_timeout=5)
 
 
 def edit(box: Toolbox, **args):
@@ -39,7 +40,8 @@ def test_str_replace_edits_exactly_once_and_explains_ambiguity(box):
     assert ambiguous.is_error and "2 times" in ambiguous.content and "[2, 6]" in ambiguous.content
     missing = edit(box, command="str_replace", path="src/app.py", old_str="return 3", new_str="x")
     assert missing.is_error and "did not appear verbatim" in missing.content
-    ok = edit(box, command="str_replace", path="src/app.py", old_str="def g():\n    return 1", new_str="def g():\n    return 2")
+    ok = edit(box, command="str_replace", path="src/app.py", old_str="def g():\n    return 1",
+              new_str="def g():\n    return 2")
     assert not ok.is_error
     assert (box.root / "src/app.py").read_text().endswith("def g():\n    return 2\n")
 

@@ -77,10 +77,12 @@ def test_clopper_pearson_interval() -> None:
 
 
 def test_regression_stops_after_five_failures(tmp_path: Path) -> None:
-    repo = project(tmp_path / "p", {"test_math.py": "def test_ok():\n    pass\n\ndef test_broken():\n    assert 1 + 1 == 3\n"})
+    repo = project(tmp_path / "p",
+                   {"test_math.py": "def test_ok():\n    pass\n\ndef test_broken():\n    assert 1 + 1 == 3\n"})
     report = triage(repo, env=ENV)
     (result,) = report.tests
-    assert (result.test, result.verdict, result.runs, result.failures) == ("test_math.py::test_broken", "regression", 5, 5)
+    assert ((result.test, result.verdict, result.runs, result.failures)
+            == ("test_math.py::test_broken", "regression", 5, 5))
     assert result.failure_rate == 1.0 and result.interval[0] == pytest.approx(0.478, abs=1e-3)
     assert result.polluter is None and "failed all 5 runs alone" in result.evidence
     assert report.runs_total == 6  # the suite run that found it, then five reruns
@@ -120,7 +122,8 @@ def test_infrastructure_failure_passes(tmp_path: Path) -> None:
             "        raise ConnectionError('mirror unreachable')\n\ndef test_other():\n    pass\n")
     repo = project(tmp_path / "p", {"test_net.py": test, "outage": ""})
     (result,) = triage(repo, env=ENV).tests
-    assert (result.test, result.verdict, result.failures, result.polluter) == ("test_net.py::test_download", "passes", 0, None)
+    assert ((result.test, result.verdict, result.failures, result.polluter)
+            == ("test_net.py::test_download", "passes", 0, None))
     assert result.runs >= runs_for_confidence(0.95, 0.10)
     assert "did not reproduce" in result.evidence and "after all 1 other tests in a random order" in result.evidence
     assert result.interval[1] < 0.13
@@ -154,7 +157,8 @@ def test_command_template_for_other_runners(tmp_path: Path) -> None:
 
 def test_confirm_fixed_passes_after_the_required_runs(tmp_path: Path) -> None:
     files = dict(ORDER_PROJECT)
-    files["test_order.py"] = files["test_order.py"].replace("def test_victim():\n", "def test_victim():\n    state.items.clear()\n")
+    files["test_order.py"] = files["test_order.py"].replace("def test_victim():\n",
+                                                            "def test_victim():\n    state.items.clear()\n")
     repo = project(tmp_path / "p", files)
     victim, polluter = "test_order.py::test_victim", "test_order.py::test_pollutes"
     neighbours = [f"test_order.py::test_fill_{x}" for x in "abcd"]
@@ -164,10 +168,12 @@ def test_confirm_fixed_passes_after_the_required_runs(tmp_path: Path) -> None:
     assert result.orders[0] == [polluter, victim]
     assert all(order.index(polluter) < order.index(victim) for order in result.orders)
     assert len({tuple(order) for order in result.orders[1:]}) > 5  # random orders, not one order repeated
-    assert result.statement.startswith("11 consecutive passes in random orders, always after test_order.py::test_pollutes")
+    assert result.statement.startswith("11 consecutive passes in random orders, "
+                                       "always after test_order.py::test_pollutes")
     again = confirm_fixed(repo, victim, neighbours=neighbours, env=ENV, seed=7)
     assert again.passed and again.runs == 29
-    assert again.statement == "29 consecutive passes in random orders: 95% confidence that the failure rate is below 10%"
+    assert again.statement == ("29 consecutive passes in random orders: "
+                               "95% confidence that the failure rate is below 10%")
 
 
 def test_confirm_fixed_stops_at_the_first_failure(tmp_path: Path) -> None:
@@ -185,7 +191,8 @@ def _cli(argv: list[str]) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def test_cli_json_and_table(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_json_and_table(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                            capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.setenv("PYTEST_DISABLE_PLUGIN_AUTOLOAD", "1")
     monkeypatch.setenv("PATH", ENV["PATH"])
     repo = project(tmp_path / "p", {"test_x.py": "def test_bad():\n    assert False\n"})
@@ -210,7 +217,7 @@ def test_config_errors(tmp_path: Path) -> None:
             triage(repo, confidence=bad, env=ENV)
     with pytest.raises(ConfigError, match="no failing tests found"):
         triage(repo, env=ENV)
-    with pytest.raises(ConfigError, match="test_ok.py::test_missing"):
+    with pytest.raises(ConfigError, match=r"test_ok\.py::test_missing"):
         triage(repo, ["test_ok.py::test_missing"], env=ENV)
     with pytest.raises(ConfigError, match="--command needs"):
         triage(repo, command="go test -run {test}", env=ENV)
@@ -233,7 +240,8 @@ def test_a_chance_failure_in_order_is_not_order_dependence(tmp_path: Path) -> No
     repo = project(tmp_path / "p", {"test_mixed.py": test})
     (result,) = triage(repo, env=ENV, jobs=1).tests
     assert (result.verdict, result.polluter, result.failures) == ("flaky", None, 1)
-    assert "passed right after it" in result.evidence and "failed and passed after the 3 tests that ran before it" in result.evidence
+    assert ("passed right after it" in result.evidence
+            and "failed and passed after the 3 tests that ran before it" in result.evidence)
 
 
 def test_an_earlier_failure_does_not_stop_the_runs(tmp_path: Path) -> None:

@@ -78,7 +78,8 @@ def test_previously_failing_tests_run_first_and_stop_early(tmp_path):
 
 def test_other_commands_report_exit_code_and_relevant_output(tmp_path):
     root = project(tmp_path)
-    noisy = "for i in $(seq 1 3000); do echo line $i; done; echo 'error: widget broke' >&2; for i in $(seq 1 3000); do echo more $i; done; exit 2"
+    noisy = ("for i in $(seq 1 3000); do echo line $i; done; echo 'error: widget broke' >&2; "
+             "for i in $(seq 1 3000); do echo more $i; done; exit 2")
     result = validator(root, ["true", noisy]).run()
     assert not result.passed
     ok, bad = result.commands
@@ -126,7 +127,8 @@ def test_parse_junit_accepts_a_bare_testsuite_and_rejects_a_truncated_report(tmp
     )
     total, (failed,) = parse_junit(report)
     assert total == 2
-    assert (failed.id, failed.file, failed.line, failed.message) == ("pkg/test_x.py::TestY::test_z", "pkg/test_x.py", 7, "boom")
+    assert ((failed.id, failed.file, failed.line, failed.message)
+            == ("pkg/test_x.py::TestY::test_z", "pkg/test_x.py", 7, "boom"))
     report.write_text('<testsuites><testsuite name="s"><testcase name="a"><failure message="m">cut')
     with pytest.raises(ParseError):
         parse_junit(report)

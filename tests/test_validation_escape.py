@@ -112,9 +112,11 @@ def scene(tmp_path, fake_github, monkeypatch):
     marker = f"fixloop-escape-{secrets.token_hex(4)}"
     pth = Path(site.getsitepackages()[0]) / f"{marker}.pth"
     attack = ATTACK.format(
-        git_folder=str(home / ".local" / "bin"), leak=str(leak), wanted=[b"GITHUB_TOKEN", b"ANTHROPIC_API_KEY", b"ESCAPE_SECRET"],
+        git_folder=str(home / ".local" / "bin"), leak=str(leak),
+        wanted=[b"GITHUB_TOKEN", b"ANTHROPIC_API_KEY", b"ESCAPE_SECRET"],
         file_commands=[str(p) for p in files.values()], pth=str(pth), runner_temp=str(runner_temp),
-        step_script=str(step_script), netrc=str(home / ".netrc"), outside=str(home / "marker"), tmp_marker=f"/tmp/{marker}")
+        step_script=str(step_script), netrc=str(home / ".netrc"), outside=str(home / "marker"),
+        tmp_marker=f"/tmp/{marker}")
     monkeypatch.setenv("PATH", f"{home / '.local' / 'bin'}{os.pathsep}{os.environ['PATH']}")
     monkeypatch.setenv("HOME", str(home))
     monkeypatch.setenv("RUNNER_TEMP", str(runner_temp))
@@ -187,10 +189,12 @@ def no_bubblewrap(monkeypatch):
 def _runner(tmp_path, fake_github, api, monkeypatch, config: str):
     from tests.test_action_e2e import PYTEST, Runner
 
-    return Runner(tmp_path, fake_github, api, monkeypatch, files={**FILES, ".github/fixloop.yml": f"validate: [{PYTEST}]\n{config}"})
+    return Runner(tmp_path, fake_github, api, monkeypatch,
+                  files={**FILES, ".github/fixloop.yml": f"validate: [{PYTEST}]\n{config}"})
 
 
-def test_without_bubblewrap_the_session_says_validation_ran_unconfined(tmp_path, fake_github, monkeypatch, no_bubblewrap):
+def test_without_bubblewrap_the_session_says_validation_ran_unconfined(tmp_path, fake_github, monkeypatch,
+                                                                        no_bubblewrap):
     from tests.fakes.messages_api import MessagesAPIServer
 
     with MessagesAPIServer() as api:
@@ -203,7 +207,8 @@ def test_without_bubblewrap_the_session_says_validation_ran_unconfined(tmp_path,
     assert "ran **unconfined**" in session_check.output_summary
 
 
-def test_sandbox_required_without_bubblewrap_refuses_to_start(tmp_path, fake_github, monkeypatch, no_bubblewrap, capsys):
+def test_sandbox_required_without_bubblewrap_refuses_to_start(tmp_path, fake_github, monkeypatch, no_bubblewrap,
+                                                              capsys):
     from tests.fakes.messages_api import MessagesAPIServer
 
     with MessagesAPIServer() as api:

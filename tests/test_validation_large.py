@@ -83,5 +83,7 @@ def test_hundreds_of_megabytes_of_test_output_give_short_feedback_in_bounded_mem
     (junit,) = (tmp_path / "scratch").glob("junit-*.xml")
     assert junit.stat().st_size < 64 * 1024, "the JUnit report carries no captured output, whatever the repo asks"
     print(f"{min(report['output_bytes']) / 2**20:.0f} MiB of output, feedback {len(feedback)} characters, "
-          f"validating process {report['maxrss_before_kib'] / 1024:.0f} -> {report['maxrss_after_kib'] / 1024:.0f} MiB, "
-          f"pytest itself peaked at {report['pytest_maxrss_kib'] / 1024:.0f} MiB, JUnit report {junit.stat().st_size} bytes")
+          f"validating process {report['maxrss_before_kib'] / 1024:.0f} -> "
+          f"{report['maxrss_after_kib'] / 1024:.0f} MiB, "
+          f"pytest itself peaked at {report['pytest_maxrss_kib'] / 1024:.0f} MiB, "
+          f"JUnit report {junit.stat().st_size} bytes")

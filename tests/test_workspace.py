@@ -192,7 +192,8 @@ def test_git_files_changed_by_the_agent_are_refused_by_name_and_nothing_runs(poi
         changed = POISONINGS[poison](tree, marker)
         steps = [tree.snapshot, lambda: tree.commit(snapshot, "fixloop: fix\n")]
         if changed not in tree.own.recorded:  # the worktree's own files do not matter to git in the repository
-            steps += [lambda: create_branch(repo, "fixloop/x", good), lambda: push(repo, good, "fixloop/x", expected=None, env={})]
+            steps += [lambda: create_branch(repo, "fixloop/x", good),
+                      lambda: push(repo, good, "fixloop/x", expected=None, env={})]
         for step in steps:
             with pytest.raises(WorkspaceError, match=POISON_MESSAGE) as refused:
                 step()
@@ -211,7 +212,8 @@ def test_an_untouched_worktree_and_the_agents_own_git_reads_pass(with_origin):
     try:
         (tree.root / "calc.py").write_text("def add(a, b):\n    return a + b\n")
         # What a well-behaved agent runs: these rewrite the worktree's index, which is not fingerprinted.
-        for command in (["status"], ["diff"], ["diff", "--stat"], ["log", "--oneline"], ["add", "-N", "."], ["stash", "list"]):
+        for command in (["status"], ["diff"], ["diff", "--stat"], ["log", "--oneline"], ["add", "-N", "."],
+                        ["stash", "list"]):
             run_git(tree.root, *command)
         assert tree.shared.changed() == [] and tree.own.changed() == []
         commit = tree.commit(tree.snapshot(), "fixloop: fix\n")

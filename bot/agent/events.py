@@ -75,6 +75,7 @@ class ModelCalled(Event):
     duration_s: float
     text: str  # what the model said besides tool calls
     tool_calls: int
+    session_cost_usd: float  # the session's estimated cost so far (the budget's, from list prices)
 
 
 class ToolCalled(Event):

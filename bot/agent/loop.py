@@ -23,7 +23,7 @@ from bot.agent.events import (
     ToolCalled,
     ValidationRan,
 )
-from bot.agent.model import Block, Message, Model
+from bot.agent.model import CallResult, Message, Model, Text, ToolCall, ToolSpec
 from bot.agent.prompts import fence
 from bot.agent.tools import ToolResult
 from bot.config import Limits
@@ -32,7 +32,7 @@ from bot.validation import ValidationResult
 
 
 class Tools(Protocol):
-    specs: list[Block]
+    specs: list[ToolSpec]
 
     def run(self, name: str, tool_input: dict[str, Any]) -> ToolResult: ...
 
@@ -52,7 +52,7 @@ class AgentLoop:
         self.messages: list[Message] = []
 
     def run(self, task_prompt: str) -> Ending:
-        self.messages = [{"role": "user", "content": [_text(task_prompt)]}]
+        self.messages = [Message("user", [Text(task_prompt)])]
         for n in range(1, self.limits.iterations + 1):
             self.emit(IterationStarted(n=n))
             spent_before = self.budget.usage
@@ -70,8 +70,10 @@ class AgentLoop:
             self.emit(IterationEnded(n=n, turns=turns, usage=usage, passed=False, feedback=feedback))
             if turns == self.limits.turns:
                 self._say(f"(You used all {turns} turns of this iteration.)")
-            self._say(f"{fence(feedback, source='validation output')}\n\nFix the code so that validation passes, then end your turn.")
-        return Ending.not_validated(f"iteration limit reached: {self.limits.iterations} iteration(s) without passing validation")
+            self._say(f"{fence(feedback, source='validation output')}\n\n"
+                      "Fix the code so that validation passes, then end your turn.")
+        return Ending.not_validated(f"iteration limit reached: {self.limits.iterations} iteration(s) without "
+                                    "passing validation")
 
     def _work(self, n: int) -> tuple[int, str | None]:
         """Model turns until the model ends its turn; returns (turns, reason if a limit stopped it)."""
@@ -82,11 +84,12 @@ class AgentLoop:
             started = time.monotonic()
             reply = self.model.complete(system=self.system, tools=self.tools.specs, messages=self.messages)
             self.budget.charge(reply.usage)
-            self.messages.append({"role": "assistant", "content": reply.content})
-            calls = [block for block in reply.content if block["type"] == "tool_use"]
-            said = "\n".join(block["text"] for block in reply.content if block["type"] == "text")
+            self.messages.append(Message("assistant", reply.content))
+            calls = [block for block in reply.content if isinstance(block, ToolCall)]
+            said = "\n".join(block.text for block in reply.content if isinstance(block, Text))
             self.emit(ModelCalled(iteration=n, turn=turn, stop_reason=reply.stop_reason, usage=reply.usage,
-                                  duration_s=round(time.monotonic() - started, 3), text=said, tool_calls=len(calls)))
+                                  duration_s=round(time.monotonic() - started, 3), text=said, tool_calls=len(calls),
+                                  session_cost_usd=self.budget.cost_usd))
             if reply.stop_reason == "refusal":
                 return turn, "the model declined the task"
             if not calls:
@@ -94,25 +97,21 @@ class AgentLoop:
                     return turn, None
                 self._say("Your reply was cut off at the output limit. Continue where you stopped.")
                 continue
-            self.messages.append({"role": "user", "content": [self._call(n, turn, call) for call in calls]})
+            self.messages.append(Message("user", [self._call(n, turn, call) for call in calls]))
         return self.limits.turns, None
 
-    def _call(self, n: int, turn: int, call: Block) -> Block:
+    def _call(self, n: int, turn: int, call: ToolCall) -> CallResult:
         started = time.monotonic()
-        result = self.tools.run(call["name"], call.get("input") or {})
+        result = self.tools.run(call.name, call.input)
         result = ToolResult(self.shield(reveal(result.content)), result.is_error)
-        self.emit(ToolCalled(iteration=n, turn=turn, name=call["name"], input=call.get("input") or {},
-                             result=result.content, is_error=result.is_error,
-                             duration_s=round(time.monotonic() - started, 3)))
-        return {"type": "tool_result", "tool_use_id": call["id"], "content": result.content, "is_error": result.is_error}
+        self.emit(ToolCalled(iteration=n, turn=turn, name=call.name, input=call.input, result=result.content,
+                             is_error=result.is_error, duration_s=round(time.monotonic() - started, 3)))
+        return CallResult(call.id, result.content, result.is_error)
 
     def _say(self, text: str) -> None:
         """Add text to the conversation as the user, joining a pending user turn (tool results)."""
-        if self.messages[-1]["role"] == "user":
-            self.messages[-1]["content"].append(_text(text))
+        last = self.messages[-1]
+        if last.role == "user":
+            self.messages[-1] = Message("user", [*last.content, Text(text)])
         else:
-            self.messages.append({"role": "user", "content": [_text(text)]})
-
-
-def _text(text: str) -> Block:
-    return {"type": "text", "text": text}
+            self.messages.append(Message("user", [Text(text)]))

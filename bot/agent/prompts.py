@@ -46,7 +46,8 @@ def task_message(*, task: Task, validation: list[str], baseline_feedback: str | 
     commands = "\n".join(f"  $ {command}" for command in validation)
     # A GitHub title is written by whoever opened the issue: it is part of the fenced material,
     # never the task statement. Only a local task's title comes from the person running fixloop.
-    parts = [f"Task: {task.title}" if task.target is None else f"Task: {task.kind.replace('_', ' ')}, from {task.source}"]
+    parts = [f"Task: {task.title}" if task.kind == "local"
+             else f"Task: {task.kind.replace('_', ' ')}, from {task.source}"]
     if task.instructions.strip():
         parts.append(f"Instructions (from {task.source}):\n{task.instructions.strip()}")
     parts += [f"Material from {item.source}:\n" + fence(item.text, source=item.source) for item in task.context]

@@ -16,19 +16,22 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from bot._process import cap_text, run_shell
-from bot.agent.paths import matches_any
+from bot.agent.model import ToolSpec
+from bot.paths import matches_any
 from bot.sandbox import Confinement
 from bot.sanitize import conceal
+from bot.search import INPUT_SCHEMA, SearchCode, SearchLimits, tool_description
 from bot.search import TOOL_NAME as SEARCH
-from bot.search import SearchCode
 
 EDITOR = "str_replace_based_edit_tool"
 BASH = "bash"
 VIEW_LIMIT = 20_000  # characters of one file view sent back to the model
-TOOL_SPECS: list[dict[str, Any]] = [
-    {"type": "text_editor_20250728", "name": EDITOR, "max_characters": VIEW_LIMIT},
-    {"type": "bash_20250124", "name": BASH},
-]
+TOOL_SPECS = [ToolSpec(EDITOR, kind="text_editor", max_characters=VIEW_LIMIT), ToolSpec(BASH, kind="bash")]
+
+
+def search_spec(limits: SearchLimits | None = None) -> ToolSpec:
+    """fixloop's own `search_code` tool, as the model is told about it (with the session's limits)."""
+    return ToolSpec(SEARCH, description=tool_description(limits or SearchLimits()), input_schema=INPUT_SCHEMA)
 
 
 @dataclass(frozen=True)
@@ -61,7 +64,7 @@ class Toolbox:
         self.deny = deny
         self.command_timeout = command_timeout
         self.output_limit = output_limit
-        self.specs = [*TOOL_SPECS, search.spec] if search else TOOL_SPECS
+        self.specs = [*TOOL_SPECS, search_spec(search.limits)] if search else TOOL_SPECS
 
     def run(self, name: str, tool_input: Mapping[str, Any]) -> ToolResult:
         if name == EDITOR:
@@ -71,7 +74,7 @@ class Toolbox:
         if name == SEARCH and self.search is not None:
             found = self.search.run(tool_input)
             return ToolResult(found.text, found.is_error)
-        names = ", ".join(spec["name"] for spec in self.specs)
+        names = ", ".join(spec.name for spec in self.specs)
         return ToolResult(f"Unknown tool {name!r}; the tools are {names}.", is_error=True)
 
     # -- paths ---------------------------------------------------------------------------------
@@ -81,7 +84,8 @@ class Toolbox:
         posix = PurePosixPath(raw.strip())
         if posix.is_absolute():
             raise PathRefused(
-                f"Absolute paths are not allowed ({raw}). Use a path relative to the repository root, e.g. 'src/app.py'."
+                f"Absolute paths are not allowed ({raw}). "
+                "Use a path relative to the repository root, e.g. 'src/app.py'."
             )
         if ".." in posix.parts:
             raise PathRefused(f"'..' is not allowed in paths ({raw}); stay inside the repository.")
@@ -110,14 +114,17 @@ class Toolbox:
             )
         # The model reads invisible characters as <U+XXXX> markers (see bot.sanitize); what it
         # writes back has them restored, so files stay byte-exact.
-        args = {key: conceal(value) if isinstance(value, str) and key != "path" else value for key, value in args.items()}
+        args = {key: conceal(value) if isinstance(value, str) and key != "path" else value
+                for key, value in args.items()}
         try:
             path, relative = self.resolve(args.get("path"))
             return handler(path, relative, args)
         except PathRefused as refusal:
             return ToolResult(str(refusal), is_error=True)
         except UnicodeDecodeError:
-            return ToolResult(f"{args.get('path')} is not a UTF-8 text file; the editor only handles text.", is_error=True)
+            return ToolResult(
+                f"{args.get('path')} is not a UTF-8 text file; the editor only handles text.", is_error=True
+            )
         except OSError as error:
             return ToolResult(f"{args.get('path')}: {error.strerror or error}", is_error=True)
 
@@ -135,7 +142,9 @@ class Toolbox:
                 or len(view_range) != 2
                 or not all(isinstance(n, int) for n in view_range)
             ):
-                return ToolResult("view_range must be two integers [start, end]; end -1 means to the end.", is_error=True)
+                return ToolResult(
+                    "view_range must be two integers [start, end]; end -1 means to the end.", is_error=True
+                )
             start, end = view_range
             end = len(lines) if end == -1 else end
             if not 1 <= start <= max(len(lines), 1) or end < start:
@@ -199,7 +208,9 @@ class Toolbox:
         line = args.get("insert_line")
         text = args.get("insert_text", args.get("new_str"))
         if not isinstance(line, int) or not isinstance(text, str):
-            return ToolResult("insert needs `insert_line` (a line number, 0 for the top) and `insert_text`.", is_error=True)
+            return ToolResult(
+                "insert needs `insert_line` (a line number, 0 for the top) and `insert_text`.", is_error=True
+            )
         if not path.is_file():
             return ToolResult(f"{relative} is not a file.", is_error=True)
         lines = path.read_text(encoding="utf-8").splitlines(keepends=True)

@@ -64,7 +64,8 @@ class _Counter:
     def lines(self) -> list[str]:
         out = [f"# HELP {self.name} {_escape_help(self.help)}", f"# TYPE {self.name} counter"]
         for key in sorted(self.values):
-            out.append(f"{self.name}{_labels(list(zip(self.label_names, key, strict=True)))} {_number(self.values[key])}")
+            labels = _labels(list(zip(self.label_names, key, strict=True)))
+            out.append(f"{self.name}{labels} {_number(self.values[key])}")
         return out
 
 

@@ -16,11 +16,11 @@ from typing import Any
 from bot.app.logs import logger
 from bot.app.metrics import Metrics
 from bot.app.settings import AppSettings
-from bot.app.store import SessionRecord, Store
-from bot.config import Config, parse_config
-from bot.errors import ConfigError, GitHubError, MalformedEvent
+from bot.app.store import ACTIVE, SessionRecord, Store
+from bot.config import Config
+from bot.errors import GitHubError, MalformedEvent
 from bot.github.app_auth import InstallationTokens
-from bot.github.client import GitHubClient
+from bot.github.client import GitHubClient, RequestPolicy
 from bot.github.events import (
     Event,
     InstallationChanged,
@@ -28,16 +28,10 @@ from bot.github.events import (
     WorkflowRunCompleted,
     parse_event,
 )
-from bot.github.rules import (
-    Ignore,
-    Reply,
-    Stop,
-    addressed_number,
-    decide,
-    owner_aware,
-    target_key,
-)
-from bot.task import Task
+from bot.github.rules import Run, Stop
+from bot.handler import Answered, Handler, acknowledge
+from bot.secrets import Redactor
+from bot.task import FailedRun, to_inputs
 
 # What the App itself needs in a repository (the workflow it dispatches mints its own token).
 TOKEN_PERMISSIONS = {"actions": "write", "contents": "read", "issues": "write", "pull_requests": "write",
@@ -46,7 +40,6 @@ ACTIVE_WINDOW = 3 * 3600  # a session older than this no longer blocks its targe
 PERMISSION_TTL = 60.0
 FIND_RUN_ATTEMPTS = 5
 RESUME_LOOKUPS = 2
-RESUME_LOOKUP_PAUSE = 1.0
 MARKER_PREFIX = "<!-- fixloop"
 
 
@@ -56,16 +49,22 @@ class Processor:
     runs in Actions. Replies, stops and invalid configs are answered here."""
 
     def __init__(self, settings: AppSettings, store: Store, tokens: InstallationTokens, metrics: Metrics, *,
-                 clock: Callable[[], float] = time.time, sleep: Callable[[float], None] = time.sleep) -> None:
+                 clock: Callable[[], float] = time.time, sleep: Callable[[float], None] = time.sleep,
+                 policy: RequestPolicy = RequestPolicy(), resume_pause: float = 1.0) -> None:
+        """`policy`: how the repository clients pace and retry; `resume_pause`: seconds between the
+        lookups for the run of a dispatch a restart interrupted (see `_resume`)."""
         self.settings, self.store, self.tokens, self.metrics = settings, store, tokens, metrics
-        self.clock, self.sleep = clock, sleep
+        self.clock, self.sleep, self.policy, self.resume_pause = clock, sleep, policy, resume_pause
         self.app_slug = settings.app_slug  # looked up at start-up when not configured
         self._permissions: dict[tuple[str, str], tuple[float, str]] = {}
         self._permissions_lock = threading.Lock()
+        # What the App writes passes a redactor like the Action's: its own secrets, and anything shaped
+        # like a token (its installation tokens included) or a key.
+        self.redactor = Redactor([settings.private_key, settings.webhook_secret, settings.api_token or ""])
 
     def client(self, installation_id: int, repository: str) -> GitHubClient:
         token = self.tokens.token(installation_id, repository, TOKEN_PERMISSIONS)
-        return GitHubClient(token=token, api_url=self.settings.api_url, repository=repository)
+        return GitHubClient(token=token, api_url=self.settings.api_url, repository=repository, policy=self.policy)
 
     def process(self, delivery: str, name: str, payload: Any) -> str:
         """Handle one delivery; returns its outcome in words (recorded and logged)."""
@@ -101,71 +100,52 @@ class Processor:
 
         return lookup
 
+    def _handler(self, github: GitHubClient) -> Handler:
+        def stopped(stop: Stop) -> None:
+            for session in self.store.sessions(github.repository):
+                if session.status in ACTIVE and session.target.endswith(f":{stop.number}"):
+                    self.store.update_session(session.id, status="completed", conclusion="cancelled",
+                                              reason=f"stopped by @{stop.requester}")
+
+        return Handler(github, redactor=self.redactor, workflow_file=self.settings.workflow_file,
+                       app_slug=self.app_slug, on_stop=stopped)
+
     def _decide(self, delivery: str, event: Event, github: GitHubClient) -> str:
-        default_branch = event.repository.default_branch
-        permission_of = owner_aware(event, self._permission_of(github))
-        rules = {"permission_of": permission_of, "workflow_file": self.settings.workflow_file,
-                 "app_slug": self.app_slug}
-        try:
-            config = parse_config(github.file_text(".github/fixloop.yml", default_branch) or "")
-        except ConfigError as error:
-            addressed = decide(event, Config(), **rules)  # type: ignore[arg-type]
-            if isinstance(addressed, Ignore):
-                return f"ignored: {addressed.reason} (and .github/fixloop.yml is invalid)"
-            if number := addressed_number(addressed):
-                github.comment(number, f"fixloop cannot start: .github/fixloop.yml on {default_branch} is invalid.\n\n```\n{error}\n```")
-            return "refused: invalid .github/fixloop.yml"
-        decision = decide(event, config, **rules)  # type: ignore[arg-type]
-        if isinstance(decision, Ignore):
-            return f"ignored: {decision.reason}"
-        if isinstance(decision, Reply):
-            github.comment(decision.number, decision.body)
-            return "replied"
-        if isinstance(decision, Stop):
-            return self._stop(github, decision)
-        return self._run(delivery, github, decision.task, config, default_branch)
+        handled = self._handler(github).handle(event, self._permission_of(github))
+        if isinstance(handled, Answered):
+            return handled.outcome
+        return self._run(delivery, github, handled.run, handled.config, handled.default_branch)
 
-    def start(self, correlation_id: str, github: GitHubClient, task: Task, default_branch: str) -> str:
+    def start(self, correlation_id: str, github: GitHubClient, run: Run, default_branch: str) -> str:
         """Start a session asked for through the API (the caller holds the API token)."""
-        config = parse_config(github.file_text(".github/fixloop.yml", default_branch) or "")
-        return self._run(correlation_id, github, task, config, default_branch)
+        config = self._handler(github).config(default_branch)
+        return self._run(correlation_id, github, run, config, default_branch)
 
-    def _stop(self, github: GitHubClient, stop: Stop) -> str:
-        cancelled = github.cancel_active_runs(self.settings.workflow_file, stop.number, except_run=None)
-        for session in self.store.sessions(github.repository):
-            if session.status in ("dispatching", "dispatched", "in_progress") and session.target.endswith(f":{stop.number}"):
-                self.store.update_session(session.id, status="completed", conclusion="cancelled",
-                                          reason=f"stopped by @{stop.requester}")
-        what = f"Stopped {len(cancelled)} fixloop run(s)" if cancelled else "No fixloop run was active"
-        github.comment(stop.number, f"{what} for #{stop.number}, as @{stop.requester} asked.")
-        return f"stopped {len(cancelled)} run(s)"
-
-    def _run(self, delivery: str, github: GitHubClient, task: Task, config: Config, default_branch: str) -> str:
-        target = task.target
-        assert target is not None
-        key = target_key(task)
+    def _run(self, delivery: str, github: GitHubClient, run: Run, config: Config, default_branch: str) -> str:
+        origin = run.origin
+        key = origin.key()
         if (previous := self.store.session_for_correlation(delivery)) is not None:  # processed before a restart
             if previous.status == "dispatching":
-                return self._resume(previous, github, task, default_branch)
+                return self._resume(previous, github, run, default_branch)
             return f"ignored: delivery {delivery} already has a session"
-        if task.kind == "ci_failure" and target.ci_branch and not self.store.ci_attempt(
-                github.repository, target.ci_branch, config.ci.max_sessions_per_branch):
+        target = origin.target
+        if isinstance(target, FailedRun) and target.branch and not self.store.ci_attempt(
+                github.repository, target.branch, config.ci.max_sessions_per_branch):
             return (f"ignored: {config.ci.max_sessions_per_branch} automatic CI sessions already ran on "
-                    f"{target.ci_branch} (ci.max_sessions_per_branch); a green run resets the count")
+                    f"{target.branch} (ci.max_sessions_per_branch); a green run resets the count")
         session, started = self.store.start_session(
-            repository=github.repository, kind=task.kind, target=key, requester=target.requester,
+            repository=github.repository, kind=run.task.kind, target=key, requester=origin.requester,
             correlation_id=delivery, active_since=self.clock() - ACTIVE_WINDOW)
         if not started:
-            if target.number:
+            if origin.number:
                 where = f": {session.run_url}" if session.run_url else ""
-                github.comment(target.number, f"fixloop is already working on #{target.number}{where}. This request "
+                github.comment(origin.number, f"fixloop is already working on #{origin.number}{where}. This request "
                                               f"was not started twice; use `/fixloop stop` first to start over.")
             return f"refused: session {session.id} is still active for {key}"
-        if target.comment_id is not None and target.comment_kind is not None:
-            github.react(target.comment_id, target.comment_kind, "eyes")
-        return self._dispatch(session, github, task, default_branch)
+        acknowledge(github, run)
+        return self._dispatch(session, github, run, default_branch)
 
-    def _resume(self, session: SessionRecord, github: GitHubClient, task: Task, default_branch: str) -> str:
+    def _resume(self, session: SessionRecord, github: GitHubClient, run: Run, default_branch: str) -> str:
         """A session the App stopped during (a restart, a crash) between recording it and hearing back
         from its dispatch: GitHub may or may not have started the run. The run's title carries the
         correlation id, so look for it first; dispatch only if it is not there, so that the target
@@ -173,7 +153,7 @@ class Processor:
         correlation = session.correlation_id or ""
         for attempt in range(RESUME_LOOKUPS):
             if attempt:
-                self.sleep(RESUME_LOOKUP_PAUSE)  # a run started just before the stop can take a moment to be listed
+                self.sleep(self.resume_pause)  # a run started just before the stop can take a moment to be listed
             try:
                 found = github.find_run(self.settings.workflow_file, correlation)
             except GitHubError as error:  # unknown either way: fail the session rather than block its target
@@ -181,22 +161,21 @@ class Processor:
                     f"a restart interrupted the dispatch and its run could not be looked up: {error}")[:500])
                 return f"dispatch failed: {error}"
             if found:
-                return self._dispatched(session, github, task, *found) + " (its run was found after a restart)"
-        return self._dispatch(session, github, task, default_branch) + " (after a restart)"
+                return self._dispatched(session, github, run, *found) + " (its run was found after a restart)"
+        return self._dispatch(session, github, run, default_branch) + " (after a restart)"
 
-    def _dispatch(self, session: SessionRecord, github: GitHubClient, task: Task, default_branch: str) -> str:
-        target = task.target
-        assert target is not None and session.correlation_id is not None
-        delivery = session.correlation_id
-        inputs = dispatch_inputs(task, delivery)
+    def _dispatch(self, session: SessionRecord, github: GitHubClient, run: Run, default_branch: str) -> str:
+        delivery = session.correlation_id or ""
+        number = run.origin.number
+        inputs = to_inputs(run.task, run.origin.model_copy(update={"correlation_id": delivery}))
         started = self.clock()
         try:
             run_id, run_url = github.dispatch(self.settings.workflow_file, default_branch, inputs)
         except GitHubError as error:
             self.metrics.dispatch(self.clock() - started, ok=False)
             self.store.update_session(session.id, status="failed", reason=str(error)[:500])
-            if target.number:
-                github.comment(target.number, (
+            if number:
+                github.comment(number, (
                     f"fixloop could not start its workflow: {error}\n\nCheck that `.github/workflows/"
                     f"{self.settings.workflow_file}` exists on {default_branch} (copy `workflows/fixloop.yml` from "
                     "fixloop) and that the App may run workflows (Actions: write)."))
@@ -208,13 +187,13 @@ class Processor:
                     run_id, run_url = found
                     break
                 self.sleep(0.5 * 2**attempt)
-        return self._dispatched(session, github, task, run_id, run_url)
+        return self._dispatched(session, github, run, run_id, run_url)
 
-    def _dispatched(self, session: SessionRecord, github: GitHubClient, task: Task, run_id: int | None,
+    def _dispatched(self, session: SessionRecord, github: GitHubClient, run: Run, run_id: int | None,
                     run_url: str | None) -> str:
         self.store.update_session(session.id, status="dispatched", run_id=run_id, run_url=run_url)
-        if task.target is not None and task.target.number and run_url:
-            github.comment(task.target.number, f"fixloop is on it: {run_url}")
+        if run.origin.number and run_url:
+            github.comment(run.origin.number, f"fixloop is on it: {run_url}")
         return f"dispatched session {session.id}" + (f" as run {run_id}" if run_id else "")
 
     # -- keeping track -------------------------------------------------------------------------
@@ -260,22 +239,8 @@ class Processor:
         for repository in missing:
             logger.warning("setup hint: %s has no .github/workflows/%s; copy workflows/fixloop.yml from fixloop and "
                            "add the ANTHROPIC_API_KEY secret, or fixloop cannot run there", repository,
-                           self.settings.workflow_file, extra={"repository": repository, "installation": event.installation.id})
+                           self.settings.workflow_file,
+                           extra={"repository": repository, "installation": event.installation.id})
         return f"installation {event.installation.id} {event.action}: {len(repositories)} repositories" + (
             f", {len(missing)} without the workflow" if missing else "")
 
-
-def dispatch_inputs(task: Task, correlation_id: str) -> dict[str, str]:
-    """The workflow_dispatch inputs that hand a task to the repository's fixloop workflow."""
-    target = task.target
-    assert target is not None
-    inputs = {"kind": task.kind, "instructions": task.instructions[:2_000], "requester": target.requester or "",
-              "correlation_id": correlation_id}
-    if task.kind == "ci_failure":
-        inputs["target"] = str(target.ci_run_id or 0)
-        inputs["head"] = f"{target.ci_branch}@{target.ci_head_sha}"
-    else:
-        inputs["target"] = str(target.number)
-        if task.kind == "deflake" and target.test_id:
-            inputs["instructions"] = target.test_id
-    return inputs

@@ -15,12 +15,12 @@ import threading
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any, Literal
+from typing import Any
 
 from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, PlainTextResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
 from bot.app.logs import logger
 from bot.app.metrics import CONTENT_TYPE, Metrics
@@ -29,8 +29,10 @@ from bot.app.settings import AppSettings
 from bot.app.store import SessionRecord, Store
 from bot.errors import ConfigError, GitHubError
 from bot.github.app_auth import InstallationTokens
+from bot.github.client import RequestPolicy
 from bot.github.events import verify_signature
-from bot.task import Target, Task
+from bot.github.rules import Run
+from bot.task import DispatchKind, FailedRun, Origin, Task, Thread
 
 MAX_BODY = 25 * 1024 * 1024  # GitHub caps payloads at 25 MB
 EVENTS = frozenset({"issues", "issue_comment", "pull_request_review_comment", "pull_request", "workflow_run",
@@ -40,32 +42,44 @@ STOP = object()
 
 class SessionRequest(BaseModel):
     repository: str = Field(pattern=r"^[\w.-]+/[\w.-]+$")
-    kind: Literal["issue", "command", "ci_failure", "deflake"]
+    kind: DispatchKind
     target: int = Field(ge=1, description="Issue or pull request number; for ci_failure, the failed workflow run id.")
     instructions: str = Field("", max_length=10_000)
+    test: str | None = Field(None, max_length=1_000, description="For deflake: the test id.")
     requester: str = "api"
+
+    @model_validator(mode="after")
+    def _deflake_names_a_test(self) -> SessionRequest:
+        if self.kind == "deflake" and not self.test:
+            raise ValueError("kind deflake needs `test`, the id of the flaky test")
+        return self
 
 
 class Service:
     """The store, the processor and the worker threads behind the HTTP routes."""
 
     def __init__(self, settings: AppSettings, *, store: Store | None = None, tokens: InstallationTokens | None = None,
-                 metrics: Metrics | None = None, workers: int = 4) -> None:
+                 metrics: Metrics | None = None, workers: int = 4, policy: RequestPolicy = RequestPolicy(),
+                 resume_pause: float = 1.0) -> None:
+        """`policy` and `resume_pause`: see `Processor` (`policy` is also the default tokens' policy)."""
         self.settings = settings
         self.store = store or Store(settings.database)
         self.tokens = tokens or InstallationTokens(app_id=settings.app_id, private_key=settings.private_key,
-                                                   api_url=settings.api_url)
+                                                   api_url=settings.api_url, policy=policy)
         self.metrics = metrics or Metrics()
-        self.processor = Processor(settings, self.store, self.tokens, self.metrics)
+        self.processor = Processor(settings, self.store, self.tokens, self.metrics, policy=policy,
+                                   resume_pause=resume_pause)
         self.queue: queue.Queue[Any] = queue.Queue()
-        self.workers = [threading.Thread(target=self._work, name=f"fixloop-worker-{i}", daemon=True) for i in range(workers)]
+        self.workers = [threading.Thread(target=self._work, name=f"fixloop-worker-{i}", daemon=True)
+                        for i in range(workers)]
 
     def start(self) -> None:
         if self.processor.app_slug is None:
             try:
                 self.processor.app_slug = self.tokens.app_slug()
             except GitHubError as error:
-                logger.warning("the App's slug is unknown (%s): set APP_SLUG so fixloop can tell its own check runs", error)
+                logger.warning("the App's slug is unknown (%s): set APP_SLUG so fixloop can tell its own check runs",
+                               error)
         for pending in self.store.pending_deliveries():  # cut short by a restart: finish them now
             self.queue.put((pending.id, pending.event, pending.payload))
         for worker in self.workers:
@@ -81,7 +95,7 @@ class Service:
         while (item := self.queue.get()) is not STOP:
             try:
                 self._handle(*item)
-            except Exception:  # nothing about one delivery may stop a worker
+            except Exception:  # noqa: BLE001 - nothing about one delivery may stop a worker
                 self.metrics.error("worker")
                 logger.exception("delivery could not be recorded", extra={"delivery": str(item[0])})
             finally:
@@ -90,7 +104,7 @@ class Service:
     def _handle(self, delivery: str, event: str, payload: Any) -> None:
         try:
             outcome = self.processor.process(delivery, event, payload)
-        except Exception as error:
+        except Exception as error:  # noqa: BLE001 - a bug is recorded as the delivery's outcome, and counted
             outcome = f"error: {type(error).__name__}: {error}"
             self.metrics.error("process")
             logger.exception("delivery failed", extra={"delivery": delivery, "event": event})
@@ -105,8 +119,10 @@ class Service:
         self.queue.join()
 
 
-def create_app(settings: AppSettings, service: Service | None = None) -> FastAPI:
-    service = service or Service(settings)
+def create_app(settings: AppSettings, service: Service | None = None, *,
+               policy: RequestPolicy = RequestPolicy()) -> FastAPI:
+    """`policy`: how the App's GitHub requests are paced and retried, when no `service` is given."""
+    service = service or Service(settings, policy=policy)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -184,13 +200,12 @@ def create_app(settings: AppSettings, service: Service | None = None) -> FastAPI
         except GitHubError as error:
             raise HTTPException(404, f"the App cannot reach {request.repository}: {error}") from None
         correlation = f"api-{time.time_ns()}"
-        task = Task(kind=request.kind, title=f"#{request.target}", instructions=request.instructions,
-                    source=f"{request.requester} through the fixloop API",
-                    target=Target(repository=request.repository, requester=request.requester,
-                                  **({"ci_run_id": request.target} if request.kind == "ci_failure"
-                                     else {"number": request.target})))
+        task = Task(kind=request.kind, title=f"#{request.target}", instructions=request.instructions, test=request.test,
+                    source=f"{request.requester} through the fixloop API")
+        target = FailedRun(run_id=request.target) if request.kind == "ci_failure" else Thread(number=request.target)
+        origin = Origin(repository=request.repository, requester=request.requester, target=target)
         try:
-            outcome = service.processor.start(correlation, github, task, default_branch)
+            outcome = service.processor.start(correlation, github, Run(task, origin), default_branch)
         except ConfigError as error:
             raise HTTPException(422, str(error)) from None
         session = service.store.session_for_correlation(correlation)

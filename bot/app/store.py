@@ -95,7 +95,8 @@ class Store:
         """Record a delivery; False if this id was seen before (a redelivery)."""
         with self._tx() as db:
             cursor = db.execute(
-                "INSERT OR IGNORE INTO deliveries (id, event, received, status, payload) VALUES (?, ?, ?, 'pending', ?)",
+                "INSERT OR IGNORE INTO deliveries (id, event, received, status, payload) "
+                "VALUES (?, ?, ?, 'pending', ?)",
                 (delivery_id, event, self.clock(), json.dumps(payload)))
             return cursor.rowcount == 1
 
@@ -106,7 +107,8 @@ class Store:
 
     def pending_deliveries(self) -> list[PendingDelivery]:
         with self._lock:
-            rows = self._db.execute("SELECT id, event, payload FROM deliveries WHERE status = 'pending' ORDER BY received").fetchall()
+            rows = self._db.execute("SELECT id, event, payload FROM deliveries WHERE status = 'pending' "
+                                    "ORDER BY received").fetchall()
         return [PendingDelivery(id=r["id"], event=r["event"], payload=json.loads(r["payload"])) for r in rows]
 
     def delivery_outcome(self, delivery_id: str) -> tuple[str, str | None] | None:
@@ -125,12 +127,14 @@ class Store:
                                requester=requester, correlation_id=correlation_id, status="dispatching",
                                created=now, updated=now)
         with self._tx() as db:
-            busy = db.execute(f"SELECT * FROM sessions WHERE repository = ? AND target = ? AND status IN {ACTIVE} "  # noqa: S608
-                              "AND created > ? ORDER BY created DESC LIMIT 1", (repository, target, active_since)).fetchone()
+            busy = db.execute(f"SELECT * FROM sessions WHERE repository = ? AND target = ? AND status IN {ACTIVE} "
+                              "AND created > ? ORDER BY created DESC LIMIT 1",
+                              (repository, target, active_since)).fetchone()
             if busy is not None:
                 return SessionRecord(**dict(busy)), False
             db.execute(
-                "INSERT INTO sessions (id, repository, kind, target, requester, correlation_id, status, created, updated) "
+                "INSERT INTO sessions "
+                "(id, repository, kind, target, requester, correlation_id, status, created, updated) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (record.id, repository, kind, target, requester, correlation_id, record.status, now, now))
         return record, True
@@ -140,12 +144,12 @@ class Store:
         assert set(fields) <= allowed, set(fields) - allowed
         assignments = ", ".join(f"{name} = ?" for name in fields)
         with self._tx() as db:
-            db.execute(f"UPDATE sessions SET {assignments}, updated = ? WHERE id = ?",  # noqa: S608 - names are fixed
+            db.execute(f"UPDATE sessions SET {assignments}, updated = ? WHERE id = ?",  # names are fixed
                        (*fields.values(), self.clock(), session_id))
 
     def _sessions(self, where: str, args: tuple[Any, ...], limit: int = 100) -> list[SessionRecord]:
         with self._lock:
-            rows = self._db.execute(f"SELECT * FROM sessions WHERE {where} ORDER BY created DESC LIMIT ?",  # noqa: S608
+            rows = self._db.execute(f"SELECT * FROM sessions WHERE {where} ORDER BY created DESC LIMIT ?",
                                     (*args, limit)).fetchall()
         return [SessionRecord(**dict(row)) for row in rows]
 
@@ -183,20 +187,23 @@ class Store:
             row = db.execute("SELECT repositories FROM installations WHERE id = ?", (installation_id,)).fetchone()
             repositories = set(json.loads(row["repositories"])) if row else set()
             repositories = (repositories | set(added)) - set(removed)
-            db.execute("INSERT OR REPLACE INTO installations (id, account, repositories, active, updated) VALUES (?, ?, ?, ?, ?)",
+            db.execute("INSERT OR REPLACE INTO installations (id, account, repositories, active, updated) "
+                       "VALUES (?, ?, ?, ?, ?)",
                        (installation_id, account, json.dumps(sorted(repositories)), int(active), self.clock()))
         return sorted(repositories)
 
     def installation_repositories(self, installation_id: int) -> list[str] | None:
         with self._lock:
-            row = self._db.execute("SELECT repositories, active FROM installations WHERE id = ?", (installation_id,)).fetchone()
+            row = self._db.execute("SELECT repositories, active FROM installations WHERE id = ?",
+                                   (installation_id,)).fetchone()
         return json.loads(row["repositories"]) if row and row["active"] else None
 
     # -- automatic CI sessions -----------------------------------------------------------------
     def ci_attempt(self, repository: str, branch: str, cap: int) -> bool:
         """Count one automatic CI session on `branch`; False (and no count) once `cap` is reached."""
         with self._tx() as db:
-            row = db.execute("SELECT count FROM ci_attempts WHERE repository = ? AND branch = ?", (repository, branch)).fetchone()
+            row = db.execute("SELECT count FROM ci_attempts WHERE repository = ? AND branch = ?",
+                             (repository, branch)).fetchone()
             count = row["count"] if row else 0
             if count >= cap:
                 return False

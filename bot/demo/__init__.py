@@ -15,7 +15,7 @@ import tempfile
 from itertools import count
 from pathlib import Path
 
-from bot.agent.model import Block, ScriptedModel, tool_use
+from bot.agent.model import Block, ScriptedModel, Text, tool_use
 from bot.agent.tools import BASH, EDITOR
 from bot.search import TOOL_NAME as SEARCH
 from bot.workspace import git
@@ -31,7 +31,12 @@ EVEN_FIX_NEW = (
     "    return ordered[middle]\n"
 )
 EMPTY_FIX_OLD = "    ordered = sorted(values)\n    middle"
-EMPTY_FIX_NEW = '    if not values:\n        raise ValueError("median() of an empty sequence")\n    ordered = sorted(values)\n    middle'
+EMPTY_FIX_NEW = (
+    "    if not values:\n"
+    '        raise ValueError("median() of an empty sequence")\n'
+    "    ordered = sorted(values)\n"
+    "    middle"
+)
 
 
 def validation_command() -> str:
@@ -64,7 +69,7 @@ emit(read(median["path"], median["line"], median["end_line"])["text"] + "\\n\\nF
 
 
 def _turn(text: str, *calls: tuple[str, dict[str, object]]) -> list[Block]:
-    return [{"type": "text", "text": text}, *(tool_use(name, args, id=f"toolu_demo_{next(_ids):03d}") for name, args in calls)]
+    return [Text(text), *(tool_use(name, args, id=f"toolu_demo_{next(_ids):03d}") for name, args in calls)]
 
 
 def scripted_model() -> ScriptedModel:
@@ -72,10 +77,12 @@ def scripted_model() -> ScriptedModel:
     turns: list[list[Block]] = [
         _turn("Let me read median() and the tests that fail, in one search.", (SEARCH, {"program": FIND_MEDIAN})),
         _turn("median() takes the upper middle element for even lengths; average the two middles instead.",
-              (EDITOR, {"command": "str_replace", "path": "stats.py", "old_str": EVEN_FIX_OLD, "new_str": EVEN_FIX_NEW})),
+              (EDITOR, {"command": "str_replace", "path": "stats.py",
+                        "old_str": EVEN_FIX_OLD, "new_str": EVEN_FIX_NEW})),
         _turn("median() now averages the two middle values for even-length input."),
         _turn("The empty case still fails: raise ValueError like mean() does.",
-              (EDITOR, {"command": "str_replace", "path": "stats.py", "old_str": EMPTY_FIX_OLD, "new_str": EMPTY_FIX_NEW})),
+              (EDITOR, {"command": "str_replace", "path": "stats.py",
+                        "old_str": EMPTY_FIX_OLD, "new_str": EMPTY_FIX_NEW})),
         _turn("Let me run the tests myself.", (BASH, {"command": validation_command()})),
         _turn("median() now averages the two middle values for even-length input and raises ValueError "
               "for an empty sequence, matching mean()."),

@@ -12,11 +12,14 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import jwt
-from github import Auth, Github, GithubException
+from github import Auth, GithubException
+from requests import RequestException
 
 from bot.errors import GitHubError
+from bot.github.client import RequestPolicy
 
 JWT_BACKDATE = 60
 JWT_LIFETIME = 540
@@ -35,9 +38,12 @@ class _Token:
 
 
 class InstallationTokens:
-    def __init__(self, *, app_id: str, private_key: str, api_url: str, clock: Callable[[], float] = time.time) -> None:
-        """`clock` decides when a cached token is too old; JWTs always carry the real time."""
+    def __init__(self, *, app_id: str, private_key: str, api_url: str, clock: Callable[[], float] = time.time,
+                 policy: RequestPolicy = RequestPolicy()) -> None:
+        """`clock` decides when a cached token is too old; JWTs always carry the real time. `policy`:
+        the App's requests are paced, timed out and retried like every other (POSTs: see `_Retry`)."""
         self.app_id, self.private_key, self.api_url, self.clock = app_id, private_key, api_url, clock
+        self.policy = policy
         self._cache: dict[tuple[int, str, tuple[tuple[str, str], ...]], _Token] = {}
         self._lock = threading.Lock()
         self.minted = 0  # tokens fetched from GitHub (the rest came from the cache)
@@ -54,16 +60,24 @@ class InstallationTokens:
             self.minted += 1
         return fresh.value
 
-    def _as_app(self) -> Github:
-        return Github(auth=Auth.AppAuthToken(app_jwt(self.app_id, self.private_key, time.time())), base_url=self.api_url)
+    def _as_app(self, what: str, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        """The JSON answer to one request made as the App. No usable answer (no answer, or retries used
+        up) is a GitHubError here; GitHub's refusals (GithubException) are left to the caller to explain."""
+        token = Auth.AppAuthToken(app_jwt(self.app_id, self.private_key, time.time()))
+        github = self.policy.github(token, self.api_url)
+        try:
+            return github.requester.requestJsonAndCheck(method, path, input=body)[1]
+        except RequestException as error:
+            raise GitHubError(f"could not {what}: {type(error).__name__}: {error}") from None
 
     def _mint(self, installation_id: int, repository: str, permissions: Mapping[str, str]) -> _Token:
         if repository.count("/") != 1:
             raise GitHubError(f"{repository!r} is not an owner/name repository")
         try:
-            _, data = self._as_app().requester.requestJsonAndCheck(
-                "POST", f"/app/installations/{installation_id}/access_tokens",
-                input={"repositories": [repository.split("/", 1)[1]], "permissions": dict(permissions)})
+            data = self._as_app(
+                f"get an installation token for {repository}", "POST",
+                f"/app/installations/{installation_id}/access_tokens",
+                {"repositories": [repository.split("/", 1)[1]], "permissions": dict(permissions)})
         except GithubException as error:
             message = error.data.get("message") if isinstance(error.data, dict) else error.data
             raise GitHubError(f"could not get an installation token for {repository} (installation {installation_id}): "
@@ -74,7 +88,8 @@ class InstallationTokens:
     def installation_for(self, repository: str) -> int:
         """The id of the App's installation on `repository`."""
         try:
-            _, data = self._as_app().requester.requestJsonAndCheck("GET", f"/repos/{repository}/installation")
+            data = self._as_app(f"look up the App's installation on {repository}", "GET",
+                                f"/repos/{repository}/installation")
         except GithubException as error:
             raise GitHubError(f"the App is not installed on {repository} (HTTP {error.status})") from None
         return int(data["id"])
@@ -82,7 +97,8 @@ class InstallationTokens:
     def app_slug(self) -> str:
         """The App's own slug (GET /app)."""
         try:
-            _, data = self._as_app().requester.requestJsonAndCheck("GET", "/app")
+            data = self._as_app("read the App's own description", "GET", "/app")
         except GithubException as error:
-            raise GitHubError(f"could not read the App's own description (HTTP {error.status}); check APP_ID and the key") from None
+            raise GitHubError(f"could not read the App's own description (HTTP {error.status}); "
+                              "check APP_ID and the key") from None
         return str(data["slug"])

@@ -29,20 +29,8 @@ from github.WorkflowRun import WorkflowRun
 from requests import RequestException
 
 from bot.errors import GitHubError
-from bot.github.render import CHECK_TEXT_LIMIT
+from bot.github.limits import CHECK_TEXT_LIMIT
 
-# PyGithub spaces out requests to respect GitHub's secondary rate limits (at most 80
-# content-creating requests a minute); tests on loopback turn this off.
-THROTTLE = True
-# PyGithub retries 5xx and rate-limited 403/429 answers (honouring retry-after), dropped
-# connections and timeouts: 4 retries, exponential backoff from RETRY_BACKOFF seconds. POSTs are
-# the exception (see `_Retry`): `GitHubClient._retried` retries them, and 404s of objects just
-# created, with the same numbers.
-RETRIES = 4
-RETRY_BACKOFF = 0.5
-# Seconds to wait for an answer (an int: PyGithub's type). GitHub answers in a second or two;
-# past this the connection is given up and the request counts as failed (and is retried).
-TIMEOUT = 15
 # How far back to look for a comment an earlier attempt may have made: GitHub's clock and the
 # runner's can disagree by a little.
 CLOCK_SKEW = timedelta(minutes=10)
@@ -66,8 +54,35 @@ class _Retry(GithubRetry):
         return bool(super().is_retry(method, status_code, has_retry_after))
 
 
-def _pause(attempt: int) -> None:
-    time.sleep(RETRY_BACKOFF * 2**attempt)
+@dataclass(frozen=True)
+class RequestPolicy:
+    """How fixloop paces, times out and retries its requests to GitHub: every PyGithub client it
+    makes (`GitHubClient`, the App's `InstallationTokens`) is built by `github`. Tests against the
+    loopback fake pass `RequestPolicy(throttle=False, backoff=0)`."""
+
+    # PyGithub spaces out requests to respect GitHub's secondary rate limits (at most 80
+    # content-creating requests a minute).
+    throttle: bool = True
+    # PyGithub retries 5xx and rate-limited 403/429 answers (honouring retry-after), dropped
+    # connections and timeouts, with exponential backoff from `backoff` seconds. POSTs are the
+    # exception (see `_Retry`): `GitHubClient._retried` retries them, and 404s of objects just
+    # created, with the same numbers.
+    retries: int = 4
+    backoff: float = 0.5
+    # Seconds to wait for an answer (an int: PyGithub's type). GitHub answers in a second or two;
+    # past this the connection is given up and the request counts as failed (and is retried).
+    timeout: int = 15
+
+    def github(self, auth: Auth.Auth, api_url: str) -> Github:
+        """A PyGithub client for `api_url` that follows this policy."""
+        return Github(auth=auth, base_url=api_url.rstrip("/"), lazy=True, timeout=self.timeout,
+                      seconds_between_requests=0.25 if self.throttle else None,
+                      seconds_between_writes=1.0 if self.throttle else None,
+                      retry=_Retry(total=self.retries, backoff_factor=self.backoff))
+
+    def pause(self, attempt: int) -> None:
+        """The wait before retry `attempt` (from 0) of what urllib3 does not retry itself."""
+        time.sleep(self.backoff * 2**attempt)
 
 
 def _may_have_happened(error: Exception) -> bool:
@@ -143,12 +158,9 @@ def _pull_info(pull: Any) -> PullInfo:
 
 
 class GitHubClient:
-    def __init__(self, *, token: str, api_url: str, repository: str) -> None:
-        self.repository = repository
-        self._github = Github(auth=Auth.Token(token), base_url=api_url.rstrip("/"), lazy=True, timeout=TIMEOUT,
-                              seconds_between_requests=0.25 if THROTTLE else None,
-                              seconds_between_writes=1.0 if THROTTLE else None,
-                              retry=_Retry(total=RETRIES, backoff_factor=RETRY_BACKOFF))
+    def __init__(self, *, token: str, api_url: str, repository: str, policy: RequestPolicy = RequestPolicy()) -> None:
+        self.repository, self.policy = repository, policy
+        self._github = policy.github(Auth.Token(token), api_url)
         self._repo = self._github.get_repo(repository)  # lazy, like the client
         self._created: set[str] = set()  # "check-run:<id>", "issue:<number>": what this client made
 
@@ -167,7 +179,7 @@ class GitHubClient:
 
     def _retried(self, what: str, action: Callable[[], T], *, find: Callable[[], T | None] | None = None,
                  created: str | None = None) -> T:
-        """`action`, retried where urllib3 cannot tell whether to (up to RETRIES times).
+        """`action`, retried where urllib3 cannot tell whether to (up to `policy.retries` times).
 
         `find`, for a POST (urllib3 never resends one after a lost answer): when the answer is lost,
         the POST may have been carried out, so `find` looks for what it made, and only if nothing is
@@ -184,9 +196,9 @@ class GitHubClient:
                 refused_as_made = attempt > 0 and isinstance(error, GithubException) and error.status == 422
                 lost = find is not None and (_may_have_happened(error) or refused_as_made)
                 lagging = isinstance(error, UnknownObjectException) and created in self._created
-                if attempt == RETRIES or not (lost or lagging):
+                if attempt == self.policy.retries or not (lost or lagging):
                     raise self._failure(what, error) from None
-            _pause(attempt)
+            self.policy.pause(attempt)
             attempt += 1
             if find is not None:
                 found = self._call(f"check whether an attempt to {what} went through", find)
@@ -236,7 +248,8 @@ class GitHubClient:
 
     def open_pull_for(self, head_branch: str) -> PullInfo | None:
         owner = self.repository.split("/")[0]
-        pulls = self._call("list pull requests", lambda: list(self._repo.get_pulls(state="open", head=f"{owner}:{head_branch}")))
+        pulls = self._call("list pull requests",
+                           lambda: list(self._repo.get_pulls(state="open", head=f"{owner}:{head_branch}")))
         return _pull_info(pulls[0]) if pulls else None
 
     def create_draft_pull(self, *, title: str, body: str, head: str, base: str) -> PullInfo:
@@ -248,8 +261,8 @@ class GitHubClient:
         return pull
 
     def update_pull(self, number: int, *, title: str, body: str) -> None:
-        self._retried(f"update pull request #{number}", lambda: self._repo.get_pull(number).edit(title=title, body=body),
-                      created=f"issue:{number}")
+        self._retried(f"update pull request #{number}",
+                      lambda: self._repo.get_pull(number).edit(title=title, body=body), created=f"issue:{number}")
 
     def add_labels(self, number: int, labels: list[str]) -> None:
         if labels:
@@ -258,7 +271,8 @@ class GitHubClient:
 
     def request_reviewers(self, number: int, reviewers: list[str]) -> None:
         if reviewers:
-            self._retried("request reviewers", lambda: self._repo.get_pull(number).create_review_request(reviewers=reviewers),
+            self._retried("request reviewers",
+                          lambda: self._repo.get_pull(number).create_review_request(reviewers=reviewers),
                           find=_nothing_to_find, created=f"issue:{number}")
 
     def comment(self, number: int, body: str) -> str:
@@ -277,7 +291,8 @@ class GitHubClient:
         """React to an issue comment (kind "issue") or a review comment (kind "review")."""
         # Comment URLs do not contain the issue number, so any lazy parent will do.
         if kind == "review":
-            self._retried("react", lambda: self._repo.get_pull(1).get_review_comment(comment_id).create_reaction(content),
+            self._retried("react",
+                          lambda: self._repo.get_pull(1).get_review_comment(comment_id).create_reaction(content),
                           find=_nothing_to_find)
         else:
             self._retried("react", lambda: self._repo.get_issue(1).get_comment(comment_id).create_reaction(content),

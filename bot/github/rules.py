@@ -11,8 +11,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
+from typing import Literal
 
 from bot.config import Config
+from bot.errors import MalformedEvent
 from bot.github.commands import (
     Command,
     UnknownCommand,
@@ -30,16 +32,17 @@ from bot.github.events import (
     WorkflowDispatch,
     WorkflowRunCompleted,
 )
-from bot.task import Context, Target, Task
+from bot.task import Comment, Context, FailedRun, Origin, Task, Thread, from_inputs
 
 WRITE_ROLES = frozenset({"admin", "maintain", "write"})
+SESSION_CHECK = "fixloop"  # the name of fixloop's session check run; its iterations' start with it
 FAILED_CONCLUSIONS = frozenset({"failure", "timed_out"})
-DISPATCH_KINDS = frozenset({"issue", "command", "ci_failure", "deflake"})
 
 
 @dataclass(frozen=True)
 class Run:
     task: Task
+    origin: Origin
 
 
 @dataclass(frozen=True)
@@ -69,7 +72,7 @@ Decision = Run | Reply | Stop | Ignore
 def addressed_number(decision: Decision) -> int | None:
     """The issue or pull request a decision answers on, if any."""
     if isinstance(decision, Run):
-        return decision.task.target.number if decision.task.target else None
+        return decision.origin.number
     return decision.number if isinstance(decision, Reply | Stop) else None
 PermissionOf = Callable[[str], str]
 
@@ -97,15 +100,6 @@ def decide(event: Event, config: Config, *, permission_of: PermissionOf, workflo
     return Ignore(f"fixloop does not act on {type(event).__name__}")
 
 
-def target_key(task: Task) -> str:
-    """What a task points at, as stored in fixloop's check runs (`external_id`) for their buttons."""
-    target = task.target
-    assert target is not None
-    if target.number is not None:
-        return f"{'pr' if target.pull_request else 'issue'}:{target.number}"
-    return f"ci:{target.ci_run_id or 0}:{target.ci_branch}@{target.ci_head_sha}"
-
-
 def owner_aware(event: Event, lookup: PermissionOf) -> PermissionOf:
     """`lookup`, except that the owner of a personal repository is known to be its admin."""
     owner = event.repository.owner
@@ -130,19 +124,21 @@ def _labeled(event: IssueLabeled, config: Config, permission_of: PermissionOf) -
     issue = event.issue
     if not _may_trigger(event.sender.login, permission_of):
         return Reply(issue.number, _refusal(event.sender.login, "runs on labels"))
-    target = Target(repository=event.repository.full_name, number=issue.number, pull_request=issue.is_pull_request,
-                    requester=event.sender.login)
+    origin = Origin(repository=event.repository.full_name, requester=event.sender.login,
+                    target=Thread(number=issue.number, pull_request=issue.is_pull_request))
     return Run(Task(kind="issue", title=issue.title, source=f"issue #{issue.number} by @{issue.user.login}",
-                    instructions=f"Resolve issue #{issue.number} (labelled {event.label.name!r} by @{event.sender.login}).",
+                    instructions=(f"Resolve issue #{issue.number} (labelled {event.label.name!r} by "
+                                  f"@{event.sender.login})."),
                     context=[Context(source=f"issue #{issue.number} by @{issue.user.login}",
-                                     text=f"{issue.title}\n\n{issue.body or ''}".strip())],
-                    target=target))
+                                     text=f"{issue.title}\n\n{issue.body or ''}".strip())]), origin)
 
 
-def _comment(event: IssueCommentCreated | ReviewCommentCreated, config: Config, permission_of: PermissionOf) -> Decision:
+def _comment(event: IssueCommentCreated | ReviewCommentCreated, config: Config,
+             permission_of: PermissionOf) -> Decision:
     parsed = parse_command(event.comment.body, config.trigger.command)
     if parsed is None:
         return Ignore("the comment is not a fixloop command")
+    kind: Literal["issue", "review"]
     if isinstance(event, IssueCommentCreated):
         number, is_pr, kind = event.issue.number, event.issue.is_pull_request, "issue"
         title = event.issue.title
@@ -164,16 +160,15 @@ def _comment(event: IssueCommentCreated | ReviewCommentCreated, config: Config, 
         return Stop(number, login)
     if parsed.verb == "deflake" and not parsed.argument:
         return answer(f"`{word} deflake` needs a test id, e.g. `{word} deflake tests/test_api.py::test_timeout`.")
-    return Run(_command_task(event, parsed, number, is_pr, title, kind))
+    origin = Origin(repository=event.repository.full_name, target=Thread(number=number, pull_request=is_pr),
+                    requester=login, comment=Comment(id=event.comment.id, kind=kind))
+    return Run(_command_task(event, parsed, number, is_pr, title), origin)
 
 
 def _command_task(event: IssueCommentCreated | ReviewCommentCreated, command: Command, number: int, is_pr: bool,
-                  title: str, kind: str) -> Task:
+                  title: str) -> Task:
     login = event.sender.login
     what = "pull request" if is_pr else "issue"
-    target = Target(repository=event.repository.full_name, number=number, pull_request=is_pr, requester=login,
-                    comment_id=event.comment.id, comment_kind="issue" if kind == "issue" else "review",
-                    test_id=command.argument if command.verb == "deflake" else None)
     where = ""
     if isinstance(event, ReviewCommentCreated) and event.comment.path:
         where = f" about {event.comment.path}" + (f" line {event.comment.line}" if event.comment.line else "")
@@ -186,7 +181,7 @@ def _command_task(event: IssueCommentCreated | ReviewCommentCreated, command: Co
         task_kind = "command" if is_pr else "issue"
     context = [Context(source=f"the rest of @{login}'s comment", text=command.rest)] if command.rest else []
     return Task(kind=task_kind, title=title, instructions=instructions, context=context,
-                source=f"@{login} on {what} #{number}", target=target)
+                source=f"@{login} on {what} #{number}", test=command.argument if command.verb == "deflake" else None)
 
 
 def _branch_enabled(branch: str, config: Config, default_branch: str) -> bool:
@@ -194,7 +189,8 @@ def _branch_enabled(branch: str, config: Config, default_branch: str) -> bool:
     return any(fnmatchcase(branch, pattern) for pattern in patterns)
 
 
-def _ci_failure(event: WorkflowRunCompleted, config: Config, permission_of: PermissionOf, workflow_file: str) -> Decision:
+def _ci_failure(event: WorkflowRunCompleted, config: Config, permission_of: PermissionOf,
+                workflow_file: str) -> Decision:
     run = event.workflow_run
     if run.conclusion not in FAILED_CONCLUSIONS:
         return Ignore(f"the workflow run concluded {run.conclusion!r}, not a failure")
@@ -232,9 +228,8 @@ def _ci_task(event: Event, name: str, branch: str, sha: str, url: str, run_id: i
         instructions=f"The CI check {name!r} failed on branch {branch} at {sha}. Make it pass again.",
         context=[Context(source=f"CI run of {name}", text=f"{name} failed on {branch} at {sha}: {url}")],
         source=f"a failed run of {name} on {branch}",
-        target=Target(repository=event.repository.full_name, requester=event.sender.login, ci_run_id=run_id,
-                      ci_head_sha=sha, ci_branch=branch),
-    ))
+    ), Origin(repository=event.repository.full_name, requester=event.sender.login,
+              target=FailedRun(run_id=run_id, head_sha=sha, branch=branch)))
 
 
 def _check_suite_failure(event: CheckSuiteCompleted, config: Config, permission_of: PermissionOf,
@@ -258,7 +253,7 @@ def _check_suite_failure(event: CheckSuiteCompleted, config: Config, permission_
 def _button(event: CheckRunRequestedAction, permission_of: PermissionOf, app_slug: str | None) -> Decision:
     """Retry and Stop buttons on fixloop's own check runs."""
     run, action = event.check_run, event.requested_action.identifier
-    if app_slug and run.app.slug != app_slug or not run.name.startswith("fixloop") or not run.external_id:
+    if (app_slug and run.app.slug != app_slug) or not run.name.startswith(SESSION_CHECK) or not run.external_id:
         return Ignore("the button is not on a fixloop check run")
     if not _may_trigger(event.sender.login, permission_of):
         return Ignore(f"@{event.sender.login} has no write access")
@@ -272,9 +267,9 @@ def _button(event: CheckRunRequestedAction, permission_of: PermissionOf, app_slu
             what = "pull request" if kind == "pr" else "issue"
             return Run(Task(kind="command" if kind == "pr" else "issue", title=f"#{number}",
                             instructions=f"@{login} pressed Retry on fixloop's check run for {what} #{number}.",
-                            source=f"@{login} on {what} #{number}",
-                            target=Target(repository=repository, number=number, pull_request=kind == "pr",
-                                          requester=login)))
+                            source=f"@{login} on {what} #{number}"),
+                       Origin(repository=repository, target=Thread(number=number, pull_request=kind == "pr"),
+                              requester=login))
     if kind == "ci" and action == "retry":
         run_id, _, head = rest.partition(":")
         branch, _, sha = head.partition("@")
@@ -284,25 +279,8 @@ def _button(event: CheckRunRequestedAction, permission_of: PermissionOf, app_slu
 
 def _dispatch(event: WorkflowDispatch) -> Decision:
     """The App's hand-over: it already checked who asked; the inputs say what to do."""
-    inputs = event.inputs or {}
-    kind = str(inputs.get("kind") or "")
-    raw_target = str(inputs.get("target") or "").strip().lstrip("#")
-    if kind not in DISPATCH_KINDS:
-        return Ignore(f"workflow_dispatch input kind={kind!r} is not one of {sorted(DISPATCH_KINDS)}")
-    if not raw_target.isdigit():
-        return Ignore(f"workflow_dispatch input target={raw_target!r} is not a number")
-    number = int(raw_target)
-    requester = str(inputs.get("requester") or event.sender.login)
-    instructions = str(inputs.get("instructions") or "")
-    target = Target(repository=event.repository.full_name, requester=requester,
-                    correlation_id=str(inputs.get("correlation_id") or "") or None)
-    if kind == "ci_failure":
-        branch, _, sha = str(inputs.get("head") or "").partition("@")
-        target = target.model_copy(update={"ci_run_id": number or None, "ci_branch": branch or None,
-                                           "ci_head_sha": sha or None})
-        title = f"Fix CI: {branch or f'workflow run {number}'} failed"
-    else:
-        target = target.model_copy(update={"number": number, "test_id": instructions if kind == "deflake" else None})
-        title = f"#{number}"
-    return Run(Task(kind=kind, title=title, instructions=instructions or "Work on the target.",
-                    source=f"@{requester} through the fixloop App", target=target))
+    try:
+        task, origin = from_inputs(event.inputs or {}, repository=event.repository.full_name, sender=event.sender.login)
+    except MalformedEvent as error:
+        return Ignore(str(error))
+    return Run(task, origin)

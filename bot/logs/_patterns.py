@@ -73,16 +73,20 @@ def _rule(pattern: str, score: float, rank: int, name: str, hints: str, flags: i
 # (no timestamps, no colour codes).
 _RULES: list[_Rule] = [
     # --- result lines of test runners and build tools ---------------------------------------
-    _rule(rf"^(?:=+ )?[^=]*\b{_NONZERO} (?:failed|errors?)\b.*\bin [\d.]+ ?s\b", 85, RESULT, "pytest-result", "failed|error"),
+    _rule(rf"^(?:=+ )?[^=]*\b{_NONZERO} (?:failed|errors?)\b.*\bin [\d.]+ ?s\b", 85, RESULT, "pytest-result",
+          "failed|error"),
     _rule(rf"^FAILED \((?:failures|errors)={_NONZERO}", 85, RESULT, "unittest-result", "failed ("),
     _rule(rf"^Tests?:\s.*\b{_NONZERO} failed", 85, RESULT, "jest-result", "test"),
     _rule(rf"^Test Suites:\s.*\b{_NONZERO} failed", 80, RESULT, "jest-suites", "test suites"),
     _rule(r"^FAIL(?:\s*$|\t\S|\s+\S+\s+[\d.]+s\s*$)", 80, RESULT, "go-result", "fail"),
     _rule(r"test result: FAILED", 85, RESULT, "cargo-result", "test result"),
-    _rule(r"^error: (?:could not compile|test failed|\d+ targets? failed|test run failed)", 80, RESULT, "cargo-error", "error: "),
-    _rule(r"BUILD FAILURE|^BUILD FAILED|^FAILURE: Build failed", 80, RESULT, "build-failure", "build fail|failure: build"),
+    _rule(r"^error: (?:could not compile|test failed|\d+ targets? failed|test run failed)", 80, RESULT, "cargo-error",
+          "error: "),
+    _rule(r"BUILD FAILURE|^BUILD FAILED|^FAILURE: Build failed", 80, RESULT, "build-failure",
+          "build fail|failure: build"),
     _rule(r"^\[ERROR\] Failed to execute goal", 85, RESULT, "maven-goal", "execute goal"),
-    _rule(rf"Tests run: \d+, Failures: (?:{_NONZERO}, Errors: \d+|\d+, Errors: {_NONZERO})", 75, RESULT, "junit-result", "tests run"),
+    _rule(rf"Tests run: \d+, Failures: (?:{_NONZERO}, Errors: \d+|\d+, Errors: {_NONZERO})", 75, RESULT, "junit-result",
+          "tests run"),
     _rule(r"^\* What went wrong:", 80, RESULT, "gradle-what", "what went wrong"),
     _rule(rf"^Found {_NONZERO} errors?\b", 85, RESULT, "tsc-mypy-result", "found "),
     _rule(rf"^\S*\s*✖ {_NONZERO} problems?", 85, RESULT, "eslint-result", "✖"),
@@ -96,10 +100,12 @@ _RULES: list[_Rule] = [
     _rule(r"^##\[error\](?!Process completed with exit code)", 80, ANNOTATION, "gha-error", "##[error]"),
     _rule(r"^::error\b", 80, ANNOTATION, "gha-error-command", "::error"),
     _rule(rf"Process completed with exit code {_NONZERO}", 60, EXIT, "gha-exit", "process completed"),
-    _rule(rf"\bexit(?:ed)?(?: with)? (?:code|status):? {_NONZERO}\b|exiting with code {_NONZERO}|returned non-zero exit status",
+    _rule(rf"\bexit(?:ed)?(?: with)? (?:code|status):? {_NONZERO}\b|exiting with code {_NONZERO}"
+          r"|returned non-zero exit status",
           55, EXIT, "exit-code", "exit", re.IGNORECASE),
     _rule(r"make(?:\[\d+\])?: \*\*\* .*Error \d+", 60, EXIT, "make", "***"),
-    _rule(r"^Finished: (?:FAILURE|UNSTABLE|ABORTED)|marked build as failure", 55, EXIT, "jenkins", "finished: |marked build"),
+    _rule(r"^Finished: (?:FAILURE|UNSTABLE|ABORTED)|marked build as failure", 55, EXIT, "jenkins",
+          "finished: |marked build"),
     _rule(r"did not complete successfully", 60, EXIT, "process-failed", "did not complete"),
     _rule(r"^npm ERR! code|\bELIFECYCLE\b|ERR_PNPM_\w+", 50, EXIT, "npm-exit", "npm err! code|elifecycle|err_pnpm"),
     # --- failure shapes --------------------------------------------------------------------
@@ -110,8 +116,8 @@ _RULES: list[_Rule] = [
     _rule(r"^_{3,} .*(?:test|ERROR|Error|error).* _{3,}$", 50, 0, "pytest-test-header", "___"),
     _rule(r"^\S+\.py:\d+: (?:in \S|[A-Z]\w*(?:Error|Exception|Warning)\b)", 40, 0, "pytest-location", ".py:"),
     _rule(r"^Traceback \(most recent call last\)", 55, 0, "traceback", "traceback"),
-    _rule(r"^\s*(?:[a-z_][\w]*\.)*[A-Z]\w*(?:Error|Exception|Exit|Interrupt|Failure|Fault)\b(?::|$)", 65, 0, "exception",
-          "error|exception|exit|interrupt|failure|fault"),
+    _rule(r"^\s*(?:[a-z_][\w]*\.)*[A-Z]\w*(?:Error|Exception|Exit|Interrupt|Failure|Fault)\b(?::|$)", 65, 0,
+          "exception", "error|exception|exit|interrupt|failure|fault"),
     _rule(r"^\s*Caused by:", 55, 0, "caused-by", "caused by"),
     _rule(r"^(?:FAIL|ERROR): \w+ \(", 70, 0, "unittest-fail", "fail: |error: "),
     _rule(r"^\s*● (?!Console\b)\S", 70, 0, "jest-bullet", "●"),
@@ -143,8 +149,8 @@ _RULES: list[_Rule] = [
     _rule(r"\b(?:denied|refused|unauthorized|forbidden|timed out|unavailable|bad gateway|rate limit)", 40, 0, "service",
           "denied|refused|unauthorized|forbidden|timed out|unavailable|bad gateway|rate limit", re.IGNORECASE),
     # a failure word in prose, not inside a path, option or identifier (`errors/`, `fail-fast`)
-    _rule(r"(?<![\w./-])(?:fail(?:ed|ure|ing|s)?|errors?|exception|fatal|panic(?:ked)?|abort(?:ed)?|cannot|could not|couldn't|unable to)"
-          r"(?![\w/-]|\.\w)",
+    _rule(r"(?<![\w./-])(?:fail(?:ed|ure|ing|s)?|errors?|exception|fatal|panic(?:ked)?|abort(?:ed)?"
+          r"|cannot|could not|couldn't|unable to)(?![\w/-]|\.\w)",
           15, 0, "word", "fail|error|exception|fatal|panic|abort|cannot|could|unable", re.IGNORECASE),
     _rule(r"^##\[warning\]|^::warning\b|^\s*warning:", 8, 0, "warning", "warning", re.IGNORECASE),
 ]  # fmt: skip
@@ -155,7 +161,8 @@ _ZERO_ONLY = _rx(
     r"|\bwithout errors?\b|\berror[-_ ]?(?:free|handling|reporting|prone)\b",
     _I,
 )
-_REAL_FAILURE_WORD = _rx(rf"\b{_NONZERO} (?:failed|failures?|errors?)\b|\b(?:failed|failures?|errors?)[:=] ?{_NONZERO}", _I)
+_REAL_FAILURE_WORD = _rx(rf"\b{_NONZERO} (?:failed|failures?|errors?)\b|\b(?:failed|failures?|errors?)[:=] ?{_NONZERO}",
+                         _I)
 
 STEP_START = _rx(r"^##\[group\]Run (.*)")
 _GROUP_MARKER = _rx(r"^##\[(?:group|endgroup)\]")
@@ -172,7 +179,8 @@ _RULES_OF_HINT: dict[str, tuple[int, ...]] = {
 
 
 # An explicit, quiet log level: `level=debug`, `[INFO]`, ` DEBUG `, `I0501 12:00:00` (glog), ...
-_QUIET_LEVEL = _rx(r"\blevel=(?:debug|info|trace)\b|^\s*\[?(?:DEBUG|INFO|TRACE)\]?[\s:]|\s\[?(?:DEBUG|TRACE)\]?\s|^[DI]\d{4} \d\d:")
+_QUIET_LEVEL = _rx(r"\blevel=(?:debug|info|trace)\b|^\s*\[?(?:DEBUG|INFO|TRACE)\]?[\s:]|\s\[?(?:DEBUG|TRACE)\]?\s"
+                   r"|^[DI]\d{4} \d\d:")
 
 
 # Rules only tell a zero from other numbers, so lines that differ in their nonzero digits

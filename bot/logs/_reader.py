@@ -30,7 +30,8 @@ _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 # optionally after the `job<TAB>step<TAB>` prefix of `gh run view --log`.
 _ISO = r"\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d(?:[.,]\d+)?(?:Z|[+-]\d\d:?\d\d)?[ \t]?"
 _TIMESTAMP = re.compile(r"^" + _ISO, re.MULTILINE)
-_PREFIXED_TIMESTAMP = re.compile(r"^(?:[^\t\n]{1,200}\t[^\t\n]{0,200}\t(?=\d{4}-\d\d-\d\d[T ]\d))?" + _ISO, re.MULTILINE)
+_PREFIXED_TIMESTAMP = re.compile(r"^(?:[^\t\n]{1,200}\t[^\t\n]{0,200}\t(?=\d{4}-\d\d-\d\d[T ]\d))?" + _ISO,
+                                 re.MULTILINE)
 _PREFIX_PROBE = re.compile(r"\t\d{4}-\d\d-\d\d[T ]\d")
 
 

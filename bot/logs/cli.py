@@ -53,7 +53,8 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--budget", type=_budget, default=DEFAULT_BUDGET, metavar="TOKENS",
         help=f"most tokens the excerpt may take (default: {DEFAULT_BUDGET})",
     )  # fmt: skip
-    extract.add_argument("--json", action="store_true", help='print {"lines": [[first, last], ...], "tokens": N, "text": "..."}')
+    extract.add_argument("--json", action="store_true",
+                         help='print {"lines": [[first, last], ...], "tokens": N, "text": "..."}')
     extract.set_defaults(handler=_extract)
 
 
@@ -92,7 +93,8 @@ def _extract(args: argparse.Namespace) -> int:
     else:
         evidence = extract_evidence(_readable(args.fail_log, "the failed log"), pass_log, budget=args.budget)
     if args.json:
-        print(json.dumps({"lines": [list(span) for span in evidence.lines], "tokens": evidence.tokens, "text": evidence.text}))
+        print(json.dumps({"lines": [list(span) for span in evidence.lines], "tokens": evidence.tokens,
+                          "text": evidence.text}))
     else:
         print(evidence.text)
     return 0

@@ -21,13 +21,13 @@ from bot.agent.events import (
     ToolCalled,
     ValidationRan,
 )
-from bot.agent.pricing import price_for
 from bot.agent.usage import Usage
 from bot.search import TOOL_NAME as SEARCH_TOOL
 from bot.secrets import Redactor
 from bot.validation import ValidationResult
 
-_ENDING_STYLE = {"validated": "bold green", "not_validated": "bold yellow", "cancelled": "bold magenta", "error": "bold red"}
+_ENDING_STYLE = {"validated": "bold green", "not_validated": "bold yellow", "cancelled": "bold magenta",
+                 "error": "bold red"}
 
 
 def describe_tool_call(name: str, tool_input: dict[str, object]) -> str:
@@ -61,7 +61,7 @@ class TerminalReporter:
         self.groups = groups
         self.in_group = False
         self.usage = Usage()
-        self.price = price_for("")
+        self.cost_usd = 0.0
         self.iteration = 0
         self.status: Status | None = None
 
@@ -80,14 +80,14 @@ class TerminalReporter:
         self.in_group = title is not None
 
     def _totals(self) -> str:
-        return f"iteration {self.iteration} · {self.usage.total:,} tokens · ${self.price.cost(self.usage):.3f}"
+        return f"iteration {self.iteration} · {self.usage.total:,} tokens · ${self.cost_usd:.3f}"
 
     def __call__(self, event: Event) -> None:
         if isinstance(event, SessionStarted):
-            self.price = price_for(event.model)
-            self._line(f"fixloop session {event.session_id} · model {event.model} · {event.repo} @ {event.base_commit[:10]}", "bold")
-            self._line(f"  code the agent touches (its shell, validation, reruns, search) confined by: {event.confinement}",
-                       "" if event.confined else "yellow")
+            self._line(f"fixloop session {event.session_id} · model {event.model} · {event.repo} @ "
+                       f"{event.base_commit[:10]}", "bold")
+            self._line("  code the agent touches (its shell, validation, reruns, search) confined by: "
+                       f"{event.confinement}", "" if event.confined else "yellow")
             if self.console.is_terminal:
                 self.status = self.console.status(self._totals())
                 self.status.start()
@@ -99,8 +99,9 @@ class TerminalReporter:
             self._group(f"fixloop iteration {event.n}")
             self._line(f"iteration {event.n}", "bold cyan")
         elif isinstance(event, ModelCalled):
-            self.usage = self.usage + event.usage
-            self._line(f"  turn {event.turn}: {event.tool_calls} tool call(s), {event.usage.total:,} tokens, {event.duration_s:.1f} s", "dim")
+            self.usage, self.cost_usd = self.usage + event.usage, event.session_cost_usd
+            self._line(f"  turn {event.turn}: {event.tool_calls} tool call(s), {event.usage.total:,} tokens, "
+                       f"{event.duration_s:.1f} s", "dim")
         elif isinstance(event, ToolCalled):
             mark = "✗" if event.is_error else "·"
             self._line(f"    {mark} {describe_tool_call(event.name, event.input)}", "yellow" if event.is_error else "")

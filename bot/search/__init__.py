@@ -24,16 +24,18 @@ from bot.search._symbols import definitions, references
 
 if TYPE_CHECKING:
     from bot.search._runner import (
+        INPUT_SCHEMA,
         TOOL_NAME,
-        TOOL_SPEC,
         ProgramResult,
         SearchCode,
         SearchLimits,
         run_program,
         search_sandbox_paths,
+        tool_description,
     )
 
-_RUNNER = {"TOOL_NAME", "TOOL_SPEC", "ProgramResult", "SearchCode", "SearchLimits", "run_program", "search_sandbox_paths"}
+_RUNNER = {"INPUT_SCHEMA", "TOOL_NAME", "ProgramResult", "SearchCode", "SearchLimits", "run_program",
+           "search_sandbox_paths", "tool_description"}
 
 
 def __getattr__(name: str) -> Any:
@@ -44,9 +46,9 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'bot.search' has no attribute {name!r}")
 
 __all__ = [
+    "INPUT_SCHEMA",
     "REFERENCE",
     "TOOL_NAME",
-    "TOOL_SPEC",
     "ProgramResult",
     "SearchCode",
     "SearchLimits",
@@ -60,5 +62,6 @@ __all__ = [
     "references",
     "run_program",
     "search_sandbox_paths",
+    "tool_description",
     "unique",
 ]

@@ -38,11 +38,13 @@ PROGRAM_FILE = "<search_code>"
 PROGRAM_API = ("files", "grep", "read", "definitions", "references", "evidence", "unique", "rank")
 _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
 _FORBIDDEN = {
-    "os.remove": "delete files", "os.rmdir": "delete folders", "os.rename": "rename files", "os.mkdir": "create folders",
-    "os.chmod": "change permissions", "os.chown": "change owners", "os.truncate": "truncate files",
+    "os.remove": "delete files", "os.rmdir": "delete folders", "os.rename": "rename files",
+    "os.mkdir": "create folders", "os.chmod": "change permissions", "os.chown": "change owners",
+    "os.truncate": "truncate files",
     "os.symlink": "create links", "os.link": "create links", "os.utime": "touch files", "os.chdir": "change folder",
     "shutil.rmtree": "delete folders", "shutil.copyfile": "copy files", "shutil.move": "move files",
-    "socket.__new__": "open sockets (there is no network)", "socket.getaddrinfo": "resolve host names (there is no network)",
+    "socket.__new__": "open sockets (there is no network)",
+    "socket.getaddrinfo": "resolve host names (there is no network)",
     "subprocess.Popen": "start processes", "os.system": "start processes", "os.exec": "start processes",
     "os.posix_spawn": "start processes", "os.spawn": "start processes", "os.fork": "start processes",
     "os.forkpty": "start processes", "os.kill": "send signals", "os.killpg": "send signals",
@@ -52,13 +54,14 @@ _FORBIDDEN = {
 }
 # Functions that change files or reach other processes without raising an audit event: removed
 # from the program's process before it runs.
-_UNAUDITED = {"os": ("mknod", "mkfifo", "pidfd_open", "memfd_create"), "posix": ("mknod", "mkfifo", "pidfd_open", "memfd_create"),
+_UNAUDITED = {"os": ("mknod", "mkfifo", "pidfd_open", "memfd_create"),
+              "posix": ("mknod", "mkfifo", "pidfd_open", "memfd_create"),
               "signal": ("pidfd_send_signal",)}
 # Introspection that reaches any object in the process, the hook's own state among them.
 _FORBIDDEN |= {"gc.get_objects": "walk the interpreter's objects", "gc.get_referrers": "walk the interpreter's objects",
                "gc.get_referents": "walk the interpreter's objects"}
 # The SDK (fixloop's package, and what the SDK itself imports from it)...
-_SDK = frozenset({"bot", "bot.agent", "bot.agent.paths", "bot.search", "bot.search._sdk", "bot.search._symbols"})
+_SDK = frozenset({"bot", "bot.paths", "bot.search", "bot.search._sdk", "bot.search._symbols"})
 # ...and pure standard-library modules useful for searching, with the native accelerators and private
 # helpers they load. Nothing here starts processes, opens sockets or loads arbitrary native code.
 _STDLIB = frozenset({
@@ -76,8 +79,9 @@ _STDLIB = frozenset({
 })
 _STDLIB_PACKAGES = ("encodings.",)  # codecs load their encodings on first use
 # What the best-known refused modules are for, so a refusal says why.
-_WHY_NOT = {"subprocess": "start processes", "_posixsubprocess": "start processes", "multiprocessing": "start processes",
-            "_multiprocessing": "start processes", "pty": "start processes", "ctypes": "load native code",
+_WHY_NOT = {"subprocess": "start processes", "_posixsubprocess": "start processes",
+            "multiprocessing": "start processes", "_multiprocessing": "start processes", "pty": "start processes",
+            "ctypes": "load native code",
             "_ctypes": "load native code", "socket": "open sockets (there is no network)",
             "_socket": "open sockets (there is no network)", "ssl": "open sockets (there is no network)"}
 _STDLIB_DIR = os.path.realpath(sysconfig.get_paths()["stdlib"])
@@ -104,11 +108,13 @@ def import_policy(sdk_root: str) -> Callable[[str, str | None], str | None]:
             return real is not None and (real == root or real.startswith(root + sep))
 
         if name in sdk:
-            return None if real is None or under(sdk_root) else f"{name} must come from fixloop's search SDK, not {origin}"
+            if real is None or under(sdk_root):
+                return None
+            return f"{name} must come from fixloop's search SDK, not {origin}"
         if name not in stdlib and not name.startswith(packages):
             purpose = why_not.get(name.partition(".")[0]) or why_not.get(name.rpartition(".")[2])
-            return (f"search programs cannot {purpose or 'import ' + name} (import {name}): they may import the SDK and "
-                    "pure standard-library modules only (re, json, ast, collections, itertools, pathlib, ...)")
+            return (f"search programs cannot {purpose or 'import ' + name} (import {name}): they may import the SDK "
+                    "and pure standard-library modules only (re, json, ast, collections, itertools, pathlib, ...)")
         if real is None:
             return None
         if real.endswith(native_suffixes):
@@ -117,7 +123,9 @@ def import_policy(sdk_root: str) -> Callable[[str, str | None], str | None]:
             if "." not in name and under(native_dir) and basename(real).startswith(name + "."):
                 return None
             return f"{name} must be the standard library's own native module, not {origin}"
-        return None if under(stdlib_dir) and not under(site_dir) else f"{name} must come from the standard library, not {origin}"
+        if under(stdlib_dir) and not under(site_dir):
+            return None
+        return f"{name} must come from the standard library, not {origin}"
     return refusal
 
 
@@ -150,7 +158,8 @@ def _audit(readable: tuple[str, ...], refusal: Callable[[str, str | None], str |
     # Bound here, like the policy: the hook never looks up a name the program could rebind.
     create_builtin = _imp.create_builtin  # kept here only: the program reaches it through this hook alone
     module_spec, builtin_importer = importlib.machinery.ModuleSpec, importlib.machinery.BuiltinImporter
-    realpath, fsdecode, sep, forbidden, write_flags = os.path.realpath, os.fsdecode, os.sep, dict(_FORBIDDEN), _WRITE_FLAGS
+    realpath, fsdecode, sep = os.path.realpath, os.fsdecode, os.sep
+    forbidden, write_flags = dict(_FORBIDDEN), _WRITE_FLAGS
 
     def inside(path: Any) -> bool:
         real = realpath(fsdecode(path))
@@ -161,7 +170,8 @@ def _audit(readable: tuple[str, ...], refusal: Callable[[str, str | None], str |
             raise Refused(f"search programs can only list the repository: {fsdecode(args[0])!r} is outside it")
         if event == "open":
             path, mode, flags = args
-            writes = (mode is not None and any(c in str(mode) for c in "wax+")) or (mode is None and flags & write_flags)
+            writes = ((mode is not None and any(c in str(mode) for c in "wax+"))
+                      or (mode is None and flags & write_flags))
             if writes:
                 raise Refused(f"search programs are read-only: cannot open {path!r} for writing")
             if not isinstance(path, int) and not inside(path):  # an int is an already open descriptor
@@ -281,7 +291,8 @@ def main() -> None:
     root = os.path.realpath(".")
     sdk.configure(root, evidence=request.get("evidence") or [], listing=request["listing"])
     sdk_root = os.path.realpath(Path(sdk.__file__).parents[1])
-    readable = tuple(dict.fromkeys(os.path.realpath(p) for p in (root, sys.prefix, sys.base_prefix, sdk_root, "/dev/null")))
+    readable = tuple(dict.fromkeys(os.path.realpath(p)
+                                   for p in (root, sys.prefix, sys.base_prefix, sdk_root, "/dev/null")))
     real_stdout = sys.stdout
     printed = _Capped(limits["print_chars"])
     sys.stdout = sys.stderr = printed
@@ -297,14 +308,15 @@ def main() -> None:
     try:
         code = compile(request["program"], PROGRAM_FILE, "exec")
         # So that tracebacks can quote the program's lines.
-        linecache.cache[PROGRAM_FILE] = (len(request["program"]), None, request["program"].splitlines(True), PROGRAM_FILE)
+        linecache.cache[PROGRAM_FILE] = (len(request["program"]), None, request["program"].splitlines(True),
+                                         PROGRAM_FILE)
         _remove_unaudited()
         refusal = import_policy(sdk_root)
         gate = _Gate(refusal)
         sys.meta_path.insert(0, gate)
         sys.addaudithook(_audit(readable, refusal, gate))
         _imp.create_builtin = _create_builtin
-        exec(code, namespace)  # noqa: S102 - running the agent's program is the point; see the hook above
+        exec(code, namespace)  # running the agent's program is the point; see the hook above
     except BaseException as error:  # noqa: BLE001 - the program's failure is a result for the model, whatever it is
         answer["error"] = _trimmed_traceback(error)
     if emitted:

@@ -53,9 +53,16 @@ class ProgramResult:
     duration_s: float
 
 
-def tool_spec(limits: SearchLimits = SearchLimits()) -> dict[str, Any]:
-    """The custom tool definition sent to the model."""
-    description = (
+INPUT_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {"program": {"type": "string", "description": "Python source that calls emit(value) once."}},
+    "required": ["program"],
+}
+
+
+def tool_description(limits: SearchLimits = SearchLimits()) -> str:
+    """What the model is told about the tool (the agent's `search_spec` sends it with INPUT_SCHEMA)."""
+    return (
         "Search the repository by writing a short Python program against a read-only search SDK, instead of "
         "many grep/view calls. The program runs in a separate sandboxed process at the repository root; only "
         "the value passed to emit() comes back to you, so filter, rank and trim inside the program.\n\n"
@@ -65,18 +72,6 @@ def tool_spec(limits: SearchLimits = SearchLimits()) -> dict[str, Any]:
         f"{limits.print_chars:,}. No writes, no network, no subprocesses. Errors come back as a traceback of "
         "your program's lines."
     )
-    return {
-        "name": TOOL_NAME,
-        "description": description,
-        "input_schema": {
-            "type": "object",
-            "properties": {"program": {"type": "string", "description": "Python source that calls emit(value) once."}},
-            "required": ["program"],
-        },
-    }
-
-
-TOOL_SPEC = tool_spec()
 
 
 def _interpreter_paths() -> list[Path]:
@@ -122,8 +117,8 @@ class SearchCode:
     limits: SearchLimits = SearchLimits()
 
     @property
-    def spec(self) -> dict[str, Any]:
-        return tool_spec(self.limits)
+    def description(self) -> str:
+        return tool_description(self.limits)
 
     def run(self, tool_input: Mapping[str, Any]) -> ProgramResult:
         return run_program(tool_input.get("program"), root=self.root, evidence=self.evidence,  # type: ignore[arg-type]
@@ -180,4 +175,5 @@ def _for_model(answer: Mapping[str, Any], limits: SearchLimits, duration: float)
     return ProgramResult("\n".join(parts), False, duration)
 
 
-__all__ = ["TOOL_NAME", "TOOL_SPEC", "ProgramResult", "SearchCode", "SearchLimits", "run_program", "search_sandbox_paths", "tool_spec"]
+__all__ = ["INPUT_SCHEMA", "TOOL_NAME", "ProgramResult", "SearchCode", "SearchLimits", "run_program",
+           "search_sandbox_paths", "tool_description"]

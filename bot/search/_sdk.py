@@ -7,8 +7,8 @@ paths are POSIX and relative to the root, and line numbers are 1-based everywher
 
 Nothing here writes a file or runs a command: the only subprocess is the fixed `git ls-files`
 argv that lists the files the way `.gitignore` wants, and the sandbox runner runs it in its own
-process (`repository_files`), so that a search program's process never loads `subprocess`. One program is one process, so the state
-(root, evidence, caches) is module-level and `configure` resets it.
+process (`repository_files`), so that a search program's process never loads `subprocess`. One program
+is one process, so the state (root, evidence, caches) is module-level and `configure` resets it.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from bot.agent.paths import matches_any
+from bot.paths import matches_any
 
 try:  # CPython's own regex parser, for `_required_literal`; private, and renamed once (3.11)
     _parser: Any = importlib.import_module("re._parser")

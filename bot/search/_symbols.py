@@ -306,7 +306,8 @@ def _definition_pattern(bare: str) -> re.Pattern[str]:
 def _scope_pattern() -> re.Pattern[str]:
     """The definition heuristic for any name, capturing it: only the idioms that open a body
     (functions, classes, types), not variables, macros or typedefs."""
-    name = rf"(?!(?:{_NOT_A_TYPE}|catch|elif|elsif|unless|until|foreach|with|when|match|loop)(?![\w$]))([A-Za-z_$][\w$]*)"
+    name = (rf"(?!(?:{_NOT_A_TYPE}|catch|elif|elsif|unless|until|foreach|with|when|match|loop)(?![\w$]))"
+            r"([A-Za-z_$][\w$]*)")
     chosen = [alternative for index, alternative in enumerate(_definition_alternatives(name)) if index not in (2, 4, 5)]
     return re.compile("|".join(f"(?:{alternative})" for alternative in chosen))
 

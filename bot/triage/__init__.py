@@ -42,12 +42,14 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from bot.triage._diagnose import Diagnosis, changed_lines, diagnose
     from bot.triage._repeat import RepeatResult, confirm_fixed
     from bot.triage._stats import clopper_pearson, runs_for_confidence
     from bot.triage._triage import TestTriage, TriageReport, Verdict, triage
 
 # Loaded on first use, so that `fixloop` registers its `triage` command without loading the runners.
-_HOMES = {"RepeatResult": "_repeat", "confirm_fixed": "_repeat", "clopper_pearson": "_stats",
+_HOMES = {"Diagnosis": "_diagnose", "changed_lines": "_diagnose", "diagnose": "_diagnose",
+          "RepeatResult": "_repeat", "confirm_fixed": "_repeat", "clopper_pearson": "_stats",
           "runs_for_confidence": "_stats", "TestTriage": "_triage", "TriageReport": "_triage", "Verdict": "_triage",
           "triage": "_triage"}
 
@@ -59,12 +61,15 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "Diagnosis",
     "RepeatResult",
     "TestTriage",
     "TriageReport",
     "Verdict",
+    "changed_lines",
     "clopper_pearson",
     "confirm_fixed",
+    "diagnose",
     "runs_for_confidence",
     "triage",
 ]

@@ -44,7 +44,8 @@ def measure(runner: Runner, test: str, changes: dict[Path, tuple[str, set[int]]]
         return Touch(None, None, "no changed Python line to check coverage against")
     python = runner.python
     if not runner.can_import(python, "coverage"):
-        return Touch(None, None, f"coverage.py is not installed for {python}, so the changed lines could not be checked")
+        return Touch(None, None,
+                     f"coverage.py is not installed for {python}, so the changed lines could not be checked")
     data_file = runner.junit_path().with_suffix(".coverage")
     rcfile = data_file.with_suffix(".rc")
     # The project's own coverage settings (source, omit, parallel) must not apply. Created new and never

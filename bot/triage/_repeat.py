@@ -29,7 +29,8 @@ class RepeatResult:
 
 def repeat_orders(test: str, count: int, *, polluter: str | None, neighbours: Sequence[str],
                   seed: int) -> list[list[str]]:
-    """`count` orders: the test among its neighbours shuffled; with a polluter, always after it (first run: just the pair)."""
+    """`count` orders: the test among its neighbours shuffled; with a polluter, always after it
+    (first run: just the pair)."""
     rng = random.Random(seed)
     others = [n for n in dict.fromkeys(normalise_id(n) for n in neighbours) if n not in (test, polluter)]
     orders: list[list[str]] = []
@@ -74,7 +75,8 @@ def confirm_fixed(repo: Path, test: str, *, confidence: float = 0.95, max_failur
     environment = scrubbed_environment(os.environ if env is None else env)
     done: list[list[str]] = []
     failures, first_failure, failed_at = 0, None, 0
-    with tempfile.TemporaryDirectory(prefix="fixloop-repeat-", dir=confinement.scratch if confinement else None) as scratch:
+    scratch_parent = confinement.scratch if confinement else None
+    with tempfile.TemporaryDirectory(prefix="fixloop-repeat-", dir=scratch_parent) as scratch:
         runner = Runner(repo.resolve(), environment, timeout=timeout, jobs=jobs, command=command, scratch=Path(scratch),
                         confinement=confinement)
         try:

@@ -219,8 +219,8 @@ class Runner:
 def check_command_ids(command: str, tests: Sequence[str]) -> None:
     """Refuse test ids that would change the meaning of the shell command they are put into."""
     if "{test}" not in command:
-        raise ConfigError(f"--command must contain {{test}} where the test id goes, e.g. \"go test -run '^{{test}}$' ./...\"; "
-                          f"got {command!r}")
+        raise ConfigError(f"--command must contain {{test}} where the test id goes, "
+                          f"e.g. \"go test -run '^{{test}}$' ./...\"; got {command!r}")
     for test in tests:
         if _SHELL_META.search(test):
             raise ConfigError(f"test id {test!r} contains shell metacharacters; it cannot be put into --command safely")

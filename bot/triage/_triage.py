@@ -310,7 +310,8 @@ def triage(repo: Path, tests: Sequence[str] | None = None, *, command: str | Non
             raise ConfigError("--command needs the failing test ids (--test ID): only a pytest suite can be run to "
                               "find them")
         check_command_ids(command, wanted)
-    with tempfile.TemporaryDirectory(prefix="fixloop-triage-", dir=confinement.scratch if confinement else None) as scratch:
+    scratch_parent = confinement.scratch if confinement else None
+    with tempfile.TemporaryDirectory(prefix="fixloop-triage-", dir=scratch_parent) as scratch:
         runner = Runner(repo, environment, timeout=timeout, jobs=jobs, command=command, scratch=Path(scratch),
                         confinement=confinement)
         try:

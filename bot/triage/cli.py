@@ -23,7 +23,8 @@ def add_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[ty
     parser.add_argument("--command", metavar="CMD",
                         help="for other runners: a shell command with {test} for the test id, e.g. "
                              "\"go test -run '^{test}$' ./...\"; its exit code is the outcome")
-    parser.add_argument("--max-runs", type=int, default=30, metavar="N", help="most runs of each test alone (default 30)")
+    parser.add_argument("--max-runs", type=int, default=30, metavar="N",
+                        help="most runs of each test alone (default 30)")
     parser.add_argument("--confidence", type=float, default=0.95, metavar="C", help="confidence level (default 0.95)")
     parser.add_argument("--jobs", type=int, default=2, metavar="N", help="test processes at once (default 2)")
     parser.add_argument("--json", action="store_true", help="print the verdicts as JSON")

@@ -15,6 +15,7 @@ Standard library only.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import secrets
@@ -28,7 +29,7 @@ from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Union
+from typing import Any
 from urllib.parse import urlsplit
 
 __all__ = [
@@ -113,8 +114,8 @@ class StreamError:
     message: str = ""
 
 
-Step = Union[Reply, Fail, CutStream, StreamError]
-Script = Union[Sequence[Step], Callable[[dict[str, Any]], Step]]
+Step = Reply | Fail | CutStream | StreamError
+Script = Sequence[Step] | Callable[[dict[str, Any]], Step]
 
 # --------------------------------------------------------------------------- block helpers
 
@@ -424,7 +425,7 @@ def _check_block(c: _Checker, where: str, block: Any, role: Any) -> bool:
                 c.cache_control(sub_where, sub)
         elif inner is not None and not isinstance(inner, str):
             c.err(f"{where}.content", "must be a string or a list of content blocks")
-    elif kind == "thinking":
+    elif kind == "thinking":  # noqa: SIM102 - one branch per block kind, like those above
         if not isinstance(block.get("thinking"), str) or not isinstance(block.get("signature"), str):
             c.err(where, "thinking blocks need str 'thinking' and 'signature'")
     if kind not in ("thinking", "redacted_thinking"):
@@ -642,7 +643,7 @@ class _Handler(BaseHTTPRequestHandler):
         # Nagle + delayed ACK and stall ~40 ms each.
         self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - signature of the base class
+    def log_message(self, format: str, *args: Any) -> None:
         pass
 
     def do_POST(self) -> None:
@@ -733,10 +734,8 @@ class MessagesAPIServer:
         with self._lock:
             conns = list(self._connections)
         for conn in conns:  # wakes handler threads blocked on idle keep-alive connections
-            try:
+            with contextlib.suppress(OSError):
                 conn.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
 
     def __enter__(self) -> MessagesAPIServer:
         return self.start()
@@ -806,7 +805,7 @@ class MessagesAPIServer:
 
         try:
             step = self._next_step(body)
-        except Exception as exc:  # the test's callable script is broken
+        except Exception as exc:  # noqa: BLE001 - the test's callable script is broken: answer 500
             return reject(500, f"script callable raised {exc!r}", {"x-should-retry": "false"})
         if step is None:
             return reject(500, "script exhausted: no step left for this request", {"x-should-retry": "false"})

@@ -118,13 +118,13 @@ def update_pull(ctx: Ctx) -> Reply:
     # Note: like GitHub, "draft" is not updatable here (that needs GraphQL); it is ignored.
     if "base" in body and body["base"] not in repo.branches:
         raise validation_failed({"resource": "PullRequest", "field": "base", "code": "invalid"})
-    if body.get("state") == "open" and issue.state == "closed":
-        if _duplicate_pull(repo, issue.pull.head_owner, issue.pull.head_ref,
-                           body.get("base", issue.pull.base_ref), exclude=issue.number):
-            raise validation_failed({
-                "resource": "PullRequest", "code": "custom",
-                "message": f"A pull request already exists for "
-                           f"{issue.pull.head_owner}:{issue.pull.head_ref}."})
+    reopening = body.get("state") == "open" and issue.state == "closed"
+    if reopening and _duplicate_pull(repo, issue.pull.head_owner, issue.pull.head_ref,
+                                     body.get("base", issue.pull.base_ref), exclude=issue.number):
+        raise validation_failed({
+            "resource": "PullRequest", "code": "custom",
+            "message": f"A pull request already exists for "
+                       f"{issue.pull.head_owner}:{issue.pull.head_ref}."})
     if "title" in body:
         issue.title = body["title"]
     if "body" in body:

@@ -17,10 +17,15 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from bot.github.client import RequestPolicy
+
 from .server import FakeGitHub
 
 TEST_TOKEN = "test-token"
 TEST_APP_ID = 4242
+# How fixloop talks to the fake: without PyGithub's pacing (1 s between writes, meant for
+# api.github.com's rate limits) and retry backoff, which on loopback only make the tests slow.
+LOOPBACK_POLICY = RequestPolicy(throttle=False, backoff=0)
 
 
 @dataclass(frozen=True)

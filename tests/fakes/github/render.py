@@ -245,8 +245,7 @@ def reaction(urls: Urls, r: Reaction) -> JsonObj:
 
 
 def reaction_rollup(url: str, reactions: list[Reaction]) -> JsonObj:
-    counts = {key: 0 for key in ("+1", "-1", "laugh", "confused", "heart", "hooray", "eyes",
-                                 "rocket")}
+    counts = dict.fromkeys(("+1", "-1", "laugh", "confused", "heart", "hooray", "eyes", "rocket"), 0)
     for r in reactions:
         counts[r.content] += 1
     return {"url": url, "total_count": len(reactions), **counts}

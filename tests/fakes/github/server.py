@@ -84,10 +84,7 @@ class FakeGitHub(GitHubState):
         if app_public_key is not None and app_id is None:
             app_id = 12345
         super().__init__(app_id=app_id, app_slug=app_slug)
-        if isinstance(tokens, Mapping):
-            token_map = dict(tokens)
-        else:
-            token_map = {t: default_login for t in tokens}
+        token_map = dict(tokens) if isinstance(tokens, Mapping) else dict.fromkeys(tokens, default_login)
         self._auth = Authenticator(self, token_map,
                                    load_public_key(app_public_key) if app_public_key else None)
         if prefix and (not prefix.startswith("/") or prefix.endswith("/")):
@@ -277,7 +274,7 @@ class FakeGitHub(GitHubState):
                 reply = matched.handler(ctx)
         except ApiError as err:
             reply = Reply(err.status, err.body(), err.headers)
-        except Exception:  # a bug in the fake: answer 500 and make the test fail
+        except Exception:  # noqa: BLE001 - a bug in the fake: answer 500 and make the test fail
             self.record_violation(f"{where}: fake crashed: {traceback.format_exc(limit=6)}")
             reply = Reply(500, ApiError(500, "Server Error").body())
 
@@ -475,7 +472,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
     timeout = 30
     server: _Server
 
-    def do_GET(self) -> None:  # noqa: N802 - http.server naming
+    def do_GET(self) -> None:
         self._dispatch()
 
     do_POST = do_PATCH = do_PUT = do_DELETE = do_GET
@@ -513,5 +510,5 @@ class _RequestHandler(BaseHTTPRequestHandler):
         except OSError:  # the client gave up waiting (an injected timeout): nobody to answer
             self.close_connection = True
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+    def log_message(self, format: str, *args: Any) -> None:
         pass

@@ -182,7 +182,7 @@ class GitHubState:
     # ----------------------------------------------------------------------------------------
     # seeding
 
-    def add_user(self, login: str, *, type: str = "User") -> User:  # noqa: A002 - GitHub's name
+    def add_user(self, login: str, *, type: str = "User") -> User:
         with self.lock:
             return self._user(login, type)
 

@@ -31,7 +31,8 @@ from typing import Any
 REPO_ROOT = Path(__file__).resolve().parents[3]
 # ../shared beside the project checkout holds GitHub's full description.
 DEFAULT_SOURCE = Path(
-    os.environ.get("GITHUB_OPENAPI", REPO_ROOT.parent / "shared" / "data" / "github" / "openapi" / "api.github.com.json")
+    os.environ.get("GITHUB_OPENAPI",
+                   REPO_ROOT.parent / "shared" / "data" / "github" / "openapi" / "api.github.com.json")
 )
 DEFAULT_OUT = REPO_ROOT / "tests" / "fakes" / "github_data" / "openapi.trimmed.json"
 

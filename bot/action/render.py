@@ -1,7 +1,6 @@
-"""Text fixloop writes to GitHub: check-run outputs, the pull request, comments, job summary.
+"""What a session says on GitHub: check-run outputs, the pull request, comments, job summary.
 
-Pure functions of the session's data. GitHub's limits live here: check-run summary and text at
-most 65,535 characters, annotations sent 50 per request, job summary at most 1 MiB.
+Pure functions of the session's data, fitted to GitHub's limits (`bot.github.limits`).
 """
 
 from __future__ import annotations
@@ -12,13 +11,10 @@ from typing import Any
 
 from bot.agent.events import Status
 from bot.agent.usage import Usage
+from bot.github.limits import SUMMARY_FILE_LIMIT, fit
+from bot.github.rules import SESSION_CHECK
 from bot.trajectory import IterationReport, Report
 from bot.validation import CommandOutcome, FailedTest, ValidationResult
-
-CHECK_TEXT_LIMIT = 65_535
-ANNOTATIONS_PER_REQUEST = 50
-SUMMARY_FILE_LIMIT = 1024 * 1024
-SESSION_CHECK = "fixloop"
 
 CONCLUSIONS: dict[Status, str] = {
     "validated": "success",
@@ -49,14 +45,6 @@ def iteration_check_name(n: int) -> str:
     return f"{SESSION_CHECK} / iteration {n}"
 
 
-def fit(text: str, limit: int = CHECK_TEXT_LIMIT, *, where: str = "the session artifact") -> str:
-    """`text` within `limit` characters, cut at the end with a note saying where the rest is."""
-    if len(text) <= limit:
-        return text
-    note = f"\n\n… truncated: {len(text) - limit + 200:,} more characters are in {where}."
-    return text[: limit - len(note) - 200] + note
-
-
 def _fence(text: str, language: str = "") -> str:
     longest = max(map(len, re.findall("`+", text)), default=0)
     ticks = "`" * max(3, longest + 1)
@@ -74,11 +62,13 @@ def _tokens(usage: Usage) -> str:
 def validation_table(commands: list[CommandOutcome]) -> str:
     rows = ["| command | result | tests | time |", "|---|---|---|---|"]
     for outcome in commands:
-        result = "✅ passed" if outcome.passed else ("⏱️ timed out" if outcome.timed_out else f"❌ exit {outcome.exit_code}")
+        result = ("✅ passed" if outcome.passed
+                  else "⏱️ timed out" if outcome.timed_out else f"❌ exit {outcome.exit_code}")
         if outcome.tests_run is None:
             tests = "n/a"
         elif outcome.failed_tests:
-            tests = f"{len(outcome.failed_tests)} of {outcome.tests_run} failed" + (" (re-run of earlier failures)" if outcome.focused else "")
+            tests = (f"{len(outcome.failed_tests)} of {outcome.tests_run} failed"
+                     + (" (re-run of earlier failures)" if outcome.focused else ""))
         else:
             tests = f"{outcome.tests_run} passed"
         command = outcome.command.replace("|", "\\|").replace("`", "'")
@@ -97,10 +87,6 @@ def failure_annotations(failed: list[FailedTest]) -> list[dict[str, Any]]:
             "title": test.id[:255], "message": fit(test.message or "failed", 60_000),
         })
     return notes
-
-
-def batches(items: list[dict[str, Any]], size: int = ANNOTATIONS_PER_REQUEST) -> list[list[dict[str, Any]]]:
-    return [items[i : i + size] for i in range(0, len(items), size)] or [[]]
 
 
 @dataclass(frozen=True)
@@ -125,7 +111,8 @@ class IterationView:
 
 def iteration_in_progress(view: IterationView, task_title: str) -> dict[str, Any]:
     return {"title": f"Iteration {view.n}: the agent is working",
-            "summary": f"fixloop is working on **{task_title}**. This check completes when the iteration's validation has run."}
+            "summary": f"fixloop is working on **{task_title}**. "
+                       "This check completes when the iteration's validation has run."}
 
 
 def iteration_done(view: IterationView, *, total: Usage, cost_usd: float, stopped: str | None = None) -> dict[str, Any]:
@@ -209,7 +196,8 @@ def pull_request_body(report: Report, *, task_source: str, fixes: int | None, li
         "### Iterations", iteration_table(report.iterations),
         "### Validation evidence", _evidence(report),
         *(["### The CI failure", notes] if notes else []),
-        "### Cost", f"{_tokens(report.usage)} tokens ({report.usage.cache_read_input_tokens:,} read from the prompt cache) · "
+        "### Cost", f"{_tokens(report.usage)} tokens "
+                    f"({report.usage.cache_read_input_tokens:,} read from the prompt cache) · "
                     f"est. ${report.cost_usd:.2f} · model `{report.model}`",
         links.line(),
         "_This draft was opened by fixloop. Review it like any other change; nothing is merged automatically._",
@@ -218,7 +206,8 @@ def pull_request_body(report: Report, *, task_source: str, fixes: int | None, li
 
 
 def session_in_progress(task_title: str, task_source: str) -> dict[str, Any]:
-    return {"title": f"Working on: {task_title}"[:255], "summary": f"Started by {task_source}. Each iteration reports as its own check run."}
+    return {"title": f"Working on: {task_title}"[:255],
+            "summary": f"Started by {task_source}. Each iteration reports as its own check run."}
 
 
 def session_done(report: Report, *, pull_url: str | None, problem: str | None, links: Links) -> dict[str, Any]:
@@ -241,9 +230,10 @@ def session_done(report: Report, *, pull_url: str | None, problem: str | None, l
 def confinement_line(report: Report) -> str:
     """How code the agent touched ran; a warning where it ran without the sandbox."""
     if report.confined:
-        return f"Code the agent touched (its shell, validation, test reruns, search programs) ran confined by: {report.confinement}"
-    return (f"> [!WARNING]\n> Validation and the agent's commands ran **unconfined**: {report.confinement}. Code the agent "
-            "wrote could read what the runner user can read. See fixloop's SECURITY.md.")
+        return ("Code the agent touched (its shell, validation, test reruns, search programs) ran confined by: "
+                f"{report.confinement}")
+    return (f"> [!WARNING]\n> Validation and the agent's commands ran **unconfined**: {report.confinement}. "
+            "Code the agent wrote could read what the runner user can read. See fixloop's SECURITY.md.")
 
 
 def outcome_comment(report: Report, *, pull_url: str | None, updated: bool, problem: str | None, links: Links) -> str:
@@ -262,8 +252,10 @@ def outcome_comment(report: Report, *, pull_url: str | None, updated: bool, prob
         head = f"fixloop could not validate a change: {report.reason}."
     where = ""
     if report.patch:
-        where = f"\n\nThe partial change is kept as `changes.patch` in the session artifact{f' `{links.artifact}`' if links.artifact else ''}."
-    return f"{head}\n\nWhat it tried ({tokens}):\n\n{iteration_table(report.iterations)}{where}\n\n{links.line()}".strip()
+        artifact = f" `{links.artifact}`" if links.artifact else ""
+        where = f"\n\nThe partial change is kept as `changes.patch` in the session artifact{artifact}."
+    table = iteration_table(report.iterations)
+    return f"{head}\n\nWhat it tried ({tokens}):\n\n{table}{where}\n\n{links.line()}".strip()
 
 
 def job_summary(report: Report, *, pull_url: str | None, problem: str | None, links: Links) -> str:

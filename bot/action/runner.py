@@ -1,9 +1,9 @@
 """`fixloop action`: one session inside a GitHub Actions runner.
 
-event file → rules (shared with the App) → plan → session check run → agent session (check run
-per iteration) → push, draft PR, comment → session check run concluded → job summary, outputs.
-The session check run is concluded whatever happens: an unexpected exception marks it failed
-before it propagates.
+event file → the shared handler (config, rules; it answers what needs no session) → plan →
+session check run → agent session (a check run per iteration) → push, draft PR, comment →
+session check run concluded → job summary, outputs. The session check run is concluded whatever
+happens: an unexpected exception marks it failed before it propagates.
 """
 
 from __future__ import annotations
@@ -18,45 +18,31 @@ from pathlib import Path
 
 from rich.console import Console
 
-from bot.agent.model import AnthropicModel
-from bot.config import Config, key_line, parse_config
+from bot.action import render
+from bot.action.checks import CheckRunReporter
+from bot.action.environment import ActionsEnvironment, WorkflowCommands, append_summary, write_outputs
+from bot.action.evidence import gather
+from bot.action.plan import Plan, Refusal, plan_session
+from bot.action.publish import git_auth_env, publish
+from bot.agent.model import make_model
+from bot.config import Config
 from bot.deflake import DeflakeTarget
-from bot.errors import ConfigError, MalformedEvent
-from bot.github import render
-from bot.github.actions_env import (
-    ActionsEnvironment,
-    WorkflowCommands,
-    append_summary,
-    write_outputs,
-)
-from bot.github.checks import CheckRunReporter
-from bot.github.ci import changed_lines, diagnose, gather
-from bot.github.client import GitHubClient
+from bot.errors import EXIT_CODES, EXIT_USAGE, ConfigError, MalformedEvent
+from bot.github.client import GitHubClient, RequestPolicy
 from bot.github.events import Event, parse_event
-from bot.github.plan import Plan, Refusal, plan_session
-from bot.github.publish import git_auth_env, publish
-from bot.github.rules import (
-    Ignore,
-    PermissionOf,
-    Reply,
-    Run,
-    Stop,
-    addressed_number,
-    decide,
-    owner_aware,
-    target_key,
-)
+from bot.github.limits import fit
+from bot.github.rules import SESSION_CHECK
+from bot.handler import Answered, Handler, acknowledge
 from bot.reporting.terminal import TerminalReporter
 from bot.secrets import Redactor, scrubbed_environment
 from bot.session import SessionSpec, run_session
-from bot.task import Context
+from bot.task import Context, FailedRun
+from bot.triage import changed_lines, diagnose
 from bot.workspace import fetch, has_commit, watch_own_files
-
-EXIT_CODES = {"validated": 0, "not_validated": 1, "error": 3, "cancelled": 130}
 
 
 class ActionRunner:
-    def __init__(self, environ: Mapping[str, str]) -> None:
+    def __init__(self, environ: Mapping[str, str], *, policy: RequestPolicy = RequestPolicy()) -> None:
         self.environ = dict(environ)
         self.env = ActionsEnvironment.from_environ(environ)
         self.commands = WorkflowCommands(sys.stdout)
@@ -65,9 +51,9 @@ class ActionRunner:
         self.redactor.add(self.env.token, self.git_env["GIT_CONFIG_VALUE_0"].split()[-1])
         for value in self.redactor.values:  # before anything else is printed
             self.commands.mask(value)
-        self.github = GitHubClient(token=self.env.token, api_url=self.env.api_url, repository=self.env.repository)
+        self.github = GitHubClient(token=self.env.token, api_url=self.env.api_url, repository=self.env.repository,
+                                   policy=policy)
         self.links = render.Links(run_url=self.env.run_url, artifact=self.env.artifact)
-        self.permission: PermissionOf = self.github.permission
         self.can_stop = False
 
     def log(self, message: str) -> None:
@@ -78,108 +64,69 @@ class ActionRunner:
                                         "session-dir": "", **values})
 
     def run(self) -> int:
-        """The Action's entry point: read the event file, read the config from the default branch,
-        decide, and answer (Ignore, Reply, Stop, an invalid config) or run the session and publish it.
+        """The Action's entry point: read the event file and hand it to the shared handler, which
+        answers Ignore, Reply, Stop and an invalid config; run the session it starts and publish it.
         Returns the exit code (0 validated or nothing to do, 1 not validated, 2 a usage or config
         error, 3 an error, 130 cancelled)."""
         try:
             payload = json.loads(self.env.event_path.read_text(encoding="utf-8"))
             event = parse_event(self.env.event_name, payload)
         except (OSError, ValueError, MalformedEvent) as error:
-            raise ConfigError(f"cannot read the {self.env.event_name} event at {self.env.event_path}: {error}") from None
+            raise ConfigError(f"cannot read the {self.env.event_name} event at {self.env.event_path}: "
+                              f"{error}") from None
         if not isinstance(event, Event):
-            self.log(f"fixloop does not act on {self.env.event_name}.{payload.get('action') or ''} events; nothing to do.")
+            self.log(f"fixloop does not act on {self.env.event_name}.{payload.get('action') or ''} events; "
+                     "nothing to do.")
             self.finish("skipped")
             return 0
-        default_branch = event.repository.default_branch
-        self.permission = owner_aware(event, self.github.permission)
-        config_text = self.github.file_text(self.env.config_path, default_branch)
-        try:
-            config = parse_config(config_text or "", source=self.env.config_path)
-            if not config.validation:
-                raise ConfigError(
-                    f"{self.env.config_path} on {default_branch} has no validation commands, so no change could be "
-                    "validated. Add e.g. `validate: [python -m pytest -q]`.",
-                    [("validate", "at least one command is needed")])
-        except ConfigError as error:
-            return self.invalid_config(event, error, config_text or "")
-        config = config.with_overrides(**{"model": self.env.model, "limits.iterations": self.env.max_iterations})
-        decision = decide(event, config, permission_of=self.permission, workflow_file=self.env.workflow_file)
-        if isinstance(decision, Ignore):
-            self.log(f"Nothing to do: {decision.reason}.")
-            self.finish("skipped")
-            return 0
-        if isinstance(decision, Reply):
-            self.github.comment(decision.number, self.redactor.text(decision.body))
-            self.finish("skipped")
-            return 0
-        if isinstance(decision, Stop):
-            return self.stop(decision)
-        return self.session(decision, config, default_branch)
-
-    def invalid_config(self, event: object, error: ConfigError, text: str) -> int:
-        """Report a broken config where someone who asked fixloop for something will see it."""
-        decision = decide(event, Config(), permission_of=self.permission,  # type: ignore[arg-type]
-                          workflow_file=self.env.workflow_file)
-        if isinstance(decision, Ignore):
-            self.log(f"{self.env.config_path} is invalid, and this event does not concern fixloop: {error}")
-            self.finish("skipped")
-            return 0
-        notes = [{"path": self.env.config_path, "start_line": line, "end_line": line, "annotation_level": "failure",
-                  "title": f"fixloop config: {key}", "message": message}
-                 for key, message in error.problems if (line := key_line(text, key))]
-        if self.env.sha:
-            self.github.create_check_run(
-                name=render.SESSION_CHECK, head_sha=self.env.sha, status="completed", conclusion="failure",
-                output={"title": f"Invalid {self.env.config_path}", "summary": render.fit(f"```\n{error}\n```"),
-                        "annotations": notes[: render.ANNOTATIONS_PER_REQUEST]},
-                details_url=self.env.run_url)
-        if number := addressed_number(decision):
-            self.github.comment(number, f"fixloop cannot start: {self.env.config_path} on the default branch is invalid.\n\n```\n{error}\n```")
-        self.commands.error(str(error).splitlines()[0], file=self.env.config_path)
-        self.log(str(error))
-        self.finish("error")
-        return 2
-
-    def stop(self, decision: Stop) -> int:
-        cancelled = self.github.cancel_active_runs(self.env.workflow_file, decision.number,
-                                                   except_run=int(self.env.run_id) if self.env.run_id else None)
-        what = f"Stopped {len(cancelled)} fixloop run(s)" if cancelled else "No fixloop run was active"
-        self.github.comment(decision.number, f"{what} for #{decision.number}, as @{decision.requester} asked.")
-        self.finish("skipped")
-        return 0
-
-    def session(self, decision: Run, config: Config, default_branch: str) -> int:
-        target = decision.task.target
-        assert target is not None
-        if target.comment_id is not None and target.comment_kind is not None:
-            self.github.react(target.comment_id, target.comment_kind, "eyes")
-        plan = plan_session(decision.task, self.github, config, default_branch)
+        handler = Handler(self.github, redactor=self.redactor, workflow_file=self.env.workflow_file,
+                          config_path=self.env.config_path, own_run=int(self.env.run_id) if self.env.run_id else None,
+                          check_sha=self.env.sha, details_url=self.env.run_url)
+        handled = handler.handle(event, self.github.permission, overrides={
+            "model": self.env.model, "limits.iterations": self.env.max_iterations})
+        if isinstance(handled, Answered):
+            return self.answered(handled)
+        run, config = handled.run, handled.config
+        acknowledge(self.github, run)
+        plan = plan_session(run.task, run.origin, self.github, config, handled.default_branch)
         if isinstance(plan, Refusal):
             if plan.number:
-                self.github.comment(plan.number, f"fixloop did not start: {plan.reason}")
+                self.github.comment(plan.number, self.redactor.text(f"fixloop did not start: {plan.reason}"))
             self.log(f"Not started: {plan.reason}")
             self.finish("skipped")
             return 0
-        self.can_stop = bool(plan.task.target and plan.task.target.number)
+        return self.session(plan, config)
+
+    def answered(self, answered: Answered) -> int:
+        if error := answered.invalid_config:
+            self.commands.error(str(error).splitlines()[0], file=self.env.config_path)
+            self.log(str(error))
+            self.finish("error")
+            return EXIT_USAGE
+        self.log(f"Nothing to start: {answered.outcome}.")
+        self.finish("skipped")
+        return 0
+
+    def session(self, plan: Plan, config: Config) -> int:
+        self.can_stop = plan.origin.number is not None
         check_id = self.github.create_check_run(
-            name=render.SESSION_CHECK, head_sha=plan.check_sha, status="in_progress",
+            name=SESSION_CHECK, head_sha=plan.check_sha, status="in_progress",
             output=self.redactor.data(render.session_in_progress(plan.task.title, plan.task.source)),
-            details_url=self.env.run_url, external_id=target_key(plan.task),
+            details_url=self.env.run_url, external_id=plan.origin.key(),
             actions=render.session_buttons(None, can_stop=self.can_stop))
         try:
             return self._session(plan, config, check_id)
         except BaseException as error:
             self.github.update_check_run(check_id, conclusion="failure", output=self.redactor.data({
                 "title": "fixloop failed before the session could finish",
-                "summary": render.fit(f"{type(error).__name__}: {error}")}))
+                "summary": fit(f"{type(error).__name__}: {error}")}))
             raise
 
     def _session(self, plan: Plan, config: Config, check_id: int) -> int:
         watch_own_files(self.environ)  # before any code of the repository runs (triage's setup, the session's)
         if not has_commit(self.env.workspace, plan.base_sha):
             fetch(self.env.workspace, plan.fetch_ref, env=self.git_env)
-        model = AnthropicModel(config.model)
+        model = make_model(config)
         deflake, notes = None, None
         if plan.task.kind in ("ci_failure", "deflake"):
             prepared = self.diagnose(plan, config, check_id)
@@ -198,7 +145,7 @@ class ActionRunner:
         conclusion = "failure" if published.problem else render.conclusion_for(report.status)
         output = render.session_done(report, pull_url=published.pull_url, problem=published.problem, links=self.links)
         if notes:
-            output["text"] = render.fit(notes)
+            output["text"] = fit(notes)
         self.github.update_check_run(check_id, conclusion=conclusion, output=self.redactor.data(output),
                                      actions=render.session_buttons(report.status, can_stop=self.can_stop))
         append_summary(self.env.step_summary, self.redactor.text(render.job_summary(
@@ -208,20 +155,19 @@ class ActionRunner:
             "iterations": str(len(report.iterations)), "session-dir": str(Path(report.trajectory).parent)})
         if published.problem:
             self.commands.error(published.problem)
-            return 3
+            return EXIT_CODES["error"]
         return EXIT_CODES[report.status]
 
 
     def diagnose(self, plan: Plan, config: Config, check_id: int) -> tuple[Plan, DeflakeTarget | None, str] | None:
         """Evidence and triage for CI failures and deflake requests; None when no session is called for."""
-        task, target = plan.task, plan.task.target
-        assert target is not None
+        task, target = plan.task, plan.origin.target
         env = scrubbed_environment(self.environ, config.secrets.scrub)
         tests: list[str] = []
         changed: dict[str, set[int]] | None = None
         notes: list[str] = []
-        if task.kind == "ci_failure" and target.ci_run_id:
-            run = self.github.workflow_run(target.ci_run_id)
+        if task.kind == "ci_failure" and isinstance(target, FailedRun) and target.run_id:
+            run = self.github.workflow_run(target.run_id)
             with tempfile.TemporaryDirectory(prefix="fixloop-ci-") as scratch:  # the downloaded logs
                 evidence = gather(self.github, run, plan.pr_base, Path(scratch))
             task = task.model_copy(update={"context": [*task.context, *evidence.context()]})
@@ -229,12 +175,12 @@ class ActionRunner:
             green = next((job.pass_run for job in evidence.jobs if job.pass_run), None)
             if green and has_commit(self.env.workspace, green_sha := self.github.workflow_run(green).head_sha):
                 changed = changed_lines(self.env.workspace, green_sha, plan.base_sha)
-        elif task.kind == "deflake" and target.test_id:
-            tests = [target.test_id]
+        elif task.kind == "deflake" and task.test:
+            tests = [task.test]
         self.log(f"Triage of {len(tests)} failing test(s): {', '.join(tests[:10]) or 'none named in the log'}")
         diagnosis = diagnose(self.env.workspace, plan.base_sha, tests, setup=config.setup, env=env,
-                             timeout=config.limits.command_timeout, confidence=config.deflake.confidence, changed=changed,
-                             sandbox=config.sandbox, environ=self.environ)
+                             timeout=config.limits.command_timeout, confidence=config.deflake.confidence,
+                             changed=changed, sandbox=config.sandbox, environ=self.environ)
         notes.insert(0, diagnosis.summary())
         if diagnosis.kind == "infrastructure":
             self.infrastructure(plan, "\n\n".join(notes), check_id)
@@ -242,7 +188,7 @@ class ActionRunner:
         context = [*task.context, Context(source="fixloop's triage of the failing tests", text=diagnosis.summary())]
         if diagnosis.deflake is not None:
             test = diagnosis.deflake.test
-            task = task.model_copy(update={"kind": "deflake", "context": context, "instructions": (
+            task = task.model_copy(update={"kind": "deflake", "test": test, "context": context, "instructions": (
                 f"Test {test} is unreliable: it fails some of the time at this commit (see the triage). Find the "
                 "cause of the nondeterminism (shared state, ordering, time, randomness, concurrency, external "
                 "resources) and fix it in the test or the code under it. Do not add retries, sleeps or skip "
@@ -258,13 +204,14 @@ class ActionRunner:
                 f"like an environment or infrastructure problem rather than a code change to make.\n\n{notes}")
         self.github.update_check_run(check_id, conclusion="neutral", actions=[], output=self.redactor.data({
             "title": "Could not reproduce: likely an environment or infrastructure problem",
-            "summary": render.fit(body)}))
+            "summary": fit(body)}))
         if plan.comment_on:
-            self.github.comment(plan.comment_on, self.redactor.text(render.fit(body, 60_000)))
+            self.github.comment(plan.comment_on, self.redactor.text(fit(body, 60_000)))
         self.log(body)
         self.finish("skipped")
 
 
-def run_action(environ: Mapping[str, str] | None = None) -> int:
-    """`fixloop action`: one session inside a GitHub Actions runner (see ActionRunner.run)."""
-    return ActionRunner(os.environ if environ is None else environ).run()
+def run_action(environ: Mapping[str, str] | None = None, *, policy: RequestPolicy = RequestPolicy()) -> int:
+    """`fixloop action`: one session inside a GitHub Actions runner (see ActionRunner.run); `policy`: how
+    its GitHub requests are paced and retried."""
+    return ActionRunner(os.environ if environ is None else environ, policy=policy).run()

@@ -9,21 +9,20 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from bot.action import render
 from bot.agent.events import (
     ChangesMade,
     Event,
     IterationStarted,
     ModelCalled,
     SessionEnded,
-    SessionStarted,
     ToolCalled,
     ValidationRan,
 )
-from bot.agent.pricing import price_for
 from bot.agent.usage import Usage
 from bot.errors import GitHubError
-from bot.github import render
 from bot.github.client import GitHubClient
+from bot.github.limits import batches
 from bot.search import TOOL_NAME as SEARCH_TOOL
 from bot.secrets import Redactor
 
@@ -34,7 +33,7 @@ class CheckRunReporter:
         self.github, self.head_sha, self.task_title = github, head_sha, task_title
         self.redactor, self.warn, self.details_url = redactor, warn, details_url
         self.total = Usage()
-        self.price = price_for("")
+        self.cost_usd = 0.0
         self.view: render.IterationView | None = None
         self.check_id: int | None = None
         self.created: list[int] = []
@@ -47,9 +46,7 @@ class CheckRunReporter:
 
     def _handle(self, event: Event) -> None:
         view = self.view
-        if isinstance(event, SessionStarted):
-            self.price = price_for(event.model)
-        elif isinstance(event, IterationStarted):
+        if isinstance(event, IterationStarted):
             self.view = render.IterationView(event.n)
             self.check_id = self.github.create_check_run(
                 name=render.iteration_check_name(event.n), head_sha=self.head_sha, status="in_progress",
@@ -60,7 +57,7 @@ class CheckRunReporter:
             return
         elif isinstance(event, ModelCalled):
             view.usage = view.usage + event.usage
-            self.total = self.total + event.usage
+            self.total, self.cost_usd = self.total + event.usage, event.session_cost_usd
             if event.text.strip():
                 view.said.append(event.text.strip())
         elif isinstance(event, ToolCalled):
@@ -77,9 +74,9 @@ class CheckRunReporter:
 
     def _complete(self, conclusion: str, stopped: str | None = None) -> None:
         assert self.view is not None and self.check_id is not None
-        output = render.iteration_done(self.view, total=self.total, cost_usd=self.price.cost(self.total), stopped=stopped)
+        output = render.iteration_done(self.view, total=self.total, cost_usd=self.cost_usd, stopped=stopped)
         failed = self.view.validation.failed_tests if self.view.validation else []
-        for index, batch in enumerate(render.batches(render.failure_annotations(failed))):
+        for index, batch in enumerate(batches(render.failure_annotations(failed))):
             payload = self.redactor.data({**output, "annotations": batch} if batch else output)
             self.github.update_check_run(self.check_id, output=payload, conclusion=conclusion if index == 0 else None)
         self.check_id = None

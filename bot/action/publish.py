@@ -11,11 +11,11 @@ import base64
 from dataclasses import dataclass
 from pathlib import Path
 
+from bot.action import render
+from bot.action.plan import Plan
 from bot.config import Config
 from bot.errors import GitHubError, WorkspaceError
-from bot.github import render
 from bot.github.client import GitHubClient
-from bot.github.plan import Plan
 from bot.secrets import Redactor
 from bot.trajectory import Report
 from bot.workspace import push
@@ -67,9 +67,8 @@ def _open_or_update(report: Report, plan: Plan, *, github: GitHubClient, repo: P
     except WorkspaceError as error:
         return Published(problem=f"git push to {plan.branch} failed: {redactor.text(str(error))}")
     title = redactor.text(f"fixloop: {plan.task.title}")[:250]
-    correlation = plan.task.target.correlation_id if plan.task.target else None
     body = redactor.text(render.pull_request_body(report, task_source=plan.task.source, fixes=plan.fixes, links=links,
-                                                  marker=marker(correlation), notes=notes))
+                                                  marker=marker(plan.origin.correlation_id), notes=notes))
     try:
         existing = plan.existing_pr or github.open_pull_for(plan.branch)
         if existing is not None:

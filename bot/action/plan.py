@@ -10,17 +10,17 @@ Pull requests from forks are refused: fixloop never pushes to them or runs their
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 
 from bot.config import Config
 from bot.github.client import GitHubClient, PullInfo
-from bot.task import Context, Task
+from bot.task import Context, FailedRun, Origin, Task, Thread, branch_name, stable_id
 
 
 @dataclass(frozen=True)
 class Plan:
     task: Task  # completed with what GitHub says about the target
+    origin: Origin  # likewise (a thread's kind, a failed run's branch and commit)
     base_sha: str  # the commit the agent starts from
     fetch_ref: str  # what to fetch from origin so that base_sha is present
     check_sha: str  # where check runs are shown
@@ -38,77 +38,70 @@ class Refusal:
     reason: str
 
 
-def stable_id(repository: str, key: str) -> str:
-    return hashlib.sha1(f"{repository}#{key}".encode()).hexdigest()[:8]
-
-
-def plan_session(task: Task, github: GitHubClient, config: Config, default_branch: str) -> Plan | Refusal:
-    target = task.target
-    assert target is not None, "GitHub sessions have a target"
-    if task.kind == "ci_failure":
-        return _ci_plan(task, github, config)
-    assert target.number is not None
+def plan_session(task: Task, origin: Origin, github: GitHubClient, config: Config,
+                 default_branch: str) -> Plan | Refusal:
+    target = origin.target
+    if isinstance(target, FailedRun):
+        return _ci_plan(task, origin, target, github, config)
     issue = github.issue(target.number)
     if issue.is_pull_request:
-        return _pull_plan(task, github, config, github.pull(target.number))
+        return _pull_plan(task, origin, github, config, github.pull(target.number))
     task = task.model_copy(update={
         "title": issue.title,
-        "target": target.model_copy(update={"pull_request": False}),
         "context": [Context(source=f"issue #{issue.number} by @{issue.author}",
                             text=f"{issue.title}\n\n{issue.body}".strip()),
                     *[c for c in task.context if not c.source.startswith(f"issue #{issue.number}")]],
     })
+    origin = origin.model_copy(update={"target": Thread(number=issue.number)})
     base_sha = github.branch_sha(default_branch)
     if base_sha is None:
-        return Refusal(target.number, f"the default branch {default_branch!r} was not found")
-    branch = f"{config.branch_prefix}{task.slug()}-{stable_id(target.repository, str(issue.number))}"
-    return Plan(task=task, base_sha=base_sha, fetch_ref=default_branch, check_sha=base_sha, branch=branch,
-                expected_sha=github.branch_sha(branch), pr_base=default_branch, existing_pr=github.open_pull_for(branch),
-                fixes=issue.number, comment_on=issue.number)
+        return Refusal(issue.number, f"the default branch {default_branch!r} was not found")
+    branch = branch_name(config.branch_prefix, task, stable_id(origin.repository, str(issue.number)))
+    return Plan(task=task, origin=origin, base_sha=base_sha, fetch_ref=default_branch, check_sha=base_sha,
+                branch=branch, expected_sha=github.branch_sha(branch), pr_base=default_branch,
+                existing_pr=github.open_pull_for(branch), fixes=issue.number, comment_on=issue.number)
 
 
-def _pull_plan(task: Task, github: GitHubClient, config: Config, pull: PullInfo) -> Plan | Refusal:
-    target = task.target
-    assert target is not None
-    if pull.head_repository != target.repository:
+def _pull_plan(task: Task, origin: Origin, github: GitHubClient, config: Config, pull: PullInfo) -> Plan | Refusal:
+    if pull.head_repository != origin.repository:
         return Refusal(pull.number, "this pull request comes from a fork; fixloop does not push to forks or run "
                                     "their code with this repository's secrets.")
     task = task.model_copy(update={
         "title": pull.title,
-        "target": target.model_copy(update={"pull_request": True}),
         "context": [*task.context, Context(source=f"pull request #{pull.number} by @{pull.author}",
                                            text=f"{pull.title}\n\n{pull.body}".strip())],
     })
+    origin = origin.model_copy(update={"target": Thread(number=pull.number, pull_request=True)})
     expected: str | None
     existing: PullInfo | None
     if pull.head_ref.startswith(config.branch_prefix):  # fixloop's own draft: add commits to it
         branch, expected, pr_base, existing = pull.head_ref, pull.head_sha, pull.base_ref, pull
     else:
-        branch = f"{config.branch_prefix}{task.slug()}-{stable_id(target.repository, f'pr{pull.number}')}"
+        branch = branch_name(config.branch_prefix, task, stable_id(origin.repository, f"pr{pull.number}"))
         expected, pr_base, existing = github.branch_sha(branch), pull.head_ref, github.open_pull_for(branch)
-    return Plan(task=task, base_sha=pull.head_sha, fetch_ref=pull.head_ref, check_sha=pull.head_sha, branch=branch,
-                expected_sha=expected, pr_base=pr_base, existing_pr=existing, fixes=None, comment_on=pull.number)
+    return Plan(task=task, origin=origin, base_sha=pull.head_sha, fetch_ref=pull.head_ref, check_sha=pull.head_sha,
+                branch=branch, expected_sha=expected, pr_base=pr_base, existing_pr=existing, fixes=None,
+                comment_on=pull.number)
 
 
-def _ci_plan(task: Task, github: GitHubClient, config: Config) -> Plan | Refusal:
-    target = task.target
-    assert target is not None
-    sha, branch = target.ci_head_sha, target.ci_branch
+def _ci_plan(task: Task, origin: Origin, target: FailedRun, github: GitHubClient, config: Config) -> Plan | Refusal:
+    sha, branch = target.head_sha, target.branch
     if not sha or not branch:  # dispatched with just the workflow run id
-        if target.ci_run_id is None:
+        if target.run_id is None:
             return Refusal(None, "a CI failure needs the failed workflow run or the failing branch@sha")
-        run = github.workflow_run(target.ci_run_id)
+        run = github.workflow_run(target.run_id)
         sha, branch = run.head_sha, run.head_branch
         task = task.model_copy(update={
             "title": f"Fix CI: {run.name} failed on {branch}",
-            "target": target.model_copy(update={"ci_head_sha": sha, "ci_branch": branch}),
-            "context": [*task.context, Context(source=f"workflow run {run.id}", text=f"{run.name} concluded {run.conclusion}: {run.url}")],
+            "context": [*task.context, Context(source=f"workflow run {run.id}",
+                                               text=f"{run.name} concluded {run.conclusion}: {run.url}")],
         })
+        origin = origin.model_copy(update={"target": target.model_copy(update={"head_sha": sha, "branch": branch})})
     own = github.open_pull_for(branch) if branch.startswith(config.branch_prefix) else None
     if own is not None:
-        return Plan(task=task, base_sha=sha, fetch_ref=branch, check_sha=sha, branch=branch, expected_sha=own.head_sha,
-                    pr_base=own.base_ref, existing_pr=own, fixes=None, comment_on=own.number)
-    fix_branch = f"{config.branch_prefix}ci-{task.slug(30)}-{stable_id(target.repository, f'ci:{branch}')}"
-    return Plan(task=task, base_sha=sha, fetch_ref=branch, check_sha=sha, branch=fix_branch,
-                expected_sha=github.branch_sha(fix_branch), pr_base=branch, existing_pr=github.open_pull_for(fix_branch),
-                fixes=None, comment_on=None)
+        return Plan(task=task, origin=origin, base_sha=sha, fetch_ref=branch, check_sha=sha, branch=branch,
+                    expected_sha=own.head_sha, pr_base=own.base_ref, existing_pr=own, fixes=None, comment_on=own.number)
+    fix_branch = branch_name(config.branch_prefix, task, stable_id(origin.repository, f"ci:{branch}"))
+    return Plan(task=task, origin=origin, base_sha=sha, fetch_ref=branch, check_sha=sha, branch=fix_branch,
+                expected_sha=github.branch_sha(fix_branch), pr_base=branch,
+                existing_pr=github.open_pull_for(fix_branch), fixes=None, comment_on=None)
