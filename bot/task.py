@@ -20,6 +20,7 @@ from bot.errors import MalformedEvent
 DispatchKind = Literal["issue", "command", "ci_failure", "deflake"]
 TaskKind = Literal["local", DispatchKind]
 DISPATCH_KINDS: tuple[str, ...] = get_args(DispatchKind)  # the `kind` options of workflows/fixloop.yml
+WORKFLOW_FILE = "fixloop.yml"  # the workflow the App dispatches, in .github/workflows/ (a setting can rename it)
 
 # GitHub refuses a dispatch whose inputs add up to more than this many characters.
 INPUTS_LIMIT = 65_535

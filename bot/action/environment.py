@@ -9,7 +9,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
+from bot.config import CONFIG_PATH
 from bot.errors import ConfigError
+from bot.task import WORKFLOW_FILE
 
 REQUIRED = ("GITHUB_EVENT_NAME", "GITHUB_EVENT_PATH", "GITHUB_REPOSITORY", "GITHUB_WORKSPACE")
 
@@ -27,10 +29,10 @@ class ActionsEnvironment:
     sha: str | None = None
     step_summary: Path | None = None
     output: Path | None = None
-    workflow_file: str = "fixloop.yml"
+    workflow_file: str = WORKFLOW_FILE
     model: str | None = None
     max_iterations: int | None = None
-    config_path: str = ".github/fixloop.yml"
+    config_path: str = CONFIG_PATH
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> ActionsEnvironment:

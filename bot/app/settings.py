@@ -10,6 +10,7 @@ from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
 from bot.errors import ConfigError
+from bot.task import WORKFLOW_FILE
 
 HOW_TO = "See 'Running the GitHub App' in the README (`fixloop app manifest` helps register the App)."
 
@@ -22,7 +23,7 @@ class AppSettings:
     api_url: str = "https://api.github.com"
     database: Path = Path("fixloop.sqlite3")
     api_token: str | None = None  # bearer token for /api/sessions; the API is off without it
-    workflow_file: str = "fixloop.yml"
+    workflow_file: str = WORKFLOW_FILE
     app_slug: str | None = None  # the App's own slug, to ignore its own check suites and buttons
 
     @classmethod

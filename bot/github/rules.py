@@ -32,7 +32,7 @@ from bot.github.events import (
     WorkflowDispatch,
     WorkflowRunCompleted,
 )
-from bot.task import Comment, Context, FailedRun, Origin, Task, Thread, from_inputs
+from bot.task import WORKFLOW_FILE, Comment, Context, FailedRun, Origin, Task, Thread, from_inputs
 
 WRITE_ROLES = frozenset({"admin", "maintain", "write"})
 SESSION_CHECK = "fixloop"  # the name of fixloop's session check run; its iterations' start with it
@@ -77,7 +77,7 @@ def addressed_number(decision: Decision) -> int | None:
 PermissionOf = Callable[[str], str]
 
 
-def decide(event: Event, config: Config, *, permission_of: PermissionOf, workflow_file: str = "fixloop.yml",
+def decide(event: Event, config: Config, *, permission_of: PermissionOf, workflow_file: str = WORKFLOW_FILE,
            app_slug: str | None = None) -> Decision:
     """What fixloop does about `event`, for the App and the Action alike: Ignore (with the reason),
     Reply (a comment, e.g. to someone without write access), Stop (cancel the target's runs), or Run
