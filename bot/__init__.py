@@ -2,6 +2,11 @@
 
 The public API is what this module exports; everything else is implementation and may change.
 Errors are documented in one place: `bot.errors`.
+
+Read the package in the order data flows through it: `github` (events, commands, rules: an event
+becomes a decision) → `handler` (one for both ways in) → `app` (dispatches the Run to a workflow) or
+`action` (plans it and runs the session) → `session` → `agent` (the loop ⇄ model, tools) and
+`validation` → the Action's check runs and `publish` → the audit trail (`trajectory`).
 """
 
 from __future__ import annotations

@@ -17,6 +17,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from bot.errors import ConfigError
+from bot.github.events import EVENT_NAMES
 
 # Permission -> (access, why). The workflow mints its own installation token from the same App,
 # so this is also everything the session in Actions needs.
@@ -29,17 +30,11 @@ PERMISSIONS: dict[str, tuple[str, str]] = {
     "metadata": ("read", "read repositories (mandatory for every GitHub App)"),
 }
 
-# Webhook events the App subscribes to. `installation` and `installation_repositories` need no
-# subscription: GitHub delivers them to every App.
-EVENTS: tuple[str, ...] = (
-    "issues",
-    "issue_comment",
-    "pull_request_review_comment",
-    "pull_request",
-    "workflow_run",
-    "check_suite",
-    "check_run",
-)
+# Webhook events the App subscribes to: those fixloop acts on, but `installation` and
+# `installation_repositories` (GitHub delivers them to every App) and `workflow_dispatch` (the Action's
+# hand-over from the App, never a webhook of its own).
+UNSUBSCRIBED = frozenset({"installation", "installation_repositories", "workflow_dispatch"})
+EVENTS: tuple[str, ...] = tuple(sorted(EVENT_NAMES - UNSUBSCRIBED))
 
 HOMEPAGE = "https://github.com/fixloop-dev/fixloop"
 PLACEHOLDER_URL = "https://REPLACE-WITH-YOUR-FIXLOOP-HOST.invalid"

@@ -30,13 +30,11 @@ from bot.app.store import SessionRecord, Store
 from bot.errors import ConfigError, GitHubError
 from bot.github.app_auth import InstallationTokens
 from bot.github.client import RequestPolicy
-from bot.github.events import verify_signature
+from bot.github.events import EVENT_NAMES, verify_signature
 from bot.github.rules import Run
 from bot.task import DispatchKind, FailedRun, Origin, Task, Thread
 
 MAX_BODY = 25 * 1024 * 1024  # GitHub caps payloads at 25 MB
-EVENTS = frozenset({"issues", "issue_comment", "pull_request_review_comment", "pull_request", "workflow_run",
-                    "check_suite", "check_run", "installation", "installation_repositories", "workflow_dispatch"})
 STOP = object()
 
 
@@ -169,7 +167,7 @@ def create_app(settings: AppSettings, service: Service | None = None, *,
             return reject(400, event, "bad_request", "the body is not JSON that fixloop can read")
         if not isinstance(payload, dict):
             return reject(400, event, "bad_request", "the body must be a JSON object")
-        if event not in EVENTS:
+        if event not in EVENT_NAMES:
             service.metrics.delivery(event, "unhandled")
             return JSONResponse({"ignored": f"fixloop does not act on {event} events"}, status_code=202)
         if not await run_in_threadpool(service.store.claim_delivery, delivery[:200], event, payload):

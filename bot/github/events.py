@@ -201,6 +201,9 @@ EVENT_TYPES: dict[tuple[str, str | None], type[_Lenient]] = {
     ("installation", "*"): InstallationChanged,
     ("installation_repositories", "*"): InstallationChanged,
 }
+# The events fixloop acts on, by name: the App's server answers others at once, and subscribes to
+# these (bot.app.manifest), so adding an event above is all it takes.
+EVENT_NAMES = frozenset(name for name, _ in EVENT_TYPES)
 
 
 def parse_event(name: str, payload: Any) -> Event | InstallationChanged | None:
