@@ -48,13 +48,17 @@ class Start:
 
 class Handler:
     def __init__(self, github: GitHubClient, *, redactor: Redactor, workflow_file: str, app_slug: str | None = None,
-                 config_path: str = CONFIG_PATH, own_run: int | None = None, check_sha: str | None = None,
-                 details_url: str | None = None, on_stop: Callable[[Stop], None] = lambda stop: None) -> None:
-        """`config_path`: the Action's `config` input may name another file. `own_run`: the workflow run
+                 config_path: str = CONFIG_PATH, config_required: bool = True, own_run: int | None = None,
+                 check_sha: str | None = None, details_url: str | None = None,
+                 on_stop: Callable[[Stop], None] = lambda stop: None) -> None:
+        """`config_path`: the Action's `config` input may name another file. `config_required`: whether
+        a missing config file is a mistake (the App passes False: a workflow may read its config from
+        another file, and the Action checks that one). `own_run`: the workflow run
         handling the event (a Stop leaves it alone). `check_sha`: where an invalid config is shown as a
         failed check run (the App, whose token cannot write checks, passes None). `on_stop`: what else
         a Stop ends (the App's records of its sessions)."""
-        self.github, self.redactor, self.config_path = github, redactor, config_path
+        self.github, self.redactor = github, redactor
+        self.config_path, self.config_required = config_path, config_required
         self.workflow_file, self.app_slug, self.own_run = workflow_file, app_slug, own_run
         self.check_sha, self.details_url, self.on_stop = check_sha, details_url, on_stop
 
@@ -64,11 +68,12 @@ class Handler:
         `overrides`: config keys set by the Action's inputs (see `Config.with_overrides`)."""
         default_branch = event.repository.default_branch
         permission_of = owner_aware(event, permission_of)
-        text = self.github.file_text(self.config_path, default_branch) or ""
+        text = self.github.file_text(self.config_path, default_branch)
         try:
-            config = self.load_config(text, default_branch).with_overrides(**(overrides or {}))
+            config = self.load_config(text, default_branch)
         except ConfigError as error:
-            return self._invalid(event, error, text, permission_of)
+            return self._invalid(event, error, text or "", permission_of)
+        config = config.with_overrides(**(overrides or {}))  # a bad override is the caller's mistake, not the file's
         decision = decide(event, config, permission_of=permission_of, workflow_file=self.workflow_file,
                           app_slug=self.app_slug)
         if isinstance(decision, Ignore):
@@ -93,6 +98,8 @@ class Handler:
                            app_slug=self.app_slug)
         if isinstance(addressed, Ignore):
             return Answered(f"ignored: {addressed.reason} (and {self.config_path} is invalid: {error})")
+        if isinstance(addressed, Stop):  # a broken config must not keep a running session from being stopped
+            return self._stop(addressed)
         report = self.redactor.text(f"```\n{error}\n```")
         if self.check_sha:
             notes = [{"path": self.config_path, "start_line": line, "end_line": line, "annotation_level": "failure",
@@ -108,11 +115,11 @@ class Handler:
             self.github.comment(number, f"fixloop cannot start: {where} is invalid.\n\n{report}")
         return Answered(f"refused: invalid {self.config_path}", invalid_config=error)
 
-    def load_config(self, text: str, default_branch: str) -> Config:
-        """The repository's config as committed on the default branch; one that cannot validate
-        anything is invalid too."""
-        config = parse_config(text, source=self.config_path)
-        if not config.validation:
+    def load_config(self, text: str | None, default_branch: str) -> Config:
+        """The repository's config as committed on the default branch (`text`, None when there is no
+        such file); one that cannot validate anything is invalid too."""
+        config = parse_config(text or "", source=self.config_path)
+        if not config.validation and (text is not None or self.config_required):
             raise ConfigError(
                 f"{self.config_path} on {default_branch} has no validation commands, so no change could be validated. "
                 "Add e.g. `validate: [python -m pytest -q]`.", [("validate", "at least one command is needed")])
@@ -120,7 +127,7 @@ class Handler:
 
     def config(self, default_branch: str) -> Config:
         """The config on the default branch, for a start that skipped `handle` (the App's API)."""
-        return self.load_config(self.github.file_text(self.config_path, default_branch) or "", default_branch)
+        return self.load_config(self.github.file_text(self.config_path, default_branch), default_branch)
 
 
 def acknowledge(github: GitHubClient, run: Run) -> None:

@@ -9,6 +9,8 @@ anyone (issue text, a pull request description, CI evidence): the model sees it 
 from __future__ import annotations
 
 import hashlib
+import json
+import math
 import re
 from collections.abc import Mapping
 from typing import Literal, cast, get_args
@@ -22,8 +24,10 @@ TaskKind = Literal["local", DispatchKind]
 DISPATCH_KINDS: tuple[str, ...] = get_args(DispatchKind)  # the `kind` options of workflows/fixloop.yml
 WORKFLOW_FILE = "fixloop.yml"  # the workflow the App dispatches, in .github/workflows/ (a setting can rename it)
 
-# GitHub refuses a dispatch whose inputs add up to more than this many characters.
+# GitHub refuses a dispatch whose inputs add up to more than this many characters; fixloop counts
+# them as the JSON it sends (escapes included), with room to spare for the request around them.
 INPUTS_LIMIT = 65_535
+INPUTS_BUDGET = INPUTS_LIMIT - 1_024
 CUT = "\n(cut to fit GitHub's limit on workflow_dispatch inputs)"
 
 
@@ -41,8 +45,7 @@ class Task(BaseModel):
     test: str | None = None  # the test to make reliable (deflake)
 
     def slug(self, limit: int = 40) -> str:
-        words = re.sub(r"[^a-z0-9]+", "-", self.title.lower()).strip("-")
-        return words[:limit].rstrip("-") or "change"
+        return _slug(self.title, limit)
 
     def statement(self) -> str:
         """The task in one text, for records (the model gets the fenced form from the prompt)."""
@@ -50,11 +53,22 @@ class Task(BaseModel):
         return "\n\n".join(p for p in parts if p.strip())
 
 
+def _slug(text: str, limit: int) -> str:
+    words = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+    return words[:limit].rstrip("-") or "change"
+
+
 def branch_name(prefix: str, task: Task, suffix: str) -> str:
-    """fixloop's branch for `task`: `prefix` (the config's `branch_prefix`), the title's slug, and
-    `suffix` (a `stable_id` for GitHub targets, so a retry finds its earlier branch and pull request)."""
-    slug = f"ci-{task.slug(30)}" if task.kind == "ci_failure" else task.slug()
-    return f"{prefix}{slug}-{suffix}"
+    """fixloop's branch for an issue, a pull request or a local task: `prefix` (the config's
+    `branch_prefix`), the title's slug, and `suffix` (a `stable_id` for GitHub targets, so that a
+    retry finds its earlier branch and pull request)."""
+    return f"{prefix}{task.slug()}-{suffix}"
+
+
+def ci_branch_name(prefix: str, failing_branch: str, suffix: str) -> str:
+    """fixloop's branch for a fix of CI on `failing_branch`, named after that branch alone (as the App
+    has always named it): a retry finds it whichever way it came and whatever the failed run's name."""
+    return f"{prefix}ci-{_slug(f'Fix CI: {failing_branch} failed', 30)}-{suffix}"
 
 
 def stable_id(repository: str, key: str) -> str:
@@ -114,12 +128,20 @@ class Origin(BaseModel):
 _CONTEXT = TypeAdapter(list[Context])
 
 
+def split_head(head: str) -> tuple[str, str]:
+    """`branch@sha` as (branch, sha); a branch name may hold "@", a commit id never does."""
+    branch, at, sha = head.rpartition("@")
+    return (branch, sha) if at else (head, "")
+
+
 def to_inputs(task: Task, origin: Origin) -> dict[str, str]:
     """The `workflow_dispatch` inputs that hand `task` to the repository's fixloop workflow.
 
     Lossless for what the runner needs: `from_inputs` gives back the same task and origin, except
     the comment that asked (the App has answered it) and whether the number is a pull request (the
-    runner asks GitHub). When the inputs would exceed GitHub's limit, the longest texts are cut."""
+    runner asks GitHub). When the inputs, as JSON, would exceed GitHub's limit, the longest texts
+    are cut to fit (and context items cut to nothing are left out). Raises MalformedEvent for a task
+    that cannot fit at all."""
     if task.kind == "local":
         raise ValueError("a local task is not dispatched")
     target = origin.target
@@ -138,21 +160,27 @@ def to_inputs(task: Task, origin: Origin) -> dict[str, str]:
     context = [item.model_copy() for item in task.context]
     while True:
         inputs["context"] = _CONTEXT.dump_json(context).decode() if context else ""
-        excess = sum(map(len, inputs.values())) - INPUTS_LIMIT
+        excess = len(json.dumps(inputs)) - INPUTS_BUDGET
         if excess <= 0:
             return inputs
         longest = max(context, key=lambda item: len(item.text), default=None)
-        if longest is not None and len(longest.text) > len(inputs["instructions"]):
-            longest.text = _cut(longest.text, excess)
+        if longest is not None and len(longest.text) > max(len(CUT), len(inputs["instructions"])):
+            longest.text = _cut(longest.text, excess, json.dumps(json.dumps(longest.text, ensure_ascii=False)))
         elif len(inputs["instructions"]) > len(CUT):
-            inputs["instructions"] = _cut(inputs["instructions"], excess)
+            inputs["instructions"] = _cut(inputs["instructions"], excess, json.dumps(inputs["instructions"]))
+        elif context:
+            context.pop()
         else:
-            raise ValueError(f"the task's title and source exceed GitHub's limit of {INPUTS_LIMIT} characters")
+            raise MalformedEvent(f"the task does not fit the {INPUTS_LIMIT:,} characters GitHub takes as "
+                                 "workflow_dispatch inputs, even with its texts cut")
 
 
-def _cut(text: str, excess: int) -> str:
+def _cut(text: str, excess: int, encoded: str) -> str:
+    """`text` shortened by about `excess` characters of its `encoded` form (escaping makes some
+    characters count several times), ending in a note that it was cut."""
     kept = text.removesuffix(CUT)
-    return kept[: max(0, len(kept) - excess - len(CUT) - 64)] + CUT
+    drop = math.ceil(excess * len(text) / len(encoded)) + len(CUT) + 16
+    return kept[: max(0, len(kept) - drop)] + CUT
 
 
 def from_inputs(inputs: Mapping[str, object], *, repository: str, sender: str) -> tuple[Task, Origin]:
@@ -164,10 +192,12 @@ def from_inputs(inputs: Mapping[str, object], *, repository: str, sender: str) -
     kind, raw = text("kind"), text("target").lstrip("#")
     if kind not in DISPATCH_KINDS:
         raise MalformedEvent(f"workflow_dispatch input kind={kind!r} is not one of {sorted(DISPATCH_KINDS)}")
-    if not raw.isdigit():
-        raise MalformedEvent(f"workflow_dispatch input target={raw!r} is not a number")
+    if not re.fullmatch(r"[0-9]{1,12}", raw):
+        raise MalformedEvent(f"workflow_dispatch input target={raw[:40]!r} is not a number")
     if kind == "deflake" and not text("test"):
         raise MalformedEvent("workflow_dispatch input test is needed for kind=deflake (a test id)")
+    if text("test").startswith("-"):
+        raise MalformedEvent(f"workflow_dispatch input test={text('test')[:80]!r} is not a test id")
     try:
         context = _CONTEXT.validate_json(text("context")) if text("context") else []
     except ValidationError as error:
@@ -175,7 +205,7 @@ def from_inputs(inputs: Mapping[str, object], *, repository: str, sender: str) -
     requester = text("requester") or sender
     target: Thread | FailedRun
     if kind == "ci_failure":
-        branch, _, sha = text("head").partition("@")
+        branch, sha = split_head(text("head"))
         target = FailedRun(run_id=int(raw) or None, branch=branch or None, head_sha=sha or None)
         title = f"Fix CI: {branch or f'workflow run {raw}'} failed"
     else:

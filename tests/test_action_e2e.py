@@ -195,7 +195,7 @@ def test_failed_workflow_run_opens_a_fix_against_the_failing_branch(runner):
     runner.api.push(RIGHT_AT_ONCE, DONE)
     assert runner.run("workflow_run", payload) == 0
     (pull,) = runner.github.pulls(REPO)
-    assert pull.pull.base_ref == "main" and pull.pull.head_ref.startswith("fixloop/ci-fix-ci-ci-failed-on-main-")
+    assert pull.pull.base_ref == "main" and pull.pull.head_ref.startswith("fixloop/ci-fix-ci-main-failed-")
     assert checks(runner.github)["fixloop"].conclusion == "success"
 
 

@@ -18,7 +18,7 @@ from bot.errors import GitHubError
 from bot.github import limits
 from bot.github.client import GitHubClient, RequestPolicy
 from bot.secrets import Redactor
-from bot.task import Origin, Task, Thread, stable_id
+from bot.task import FailedRun, Origin, Task, Thread, stable_id
 from bot.validation import CommandOutcome, FailedTest, ValidationResult
 
 API = "https://api.github.com:443/repos/octo/calc"
@@ -71,6 +71,20 @@ def test_plan_for_an_issue_uses_a_stable_branch_and_finds_the_earlier_pull_reque
     assert plan.existing_pr.number == 9 and plan.fixes == 7 and plan.task.title == "Crash on empty input"
     assert plan.task.context[0].source == "issue #7 by @reporter" and "see log" in plan.task.context[0].text
     assert responses.calls[-1].request.params == {"state": "open", "head": f"octo:{branch}"}
+
+
+@pytest.mark.parametrize("title", ["Fix CI: tests failed on main", "Fix CI: CI failed on main", "Fix CI: main failed"],
+                         ids=["webhook", "retry button", "dispatch typed by hand"])
+@responses.activate
+def test_a_ci_fix_branch_is_named_after_the_failing_branch_alone(title):
+    """A retry, whichever way it comes, finds the branch (and pull request) of the first attempt;
+    the name is the one the App has always used."""
+    branch = f"fixloop/ci-fix-ci-main-failed-{stable_id('octo/calc', 'ci:main')}"
+    responses.get(f"{API}/branches/{branch}", json={"name": branch, "commit": {"sha": "d" * 40}})
+    responses.get(f"{API}/pulls", json=[])
+    origin = Origin(repository="octo/calc", target=FailedRun(run_id=3, branch="main", head_sha="c" * 40))
+    plan = plan_session(Task(kind="ci_failure", title=title, source="CI"), origin, client(), Config(), "main")
+    assert plan.branch == branch and plan.expected_sha == "d" * 40 and plan.pr_base == "main"
 
 
 @responses.activate

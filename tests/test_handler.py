@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from bot.config import CONFIG_PATH
+from bot.errors import ConfigError
 from bot.github.events import parse_event
 from bot.handler import Answered, Handler, Start
 from bot.secrets import Redactor
@@ -124,3 +125,25 @@ def test_the_app_redacts_its_replies_too(make_app):  # noqa: F811 - the fixture
     app.settle()
     (reply,) = app.github.comments(REPO, 1)
     assert "is not a fixloop command" in reply.body and TOKEN not in reply.body
+
+
+def test_a_stop_works_while_the_config_is_broken():
+    github = RecordingGitHub(config="validate: 3\n")
+    assert handle(github, "/fixloop stop", own_run=42) == Answered("stopped 1 run(s)")
+    assert github.cancelled == [("fixloop.yml", 1, 42)] and github.check_runs == []
+
+
+def test_a_bad_override_is_the_callers_mistake_not_the_files():
+    github = RecordingGitHub()
+    handler = Handler(github, redactor=Redactor(), workflow_file="fixloop.yml", check_sha="a" * 40)  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match=r"limits\.iterations"):
+        handler.handle(comment_event("/fixloop fix it"), lambda login: "write", overrides={"limits.iterations": 0})
+    assert github.comments == [] and github.check_runs == []
+
+
+def test_the_app_leaves_a_missing_config_to_the_workflow_which_may_read_another_file():
+    """The Action's `config` input can name another file, which the App cannot see: a missing
+    .github/fixloop.yml is only a mistake for the Action."""
+    assert isinstance(handle(RecordingGitHub(config=None), "/fixloop fix it", config_required=False), Start)
+    refused = handle(RecordingGitHub(config="limits: {iterations: 2}\n"), "/fixloop fix it", config_required=False)
+    assert isinstance(refused, Answered) and refused.invalid_config is not None, "a file without validation still is"

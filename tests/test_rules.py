@@ -155,3 +155,10 @@ def test_unsupported_events_and_malformed_payloads():
                                "sender": {"login": "x"}})
     with pytest.raises(MalformedEvent):
         parse_event("issues", ["not", "an", "object"])
+
+
+def test_a_deflake_test_id_is_never_an_option_for_the_test_runner():
+    payload = load_payload("issue_comment.created", comment__body="/fixloop deflake --basetemp=/etc")
+    payload["sender"]["login"] = "writer"
+    reply = decision("issue_comment", payload)
+    assert isinstance(reply, Reply) and "needs a test id" in reply.body

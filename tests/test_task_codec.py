@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import get_args
 
@@ -110,6 +111,9 @@ def test_inputs_typed_by_hand_need_only_kind_and_target():
 @pytest.mark.parametrize(("inputs", "message"), [
     ({"kind": "rm -rf", "target": "1"}, "kind='rm -rf' is not one of"),
     ({"kind": "issue", "target": "abc"}, "target='abc' is not a number"),
+    ({"kind": "issue", "target": "²"}, "is not a number"),
+    ({"kind": "issue", "target": "9" * 5_000}, "is not a number"),
+    ({"kind": "deflake", "target": "3", "test": "--basetemp=/x"}, "is not a test id"),
     ({"kind": "deflake", "target": "3"}, "test is needed for kind=deflake"),
     ({"kind": "issue", "target": "3", "context": "[{\"source\": 1}]"}, "context is not a list"),
     ({"kind": "issue", "target": "3", "context": "not json"}, "context is not a list"),
@@ -119,16 +123,50 @@ def test_bad_inputs_are_a_clear_error(inputs, message):
         from_inputs(inputs, repository=REPO, sender="m")
 
 
+def sent_size(inputs: dict[str, str]) -> int:
+    return len(json.dumps(inputs))  # as the client sends them: JSON, escapes included
+
+
 def test_inputs_over_githubs_limit_are_cut_longest_first_and_stay_valid():
     big, small = "x" * 70_000, "the rest of the comment"
     task = Task(kind="issue", title="t", instructions="i" * 2_000, source="s",
                 context=[Context(source="issue #1", text=big), Context(source="comment", text=small)])
     inputs = to_inputs(task, Origin(repository=REPO, target=Thread(number=1)))
-    assert sum(map(len, inputs.values())) <= INPUTS_LIMIT
+    assert sent_size(inputs) <= INPUTS_LIMIT
     decoded, _ = from_inputs(inputs, repository=REPO, sender="m")
     assert decoded.context[1].text == small and decoded.instructions == task.instructions
     assert decoded.context[0].text.startswith("xxx") and decoded.context[0].text.endswith("dispatch inputs)")
     assert len(decoded.context[0].text) > 60_000, "only what does not fit is cut"
+
+
+@pytest.mark.parametrize("unit", ["é", '"\n\\', "\x01", "🙂"], ids=["accent", "escapes", "control", "emoji"])
+def test_texts_that_escaping_inflates_are_cut_to_fit_but_not_to_nothing(unit):
+    task = Task(kind="issue", title="t", instructions="i", source="s",
+                context=[Context(source="issue #1", text=unit * 200_000)])
+    inputs = to_inputs(task, Origin(repository=REPO, target=Thread(number=1)))
+    assert sent_size(inputs) <= INPUTS_LIMIT
+    (item,) = from_inputs(inputs, repository=REPO, sender="m")[0].context
+    assert item.text.startswith(unit * 10) and len(json.dumps(item.text)) > 20_000, "cut by what it costs, no more"
+
+
+def test_many_small_items_end_in_inputs_that_fit():
+    task = Task(kind="issue", title="t", source="s", context=[Context(source="s" * 40, text="x")] * 2_000)
+    inputs = to_inputs(task, Origin(repository=REPO, target=Thread(number=1)))
+    assert sent_size(inputs) <= INPUTS_LIMIT and inputs["context"]
+
+
+def test_a_task_that_cannot_fit_is_a_clear_error():
+    task = Task(kind="issue", title="t" * 70_000, source="s")
+    with pytest.raises(MalformedEvent, match="does not fit"):
+        to_inputs(task, Origin(repository=REPO, target=Thread(number=1)))
+
+
+def test_a_branch_holding_an_at_sign_survives_the_head_input():
+    origin = Origin(repository=REPO, target=FailedRun(run_id=5, branch="user@fix/x", head_sha="c" * 40), requester="w")
+    task = Task(kind="ci_failure", title="Fix CI", instructions="fix", source="s")
+    assert from_inputs(to_inputs(task, origin), repository=REPO, sender="m")[1] == origin
+    _, typed = from_inputs({"kind": "ci_failure", "target": "5", "head": "main"}, repository=REPO, sender="m")
+    assert typed.target == FailedRun(run_id=5, branch="main")
 
 
 def test_a_local_task_is_never_dispatched():

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from bot.config import Config
 from bot.github.client import GitHubClient, PullInfo
-from bot.task import Context, FailedRun, Origin, Task, Thread, branch_name, stable_id
+from bot.task import Context, FailedRun, Origin, Task, Thread, branch_name, ci_branch_name, stable_id
 
 
 @dataclass(frozen=True)
@@ -101,7 +101,7 @@ def _ci_plan(task: Task, origin: Origin, target: FailedRun, github: GitHubClient
     if own is not None:
         return Plan(task=task, origin=origin, base_sha=sha, fetch_ref=branch, check_sha=sha, branch=branch,
                     expected_sha=own.head_sha, pr_base=own.base_ref, existing_pr=own, fixes=None, comment_on=own.number)
-    fix_branch = branch_name(config.branch_prefix, task, stable_id(origin.repository, f"ci:{branch}"))
+    fix_branch = ci_branch_name(config.branch_prefix, branch, stable_id(origin.repository, f"ci:{branch}"))
     return Plan(task=task, origin=origin, base_sha=sha, fetch_ref=branch, check_sha=sha, branch=fix_branch,
                 expected_sha=github.branch_sha(fix_branch), pr_base=branch,
                 existing_pr=github.open_pull_for(fix_branch), fixes=None, comment_on=None)

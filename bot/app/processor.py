@@ -108,7 +108,7 @@ class Processor:
                                               reason=f"stopped by @{stop.requester}")
 
         return Handler(github, redactor=self.redactor, workflow_file=self.settings.workflow_file,
-                       app_slug=self.app_slug, on_stop=stopped)
+                       app_slug=self.app_slug, config_required=False, on_stop=stopped)
 
     def _decide(self, delivery: str, event: Event, github: GitHubClient) -> str:
         handled = self._handler(github).handle(event, self._permission_of(github))
@@ -128,6 +128,12 @@ class Processor:
             if previous.status == "dispatching":
                 return self._resume(previous, github, run, default_branch)
             return f"ignored: delivery {delivery} already has a session"
+        try:
+            to_inputs(run.task, origin)  # a task that cannot be handed over is refused before it is recorded
+        except MalformedEvent as error:
+            if origin.number:
+                github.comment(origin.number, self.redactor.text(f"fixloop did not start: {error}"))
+            return f"refused: {error}"
         target = origin.target
         if isinstance(target, FailedRun) and target.branch and not self.store.ci_attempt(
                 github.repository, target.branch, config.ci.max_sessions_per_branch):
@@ -177,8 +183,9 @@ class Processor:
             if number:
                 github.comment(number, (
                     f"fixloop could not start its workflow: {error}\n\nCheck that `.github/workflows/"
-                    f"{self.settings.workflow_file}` exists on {default_branch} (copy `workflows/fixloop.yml` from "
-                    "fixloop) and that the App may run workflows (Actions: write)."))
+                    f"{self.settings.workflow_file}` on {default_branch} is a copy of fixloop's current "
+                    "`workflows/fixloop.yml` (its inputs change between releases, and GitHub refuses inputs a "
+                    "workflow does not declare) and that the App may run workflows (Actions: write)."))
             return f"dispatch failed: {error}"
         self.metrics.dispatch(self.clock() - started, ok=True)
         if run_id is None:  # no run details (GitHub Enterprise Server): find the run by its title

@@ -43,7 +43,7 @@ class SessionRequest(BaseModel):
     kind: DispatchKind
     target: int = Field(ge=1, description="Issue or pull request number; for ci_failure, the failed workflow run id.")
     instructions: str = Field("", max_length=10_000)
-    test: str | None = Field(None, max_length=1_000, description="For deflake: the test id.")
+    test: str | None = Field(None, max_length=1_000, pattern=r"^[^-]", description="For deflake: the test id.")
     requester: str = "api"
 
     @model_validator(mode="after")

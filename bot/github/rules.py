@@ -32,7 +32,7 @@ from bot.github.events import (
     WorkflowDispatch,
     WorkflowRunCompleted,
 )
-from bot.task import WORKFLOW_FILE, Comment, Context, FailedRun, Origin, Task, Thread, from_inputs
+from bot.task import WORKFLOW_FILE, Comment, Context, FailedRun, Origin, Task, Thread, from_inputs, split_head
 
 WRITE_ROLES = frozenset({"admin", "maintain", "write"})
 SESSION_CHECK = "fixloop"  # the name of fixloop's session check run; its iterations' start with it
@@ -158,7 +158,7 @@ def _comment(event: IssueCommentCreated | ReviewCommentCreated, config: Config,
         return answer(_refusal(login, "takes commands"))
     if parsed.verb == "stop":
         return Stop(number, login)
-    if parsed.verb == "deflake" and not parsed.argument:
+    if parsed.verb == "deflake" and (not parsed.argument or parsed.argument.startswith("-")):  # not an option
         return answer(f"`{word} deflake` needs a test id, e.g. `{word} deflake tests/test_api.py::test_timeout`.")
     origin = Origin(repository=event.repository.full_name, target=Thread(number=number, pull_request=is_pr),
                     requester=login, comment=Comment(id=event.comment.id, kind=kind))
@@ -272,7 +272,7 @@ def _button(event: CheckRunRequestedAction, permission_of: PermissionOf, app_slu
                               requester=login))
     if kind == "ci" and action == "retry":
         run_id, _, head = rest.partition(":")
-        branch, _, sha = head.partition("@")
+        branch, sha = split_head(head)
         return _ci_task(event, "CI", branch, sha, f"retry of {run.external_id}", int(run_id) or None)
     return Ignore(f"unknown button {action!r} for {run.external_id!r}")
 

@@ -116,10 +116,6 @@ class SearchCode:
     sandbox: Sandbox | None = None
     limits: SearchLimits = SearchLimits()
 
-    @property
-    def description(self) -> str:
-        return tool_description(self.limits)
-
     def run(self, tool_input: Mapping[str, Any]) -> ProgramResult:
         return run_program(tool_input.get("program"), root=self.root, evidence=self.evidence,  # type: ignore[arg-type]
                            limits=self.limits, sandbox=self.sandbox)
