@@ -10,12 +10,14 @@ do not pay for the model SDK, PyGithub or the web server (tests/test_cli_run.py 
 from __future__ import annotations
 
 import argparse
+import difflib
 import os
+import re
 import sys
 import traceback
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 from bot.errors import EXIT_CODES, EXIT_USAGE, ConfigError, GitHubError, WorkspaceError
 from bot.logs import cli as logs_cli
@@ -34,23 +36,67 @@ if TYPE_CHECKING:
 
 
 def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be a positive whole number")
-    return value
+    if not text.strip().isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive whole number, not {text!r}")
+    return int(text)
 
 
 def _positive_float(text: str) -> float:
-    value = float(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError("must be a positive number")
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number, not {text!r}")
     return value
 
 
+def _port(text: str) -> int:
+    if not text.strip().isdigit() or not 1 <= int(text) <= 65_535:
+        raise argparse.ArgumentTypeError(f"must be a port number from 1 to 65535, not {text!r}")
+    return int(text)
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with the nearest valid subcommand or flag suggested for a typo."""
+
+    def error(self, message: str) -> NoReturn:
+        if choice := re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)", message):
+            message += _nearest(choice.group(1), re.findall(r"'([^']*)'", choice.group(2)))
+        elif message.startswith("unrecognized arguments:"):
+            flags = [flag for action in self._all_actions() for flag in action.option_strings]
+            for word in message.removeprefix("unrecognized arguments:").split():
+                if word.startswith("-"):
+                    message += _nearest(word.split("=", 1)[0], flags)
+        super().error(message)
+
+    def _all_actions(self) -> list[argparse.Action]:
+        found = list(self._actions)
+        for action in self._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                found += [a for parser in action.choices.values() for a in _Parser._all_actions(parser)]
+        return found
+
+
+def _nearest(word: str, known: list[str]) -> str:
+    near = difflib.get_close_matches(word, known, n=1)
+    return f"; did you mean {near[0]!r}?" if near else ""
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("fixloop")
+    except PackageNotFoundError:  # run from a checkout that was not installed
+        return "(not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="fixloop", description="A CI-native coding agent: propose a change, validate it, iterate."
     )
+    parser.add_argument("--version", action="version", version=f"fixloop {_version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = commands.add_parser("run", help="run a session on a local checkout", description=(
@@ -63,6 +109,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--max-iterations", type=_positive_int, metavar="N", help="propose→validate rounds")
     run.add_argument("--max-tokens", type=_positive_int, metavar="N", help="total tokens for the session")
     run.add_argument("--timeout", type=_positive_float, metavar="SECONDS", help="wall time for the session")
+    run.add_argument("--max-cost", type=_positive_float, metavar="USD", help="estimated cost ceiling (list prices)")
+    run.add_argument("--config", type=Path, metavar="PATH",
+                     help="a config file to use as it is (default: .github/fixloop.yml as committed at HEAD)")
     run.add_argument("--model", help="model name (default: config, else a current Claude Sonnet)")
     run.add_argument("--out", type=Path, metavar="DIR", help="session folder (default: <repo>/.fixloop/sessions/<id>)")
     run.add_argument("--json", action="store_true", help="print report.json to stdout")
@@ -87,7 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
         "from the environment: APP_ID, PRIVATE_KEY or PRIVATE_KEY_PATH, WEBHOOK_SECRET, GITHUB_API_URL, FIXLOOP_DB, "
         "FIXLOOP_API_TOKEN."))
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    serve.add_argument("--port", type=int, default=8080, help="port (default 8080)")
+    serve.add_argument("--port", type=_port, default=8080, help="port (default 8080)")
     serve.set_defaults(handler=_serve)
 
     logs_cli.add_parser(commands)
@@ -99,6 +148,34 @@ def build_parser() -> argparse.ArgumentParser:
     manifest.add_argument("--url", help="the public base URL of your fixloop server (the webhook is URL/webhook)")
     manifest.set_defaults(handler=_manifest)
     return parser
+
+
+def _config_file(path: Path) -> Config:
+    from bot.config import parse_config
+
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError(f"--config {path} cannot be read: {getattr(error, 'strerror', None) or error}") from None
+    return parse_config(text, source=str(path))
+
+
+def _uncommitted(repo: Path, *, config_given: bool) -> list[str]:
+    """What a session, which starts from HEAD, will not see: said, so that nobody wonders why."""
+    from bot.config import CONFIG_PATH
+    from bot.workspace import git
+
+    status = git("status", "--porcelain", "-z", "--untracked-files=all", cwd=repo)
+    changed = [entry[3:] for entry in status.split("\0") if entry[2:3] == " "]
+    warnings = []
+    if not config_given and CONFIG_PATH in changed:
+        warnings.append(f"{CONFIG_PATH} has changes that are not committed; the session reads it as committed at "
+                        f"HEAD (commit it, or pass --config {CONFIG_PATH} to use it as it is)")
+    others = [path for path in changed if path != CONFIG_PATH]
+    if others:
+        warnings.append(f"{len(others)} uncommitted change(s) (e.g. {others[0]}) are not part of the session, "
+                        "which starts from HEAD")
+    return warnings
 
 
 def _load_config(repo: Path) -> Config:
@@ -124,18 +201,24 @@ def _run(args: argparse.Namespace) -> int:
     from bot.workspace import repository_root
 
     repo = repository_root(args.repo)
-    config = _load_config(repo).with_overrides(**{
+    config = _config_file(args.config) if args.config else _load_config(repo)
+    config = config.with_overrides(**{
         "model": args.model,
         "validate": args.validate,
         "limits.iterations": args.max_iterations,
         "limits.tokens": args.max_tokens,
         "limits.wall_time": args.timeout,
+        "limits.cost_usd": args.max_cost,
     })
+    for warning in _uncommitted(repo, config_given=args.config is not None):
+        print(f"fixloop: warning: {warning}", file=sys.stderr)
     if not config.validation:
         raise ConfigError(
             "No validation commands. Pass --validate CMD (repeatable), or commit a .github/fixloop.yml "
             "with e.g. `validate: [python -m pytest -q]`."
         )
+    if args.out is not None and args.out.exists() and not args.out.is_dir():
+        raise ConfigError(f"--out {args.out} exists and is not a folder; name a folder for the session record.")
     task = _task_from_text(args.task)
     return _session(repo, task, config, make_model(config), out=args.out, as_json=args.json)
 
@@ -160,6 +243,8 @@ def _serve(args: argparse.Namespace) -> int:
     redactor = Redactor([settings.webhook_secret, settings.api_token or ""])
     logs.configure(redact=redactor.text)
     app = create_app(settings, policy=args.policy or RequestPolicy())
+    print(f"fixloop serve: listening on http://{args.host}:{args.port} (webhooks: POST /webhook, health: GET "
+          "/healthz); Ctrl-C stops it", file=sys.stderr, flush=True)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)
     return 0
 
@@ -236,6 +321,9 @@ def main(argv: Sequence[str] | None = None, *, policy: RequestPolicy | None = No
     except KeyboardInterrupt:
         print("fixloop: cancelled", file=sys.stderr)
         return EXIT_CODES["cancelled"]
+    except BrokenPipeError:  # the reader went away (`fixloop app manifest | head`): not a bug
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+        return 0
     except Exception:  # noqa: BLE001 - the command line's outer edge: a bug gets its trace and exit 3
         traceback.print_exc()
         print("fixloop: internal error (a bug in fixloop; please report it with the trace above)", file=sys.stderr)

@@ -7,6 +7,7 @@ errors, so a typo does not silently fall back to a default. The fixed keys other
 
 from __future__ import annotations
 
+import difflib
 from typing import Any, Literal
 
 import yaml
@@ -117,8 +118,24 @@ def _problems(error: ValidationError) -> list[tuple[str, str]]:
     found = []
     for problem in error.errors():
         key = ".".join(str(p) for p in problem["loc"]).replace("validation", "validate") or "(top level)"
-        found.append((key, problem["msg"]))
+        message = _unknown_key(problem["loc"]) if problem["type"] == "extra_forbidden" else problem["msg"]
+        found.append((key, message))
     return found
+
+
+def _unknown_key(loc: tuple[int | str, ...]) -> str:
+    """An unknown key, with the nearest known one (a typo) or the keys that are allowed there."""
+    model: type[BaseModel] | None = Config
+    for part in loc[:-1]:
+        fields = model.model_fields if model else {}
+        field = next((f for name, f in fields.items() if part in (name, f.alias)), None)
+        annotation = field.annotation if field else None
+        model = annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
+    known = sorted(f.alias or name for name, f in model.model_fields.items()) if model else []
+    near = difflib.get_close_matches(str(loc[-1]), known, n=1)
+    if near:
+        return f"unknown key; did you mean `{near[0]}`?"
+    return f"unknown key; the keys here are {', '.join(known)}" if known else "unknown key"
 
 
 def _describe(problems: list[tuple[str, str]], source: str) -> str:

@@ -15,6 +15,7 @@ import re
 import sys
 from collections.abc import Iterable, Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 # Environment variable names treated as secret (shell-style patterns, case-insensitive).
 SECRET_NAME_PATTERNS: tuple[str, ...] = (
@@ -93,6 +94,17 @@ def scrubbed_environment(environ: Mapping[str, str], extra_patterns: Iterable[st
     return kept | _QUIET_ENVIRONMENT
 
 
+def _plain_url(value: str) -> bool:
+    """An http(s) URL with nothing private in it (no user, password, query or fragment): an endpoint
+    such as ANTHROPIC_BASE_URL, which error messages must be able to name."""
+    try:
+        url = urlsplit(value.strip())
+    except ValueError:
+        return False
+    return (url.scheme in ("http", "https") and bool(url.hostname) and "@" not in url.netloc
+            and not url.query and not url.fragment)
+
+
 class Redactor:
     """Removes known secret values and secret-shaped strings from text."""
 
@@ -104,7 +116,7 @@ class Redactor:
     @classmethod
     def from_environment(cls, environ: Mapping[str, str], extra_patterns: Iterable[str] = ()) -> Redactor:
         extra = tuple(extra_patterns)
-        return cls(value for name, value in environ.items() if is_secret_name(name, extra))
+        return cls(value for name, value in environ.items() if is_secret_name(name, extra) and not _plain_url(value))
 
     def add(self, *values: str) -> None:
         fresh = {v.strip() for v in values if v and len(v.strip()) >= _MIN_SECRET_LENGTH} - self._known

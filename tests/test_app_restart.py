@@ -187,6 +187,7 @@ def test_a_restart_mid_burst_loses_no_delivery_and_dispatches_none_twice(github:
                                                                           how: signal.Signals) -> None:
     batch = deliveries(github.installation_id("octo"))
     server.start()
+    assert f"fixloop serve: listening on {server.url}" in server.log.read_text(), "serve says where it listens"
     burst = Burst()
     watcher = stop_mid_burst(server, burst, how)
     send(server.url, batch, burst)

@@ -12,8 +12,10 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import json
+import os
 import re
 import socket
+import subprocess
 import sys
 import threading
 import time
@@ -626,3 +628,45 @@ def test_a_small_fuzz_with_everything_gets_no_5xx_and_keeps_its_workers(make_app
     check(result["server_errors"] == [], f"5xx: {result['statuses']}")
     settle(app, timeout=30)
     check(all(w.is_alive() for w in app.service.workers), "a worker died")
+
+
+# -- the command line: a user's mistake is one line and exit 2 ------------------------------------
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize(("argv", "says"), [
+    (["run", "--task", "x", "--validate", "true", "--out", "{file}"], "exists and is not a folder"),
+    (["run", "--task", "x", "--max-iterations", "abc"], "must be a positive whole number, not 'abc'"),
+    (["run", "--task", "x", "--timeout", "nan"], "must be a positive number, not 'nan'"),
+    (["serve", "--port", "99999"], "must be a port number from 1 to 65535"),
+    (["app", "manifest", "--url", "notaurl"], "must be an http(s) URL"),
+    (["rn"], "did you mean 'run'?"),
+    (["logs", "extrct"], "did you mean 'extract'?"),
+    (["run", "--task", "x", "--valdate", "true"], "did you mean '--validate'?"),
+])
+def test_command_line_mistakes_are_one_line_and_exit_2(tmp_path, argv, says):
+    stray = tmp_path / "a-file"
+    stray.write_text("")
+    env = {**os.environ, "ANTHROPIC_API_KEY": "test-key"}
+    result = subprocess.run([sys.executable, "-m", "bot", *(a.format(file=stray) for a in argv)], cwd=REPO_ROOT,
+                            capture_output=True, text=True, env=env, check=False, timeout=60)
+    assert result.returncode == 2, result.stderr
+    assert says in result.stderr and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith("fixloop"), "the last line says what is wrong"
+
+
+def test_a_reader_that_goes_away_is_not_a_bug():
+    """`fixloop app manifest | head -c 1`: the pipe closes before fixloop writes."""
+    proc = subprocess.Popen([sys.executable, "-m", "bot", "app", "manifest"], cwd=REPO_ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == 0 and "Traceback" not in err and "internal error" not in err
+
+
+def test_version():
+    result = subprocess.run([sys.executable, "-m", "bot", "--version"], cwd=REPO_ROOT, capture_output=True, text=True,
+                            check=False, timeout=60)
+    assert result.returncode == 0 and result.stdout.startswith("fixloop ")

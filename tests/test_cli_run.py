@@ -265,3 +265,30 @@ def test_light_commands_do_not_load_the_model_sdk_github_or_the_web_server(tmp_p
     result = subprocess.run([sys.executable, "-c", probe, *(a.format(log=log) for a in argv)], capture_output=True,
                             text=True, check=False)
     assert result.stderr.strip().splitlines()[-1] == "[]", result.stderr
+
+
+def test_uncommitted_config_is_named_and_config_uses_a_file_as_it_is(api, make_repo, capsys):
+    repo = make_repo(BUGGY)
+    (repo / ".github").mkdir()
+    (repo / ".github" / "fixloop.yml").write_text(f"validate: [{json.dumps(PYTEST)}]\nlimits: {{iterations: 1}}\n")
+    (repo / "notes.txt").write_text("scratch\n")
+    code = main(["run", "--repo", str(repo), "--task", "Fix add()"])
+    err = capsys.readouterr().err
+    assert code == 2 and "No validation commands" in err, "the committed file (none) is what counts"
+    assert ".github/fixloop.yml has changes that are not committed" in err and "--config .github/fixloop.yml" in err
+    assert "uncommitted change(s) (e.g. notes.txt)" in err
+    api.push(Reply([edit("str_replace", "calc.py", **FIX)]), DONE)
+    code = main(["run", "--repo", str(repo), "--task", "Fix add()", "--config", str(repo / ".github/fixloop.yml"),
+                 "--json"])
+    out, err = capsys.readouterr()
+    report = json.loads(out)
+    started = json.loads(Path(report["trajectory"]).read_text().splitlines()[0])
+    assert code == 0 and started["limits"]["iterations"] == 1, "the file's limits, as it is on disk"
+    assert "has changes that are not committed" not in err
+
+
+def test_max_cost_is_a_limit(api, make_repo, capsys):
+    repo = make_repo(BUGGY)
+    api.push(Reply([bash("ls")]), Reply([edit("str_replace", "calc.py", **FIX)]), DONE)
+    code, report, _ = fixloop(repo, "--max-cost", "0.000001", capsys=capsys)
+    assert code == 1 and report["status"] == "not_validated" and report["reason"].startswith("cost limit reached")

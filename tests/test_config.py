@@ -48,3 +48,12 @@ def test_command_line_overrides_keep_unset_values():
     changed = config.with_overrides(**{"limits.iterations": 2, "model": None, "validate": ["make test"]})
     assert (changed.limits.iterations, changed.limits.turns, changed.model) == (2, 9, "claude-x")
     assert changed.validation == ["make test"]
+
+
+def test_an_unknown_key_gets_the_nearest_known_one_or_the_list():
+    with pytest.raises(ConfigError) as raised:
+        parse_config("limits: {iteratons: 3}\nvalidat: [make]\nzzz: 1\n")
+    problems = dict(raised.value.problems)
+    assert problems["limits.iteratons"] == "unknown key; did you mean `iterations`?"
+    assert problems["validat"] == "unknown key; did you mean `validate`?"
+    assert problems["zzz"].startswith("unknown key; the keys here are branch_prefix, ci, deflake, limits")

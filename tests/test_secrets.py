@@ -54,3 +54,17 @@ def test_redactor_walks_nested_data_and_prefers_the_longest_secret():
 def test_redactor_from_environment_knows_the_secret_values():
     redactor = Redactor.from_environment({"GITHUB_TOKEN": "plain-looking-value", "PATH": "/usr/local/bin"})
     assert redactor.text("t=plain-looking-value p=/usr/local/bin") == f"t={REDACTED} p=/usr/local/bin"
+
+
+def test_an_endpoint_url_is_no_secret_but_a_url_carrying_one_is():
+    """ANTHROPIC_BASE_URL matches the secret names, but the model API's address must stay readable in
+    its error messages; a URL with a password, a token in its query, or a fragment stays hidden."""
+    redactor = Redactor.from_environment({
+        "ANTHROPIC_BASE_URL": "https://llm-gateway.example.com/anthropic",
+        "OTHER_SECRET_URL": "https://user:hunter2-pass@gateway.example.com",
+        "WEBHOOK_TOKEN_URL": "https://hooks.example.com/x?token=abc123def456",
+    })
+    said = redactor.text("Could not reach https://llm-gateway.example.com/anthropic; "
+                         "https://user:hunter2-pass@gateway.example.com https://hooks.example.com/x?token=abc123def456")
+    assert "https://llm-gateway.example.com/anthropic" in said
+    assert "hunter2-pass" not in said and "abc123def456" not in said

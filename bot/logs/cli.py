@@ -16,6 +16,7 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from bot.errors import ConfigError
 from bot.logs import DEFAULT_BUDGET, extract_evidence
@@ -31,7 +32,7 @@ def _budget(text: str) -> int:
     return value
 
 
-def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def add_parser(commands: argparse._SubParsersAction[Any]) -> None:
     """Register `logs extract` on the `fixloop` command's subparsers."""
     logs = commands.add_parser("logs", help="read CI logs", description="Work with CI job logs.")
     actions = logs.add_subparsers(dest="logs_command", required=True, metavar="ACTION")
