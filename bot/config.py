@@ -54,8 +54,8 @@ class Paths(_Strict):
 
 
 class PullRequest(_Strict):
-    labels: list[str] = Field(default_factory=list)
-    reviewers: list[str] = Field(default_factory=list)
+    labels: list[str] = Field(default_factory=list, description="Labels added to fixloop's draft pull requests.")
+    reviewers: list[str] = Field(default_factory=list, description="Logins asked to review the draft pull requests.")
 
 
 class Deflake(_Strict):
@@ -74,19 +74,22 @@ class Secrets(_Strict):
 
 
 class Config(_Strict):
-    model: str = Field(DEFAULT_MODEL, min_length=1)
+    model: str = Field(DEFAULT_MODEL, min_length=1, description="The model's name (the Action's `model` input and "
+                                                                "`fixloop run --model` override it).")
     validation: list[str] = Field(
         default_factory=list, alias="validate", description="Commands that must all pass (exit 0)."
     )
     setup: list[str] = Field(default_factory=list, description="Commands run once before the agent starts.")
-    limits: Limits = Field(default_factory=Limits)
-    trigger: Trigger = Field(default_factory=Trigger)
-    ci: CI = Field(default_factory=CI)
-    paths: Paths = Field(default_factory=Paths)
-    branch_prefix: str = Field("fixloop/", pattern=r"^[A-Za-z0-9._/-]+/$")
-    pull_request: PullRequest = Field(default_factory=PullRequest)
-    deflake: Deflake = Field(default_factory=Deflake)
-    secrets: Secrets = Field(default_factory=Secrets)
+    limits: Limits = Field(default_factory=Limits, description="What one session may spend: rounds, turns, tokens, "
+                                                                "cost, time.")
+    trigger: Trigger = Field(default_factory=Trigger, description="How people start fixloop: a label, a command.")
+    ci: CI = Field(default_factory=CI, description="Sessions from failed CI runs.")
+    paths: Paths = Field(default_factory=Paths, description="Where the agent may not write.")
+    branch_prefix: str = Field("fixloop/", pattern=r"^[A-Za-z0-9._/-]+/$",
+                               description="Prefix of fixloop's branches (ends with /).")
+    pull_request: PullRequest = Field(default_factory=PullRequest, description="fixloop's draft pull requests.")
+    deflake: Deflake = Field(default_factory=Deflake, description="Making flaky tests reliable, and proving it.")
+    secrets: Secrets = Field(default_factory=Secrets, description="Keeping secrets from the agent's commands.")
     sandbox: Literal["auto", "required", "off"] = Field(
         "auto", description="Confine the agent's commands with bubblewrap: "
                             "when installed (auto), always (required), never (off).")

@@ -57,3 +57,22 @@ def test_an_unknown_key_gets_the_nearest_known_one_or_the_list():
     assert problems["limits.iteratons"] == "unknown key; did you mean `iterations`?"
     assert problems["validat"] == "unknown key; did you mean `validate`?"
     assert problems["zzz"].startswith("unknown key; the keys here are branch_prefix, ci, deflake, limits")
+
+
+def test_every_key_of_the_config_schema_is_described():
+    """Editors show these descriptions while someone writes .github/fixloop.yml."""
+    from bot.schemas import config_schema
+
+    schema = config_schema()
+    definitions = schema.get("$defs", {})
+
+    def undescribed(node: dict, path: str) -> list[str]:
+        missing = []
+        for name, prop in node.get("properties", {}).items():
+            target = definitions[prop["$ref"].split("/")[-1]] if "$ref" in prop else prop
+            if "description" not in prop and "description" not in target:
+                missing.append(f"{path}{name}")
+            missing += undescribed(target, f"{path}{name}.")
+        return missing
+
+    assert undescribed(schema, "") == []
