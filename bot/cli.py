@@ -293,7 +293,7 @@ def _session(repo: Path, task: Task, config: Config, model: Model, *, out: Path 
         sys.stdout.write((session_dir / "report.json").read_text(encoding="utf-8"))
     else:
         _print_outcome(reporter.console, report, session_dir)
-    return EXIT_CODES[report.status]
+    return report.exit_code
 
 
 def _print_outcome(console: Console, report: Report, session_dir: Path) -> None:

@@ -50,7 +50,7 @@ from bot.search import SearchCode, search_sandbox_paths
 from bot.secrets import Redactor, scrubbed_environment
 from bot.task import Task, branch_name
 from bot.trajectory import Report, ReportBuilder, TrajectoryWriter, write_report
-from bot.validation import ValidationResult, Validator, relevant_excerpt
+from bot.validation import CommandOutcome, ValidationResult, Validator, relevant_excerpt
 from bot.workspace import (
     Snapshot,
     Worktree,
@@ -176,10 +176,23 @@ def run_session(spec: SessionSpec) -> Report:
         ending = _drive(spec, worktree, confinement, budget, emit, redactor)
         with _signals_deferred():
             ending, outcome = _conclude(ending, spec, worktree, session_id, session_dir, redactor, builder.summary)
-            emit(SessionEnded(status=ending.status, reason=ending.reason, usage=budget.usage, cost_usd=budget.cost_usd))
+            emit(SessionEnded(status=ending.status, reason=ending.reason, usage=budget.usage, cost_usd=budget.cost_usd,
+                              user_error=ending.user_error))
             report = builder.build(trajectory=str(session_dir / "trajectory.jsonl"), **outcome)
             write_report(report, session_dir / "report.json", redactor)
     return report
+
+
+# The shell's exit codes for a command it cannot start, and its messages for them.
+CANNOT_RUN = {126: "not executable", 127: "not found"}
+_SHELL_SAYS = (": not found", "command not found", "Permission denied", "No such file or directory")
+
+
+def _cannot_run(outcome: CommandOutcome) -> bool:
+    """A validation command the shell could not start (a typo, a tool not installed), as opposed to
+    tests that ran and failed: that is the config's mistake, and no model can fix it."""
+    return (outcome.exit_code in CANNOT_RUN and not outcome.tests_run
+            and any(said in outcome.excerpt for said in _SHELL_SAYS))
 
 
 def _evidence(task: Task, baseline: ValidationResult) -> list[dict[str, Any]]:
@@ -201,6 +214,10 @@ def _drive(spec: SessionSpec, worktree: Worktree, confinement: Confinement, budg
             for command in config.setup:
                 result = run_shell(command, cwd=worktree.root, env=env, timeout=config.limits.command_timeout,
                                    output_limit=100_000)
+                if result.exit_code in CANNOT_RUN:
+                    return Ending.cannot_run(f"setup command `{command}` cannot run ({CANNOT_RUN[result.exit_code]}):"
+                                             f"\n{relevant_excerpt(result.output, 2_000)}\nFix `setup` in the config; "
+                                             "no model call was made.")
                 if result.exit_code != 0:
                     why = "timed out" if result.timed_out else f"exited with {result.exit_code}"
                     return Ending.error(f"setup command `{command}` {why}:\n{relevant_excerpt(result.output, 2_000)}")
@@ -208,6 +225,11 @@ def _drive(spec: SessionSpec, worktree: Worktree, confinement: Confinement, budg
                                   scratch=confinement.tempdir("validation-"), confinement=confinement)
             baseline = validator.run()
             emit(ValidationRan(iteration=0, result=baseline))
+            if unrunnable := next((c for c in baseline.commands if _cannot_run(c)), None):
+                return Ending.cannot_run(
+                    f"validation command `{unrunnable.command}` cannot run ({CANNOT_RUN[unrunnable.exit_code or 0]}):"
+                    f"\n{unrunnable.excerpt.strip()}\nFix `validate` in the config (or --validate); no model call "
+                    "was made.")
             # From here on the agent's shell could rewrite git's config or hooks: fixloop's git refuses to run
             # if it does.
             worktree.record_git_state()

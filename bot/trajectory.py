@@ -26,6 +26,7 @@ from bot.agent.events import (
     ValidationRan,
 )
 from bot.agent.usage import Usage
+from bot.errors import EXIT_CODES, EXIT_USAGE
 from bot.secrets import Redactor
 from bot.validation import CommandOutcome, ValidationResult
 
@@ -98,7 +99,13 @@ class Report(BaseModel):
     confinement: str = ""  # how code the agent touched ran (bot.sandbox.Confinement.description)
     confined: bool = False  # the agent's shell, validation, reruns and search programs ran in the sandbox
     patch: str | None = None  # path of the saved patch when the work was not committed
+    user_error: bool = False  # an error that is the user's to fix (a command that cannot run): exit 2
     trajectory: str
+
+    @property
+    def exit_code(self) -> int:
+        """The exit code of `fixloop run`, `demo` and `action` for this session."""
+        return EXIT_USAGE if self.user_error else EXIT_CODES[self.status]
 
 
 class ReportBuilder:
@@ -152,6 +159,7 @@ class ReportBuilder:
             iterations=self.iterations,
             usage=self.ended.usage,
             cost_usd=self.ended.cost_usd,
+            user_error=self.ended.user_error,
             **outcome,
         )
 

@@ -292,3 +292,18 @@ def test_max_cost_is_a_limit(api, make_repo, capsys):
     api.push(Reply([bash("ls")]), Reply([edit("str_replace", "calc.py", **FIX)]), DONE)
     code, report, _ = fixloop(repo, "--max-cost", "0.000001", capsys=capsys)
     assert code == 1 and report["status"] == "not_validated" and report["reason"].startswith("cost limit reached")
+
+
+@pytest.mark.parametrize("where", ["validate", "setup"])
+def test_a_command_that_cannot_run_stops_before_any_model_call_with_exit_2(api, make_repo, capsys, tmp_path, where):
+    repo = make_repo(BUGGY)
+    config = tmp_path / "fixloop.yml"
+    if where == "validate":
+        config.write_text("validate: [no-such-test-runner -q]\n")
+    else:
+        config.write_text(f"validate: [{json.dumps(PYTEST)}]\nsetup: [./not-a-script.sh]\n")
+    code = main(["run", "--repo", str(repo), "--task", "Fix add()", "--config", str(config), "--json"])
+    report = json.loads(capsys.readouterr().out)
+    assert code == 2 and report["status"] == "error" and report["user_error"] is True
+    assert "cannot run (not found)" in report["reason"] and f"Fix `{where}`" in report["reason"]
+    assert api.requests == [], "no tokens spent on a typo"

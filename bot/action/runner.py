@@ -156,7 +156,7 @@ class ActionRunner:
         if published.problem:
             self.commands.error(published.problem)
             return EXIT_CODES["error"]
-        return EXIT_CODES[report.status]
+        return report.exit_code
 
 
     def diagnose(self, plan: Plan, config: Config, check_id: int) -> tuple[Plan, DeflakeTarget | None, str] | None:

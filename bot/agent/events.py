@@ -20,10 +20,12 @@ Status = Literal["validated", "not_validated", "cancelled", "error"]
 
 @dataclass(frozen=True)
 class Ending:
-    """The typed end of a session; `reason` says why (which limit, what failed)."""
+    """The typed end of a session; `reason` says why (which limit, what failed). `user_error`: an
+    error that is the user's to fix, not fixloop's (a command of the config that cannot run)."""
 
     status: Status
     reason: str
+    user_error: bool = False
 
     @classmethod
     def validated(cls) -> Ending:
@@ -40,6 +42,11 @@ class Ending:
     @classmethod
     def error(cls, reason: str) -> Ending:
         return cls("error", reason)
+
+    @classmethod
+    def cannot_run(cls, reason: str) -> Ending:
+        """A setup or validation command that cannot even start: the config's mistake."""
+        return cls("error", reason, user_error=True)
 
 
 class Event(BaseModel):
@@ -123,6 +130,7 @@ class SessionEnded(Event):
     type: ClassVar[str] = "session_ended"
     status: Status
     reason: str
+    user_error: bool = False  # see Ending
     usage: Usage
     cost_usd: float
 
