@@ -25,8 +25,6 @@ from bot.secrets import protect_this_process
 from bot.triage import cli as triage_cli
 
 if TYPE_CHECKING:
-    from rich.console import Console
-
     from bot.agent.model import Model
     from bot.config import Config
     from bot.github.client import RequestPolicy
@@ -292,17 +290,20 @@ def _session(repo: Path, task: Task, config: Config, model: Model, *, out: Path 
     if as_json:
         sys.stdout.write((session_dir / "report.json").read_text(encoding="utf-8"))
     else:
-        _print_outcome(reporter.console, report, session_dir)
+        sys.stdout.write(reporter.redactor.text(_outcome(report, session_dir)))
     return report.exit_code
 
 
-def _print_outcome(console: Console, report: Report, session_dir: Path) -> None:
+def _outcome(report: Report, session_dir: Path) -> str:
+    """The result, for stdout (progress went to stderr): `fixloop demo > result.txt` keeps it."""
+    lines = [f"{report.status}: {report.reason}"]
     if report.branch:
-        console.print(f"Branch [bold]{report.branch}[/] at {report.commit}:\n{report.diff_stat}")
-        console.print(f"See the change: git -C {report.repo} show {report.branch}")
+        lines += [f"Branch {report.branch} at {report.commit}:", report.diff_stat,
+                  f"See the change: git -C {report.repo} show {report.branch}"]
     elif report.patch:
-        console.print(f"Nothing committed; the partial change is saved as {report.patch}")
-    console.print(f"Session record: {session_dir}/ (report.json, trajectory.jsonl)")
+        lines.append(f"Nothing committed; the partial change is saved as {report.patch}")
+    lines.append(f"Session record: {session_dir}/ (report.json, trajectory.jsonl)")
+    return "\n".join(line for line in lines if line) + "\n"
 
 
 def main(argv: Sequence[str] | None = None, *, policy: RequestPolicy | None = None) -> int:

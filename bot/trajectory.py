@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +32,7 @@ from bot.secrets import Redactor
 from bot.validation import CommandOutcome, ValidationResult
 
 RESULT_LIMIT = 4_000  # characters of a tool result kept in the trajectory
-REPORT_SCHEMA_VERSION = 1
+REPORT_SCHEMA_VERSION = 2  # 2: started_at and finished_at are ISO 8601 (UTC) strings
 
 
 class TrajectoryWriter:
@@ -85,8 +86,8 @@ class Report(BaseModel):
     model: str
     repo: str
     base_commit: str
-    started_at: float
-    finished_at: float
+    started_at: datetime  # ISO 8601 in report.json, UTC
+    finished_at: datetime
     baseline: ValidationSummary | None = None
     iterations: list[IterationReport]
     usage: Usage
@@ -113,7 +114,7 @@ class ReportBuilder:
 
     def __init__(self) -> None:
         self.started: SessionStarted | None = None
-        self.started_at = time.time()
+        self.started_at = datetime.now(UTC)
         self.baseline: ValidationSummary | None = None
         self.iterations: list[IterationReport] = []
         self.ended: SessionEnded | None = None
@@ -153,8 +154,8 @@ class ReportBuilder:
             base_commit=self.started.base_commit,
             confinement=self.started.confinement,
             confined=self.started.confined,
-            started_at=round(self.started_at, 3),
-            finished_at=round(time.time(), 3),
+            started_at=self.started_at,
+            finished_at=datetime.now(UTC),
             baseline=self.baseline,
             iterations=self.iterations,
             usage=self.ended.usage,

@@ -1,4 +1,5 @@
 import json
+from datetime import datetime, timedelta
 
 from bot.cli import main
 from tests.conftest import run_git
@@ -22,6 +23,9 @@ def test_demo_without_a_key_uses_the_scripted_model_says_so_and_fixes_the_sample
     fixed = run_git(repo, "show", f"{report['branch']}:stats.py")
     assert "raise ValueError" in fixed and "/ 2" in fixed
     assert report["cost_usd"] == 0
+    started, finished = (datetime.fromisoformat(report[key]) for key in ("started_at", "finished_at"))
+    assert started.utcoffset() == timedelta(0) and started <= finished, "ISO 8601 times, in UTC"
+    assert report["schema_version"] == 2
 
 
 def test_demo_scripted_flag_wins_over_a_key(capsys, monkeypatch):
@@ -30,3 +34,12 @@ def test_demo_scripted_flag_wins_over_a_key(capsys, monkeypatch):
     assert main(["demo", "--scripted"]) == 0
     err = capsys.readouterr().err
     assert "--scripted was given" in err and "validated" in err
+
+
+def test_the_result_goes_to_stdout_and_progress_to_stderr(capsys, monkeypatch):
+    """`fixloop demo > result.txt` keeps the result."""
+    monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
+    assert main(["demo"]) == 0
+    out, err = capsys.readouterr()
+    assert out.startswith("validated: validation passed\nBranch fixloop/") and "Session record: " in out
+    assert "iteration 1" in err and "iteration 1" not in out
