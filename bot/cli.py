@@ -137,6 +137,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=_port, default=8080, help="port (default 8080)")
     serve.set_defaults(handler=_serve)
 
+    show = commands.add_parser("show", help="show a finished session", description=(
+        "Render a session folder (report.json) the way its check runs and pull request show it."))
+    show.add_argument("session_dir", type=Path, metavar="SESSION_DIR", help="the session folder")
+    show.add_argument("--format", choices=("md", "html", "json"), default="md", help="output format (default md)")
+    show.set_defaults(handler=_show)
+
     logs_cli.add_parser(commands)
     triage_cli.add_parser(commands)
 
@@ -244,6 +250,28 @@ def _serve(args: argparse.Namespace) -> int:
     print(f"fixloop serve: listening on http://{args.host}:{args.port} (webhooks: POST /webhook, health: GET "
           "/healthz); Ctrl-C stops it", file=sys.stderr, flush=True)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)
+    return 0
+
+
+def _show(args: argparse.Namespace) -> int:
+    from pydantic import ValidationError
+
+    from bot.action.render import session_html, session_markdown
+    from bot.trajectory import Report
+
+    path = args.session_dir / "report.json"
+    try:
+        report = Report.model_validate_json(path.read_bytes())
+    except OSError as error:
+        raise ConfigError(f"{args.session_dir} is not a session folder: {path} cannot be read "
+                          f"({error.strerror}). Sessions are in <repo>/.fixloop/sessions/.") from None
+    except ValidationError as error:
+        raise ConfigError(f"{path} is not a report this fixloop can read ({error.error_count()} problem(s); "
+                          "it may come from another version)") from None
+    if args.format == "json":
+        sys.stdout.write(report.model_dump_json(indent=2) + "\n")
+    else:
+        sys.stdout.write(session_html(report) if args.format == "html" else session_markdown(report))
     return 0
 
 

@@ -1,5 +1,6 @@
 import json
 from datetime import datetime, timedelta
+from pathlib import Path
 
 from bot.cli import main
 from tests.conftest import run_git
@@ -43,3 +44,32 @@ def test_the_result_goes_to_stdout_and_progress_to_stderr(capsys, monkeypatch):
     out, err = capsys.readouterr()
     assert out.startswith("validated: validation passed\nBranch fixloop/") and "Session record: " in out
     assert "iteration 1" in err and "iteration 1" not in out
+
+
+def test_show_renders_a_session_as_markdown_html_and_json(capsys, monkeypatch, tmp_path):
+    monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
+    assert main(["demo", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    session = Path(report["trajectory"]).parent
+    assert main(["show", str(session)]) == 0
+    markdown = capsys.readouterr().out
+    assert markdown.startswith("# fixloop: Validated in 2 iteration(s)\n")
+    assert "| 1 | ❌ failed | `test_stats.py::test_median_of_nothing_is_an_error`" in markdown
+    assert f"Branch `{report['branch']}`" in markdown and report["summary"] in markdown
+    assert main(["show", str(session), "--format", "json"]) == 0
+    assert json.loads(capsys.readouterr().out) == report
+    stored = json.loads((session / "report.json").read_text())
+    stored["summary"] = "<script>alert(1)</script> & more"
+    (session / "report.json").write_text(json.dumps(stored))
+    assert main(["show", str(session), "--format", "html"]) == 0
+    page = capsys.readouterr().out
+    assert page.startswith("<!doctype html>") and "<script>" not in page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt; &amp; more" in page
+
+
+def test_show_explains_a_folder_that_is_not_a_session(capsys, tmp_path):
+    assert main(["show", str(tmp_path)]) == 2
+    assert "is not a session folder" in capsys.readouterr().err
+    (tmp_path / "report.json").write_text('{"status": "validated"}')
+    assert main(["show", str(tmp_path)]) == 2
+    assert "is not a report this fixloop can read" in capsys.readouterr().err

@@ -5,6 +5,7 @@ Pure functions of the session's data, fitted to GitHub's limits (`bot.github.lim
 
 from __future__ import annotations
 
+import html
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -214,7 +215,8 @@ def session_done(report: Report, *, pull_url: str | None, problem: str | None, l
     if problem:
         title = f"Validated, but the result could not be published: {problem}"
     elif report.status == "validated":
-        title = f"Validated in {len(report.iterations)} iteration(s): draft pull request opened"
+        opened = ": draft pull request opened" if pull_url else ""
+        title = f"Validated in {len(report.iterations)} iteration(s){opened}"
     else:
         title = f"{report.status.replace('_', ' ').capitalize()}: {report.reason}"
     parts = [
@@ -261,3 +263,39 @@ def outcome_comment(report: Report, *, pull_url: str | None, updated: bool, prob
 def job_summary(report: Report, *, pull_url: str | None, problem: str | None, links: Links) -> str:
     out = session_done(report, pull_url=pull_url, problem=problem, links=links)
     return fit(f"## fixloop: {out['title']}\n\n{out['summary']}\n", SUMMARY_FILE_LIMIT - 1024)
+
+
+def session_markdown(report: Report) -> str:
+    """A finished session as its check run and pull request show it, for `fixloop show`."""
+    out = session_done(report, pull_url=None, problem=None, links=Links())
+    where = (f"Branch `{report.branch}` at `{report.commit}`" if report.branch
+             else f"Nothing committed; the partial change is in `{report.patch}`" if report.patch else "")
+    parts = [f"# fixloop: {out['title']}", out["summary"], where,
+             "## What changed and why", _quote(report.summary), "## Validation evidence", _evidence(report),
+             f"Session {report.session_id} · {report.started_at:%Y-%m-%d %H:%M:%S} UTC · {report.repo} @ "
+             f"{report.base_commit[:10]}"]
+    return "\n\n".join(p for p in parts if p) + "\n"
+
+
+def session_html(report: Report) -> str:
+    """The same as `session_markdown`, as a page of its own (every text escaped)."""
+    e = html.escape
+    title = e(session_done(report, pull_url=None, problem=None, links=Links())["title"])
+    rows = []
+    for it in report.iterations:
+        verdict = "stopped" if it.validation is None else "passed" if it.validation.passed else "failed"
+        failing = ", ".join(it.validation.failed_tests[:5]) if it.validation else ""
+        rows.append(f"<tr><td>{it.n}</td><td>{verdict}</td><td>{e(failing)}</td><td>{it.usage.total:,}</td></tr>")
+    body = [
+        f"<h1>fixloop: {title}</h1>",
+        f"<p><strong>Outcome:</strong> {e(report.status)} ({e(report.reason)})</p>",
+        "<table><tr><th>iteration</th><th>validation</th><th>failing tests</th><th>tokens</th></tr>",
+        *rows, "</table>",
+        f"<p>{report.usage.total:,} tokens · est. ${report.cost_usd:.2f} · model {e(report.model)}</p>",
+        "<h2>What changed and why</h2>", f"<blockquote>{e(report.summary or '(no explanation given)')}</blockquote>",
+        "<h2>Validation evidence</h2>", f"<pre>{e(_evidence(report))}</pre>",
+        f"<p>Session {e(report.session_id)} · {report.started_at:%Y-%m-%d %H:%M:%S} UTC · {e(report.repo)} @ "
+        f"{e(report.base_commit[:10])}</p>",
+    ]
+    head = f'<!doctype html>\n<html><head><meta charset="utf-8"><title>fixloop: {title}</title></head><body>'
+    return "\n".join([head, *body, "</body></html>"]) + "\n"
