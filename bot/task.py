@@ -49,7 +49,8 @@ class Task(BaseModel):
 
     def statement(self) -> str:
         """The task in one text, for records (the model gets the fenced form from the prompt)."""
-        parts = [self.title, self.instructions, *(f"[{c.source}]\n{c.text}" for c in self.context)]
+        title = "" if self.instructions.startswith(self.title) else self.title  # a local task's first line
+        parts = [title, self.instructions, *(f"[{c.source}]\n{c.text}" for c in self.context)]
         return "\n\n".join(p for p in parts if p.strip())
 
 

@@ -172,3 +172,13 @@ def test_a_branch_holding_an_at_sign_survives_the_head_input():
 def test_a_local_task_is_never_dispatched():
     with pytest.raises(ValueError, match="local"):
         to_inputs(Task(kind="local", title="t", source="s"), Origin(repository=REPO, target=Thread(number=1)))
+
+
+def test_a_task_is_stated_once():
+    """`fixloop run --task` makes its first line the title: the statement (report.json's `task`) does
+    not repeat it."""
+    local = Task(kind="local", title="Fix add()", instructions="Fix add()\nadd(2, 3) must be 5", source="cli")
+    assert local.statement() == "Fix add()\nadd(2, 3) must be 5"
+    issue = Task(kind="issue", title="Crash", instructions="Resolve issue #7.", source="s",
+                 context=[Context(source="issue #7", text="Crash\n\nlog")])
+    assert issue.statement() == "Crash\n\nResolve issue #7.\n\n[issue #7]\nCrash\n\nlog"
