@@ -246,6 +246,7 @@ def _serve(args: argparse.Namespace) -> int:
     settings = AppSettings.from_environ(os.environ)
     redactor = Redactor([settings.webhook_secret, settings.api_token or ""])
     logs.configure(redact=redactor.text)
+    _check_free(args.host, args.port)
     app = create_app(settings, policy=args.policy or RequestPolicy())
     print(f"fixloop serve: listening on http://{args.host}:{args.port} (webhooks: POST /webhook, health: GET "
           "/healthz); Ctrl-C stops it", file=sys.stderr, flush=True)
@@ -273,6 +274,19 @@ def _show(args: argparse.Namespace) -> int:
     else:
         sys.stdout.write(session_html(report) if args.format == "html" else session_markdown(report))
     return 0
+
+
+def _check_free(host: str, port: int) -> None:
+    """A port that cannot be listened on is the user's to fix: one line, before the server starts."""
+    import socket
+
+    try:
+        with socket.create_server((host, port)):
+            pass
+    except OSError as error:
+        why = os.strerror(error.errno) if error.errno else str(error)
+        raise ConfigError(f"cannot listen on {host}:{port}: {why} (another server on that port, "
+                          "or an address this machine does not have? Choose --host and --port)") from None
 
 
 def _manifest(args: argparse.Namespace) -> int:

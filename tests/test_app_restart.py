@@ -15,6 +15,7 @@ import json
 import os
 import re
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -280,3 +281,14 @@ def test_a_session_stopped_while_dispatching_gets_exactly_one_run(github: FakeGi
     assert session.status == "dispatched" and store.pending_deliveries() == []
     (acknowledgement,) = github.comments(REPO, delivery.number)
     assert acknowledgement.body.startswith(f"fixloop is on it: {session.run_url}")
+
+
+def test_a_port_in_use_is_one_line_and_exit_2(github: FakeGitHub, github_app_key: AppKey, tmp_path: Path) -> None:
+    server = Server(github, github_app_key, tmp_path)
+    with socket.create_server(("127.0.0.1", server.port)):
+        result = subprocess.run([sys.executable, "-m", "bot", "serve", "--port", str(server.port)], env=server.env,
+                                cwd=ROOT, capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip() == (f"fixloop: cannot listen on 127.0.0.1:{server.port}: Address already in use "
+                                     "(another server on that port, or an address this machine does not have? "
+                                     "Choose --host and --port)")
