@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from bot.config import CONFIG_PATH, Config, key_line, parse_config
 from bot.errors import ConfigError
-from bot.github.client import GitHubClient
+from bot.github.client import Repository
 from bot.github.events import Event
 from bot.github.limits import ANNOTATIONS_PER_REQUEST, fit
 from bot.github.rules import (
@@ -47,7 +47,7 @@ class Start:
 
 
 class Handler:
-    def __init__(self, github: GitHubClient, *, redactor: Redactor, workflow_file: str, app_slug: str | None = None,
+    def __init__(self, github: Repository, *, redactor: Redactor, workflow_file: str, app_slug: str | None = None,
                  config_path: str = CONFIG_PATH, config_required: bool = True, own_run: int | None = None,
                  check_sha: str | None = None, details_url: str | None = None,
                  on_stop: Callable[[Stop], None] = lambda stop: None) -> None:
@@ -130,7 +130,7 @@ class Handler:
         return self.load_config(self.github.file_text(self.config_path, default_branch), default_branch)
 
 
-def acknowledge(github: GitHubClient, run: Run) -> None:
+def acknowledge(github: Repository, run: Run) -> None:
     """A reaction on the comment that asked, so the asker sees it was heard."""
     if comment := run.origin.comment:
         github.react(comment.id, comment.kind, "eyes")

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from bot.config import Config
-from bot.github.client import GitHubClient, PullInfo
+from bot.github.client import PullInfo, Repository
 from bot.task import Context, FailedRun, Origin, Task, Thread, branch_name, ci_branch_name, stable_id
 
 
@@ -38,7 +38,7 @@ class Refusal:
     reason: str
 
 
-def plan_session(task: Task, origin: Origin, github: GitHubClient, config: Config,
+def plan_session(task: Task, origin: Origin, github: Repository, config: Config,
                  default_branch: str) -> Plan | Refusal:
     target = origin.target
     if isinstance(target, FailedRun):
@@ -62,7 +62,7 @@ def plan_session(task: Task, origin: Origin, github: GitHubClient, config: Confi
                 existing_pr=github.open_pull_for(branch), fixes=issue.number, comment_on=issue.number)
 
 
-def _pull_plan(task: Task, origin: Origin, github: GitHubClient, config: Config, pull: PullInfo) -> Plan | Refusal:
+def _pull_plan(task: Task, origin: Origin, github: Repository, config: Config, pull: PullInfo) -> Plan | Refusal:
     if pull.head_repository != origin.repository:
         return Refusal(pull.number, "this pull request comes from a fork; fixloop does not push to forks or run "
                                     "their code with this repository's secrets.")
@@ -84,7 +84,7 @@ def _pull_plan(task: Task, origin: Origin, github: GitHubClient, config: Config,
                 comment_on=pull.number)
 
 
-def _ci_plan(task: Task, origin: Origin, target: FailedRun, github: GitHubClient, config: Config) -> Plan | Refusal:
+def _ci_plan(task: Task, origin: Origin, target: FailedRun, github: Repository, config: Config) -> Plan | Refusal:
     sha, branch = target.head_sha, target.branch
     if not sha or not branch:  # dispatched with just the workflow run id
         if target.run_id is None:
