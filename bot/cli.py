@@ -126,13 +126,13 @@ def build_parser() -> argparse.ArgumentParser:
                                  description=(
         "Read the workflow's event and environment (GITHUB_*; GITHUB_TOKEN, ANTHROPIC_API_KEY; optional "
         "FIXLOOP_MODEL, FIXLOOP_MAX_ITERATIONS, FIXLOOP_CONFIG), decide what to do, run a session, report check "
-        "runs and open a draft pull request. With --event FILE --dry-run: rehearse a saved webhook payload "
-        "against a local checkout, printing the decision, the plan and every comment and check run, without "
-        "GitHub and without a model."))
+        "runs and open a draft pull request. With --event FILE: rehearse a saved webhook payload against a local "
+        "checkout, printing the decision, the plan and every comment and check run instead of sending them; the "
+        "session runs locally (a local branch, no push), or not at all with --dry-run."))
     action.add_argument("--event", type=Path, metavar="FILE", help="a saved webhook payload to rehearse")
     action.add_argument("--event-name", metavar="NAME", help="its event (default: told by the payload's keys)")
     action.add_argument("--repo", type=Path, default=Path("."), help="the checkout standing in for GitHub (default .)")
-    action.add_argument("--dry-run", action="store_true", help="write nothing, call no model (needs --event)")
+    action.add_argument("--dry-run", action="store_true", help="with --event: decide and plan only, call no model")
     action.set_defaults(handler=_action)
 
     serve = commands.add_parser("serve", help="run the GitHub App's webhook server", description=(
@@ -235,12 +235,11 @@ def _run(args: argparse.Namespace) -> int:
 
 def _action(args: argparse.Namespace) -> int:
     if args.event is not None or args.dry_run:
-        if args.event is None or not args.dry_run:
-            raise ConfigError("--event FILE and --dry-run go together: a rehearsal writes nothing and calls no "
-                              "model (a session on a saved event is not available yet)")
+        if args.event is None:
+            raise ConfigError("--dry-run rehearses a saved event: pass --event FILE (a webhook payload)")
         from bot.action.rehearsal import rehearse
 
-        return rehearse(args.event, event_name=args.event_name, repo=args.repo, out=sys.stdout)
+        return rehearse(args.event, event_name=args.event_name, repo=args.repo, out=sys.stdout, dry_run=args.dry_run)
     from bot.action.runner import run_action
     from bot.github.client import RequestPolicy
 

@@ -10,7 +10,9 @@ import pytest
 
 from bot.cli import main
 from tests.conftest import run_git
+from tests.fakes.messages_api import MessagesAPIServer, Reply, edit, text
 from tests.fixtures import load_payload
+from tests.test_cli_run import BUGGY, PYTEST
 
 CONFIG = "validate: [python -m pytest -q]\n"
 
@@ -20,10 +22,10 @@ def checkout(make_repo) -> Path:
     return make_repo({".github/fixloop.yml": CONFIG, "calc.py": "x = 1\n"})
 
 
-def rehearse(tmp_path: Path, checkout: Path, payload: dict, *extra: str) -> int:
+def rehearse(tmp_path: Path, checkout: Path, payload: dict, *extra: str, dry_run: bool = True) -> int:
     event = tmp_path / "event.json"
     event.write_text(json.dumps(payload))
-    return main(["action", "--event", str(event), "--dry-run", "--repo", str(checkout), *extra])
+    return main(["action", "--event", str(event), *(["--dry-run"] if dry_run else []), "--repo", str(checkout), *extra])
 
 
 def test_a_labelled_issue_is_decided_and_planned_and_nothing_is_sent(tmp_path, checkout, capsys):
@@ -55,15 +57,29 @@ def test_an_invalid_config_shows_the_check_run_and_the_comment_and_exits_2(tmp_p
     assert "Decision: refused: invalid .github/fixloop.yml" in out
 
 
-@pytest.mark.parametrize(("argv", "says"), [
-    (["action", "--event", "{event}"], "--event FILE and --dry-run go together"),
-    (["action", "--dry-run"], "--event FILE and --dry-run go together"),
-])
-def test_a_rehearsal_needs_both_flags(tmp_path, capsys, argv, says):
-    event = tmp_path / "event.json"
-    event.write_text("{}")
-    assert main([a.format(event=event) for a in argv]) == 2
-    assert says in capsys.readouterr().err
+def test_a_dry_run_needs_an_event(capsys):
+    assert main(["action", "--dry-run"]) == 2
+    assert "pass --event FILE" in capsys.readouterr().err
+
+
+def test_without_dry_run_the_session_runs_locally_and_what_it_would_publish_is_printed(tmp_path, make_repo, capsys,
+                                                                                        monkeypatch):
+    checkout = make_repo({".github/fixloop.yml": f"validate: [{json.dumps(PYTEST)}]\n", **BUGGY})
+    payload = load_payload("issues.labeled", label__name="fixloop")
+    with MessagesAPIServer() as api:
+        monkeypatch.setenv("ANTHROPIC_BASE_URL", api.url)
+        monkeypatch.setenv("ANTHROPIC_API_KEY", "test-key")
+        api.push(Reply([edit("str_replace", "calc.py", old_str="a - b", new_str="a + b")]),
+                 Reply([text("add() subtracted; it now adds.")]))
+        assert rehearse(tmp_path, checkout, payload, dry_run=False) == 0
+        assert api.violations == []
+    out = capsys.readouterr().out
+    assert "would push " in out and "and open a draft pull request against master: fixloop: Spelling error" in out
+    assert "    fixloop proposes this change for issue #1 by @Codertocat." in out and "Fixes #1" in out
+    assert "would comment on #1:" in out and out.rstrip().endswith("Nothing was sent.")
+    assert "Session: validated: validation passed" in out
+    branch = out.split("(here: local branch ", 1)[1].split(")", 1)[0]
+    assert "a + b" in run_git(checkout, "show", f"{branch}:calc.py"), "the work is kept on a local branch"
 
 
 def test_a_payload_of_no_known_shape_asks_for_its_name(tmp_path, checkout, capsys):

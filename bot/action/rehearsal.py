@@ -1,5 +1,6 @@
-"""`fixloop action --event FILE --dry-run`: what the Action would decide and plan for a saved event,
-without GitHub and without a model.
+"""`fixloop action --event FILE [--dry-run]`: what the Action would do for a saved event, without
+GitHub: its decision and plan, and (without --dry-run) the session itself, run on the local checkout
+with the configured model, and the pull request and comment it would publish.
 
 A local checkout stands in for the repository on GitHub: its HEAD is the default branch (the config
 is read from it), whoever asks has write access (a rehearsal is its owner's), and the issue, pull
@@ -14,12 +15,18 @@ import os
 from pathlib import Path
 from typing import Any, TextIO
 
-from bot.action.plan import Refusal, plan_session
+from bot.action import render
+from bot.action.plan import Plan, Refusal, plan_session
+from bot.action.publish import marker
+from bot.agent.model import make_model
+from bot.config import Config
 from bot.errors import EXIT_USAGE, ConfigError
 from bot.github.client import IssueInfo, PullInfo, WorkflowRunInfo
 from bot.github.events import Event, parse_event
 from bot.handler import Answered, Handler, acknowledge
+from bot.reporting.terminal import TerminalReporter
 from bot.secrets import Redactor
+from bot.session import SessionSpec, run_session
 from bot.task import WORKFLOW_FILE
 from bot.workspace import read_file_at, repository_root, resolve_commit
 
@@ -46,7 +53,7 @@ class LocalRepository:
         self.name = str((payload.get("repository") or {}).get("full_name") or "")
         self.default_branch = str((payload.get("repository") or {}).get("default_branch") or "main")
 
-    def _say(self, what: str, body: str = "") -> None:
+    def say(self, what: str, body: str = "") -> None:
         text = f"would {what}" + ("\n" + "\n".join(f"    {line}" for line in body.splitlines()) if body else "")
         print(self.redactor.text(text), file=self.out)
 
@@ -92,27 +99,27 @@ class LocalRepository:
 
     # -- write: printed, never sent ------------------------------------------------------------
     def comment(self, number: int, body: str) -> str:
-        self._say(f"comment on #{number}:", body)
+        self.say(f"comment on #{number}:", body)
         return "(not posted: a rehearsal)"
 
     def react(self, comment_id: int, kind: str, content: str) -> None:
-        self._say(f"react {content} to {kind} comment {comment_id}")
+        self.say(f"react {content} to {kind} comment {comment_id}")
 
     def cancel_active_runs(self, workflow_file: str, number: int, *, except_run: int | None) -> list[int]:
-        self._say(f"cancel the active runs of {workflow_file} for #{number}")
+        self.say(f"cancel the active runs of {workflow_file} for #{number}")
         return []
 
     def create_check_run(self, *, name: str, head_sha: str, status: str, output: dict[str, Any],
                          conclusion: str | None = None, details_url: str | None = None,
                          external_id: str | None = None, actions: list[dict[str, str]] | None = None) -> int:
-        self._say(f"create check run {name!r} on {head_sha[:10]} ({conclusion or status}): {output.get('title', '')}",
+        self.say(f"create check run {name!r} on {head_sha[:10]} ({conclusion or status}): {output.get('title', '')}",
                   str(output.get("summary", "")))
         return 0
 
 
-def rehearse(event_file: Path, *, event_name: str | None, repo: Path, out: TextIO) -> int:
-    """Print the decision, the plan and every write for `event_file`; returns the exit code the
-    Action would have before its session (2 for an invalid config)."""
+def rehearse(event_file: Path, *, event_name: str | None, repo: Path, out: TextIO, dry_run: bool) -> int:
+    """Print the decision, the plan and every write for `event_file`, and without `dry_run` run the
+    session locally; returns the exit code the Action would have."""
     try:
         payload = json.loads(event_file.read_text(encoding="utf-8"))
     except (OSError, ValueError) as error:
@@ -145,6 +152,27 @@ def rehearse(event_file: Path, *, event_name: str | None, repo: Path, out: TextI
         f"Plan: start from {plan.base_sha[:10]} ({plan.fetch_ref}); push {plan.branch}; open a draft pull request "
         f"against {plan.pr_base}" + (f" that fixes #{plan.fixes}" if plan.fixes else "")
         + (f"; report on #{plan.comment_on}" if plan.comment_on else "") + f"; check runs on {plan.check_sha[:10]}.\n"
-        f"  validation: {'; '.join(handled.config.validation)}\n"
-        "A session would now run (the model, the tools, validation), then publish. Nothing was sent."), file=out)
-    return 0
+        f"  validation: {'; '.join(handled.config.validation)}"), file=out)
+    if dry_run:
+        print("A session would now run (the model, the tools, validation), then publish. Nothing was sent.", file=out)
+        return 0
+    return _session(plan, handled.config, github, redactor, out)
+
+
+def _session(plan: Plan, config: Config, github: LocalRepository, redactor: Redactor, out: TextIO) -> int:
+    """The session on the local checkout (a local branch, no push), then what publishing would send."""
+    report = run_session(SessionSpec(repo=github.repo, task=plan.task, config=config, model=make_model(config),
+                                     base=plan.base_sha, sinks=[TerminalReporter(redactor)]))
+    links = render.Links()
+    if report.status == "validated" and report.commit:
+        title = f"fixloop: {plan.task.title}"[:250]
+        body = render.pull_request_body(report, task_source=plan.task.source, fixes=plan.fixes, links=links,
+                                        marker=marker(plan.origin.correlation_id))
+        github.say(f"push {report.commit[:10]} to {plan.branch} (here: local branch {report.branch}) and open a "
+                    f"draft pull request against {plan.pr_base}: {title}", body)
+    if plan.comment_on is not None:
+        github.comment(plan.comment_on, render.outcome_comment(report, pull_url="(the draft pull request)" if
+                                                               report.commit else None, updated=False, problem=None,
+                                                               links=links))
+    print(f"Session: {report.status}: {report.reason} ({Path(report.trajectory).parent}). Nothing was sent.", file=out)
+    return report.exit_code
