@@ -256,7 +256,7 @@ def _serve(args: argparse.Namespace) -> int:
     from bot.secrets import Redactor
 
     settings = AppSettings.from_environ(os.environ)
-    redactor = Redactor([settings.webhook_secret, settings.api_token or ""])
+    redactor = Redactor(settings.secrets)
     logs.configure(redact=redactor.text)
     _check_free(args.host, args.port)
     app = create_app(settings, policy=args.policy or RequestPolicy())

@@ -60,7 +60,7 @@ class Processor:
         self._permissions_lock = threading.Lock()
         # What the App writes passes a redactor like the Action's: its own secrets, and anything shaped
         # like a token (its installation tokens included) or a key.
-        self.redactor = Redactor([settings.private_key, settings.webhook_secret, settings.api_token or ""])
+        self.redactor = Redactor(settings.secrets)
 
     def client(self, installation_id: int, repository: str) -> GitHubClient:
         token = self.tokens.token(installation_id, repository, TOKEN_PERMISSIONS)
@@ -122,18 +122,18 @@ class Processor:
         return self._run(correlation_id, github, run, config, default_branch)
 
     def _run(self, delivery: str, github: GitHubClient, run: Run, config: Config, default_branch: str) -> str:
-        origin = run.origin
+        origin = run.origin.model_copy(update={"correlation_id": delivery})
         key = origin.key()
-        if (previous := self.store.session_for_correlation(delivery)) is not None:  # processed before a restart
-            if previous.status == "dispatching":
-                return self._resume(previous, github, run, default_branch)
-            return f"ignored: delivery {delivery} already has a session"
-        try:
-            to_inputs(run.task, origin)  # a task that cannot be handed over is refused before it is recorded
+        try:  # a task that cannot be handed over is refused before it is recorded
+            inputs = to_inputs(run.task, origin)
         except MalformedEvent as error:
             if origin.number:
                 github.comment(origin.number, self.redactor.text(f"fixloop did not start: {error}"))
             return f"refused: {error}"
+        if (previous := self.store.session_for_correlation(delivery)) is not None:  # processed before a restart
+            if previous.status == "dispatching":
+                return self._resume(previous, github, run, default_branch, inputs)
+            return f"ignored: delivery {delivery} already has a session"
         target = origin.target
         if isinstance(target, FailedRun) and target.branch and not self.store.ci_attempt(
                 github.repository, target.branch, config.ci.max_sessions_per_branch):
@@ -149,9 +149,10 @@ class Processor:
                                               f"was not started twice; use `/fixloop stop` first to start over.")
             return f"refused: session {session.id} is still active for {key}"
         acknowledge(github, run)
-        return self._dispatch(session, github, run, default_branch)
+        return self._dispatch(session, github, run, default_branch, inputs)
 
-    def _resume(self, session: SessionRecord, github: GitHubClient, run: Run, default_branch: str) -> str:
+    def _resume(self, session: SessionRecord, github: GitHubClient, run: Run, default_branch: str,
+                inputs: dict[str, str]) -> str:
         """A session the App stopped during (a restart, a crash) between recording it and hearing back
         from its dispatch: GitHub may or may not have started the run. The run's title carries the
         correlation id, so look for it first; dispatch only if it is not there, so that the target
@@ -168,12 +169,13 @@ class Processor:
                 return f"dispatch failed: {error}"
             if found:
                 return self._dispatched(session, github, run, *found) + " (its run was found after a restart)"
-        return self._dispatch(session, github, run, default_branch) + " (after a restart)"
+        return self._dispatch(session, github, run, default_branch, inputs) + " (after a restart)"
 
-    def _dispatch(self, session: SessionRecord, github: GitHubClient, run: Run, default_branch: str) -> str:
+    def _dispatch(self, session: SessionRecord, github: GitHubClient, run: Run, default_branch: str,
+                  inputs: dict[str, str]) -> str:
+        """Dispatch the workflow with `inputs` (the task's, carrying the session's correlation id)."""
         delivery = session.correlation_id or ""
         number = run.origin.number
-        inputs = to_inputs(run.task, run.origin.model_copy(update={"correlation_id": delivery}))
         started = self.clock()
         try:
             run_id, run_url = github.dispatch(self.settings.workflow_file, default_branch, inputs)

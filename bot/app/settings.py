@@ -26,6 +26,11 @@ class AppSettings:
     workflow_file: str = WORKFLOW_FILE
     app_slug: str | None = None  # the App's own slug, to ignore its own check suites and buttons
 
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """The values nothing the App writes (comments, logs) may carry."""
+        return (self.private_key, self.webhook_secret, self.api_token or "")
+
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> AppSettings:
         problems = []
