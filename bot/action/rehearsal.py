@@ -146,7 +146,7 @@ def rehearse(event_file: Path, *, event_name: str | None, repo: Path, out: TextI
     if isinstance(plan, Refusal):
         if plan.number:
             github.comment(plan.number, f"fixloop did not start: {plan.reason}")
-        print(f"Not started: {plan.reason}", file=out)
+        print(redactor.text(f"Not started: {plan.reason}"), file=out)
         return 0
     print(redactor.text(
         f"Plan: start from {plan.base_sha[:10]} ({plan.fetch_ref}); push {plan.branch}; open a draft pull request "
@@ -174,5 +174,6 @@ def _session(plan: Plan, config: Config, github: LocalRepository, redactor: Reda
         github.comment(plan.comment_on, render.outcome_comment(report, pull_url="(the draft pull request)" if
                                                                report.commit else None, updated=False, problem=None,
                                                                links=links))
-    print(f"Session: {report.status}: {report.reason} ({Path(report.trajectory).parent}). Nothing was sent.", file=out)
+    print(redactor.text(f"Session: {report.status}: {report.reason} ({Path(report.trajectory).parent}). "
+                        "Nothing was sent."), file=out)
     return report.exit_code
