@@ -137,10 +137,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     serve = commands.add_parser("serve", help="run the GitHub App's webhook server", description=(
         "Receive GitHub webhooks, decide, and dispatch the fixloop workflow in the target repository. Settings come "
-        "from the environment: APP_ID, PRIVATE_KEY or PRIVATE_KEY_PATH, WEBHOOK_SECRET, GITHUB_API_URL, FIXLOOP_DB, "
-        "FIXLOOP_API_TOKEN."))
+        "from the environment (and --env-file): APP_ID, PRIVATE_KEY or PRIVATE_KEY_PATH, WEBHOOK_SECRET, "
+        "GITHUB_API_URL, FIXLOOP_DB, FIXLOOP_API_TOKEN."))
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     serve.add_argument("--port", type=_port, default=8080, help="port (default 8080)")
+    serve.add_argument("--env-file", type=Path, metavar="PATH", help="read settings from this NAME=value file too, "
+                       "e.g. the .env of `fixloop app register`; variables set in the environment take precedence")
     serve.set_defaults(handler=_serve)
 
     show = commands.add_parser("show", help="show a finished session", description=(
@@ -148,6 +150,20 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("session_dir", type=Path, metavar="SESSION_DIR", help="the session folder")
     show.add_argument("--format", choices=("md", "html", "json"), default="md", help="output format (default md)")
     show.set_defaults(handler=_show)
+
+    init = commands.add_parser("init", help="set up fixloop in a repository", description=(
+        "Tell the repository's language, package manager and test command from its files, and write "
+        ".github/fixloop.yml (setup, validate) and .github/workflows/fixloop.yml (fixloop's workflow with the "
+        "toolchain steps and the CI workflow names filled in), explaining each choice. Existing files are "
+        "never replaced without --force."))
+    init.add_argument("--repo", type=Path, default=Path("."), help="the repository (default: .)")
+    init.add_argument("--validate", action="append", metavar="CMD",
+                      help="the test command instead of the one detected; repeat for several")
+    init.add_argument("--setup", action="append", metavar="CMD",
+                      help="a setup command instead of those detected; repeat for several")
+    init.add_argument("--dry-run", action="store_true", help="print what would be written; write nothing")
+    init.add_argument("--force", action="store_true", help="replace existing files")
+    init.set_defaults(handler=_init)
 
     logs_cli.add_parser(commands)
     triage_cli.add_parser(commands)
@@ -157,6 +173,26 @@ def build_parser() -> argparse.ArgumentParser:
     manifest = app_commands.add_parser("manifest", help="print the App manifest for GitHub's registration flow")
     manifest.add_argument("--url", help="the public base URL of your fixloop server (the webhook is URL/webhook)")
     manifest.set_defaults(handler=_manifest)
+    register = app_commands.add_parser("register", help="register the App on GitHub from a local page (manifest flow)",
+                                       description=(
+        "Serve a one-shot page on 127.0.0.1 whose Register button sends the App's manifest to GitHub; when GitHub "
+        "redirects back, exchange its code for the App's credentials and write them to a .env file (mode 0600) for "
+        "`fixloop serve --env-file`. The API is https://api.github.com (or GITHUB_API_URL), or with --ghes-url "
+        "URL/api/v3."))
+    register.add_argument("--url", required=True,
+                          help="the public base URL of your fixloop server (the webhook is URL/webhook)")
+    register.add_argument("--name", default="fixloop", help="the App's name (default fixloop; GitHub's page lets "
+                          "you change it, names are unique)")
+    register.add_argument("--org", metavar="ORG", help="register it for this organization (default: your account)")
+    register.add_argument("--ghes-url", metavar="URL", help="your GitHub Enterprise Server, e.g. https://ghe.example.com")
+    register.add_argument("--port", type=_port, help="local port of the page and of GitHub's redirect (default: any)")
+    register.add_argument("--env-file", type=Path, default=Path(".env"), metavar="PATH",
+                          help="where to write the settings (default .env)")
+    register.add_argument("--force", action="store_true", help="replace an existing --env-file")
+    register.add_argument("--no-browser", action="store_true", help="print the page's address only, open no browser")
+    register.add_argument("--timeout", type=_positive_float, default=3600.0, metavar="SECONDS",
+                          help="give up after this long (default 3600: GitHub's code is valid for an hour)")
+    register.set_defaults(handler=_register)
     return parser
 
 
@@ -250,12 +286,14 @@ def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from bot.app import logs
+    from bot.app.register import read_env_file
     from bot.app.server import create_app
     from bot.app.settings import AppSettings
     from bot.github.client import RequestPolicy
     from bot.secrets import Redactor
 
-    settings = AppSettings.from_environ(os.environ)
+    environ = {**read_env_file(args.env_file), **os.environ} if args.env_file else os.environ
+    settings = AppSettings.from_environ(environ)
     redactor = Redactor(settings.secrets)
     logs.configure(redact=redactor.text)
     _check_free(args.host, args.port)
@@ -288,6 +326,26 @@ def _show(args: argparse.Namespace) -> int:
     return 0
 
 
+def _init(args: argparse.Namespace) -> int:
+    from bot.config import CONFIG_PATH
+    from bot.init import plan_init, write
+    from bot.workspace import repository_root
+
+    plan = plan_init(repository_root(args.repo), validate=args.validate, setup=args.setup)
+    print(f"fixloop init in {plan.root}")
+    print("\n".join(plan.explanation()))
+    if args.dry_run:
+        for path, text in plan.files.items():
+            print(f"\n--- {path} (would be written) ---\n{text}", end="")
+        return 0
+    for path in write(plan, force=args.force):
+        print(f"wrote {path}")
+    print(f"Next: review both files, commit them and push them to the default branch (fixloop reads "
+          f"{CONFIG_PATH} from there); add the repository secret ANTHROPIC_API_KEY; then label an issue "
+          "`fixloop`. To try it here first: fixloop run --task \"...\"")
+    return 0
+
+
 def _check_free(host: str, port: int) -> None:
     """A port that cannot be listened on is the user's to fix: one line, before the server starts."""
     import socket
@@ -305,6 +363,16 @@ def _manifest(args: argparse.Namespace) -> int:
     from bot.app.manifest import render_manifest
 
     print(render_manifest(args.url))
+    return 0
+
+
+def _register(args: argparse.Namespace) -> int:
+    from bot.app.register import RegisterOptions, next_steps, register
+
+    options = RegisterOptions(url=args.url, name=args.name, org=args.org, ghes_url=args.ghes_url, port=args.port or 0,
+                              env_file=args.env_file, force=args.force, open_browser=not args.no_browser,
+                              timeout=args.timeout)
+    print(next_steps(register(options, os.environ, err=sys.stderr), args.env_file), end="")
     return 0
 
 

@@ -144,7 +144,8 @@ def _unknown_key(loc: tuple[int | str, ...]) -> str:
 def _describe(problems: list[tuple[str, str]], source: str) -> str:
     lines = [f"{source} is not a valid fixloop configuration:"]
     lines += [f"  - {key}: {message}" for key, message in problems]
-    lines.append("See the configuration reference in the README (schema: bot/schemas/config.schema.json).")
+    lines.append("See fixloop's configuration reference, docs/reference/config.md "
+                 "(schema: bot/schemas/config.schema.json).")
     return "\n".join(lines)
 
 

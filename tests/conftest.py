@@ -61,5 +61,7 @@ def make_repo(tmp_path: Path) -> MakeRepo:
     return make
 
 
-# The OpenAPI-checked fake GitHub's fixtures, for every test module.
+# The OpenAPI-checked fake GitHub's fixtures, for every test module; and the hooks with which Ctrl-C
+# and SIGTERM stop the whole suite, leaving no process behind (tests/processes.py).
 from tests.fakes.github.fixture import fake_github, github_app_key, make_fake_github  # noqa: F401
+from tests.processes import pytest_configure, pytest_runtest_protocol  # noqa: F401

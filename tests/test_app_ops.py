@@ -522,7 +522,7 @@ def test_dockerfile_copies_only_what_the_wheel_needs(stages: list[list[tuple[str
             flags, words = _without_flags(args)
             if "from" not in flags:
                 copied += words[:-1]
-    assert sorted(copied) == ["README.md", "bot", "pyproject.toml"]
+    assert sorted(copied) == ["README.md", "bot", "pyproject.toml", "workflows/fixloop.yml"]
     for source in copied:
         assert (ROOT / source).exists(), source
     first_comments = DOCKERFILE.read_text().split("\nFROM", 1)[0]
@@ -530,13 +530,16 @@ def test_dockerfile_copies_only_what_the_wheel_needs(stages: list[list[tuple[str
 
 
 def test_the_copied_files_build_the_wheel(tmp_path: Path) -> None:
-    """What the build stage does, offline: a wheel from pyproject.toml, README.md and bot/ alone."""
+    """What the build stage does, offline: a wheel from pyproject.toml, README.md, bot/ and the workflow
+    template alone; the template ships inside it for `fixloop init`."""
     pytest.importorskip("hatchling")
     source = tmp_path / "src"
     source.mkdir()
     for name in ("pyproject.toml", "README.md"):
         (source / name).write_bytes((ROOT / name).read_bytes())
     subprocess.run(["cp", "-r", str(ROOT / "bot"), str(source / "bot")], check=True)
+    (source / "workflows").mkdir()
+    (source / "workflows" / "fixloop.yml").write_bytes((ROOT / "workflows" / "fixloop.yml").read_bytes())
     result = subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-index", "--no-build-isolation",
          "--wheel-dir", str(tmp_path / "wheels"), str(source)],
@@ -548,7 +551,9 @@ def test_the_copied_files_build_the_wheel(tmp_path: Path) -> None:
         names = archive.namelist()
         entry_points = next(n for n in names if n.endswith(".dist-info/entry_points.txt"))
         assert "fixloop = bot.cli:main" in archive.read(entry_points).decode()
+        template = archive.read("bot/_data/fixloop-workflow.yml")
     assert {"bot/app/__init__.py", "bot/app/metrics.py", "bot/cli.py"} <= set(names)
+    assert template == (ROOT / "workflows" / "fixloop.yml").read_bytes()
     assert not [n for n in names if n.endswith(".pyc")]
 
 

@@ -1,4 +1,4 @@
-"""No package imports one above it (see the layout in the README's Development section).
+"""No package imports one above it (see the layout in docs/development.md).
 
 Read from the source with `ast`, so imports inside functions (the command line's lazy ones) count.
 """

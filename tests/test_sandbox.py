@@ -18,6 +18,7 @@ from bot.errors import ConfigError
 from bot.sandbox import INSTALL_HINT, Confinement, bubblewrap, sandbox
 from bot.workspace import Worktree
 from tests.conftest import run_git
+from tests.processes import adopting_orphans
 
 needs_bwrap = pytest.mark.skipif(bubblewrap() is None, reason=f"bubblewrap is not available here: {INSTALL_HINT}")
 
@@ -114,12 +115,12 @@ def test_search_programs_sandbox_has_no_network_not_even_loopback(setting):
 
 @needs_bwrap
 def test_a_timeout_kills_everything_inside(setting):
-    started = time.monotonic()
-    out = _shell(setting, "(sleep 300 &) ; sleep 300", timeout=1)
-    assert "killed after 1 s" in out and time.monotonic() - started < 10
-    time.sleep(0.2)
-    stray = subprocess.run(["pgrep", "-f", "sleep 300"], capture_output=True, text=True, check=False).stdout.split()
-    assert stray == []
+    with adopting_orphans() as started_here:
+        started = time.monotonic()
+        out = _shell(setting, "(sleep 300 &) ; sleep 300", timeout=1)
+        assert "killed after 1 s" in out and time.monotonic() - started < 10
+        time.sleep(0.2)
+        assert started_here() == {}
 
 
 def test_required_without_bubblewrap_is_a_clear_configuration_error(monkeypatch):
@@ -221,16 +222,19 @@ def test_confined_commands_see_no_other_process_and_nothing_they_start_outlives_
         scan = ("for p in /proc/[0-9]*; do tr '\\0' '\\n' < $p/environ; done 2>/dev/null | grep -c held-secret-value; "
                 f"kill -0 {holder.pid} 2>/dev/null; echo signal=$?; (setsid sleep 301 &); echo done")
         env = {"PATH": os.environ["PATH"]}
-        bare = run_shell(["bash", "-c", scan], cwd=worktree.root, env=env, timeout=30).output
-        assert bare.splitlines()[0] != "0"  # the scan works: unconfined, the secret is there to read
-        subprocess.run(["pkill", "-f", "sleep 301"], check=False)
-        confined = confinement.run(scan, cwd=worktree.root, env=env, timeout=30).output
+        with adopting_orphans() as started_here:
+            bare = run_shell(["bash", "-c", scan], cwd=worktree.root, env=env, timeout=30).output
+            time.sleep(0.2)
+            # The scan works: unconfined, the secret is there to read, and the setsid sleep outlives it.
+            assert bare.splitlines()[0] != "0" and "sleep 301" in started_here().values()
+        with adopting_orphans() as started_here:
+            confined = confinement.run(scan, cwd=worktree.root, env=env, timeout=30).output
+            time.sleep(0.2)
+            assert started_here() == {}
     finally:
         holder.kill()
         holder.wait()
     assert confined.splitlines()[:2] == ["0", "signal=1"] and confined.strip().endswith("done")
-    time.sleep(0.2)
-    assert subprocess.run(["pgrep", "-f", "sleep 301"], capture_output=True, check=False).stdout == b""
 
 
 @needs_bwrap

@@ -132,8 +132,10 @@ def test_secrets_never_reach_the_trajectory_or_report(make_repo, monkeypatch):
     assert "ghs_SessionSecretValue" not in run_git(repo, "log", "-1", "--format=%B", report.branch)
 
 
+@pytest.mark.signals_itself
 def test_sigterm_mid_iteration_cancels_and_keeps_partial_work(make_repo):
     repo = make_repo(BUGGY)
+    handler = signal.getsignal(signal.SIGTERM)
     partial = tool_use(EDITOR, {"command": "create", "path": "notes.txt", "file_text": "half done\n"}, id="t1")
     # SIGTERM comes from outside (the runner): the agent's own shell cannot signal fixloop when confined.
     busy = tool_use(BASH, {"command": "touch sigterm-marker; sleep 20"}, id="t2")
@@ -147,7 +149,7 @@ def test_sigterm_mid_iteration_cancels_and_keeps_partial_work(make_repo):
     assert report.status == "cancelled" and "SIGTERM" in report.reason
     assert "+half done" in Path(report.patch).read_text()
     assert json.loads((folder / "trajectory.jsonl").read_text().splitlines()[-1])["status"] == "cancelled"
-    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL, "the session restores signal handlers"
+    assert signal.getsignal(signal.SIGTERM) == handler, "the session restores signal handlers"
 
 
 def test_model_failure_ends_in_error_with_the_reason(make_repo):

@@ -12,7 +12,8 @@ from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from bot.errors import ConfigError
 from bot.task import WORKFLOW_FILE
 
-HOW_TO = "See 'Running the GitHub App' in the README (`fixloop app manifest` helps register the App)."
+HOW_TO = ("Register the App with `fixloop app register`, which writes these settings to .env for "
+          "`fixloop serve --env-file .env`; see 'Operating the GitHub App' in fixloop's documentation.")
 
 
 @dataclass(frozen=True)

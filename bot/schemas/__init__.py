@@ -20,7 +20,17 @@ def config_schema() -> dict[str, Any]:
     schema = Config.model_json_schema(by_alias=True)
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["title"] = "fixloop configuration (.github/fixloop.yml)"
+    _state_defaults(schema, schema, Config().model_dump(mode="json", by_alias=True))
     return schema
+
+
+def _state_defaults(schema: dict[str, Any], node: dict[str, Any], defaults: dict[str, Any]) -> None:
+    """pydantic leaves out the defaults a factory makes (the lists); editors and the reference show them too."""
+    for name, prop in node.get("properties", {}).items():
+        if "$ref" in prop:
+            _state_defaults(schema, schema["$defs"][prop["$ref"].split("/")[-1]], defaults[name])
+        elif name in defaults:
+            prop.setdefault("default", defaults[name])
 
 
 GENERATORS: dict[str, Callable[[], dict[str, Any]]] = {

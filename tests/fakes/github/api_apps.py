@@ -1,4 +1,5 @@
-"""GitHub App operations (JWT-authenticated) and the rate limit."""
+"""GitHub App operations (JWT-authenticated; creating one from a manifest needs no authentication) and the rate
+limit."""
 
 from __future__ import annotations
 
@@ -79,6 +80,16 @@ def create_installation_token(ctx: Ctx) -> Reply:
     repos_json = None if chosen is None else [render.repository(ctx.urls, r) for r in chosen]
     return Reply(201, render.installation_token(ctx.urls, token, expires, permissions,
                                                 repos_json, selection))
+
+
+@route("POST", "/app-manifests/{code}/conversions", auth="optional")
+def create_app_from_manifest(ctx: Ctx) -> Reply:
+    created = ctx.state.create_manifest_app(ctx.params["code"])
+    if created is None:  # GitHub's answer to a code it never issued, one that expired, or one already used
+        raise not_found()
+    return Reply(201, {**render.app(ctx.urls, created.app), "description": created.description,
+                       "external_url": created.external_url, "client_secret": created.client_secret,
+                       "webhook_secret": created.webhook_secret, "pem": created.pem})
 
 
 # ------------------------------------------------------------------------------------------------

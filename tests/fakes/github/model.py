@@ -291,6 +291,19 @@ class App:
 
 
 @dataclass
+class ManifestApp:
+    """An App created from a manifest (``POST /app-manifests/{code}/conversions``), with the
+    credentials GitHub hands out once, in the answer to that call."""
+
+    app: App
+    description: str | None
+    external_url: str
+    pem: str  # the private key, PKCS#1 PEM as GitHub sends it
+    webhook_secret: str | None
+    client_secret: str
+
+
+@dataclass
 class Installation:
     id: int
     app_id: int

@@ -9,11 +9,17 @@ from __future__ import annotations
 import copy
 import hashlib
 import itertools
+import re
+import secrets
+import string
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
 from datetime import timedelta
 from typing import Any
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from .model import (
     App,
@@ -26,6 +32,7 @@ from .model import (
     IssuedToken,
     Job,
     Label,
+    ManifestApp,
     PullInfo,
     Reaction,
     RecordedRequest,
@@ -62,6 +69,8 @@ class GitHubState:
         self._violations: list[str] = []
         self._dispatch_hooks: list[DispatchHook] = []
         self._commit_counter = itertools.count(1)
+        self._manifest_codes: dict[str, tuple[User, dict[str, Any]]] = {}  # code -> (owner, manifest)
+        self._manifest_apps: list[ManifestApp] = []
         now = utcnow()
         github = self._user("github", "Organization")
         # The app behind GITHUB_TOKEN: check runs made with a plain token belong to it.
@@ -163,6 +172,27 @@ class GitHubState:
         with self.lock:
             self._violations.append(text)
 
+    def create_manifest_app(self, code: str) -> ManifestApp | None:
+        """The App made from the manifest behind ``code``, which is then used up; None for a code
+        GitHub does not know (never issued, expired or already used)."""
+        pending = self._manifest_codes.pop(code, None)
+        if pending is None:
+            return None
+        owner, manifest = pending
+        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL,
+                                serialization.NoEncryption()).decode()
+        slug = re.sub(r"[^a-z0-9]+", "-", manifest["name"].lower()).strip("-")
+        client_id = "Iv23li" + "".join(secrets.choice(string.ascii_letters + string.digits) for _ in range(14))
+        app = App(self.new_id(), slug, manifest["name"], owner, client_id,
+                  dict(manifest.get("default_permissions", {})), list(manifest.get("default_events", [])),
+                  utcnow())
+        hook = manifest.get("hook_attributes") or {}
+        created = ManifestApp(app, manifest.get("description"), manifest["url"],
+                              pem, secrets.token_hex(20) if hook.get("url") else None, secrets.token_hex(20))
+        self._manifest_apps.append(created)
+        return created
+
     def run_dispatch_hooks(self, dispatch: Dispatch, run: WorkflowRun | None) -> None:
         for hook in list(self._dispatch_hooks):
             hook(dispatch, run)
@@ -221,6 +251,14 @@ class GitHubState:
                 list(self.app.events), utcnow())
             self._installations[inst.id] = inst
             return inst.id
+
+    def add_manifest_code(self, code: str, manifest: Mapping[str, Any], *, owner: str = "octocat",
+                          owner_type: str = "User") -> None:
+        """What GitHub holds once someone confirmed a manifest registration and was redirected
+        with ``?code=``: ``POST /app-manifests/{code}/conversions`` then creates the App
+        ``manifest`` describes, owned by ``owner``, once."""
+        with self.lock:
+            self._manifest_codes[code] = (self._user(owner, owner_type), copy.deepcopy(dict(manifest)))
 
     def installation_id(self, account: str) -> int:
         with self.lock:
@@ -435,6 +473,11 @@ class GitHubState:
         with self.lock:
             taken, self._violations = self._violations, []
             return taken
+
+    def manifest_apps(self) -> list[ManifestApp]:
+        """The Apps created from manifests, with the credentials their conversion answered."""
+        with self.lock:
+            return copy.deepcopy(self._manifest_apps)
 
     def issued_tokens(self) -> list[IssuedToken]:
         with self.lock:

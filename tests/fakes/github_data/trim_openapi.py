@@ -70,6 +70,7 @@ OPERATIONS: tuple[tuple[str, str], ...] = (
     ("GET", "/app/installations"),
     ("GET", "/repos/{owner}/{repo}/installation"),
     ("POST", "/app/installations/{installation_id}/access_tokens"),
+    ("POST", "/app-manifests/{code}/conversions"),
     ("GET", "/repos/{owner}/{repo}/commits/{ref}"),
     ("GET", "/rate_limit"),
 )

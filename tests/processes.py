@@ -1,0 +1,160 @@
+"""A test's own process tree (Linux `/proc`), and the suite's handling of Ctrl-C and SIGTERM.
+
+Tests look for stray processes among their own descendants, never machine-wide (`pgrep -f` also
+finds other people's processes, and other tests'). A process that double-forks leaves the tree;
+`adopting_orphans` makes the test process a child subreaper, so such orphans come back to it.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import time
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager, suppress
+from types import FrameType
+
+import pytest
+
+_PR_SET_CHILD_SUBREAPER = 36
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def set_subreaper(on: bool) -> None:
+    if _libc.prctl(_PR_SET_CHILD_SUBREAPER, int(on), 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_CHILD_SUBREAPER)")
+
+
+def _parents() -> dict[int, tuple[int, str]]:
+    """pid -> (parent pid, state) for every live process."""
+    found = {}
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            try:
+                with open(f"/proc/{entry.name}/stat") as stat:
+                    fields = stat.read().rpartition(")")[2].split()
+            except OSError:  # gone meanwhile
+                continue
+            found[int(entry.name)] = (int(fields[1]), fields[0])
+    return found
+
+
+def descendants(pid: int | None = None) -> dict[int, str]:
+    """Every running (not zombie) process below `pid` (default: this one), with its command line."""
+    parents = _parents()
+    below, frontier = [], [os.getpid() if pid is None else pid]
+    while frontier:
+        children = [child for child, (parent, _) in parents.items() if parent in frontier]
+        below += children
+        frontier = children
+    commands = {}
+    for child in below:
+        if parents[child][1] != "Z":
+            try:
+                with open(f"/proc/{child}/cmdline", "rb") as cmdline:
+                    commands[child] = cmdline.read().replace(b"\0", b" ").decode(errors="replace").strip()
+            except OSError:
+                continue
+    return commands
+
+
+def kill_descendants(pid: int | None = None) -> None:
+    """SIGKILL everything below `pid`, again while orphans are still being handed back to a subreaper."""
+    for _ in range(20):
+        found = descendants(pid)
+        if not found:
+            return
+        _kill(found)
+        time.sleep(0.05)
+
+
+def _kill(pids: Iterable[int]) -> None:
+    for pid in pids:
+        with suppress(ProcessLookupError):  # ended meanwhile
+            os.kill(pid, signal.SIGKILL)
+
+
+def _reap_zombie_children() -> None:
+    """Collect the exit status of adopted orphans (subprocess's own children are waited by it)."""
+    me = os.getpid()
+    for child, (parent, state) in _parents().items():
+        if parent == me and state == "Z":
+            with suppress(ChildProcessError):
+                os.waitpid(child, os.WNOHANG)
+
+
+@contextmanager
+def adopting_orphans() -> Iterator[Callable[[], dict[int, str]]]:
+    """Within the block, orphans of this process's children come back to it; yields a function that
+    lists the processes started since the block began. Those still running at the end are killed, so
+    a failing test leaves nothing behind."""
+    before = set(descendants())
+    set_subreaper(True)
+
+    def started() -> dict[int, str]:
+        return {pid: command for pid, command in descendants().items() if pid not in before}
+
+    try:
+        yield started
+    finally:
+        _kill(started())
+        set_subreaper(False)
+        time.sleep(0.05)
+        _reap_zombie_children()
+
+
+# -- Ctrl-C and SIGTERM stop the suite -------------------------------------------------------------
+#
+# With pytest-xdist, the process the signal reaches first is the controller; the tests run in its
+# workers, which xdist would give ten seconds to finish the test they are in. The controller instead
+# kills every process below it at once (the workers, and what their tests started, orphans
+# included: it is their subreaper) and then stops as pytest does on Ctrl-C.
+#
+# In one process (`-n 0`), a test that runs a session has the session's own handler, which turns the
+# signal into a cancelled session: the test ends, and the suite would go on. The signal is still
+# written to a wakeup file descriptor, whatever handler runs, and is read after each test.
+
+
+def _stop_everything(signum: int, _frame: FrameType | None) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    kill_descendants()
+    raise KeyboardInterrupt(f"the suite was stopped by {signal.Signals(signum).name}")
+
+
+_wakeup: tuple[int, int] | None = None
+STOPPING = (signal.SIGINT, signal.SIGTERM)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    global _wakeup
+    if hasattr(config, "workerinput"):  # an xdist worker: its controller stops it
+        return
+    if getattr(config.option, "dist", "no") != "no":
+        set_subreaper(True)
+        for stopping in STOPPING:
+            signal.signal(stopping, _stop_everything)
+        return
+    read, write = os.pipe()
+    os.set_blocking(read, False)
+    os.set_blocking(write, False)
+    signal.set_wakeup_fd(write, warn_on_full_buffer=False)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # SIGTERM stops the suite as Ctrl-C does
+    _wakeup = (read, write)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item: pytest.Item) -> Iterator[None]:
+    if _wakeup is not None:
+        signal.set_wakeup_fd(_wakeup[1], warn_on_full_buffer=False)  # again: an asyncio loop may have reset it
+    yield
+    if _wakeup is None:
+        return
+    try:
+        received = os.read(_wakeup[0], 512)
+    except BlockingIOError:
+        return
+    if any(number in STOPPING for number in received) and not item.get_closest_marker("signals_itself"):
+        kill_descendants()
+        pytest.exit(f"stopped by {signal.Signals(next(n for n in received if n in STOPPING)).name}", returncode=130)
