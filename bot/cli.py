@@ -49,6 +49,22 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _provider(text: str) -> str:
+    from bot.config import PROVIDERS  # here, not at the top: `fixloop --help` does not load pydantic
+
+    if text not in PROVIDERS:
+        raise argparse.ArgumentTypeError(f"must be one of {', '.join(PROVIDERS)}, not {text!r}"
+                                         f"{_nearest(text, list(PROVIDERS))}")
+    return text
+
+
+def _wait_seconds(text: str) -> float:
+    value = _positive_float(text)
+    if value > 86_400:
+        raise argparse.ArgumentTypeError(f"must be at most 86400 (a day), not {text!r}")
+    return value
+
+
 def _port(text: str) -> int:
     if not text.strip().isdigit() or not 1 <= int(text) <= 65_535:
         raise argparse.ArgumentTypeError(f"must be a port number from 1 to 65535, not {text!r}")
@@ -111,6 +127,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--config", type=Path, metavar="PATH",
                      help="a config file to use as it is (default: .github/fixloop.yml as committed at HEAD)")
     run.add_argument("--model", help="model name (default: config, else a current Claude Sonnet)")
+    run.add_argument("--provider", type=_provider, metavar="NAME", help="where the model is called: anthropic, "
+                     "bedrock, vertex, foundry or openai (any OpenAI-compatible endpoint; default: config, else "
+                     "anthropic)")
+    run.add_argument("--base-url", metavar="URL", help="the model API's URL (default: config, else the provider's own)")
     run.add_argument("--out", type=Path, metavar="DIR", help="session folder (default: <repo>/.fixloop/sessions/<id>)")
     run.add_argument("--json", action="store_true", help="print report.json to stdout")
     run.set_defaults(handler=_run)
@@ -124,8 +144,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     action = commands.add_parser("action", help="run inside GitHub Actions (the fixloop action calls this)",
                                  description=(
-        "Read the workflow's event and environment (GITHUB_*; GITHUB_TOKEN, ANTHROPIC_API_KEY; optional "
-        "FIXLOOP_MODEL, FIXLOOP_MAX_ITERATIONS, FIXLOOP_CONFIG), decide what to do, run a session, report check "
+        "Read the workflow's event and environment (GITHUB_*; GITHUB_TOKEN; the provider's credentials, such as "
+        "ANTHROPIC_API_KEY or OPENAI_API_KEY; optional FIXLOOP_PROVIDER, FIXLOOP_MODEL, FIXLOOP_MAX_ITERATIONS, "
+        "FIXLOOP_CONFIG), decide what to do, run a session, report check "
         "runs and open a draft pull request. With --event FILE: rehearse a saved webhook payload against a local "
         "checkout, printing the decision, the plan and every comment and check run instead of sending them; the "
         "session runs locally (a local branch, no push), or not at all with --dry-run."))
@@ -190,7 +211,7 @@ def build_parser() -> argparse.ArgumentParser:
                           help="where to write the settings (default .env)")
     register.add_argument("--force", action="store_true", help="replace an existing --env-file")
     register.add_argument("--no-browser", action="store_true", help="print the page's address only, open no browser")
-    register.add_argument("--timeout", type=_positive_float, default=3600.0, metavar="SECONDS",
+    register.add_argument("--timeout", type=_wait_seconds, default=3600.0, metavar="SECONDS",
                           help="give up after this long (default 3600: GitHub's code is valid for an hour)")
     register.set_defaults(handler=_register)
     return parser
@@ -250,6 +271,8 @@ def _run(args: argparse.Namespace) -> int:
     config = _config_file(args.config) if args.config else _load_config(repo)
     config = config.with_overrides(**{
         "model": args.model,
+        "provider": args.provider,
+        "base_url": args.base_url,
         "validate": args.validate,
         "limits.iterations": args.max_iterations,
         "limits.tokens": args.max_tokens,
@@ -287,17 +310,20 @@ def _serve(args: argparse.Namespace) -> int:
 
     from bot.app import logs
     from bot.app.register import read_env_file
-    from bot.app.server import create_app
+    from bot.app.server import Service, create_app
     from bot.app.settings import AppSettings
     from bot.github.client import RequestPolicy
     from bot.secrets import Redactor
+    from bot.telemetry.app_spans import AppTracing
 
     environ = {**read_env_file(args.env_file), **os.environ} if args.env_file else os.environ
     settings = AppSettings.from_environ(environ)
     redactor = Redactor(settings.secrets)
     logs.configure(redact=redactor.text)
     _check_free(args.host, args.port)
-    app = create_app(settings, policy=args.policy or RequestPolicy())
+    service = Service(settings, policy=args.policy or RequestPolicy(),
+                      tracing=AppTracing.from_environ(environ, warn=logs.logger.warning))
+    app = create_app(settings, service)
     print(f"fixloop serve: listening on http://{args.host}:{args.port} (webhooks: POST /webhook, health: GET "
           "/healthz); Ctrl-C stops it", file=sys.stderr, flush=True)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)
@@ -328,15 +354,18 @@ def _show(args: argparse.Namespace) -> int:
 
 def _init(args: argparse.Namespace) -> int:
     from bot.config import CONFIG_PATH
-    from bot.init import plan_init, write
+    from bot.init import in_the_way, plan_init, write
     from bot.workspace import repository_root
 
     plan = plan_init(repository_root(args.repo), validate=args.validate, setup=args.setup)
-    print(f"fixloop init in {plan.root}")
+    below = "" if plan.root == args.repo.resolve() else f" (the root of the repository {args.repo} is in)"
+    print(f"fixloop init in {plan.root}{below}")
     print("\n".join(plan.explanation()))
     if args.dry_run:
+        existing = in_the_way(plan)
         for path, text in plan.files.items():
-            print(f"\n--- {path} (would be written) ---\n{text}", end="")
+            state = "exists: a real run needs --force" if path in existing else "would be written"
+            print(f"\n--- {path} ({state}) ---\n{text}", end="")
         return 0
     for path in write(plan, force=args.force):
         print(f"wrote {path}")

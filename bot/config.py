@@ -8,6 +8,7 @@ errors, so a typo does not silently fall back to a default. The fixed keys other
 from __future__ import annotations
 
 import difflib
+from pathlib import PurePosixPath
 from typing import Any, Literal
 
 import yaml
@@ -73,9 +74,54 @@ class Secrets(_Strict):
     )
 
 
+Provider = Literal["anthropic", "bedrock", "vertex", "foundry", "openai"]
+PROVIDERS: tuple[Provider, ...] = ("anthropic", "bedrock", "vertex", "foundry", "openai")
+DEFAULT_INSTRUCTION_FILES = ("AGENTS.md", "CLAUDE.md", ".github/copilot-instructions.md")
+
+
+class Pricing(_Strict):
+    input: float = Field(ge=0, description="USD per million input (prompt) tokens.")
+    output: float = Field(ge=0, description="USD per million output tokens.")
+    cache_read: float = Field(0.0, ge=0, description="USD per million prompt tokens read from the cache.")
+    cache_write: float = Field(0.0, ge=0, description="USD per million prompt tokens written to the cache.")
+
+
+class Instructions(_Strict):
+    enabled: bool = Field(True, description="Give the model the repository's instruction files as guidance.")
+    files: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_INSTRUCTION_FILES),
+        description="Instruction files read from the base commit; AGENTS.md nearest to the task's files first.",
+    )
+
+    @field_validator("files")
+    @classmethod
+    def _inside_the_repository(cls, files: list[str]) -> list[str]:
+        for path in files:
+            relative = PurePosixPath(path.strip())
+            if relative.is_absolute() or not relative.parts or ".." in relative.parts:
+                raise ValueError(f"{path!r} is not a path from the repository's root (no leading / nor ..)")
+        return files
+
+
+class Telemetry(_Strict):
+    enabled: bool = Field(True, description="Export OpenTelemetry spans when an endpoint is known (here or "
+                                            "OTEL_EXPORTER_OTLP_ENDPOINT).")
+    endpoint: str | None = Field(None, description="OTLP/HTTP endpoint (default: OTEL_EXPORTER_OTLP_ENDPOINT).")
+    content: bool = Field(False, description="Include prompts, replies, tool input and output in spans (redacted).")
+
+
 class Config(_Strict):
     model: str = Field(DEFAULT_MODEL, min_length=1, description="The model's name (the Action's `model` input and "
                                                                 "`fixloop run --model` override it).")
+    provider: Provider = Field("anthropic", description="Where the model is called: anthropic, bedrock, vertex, "
+                                                         "foundry or openai (an OpenAI-compatible endpoint).")
+    base_url: str | None = Field(None, pattern=r"^https?://\S+$",
+                                 description="The model API's URL (default: the provider's own, or OPENAI_BASE_URL).")
+    pricing: Pricing | None = Field(None, description="The model's prices, instead of fixloop's table (needed for a "
+                                                      "cost limit on a model the table does not know).")
+    instructions: Instructions = Field(default_factory=Instructions,
+                                       description="The repository's instruction files for agents.")
+    telemetry: Telemetry = Field(default_factory=Telemetry, description="OpenTelemetry traces of each session.")
     validation: list[str] = Field(
         default_factory=list, alias="validate", description="Commands that must all pass (exit 0)."
     )
@@ -103,16 +149,20 @@ class Config(_Strict):
             raise ValueError("commands must not be blank")
         return commands
 
+    def cost_limit_set(self) -> bool:
+        """Whether `limits.cost_usd` was asked for (in the file or on the command line), not the default."""
+        return "limits" in self.model_fields_set and "cost_usd" in self.limits.model_fields_set
+
     def with_overrides(self, **changes: Any) -> Config:
         """A copy with command-line overrides applied (None means: keep the file's value)."""
-        data = self.model_dump(by_alias=True)
+        data = self.model_dump(by_alias=True, exclude_unset=True)  # what was set stays told apart from defaults
         for dotted, value in changes.items():
             if value is None:
                 continue
             *parents, leaf = dotted.split(".")
             node = data
             for key in parents:
-                node = node[key]
+                node = node.setdefault(key, {})
             node[leaf] = value
         return parse_config_data(data, source="command line")
 

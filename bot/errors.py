@@ -2,7 +2,7 @@
 
     FixloopError                    base of everything fixloop raises on purpose
     ├── ConfigError                 bad or missing configuration, flags or settings (exit 2)
-    │   └── MissingAPIKey           no ANTHROPIC_API_KEY where a real model is needed
+    │   └── MissingAPIKey           no credentials for the model's provider (ANTHROPIC_API_KEY, a cloud's)
     │   └── MalformedEvent          an event payload lacks what GitHub's events always have
     ├── WorkspaceError              git could not prepare, read or update a repository
     ├── GitHubError                 a GitHub API call failed after its retries
@@ -45,12 +45,15 @@ class ConfigError(FixloopError):
 
 
 class MissingAPIKey(ConfigError):
-    def __init__(self) -> None:
-        super().__init__(
+    """The model's credentials are missing; `message` says what the chosen provider needs (the default
+    names ANTHROPIC_API_KEY)."""
+
+    def __init__(self, message: str | None = None) -> None:
+        super().__init__(message or (
             "ANTHROPIC_API_KEY is not set. Export your Anthropic API key "
             "(export ANTHROPIC_API_KEY=sk-ant-...) or, for a try-out without a key, run `fixloop demo`, "
             "which uses a scripted model."
-        )
+        ))
 
 
 class MalformedEvent(ConfigError):

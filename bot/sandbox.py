@@ -50,6 +50,12 @@ from bot.secrets import RUNNER_FILE_COMMANDS
 _ALWAYS_HIDDEN = ("/root", "/home", "/tmp", "/var/tmp", "/run/user")
 _SOCKETS = ("/var/run/docker.sock", "/run/docker.sock", "/run/containerd/containerd.sock",
             "/run/dbus/system_bus_socket", "/run/podman/podman.sock")
+# Credential files that cloud login steps leave wherever they like (google-github-actions/auth writes
+# into the workspace a file from which the job's OIDC tokens can be minted): masked wherever they are.
+CREDENTIAL_FILE_VARIABLES = ("GOOGLE_APPLICATION_CREDENTIALS", "GOOGLE_GHA_CREDS_PATH",
+                             "CLOUDSDK_AUTH_CREDENTIAL_FILE_OVERRIDE", "AWS_WEB_IDENTITY_TOKEN_FILE",
+                             "AWS_SHARED_CREDENTIALS_FILE", "AZURE_FEDERATED_TOKEN_FILE",
+                             "AZURE_CLIENT_CERTIFICATE_PATH")
 # Folders a toolchain on PATH needs beside its own, and credential files kept inside toolchains.
 _COMPANIONS = {".cargo": (".rustup",)}
 _TOOLCHAIN_SECRETS = (".cargo/credentials", ".cargo/credentials.toml")
@@ -91,7 +97,7 @@ class Sandbox:
     writable: tuple[Path, ...] = ()
     network: bool = True
 
-    sockets: tuple[str, ...] = _SOCKETS
+    masked: tuple[str, ...] = _SOCKETS  # files seen as empty (sockets that run commands outside, credentials)
 
     def wrap(self, argv: list[str], *, cwd: Path) -> list[str]:
         # /proc/sys read-only too: bubblewrap does not always cover it, and a root process without
@@ -103,7 +109,7 @@ class Sandbox:
             command.append("--unshare-net")
         for path in self.hidden:
             command += ["--tmpfs", str(path)]
-        masked = [*self.sockets, *(str(top.parent / secret) for top in self.readable for secret in _TOOLCHAIN_SECRETS
+        masked = [*self.masked, *(str(top.parent / secret) for top in self.readable for secret in _TOOLCHAIN_SECRETS
                                 if secret.startswith(top.name + "/"))]
         # Later mounts go on top of earlier ones: read-only first, so a writable path inside a
         # readable one (the worktree's git dir inside the repository's) stays writable.
@@ -144,8 +150,9 @@ def sandbox(mode: str, *, environ: Mapping[str, str], readable: Iterable[Path] =
     toolchains = _toolchains(environ.get("PATH", ""), existing)
     docker = environ.get("DOCKER_HOST", "")
     sockets = (*_SOCKETS, docker.removeprefix("unix://")) if docker.startswith("unix://") else _SOCKETS
+    credentials = tuple(environ[name] for name in CREDENTIAL_FILE_VARIABLES if environ.get(name, "").startswith("/"))
     return Sandbox(executable, tuple(existing), _existing([*toolchains, *readable]), _existing(writable), network,
-                   sockets)
+                   (*sockets, *credentials))
 
 
 def _toolchains(path_variable: str, hidden: list[Path]) -> list[Path]:

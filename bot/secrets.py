@@ -24,12 +24,17 @@ SECRET_NAME_PATTERNS: tuple[str, ...] = (
     "*PASSWORD*",
     "*PASSWD*",
     "*CREDENTIAL*",
+    "*CREDS*",  # google-github-actions/auth's GOOGLE_GHA_CREDS_PATH (its key file holds the OIDC request token)
+    "*CLIENT_CERTIFICATE*",  # AZURE_CLIENT_CERTIFICATE_PATH: a service principal's certificate and key
+    "IDENTITY_HEADER",  # what an Azure host's managed identity endpoint asks for its tokens
     "*API_KEY*",
     "*PRIVATE_KEY*",
     "*ACCESS_KEY*",
     "ANTHROPIC_*",
+    "OPENAI_*",  # OPENAI_API_KEY, OPENAI_ADMIN_KEY, the organization and project ids
     "ACTIONS_*",
     "INPUT_*",  # GitHub Action inputs, which carry the keys the workflow passes in
+    "OTEL_EXPORTER_OTLP_*HEADERS",  # an OpenTelemetry collector's credentials (fixloop's own exporter reads them)
     "SSH_AUTH_SOCK",
     "*ASKPASS*",
     "GPG_AGENT_INFO",

@@ -25,6 +25,7 @@ from bot.agent.budget import Budget
 from bot.agent.events import (
     ChangesMade,
     Ending,
+    GuidanceRead,
     LimitReached,
     SessionEnded,
     SessionStarted,
@@ -32,13 +33,16 @@ from bot.agent.events import (
     ValidationRan,
     fan_out,
 )
+from bot.agent.guidance import read_guidance, task_files
 from bot.agent.loop import AgentLoop, Validation
 from bot.agent.model import Model
+from bot.agent.pricing import price_for
 from bot.agent.prompts import SYSTEM_PROMPT, task_message
 from bot.agent.tools import Toolbox
 from bot.config import Config
 from bot.deflake import DeflakeTarget, DeflakeValidation
 from bot.errors import (
+    ConfigError,
     ModelError,
     SessionCancelled,
     WallTimeExceeded,
@@ -49,6 +53,7 @@ from bot.sandbox import Confinement
 from bot.search import SearchCode, search_sandbox_paths
 from bot.secrets import Redactor, scrubbed_environment
 from bot.task import Task, branch_name
+from bot.telemetry import session_tracing
 from bot.trajectory import Report, ReportBuilder, TrajectoryWriter, write_report
 from bot.validation import CommandOutcome, ValidationResult, Validator, relevant_excerpt
 from bot.workspace import (
@@ -153,6 +158,11 @@ def run_session(spec: SessionSpec) -> Report:
     repo = repository_root(spec.repo)
     base = resolve_commit(repo, spec.base)
     config = spec.config
+    price = price_for(config.provider, spec.model.name, config.pricing)
+    if price is None and config.cost_limit_set():
+        raise ConfigError(f"limits.cost_usd needs the price of {spec.model.name!r}, which fixloop's table does not "
+                          "know: add `pricing: {input: USD, output: USD}` (per million tokens) to the config, or "
+                          "drop the cost limit")
     session_id = new_session_id()
     session_dir = spec.out_dir or default_session_dir(repo, session_id)
     # Whatever stops the session from starting or ending (a session folder that cannot be made, an
@@ -168,9 +178,12 @@ def run_session(spec: SessionSpec) -> Report:
         trajectory = TrajectoryWriter(session_dir / "trajectory.jsonl", redactor)
         cleanup.callback(trajectory.close)
         builder = ReportBuilder()
-        emit = fan_out([trajectory, builder, *spec.sinks])
-        budget = Budget(config.limits, spec.model.name)
-        emit(SessionStarted(session_id=session_id, task=spec.task.statement(), model=spec.model.name, repo=str(repo),
+        tracing = cleanup.enter_context(session_tracing(config.telemetry, spec.environ, redactor))
+        emit = fan_out([trajectory, builder, *spec.sinks, *tracing])
+        budget = Budget(config.limits, price)
+        emit(SessionStarted(session_id=session_id, task=spec.task.statement(), task_kind=spec.task.kind,
+                            model=spec.model.name,
+                            provider=config.provider, repo=str(repo),
                             base_commit=base, limits=config.limits.model_dump(), confinement=confinement.description,
                             confined=confinement.confined))
         ending = _drive(spec, worktree, confinement, budget, emit, redactor)
@@ -230,6 +243,11 @@ def _drive(spec: SessionSpec, worktree: Worktree, confinement: Confinement, budg
                     f"validation command `{unrunnable.command}` cannot run ({CANNOT_RUN[unrunnable.exit_code or 0]}):"
                     f"\n{unrunnable.excerpt.strip()}\nFix `validate` in the config (or --validate); no model call "
                     "was made.")
+            # The repository's instruction files at the base; the failing tests say which AGENTS.md is nearest.
+            guidance = read_guidance(repo=worktree.repo, commit=worktree.base, settings=config.instructions,
+                                     named=task_files(spec.task, baseline.failed_tests))
+            if guidance.files:
+                emit(GuidanceRead(files=guidance.files))
             # From here on the agent's shell could rewrite git's config or hooks: fixloop's git refuses to run
             # if it does.
             worktree.record_git_state()
@@ -245,7 +263,8 @@ def _drive(spec: SessionSpec, worktree: Worktree, confinement: Confinement, budg
                              limits=config.limits, budget=budget, emit=emit, system=SYSTEM_PROMPT,
                              shield=redactor.text)
             return loop.run(redactor.text(task_message(task=spec.task, validation=config.validation,
-                                                       baseline_feedback=baseline.feedback())))
+                                                       baseline_feedback=baseline.feedback(),
+                                                       guidance=guidance.texts)))
     except WallTimeExceeded:
         detail = (f"time limit reached: {budget.elapsed:.0f} s of {config.limits.wall_time:.0f} s "
                   "(a call still running was stopped)")

@@ -17,6 +17,7 @@ from pydantic import BaseModel
 from bot._process import cap_text
 from bot.agent.events import (
     Event,
+    GuidanceRead,
     IterationEnded,
     IterationStarted,
     ModelCalled,
@@ -26,13 +27,15 @@ from bot.agent.events import (
     ToolCalled,
     ValidationRan,
 )
+from bot.agent.guidance import GuidanceFile
 from bot.agent.usage import Usage
 from bot.errors import EXIT_CODES, EXIT_USAGE
 from bot.secrets import Redactor
 from bot.validation import CommandOutcome, ValidationResult
 
 RESULT_LIMIT = 4_000  # characters of a tool result kept in the trajectory
-REPORT_SCHEMA_VERSION = 2  # 2: started_at and finished_at are ISO 8601 (UTC) strings
+# 2: started_at and finished_at are ISO 8601 (UTC) strings; 3: provider, cost_usd null when unknown, guidance
+REPORT_SCHEMA_VERSION = 3
 
 
 class TrajectoryWriter:
@@ -84,6 +87,7 @@ class Report(BaseModel):
     reason: str
     task: str
     model: str
+    provider: str = "anthropic"
     repo: str
     base_commit: str
     started_at: datetime  # ISO 8601 in report.json, UTC
@@ -91,7 +95,7 @@ class Report(BaseModel):
     baseline: ValidationSummary | None = None
     iterations: list[IterationReport]
     usage: Usage
-    cost_usd: float
+    cost_usd: float | None  # estimated from list prices (or the config's `pricing`); null: the price is unknown
     branch: str | None = None
     commit: str | None = None
     diff_stat: str = ""
@@ -99,6 +103,7 @@ class Report(BaseModel):
     summary: str = ""  # the model's last account of what it changed and why
     confinement: str = ""  # how code the agent touched ran (bot.sandbox.Confinement.description)
     confined: bool = False  # the agent's shell, validation, reruns and search programs ran in the sandbox
+    guidance: list[GuidanceFile] = []  # the repository's instruction files: given to the model, or skipped and why
     patch: str | None = None  # path of the saved patch when the work was not committed
     user_error: bool = False  # an error that is the user's to fix (a command that cannot run): exit 2
     trajectory: str
@@ -119,6 +124,7 @@ class ReportBuilder:
         self.iterations: list[IterationReport] = []
         self.ended: SessionEnded | None = None
         self.summary = ""
+        self.guidance: list[GuidanceFile] = []
 
     def __call__(self, event: Event) -> None:
         if isinstance(event, SessionStarted):
@@ -139,6 +145,8 @@ class ReportBuilder:
         elif isinstance(event, IterationEnded):
             current = self.iterations[-1]
             current.turns, current.usage, current.feedback = event.turns, event.usage, event.feedback
+        elif isinstance(event, GuidanceRead):
+            self.guidance = event.files
         elif isinstance(event, SessionEnded):
             self.ended = event
 
@@ -150,6 +158,7 @@ class ReportBuilder:
             reason=self.ended.reason,
             task=self.started.task,
             model=self.started.model,
+            provider=self.started.provider,
             repo=self.started.repo,
             base_commit=self.started.base_commit,
             confinement=self.started.confinement,
@@ -161,6 +170,7 @@ class ReportBuilder:
             usage=self.ended.usage,
             cost_usd=self.ended.cost_usd,
             user_error=self.ended.user_error,
+            guidance=self.guidance,
             **outcome,
         )
 

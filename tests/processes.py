@@ -75,15 +75,6 @@ def _kill(pids: Iterable[int]) -> None:
             os.kill(pid, signal.SIGKILL)
 
 
-def _reap_zombie_children() -> None:
-    """Collect the exit status of adopted orphans (subprocess's own children are waited by it)."""
-    me = os.getpid()
-    for child, (parent, state) in _parents().items():
-        if parent == me and state == "Z":
-            with suppress(ChildProcessError):
-                os.waitpid(child, os.WNOHANG)
-
-
 @contextmanager
 def adopting_orphans() -> Iterator[Callable[[], dict[int, str]]]:
     """Within the block, orphans of this process's children come back to it; yields a function that
@@ -98,10 +89,10 @@ def adopting_orphans() -> Iterator[Callable[[], dict[int, str]]]:
     try:
         yield started
     finally:
+        # Killed, not reaped: the zombies of adopted orphans are listed nowhere (`descendants` skips
+        # them), and reaping could take the exit status of a child a `Popen` still waits for.
         _kill(started())
         set_subreaper(False)
-        time.sleep(0.05)
-        _reap_zombie_children()
 
 
 # -- Ctrl-C and SIGTERM stop the suite -------------------------------------------------------------
@@ -124,11 +115,33 @@ def _stop_everything(signum: int, _frame: FrameType | None) -> None:
 
 
 _wakeup: tuple[int, int] | None = None
+_suite_pid = os.getpid()
 STOPPING = (signal.SIGINT, signal.SIGTERM)
 
 
+_mask_before_fork: set[signal.Signals] = set()
+
+
+def _before_fork() -> None:
+    """A process a test forks (multiprocessing) is not the suite: its signals are its own. They are held
+    across the fork, so none reaches the child before it has let go of the suite's handler and pipe."""
+    global _mask_before_fork
+    _mask_before_fork = signal.pthread_sigmask(signal.SIG_BLOCK, STOPPING)
+
+
+def _after_fork_in_parent() -> None:
+    signal.pthread_sigmask(signal.SIG_SETMASK, _mask_before_fork)
+
+
+def _after_fork_in_child() -> None:
+    signal.set_wakeup_fd(-1)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_SETMASK, _mask_before_fork)
+
+
 def pytest_configure(config: pytest.Config) -> None:
-    global _wakeup
+    global _wakeup, _suite_pid
+    _suite_pid = os.getpid()
     if hasattr(config, "workerinput"):  # an xdist worker: its controller stops it
         return
     if getattr(config.option, "dist", "no") != "no":
@@ -142,6 +155,8 @@ def pytest_configure(config: pytest.Config) -> None:
     signal.set_wakeup_fd(write, warn_on_full_buffer=False)
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # SIGTERM stops the suite as Ctrl-C does
     _wakeup = (read, write)
+    os.register_at_fork(before=_before_fork, after_in_parent=_after_fork_in_parent,
+                        after_in_child=_after_fork_in_child)
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -149,12 +164,13 @@ def pytest_runtest_protocol(item: pytest.Item) -> Iterator[None]:
     if _wakeup is not None:
         signal.set_wakeup_fd(_wakeup[1], warn_on_full_buffer=False)  # again: an asyncio loop may have reset it
     yield
-    if _wakeup is None:
+    if _wakeup is None or os.getpid() != _suite_pid:
         return
-    try:
-        received = os.read(_wakeup[0], 512)
-    except BlockingIOError:
-        return
-    if any(number in STOPPING for number in received) and not item.get_closest_marker("signals_itself"):
+    received = b""
+    with suppress(BlockingIOError):
+        while chunk := os.read(_wakeup[0], 4096):  # all of it: a flood of other signals must not hide one
+            received += chunk
+    stopping = [number for number in received if number in STOPPING]
+    if stopping and not item.get_closest_marker("signals_itself"):
         kill_descendants()
-        pytest.exit(f"stopped by {signal.Signals(next(n for n in received if n in STOPPING)).name}", returncode=130)
+        pytest.exit(f"stopped by {signal.Signals(stopping[0]).name}", returncode=130)

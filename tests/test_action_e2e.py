@@ -5,6 +5,8 @@ OpenAPI description rejects."""
 
 from __future__ import annotations
 
+import json
+import os
 import shlex
 import sys
 from pathlib import Path
@@ -14,11 +16,12 @@ import pytest
 from bot.action.environment import write_outputs
 from bot.cli import main
 from bot.github.client import RequestPolicy
+from bot.sandbox import INSTALL_HINT, bubblewrap
 from tests.conftest import run_git
 from tests.fakes.git_origin import make_origin, write_event
 from tests.fakes.github import FakeGitHub
 from tests.fakes.github.fixture import LOOPBACK_POLICY
-from tests.fakes.messages_api import MessagesAPIServer, Reply, edit, text
+from tests.fakes.messages_api import MessagesAPIServer, Reply, bash, edit, text
 from tests.fixtures import load_payload
 
 REPO = "octo/calc"
@@ -326,3 +329,124 @@ def test_outputs_are_heredocs_that_survive_hostile_values(tmp_path):
     path = tmp_path / "out"
     write_outputs(path, hostile)
     assert parse_outputs(path.read_text()) == hostile
+
+
+# -- model providers: the `provider` input, missing credentials, what the session spent ------------
+OPENAI_SETTINGS = ("OPENAI_API_KEY", "OPENAI_BASE_URL")
+
+
+@pytest.mark.parametrize(("inputs", "key_input"), [
+    ({"ANTHROPIC_API_KEY": ""}, "anthropic-api-key"),
+    ({"FIXLOOP_PROVIDER": "openai", "OPENAI_API_KEY": ""}, "openai-api-key"),
+], ids=["anthropic", "openai"])
+def test_a_missing_key_is_reported_like_an_invalid_config_naming_the_input(runner, capsys, monkeypatch, inputs,
+                                                                          key_input):
+    for name in OPENAI_SETTINGS:
+        monkeypatch.delenv(name, raising=False)
+    assert runner.run("issues", runner.labeled(), **inputs) == 2
+    out = capsys.readouterr().out
+    run = checks(runner.github)["fixloop"]
+    assert run.status == "completed" and run.conclusion == "failure" and run.actions == []
+    assert run.output_title == "fixloop cannot start: a setting needs fixing"
+    said = f"The action's `{key_input}` input is empty"
+    assert said in run.output_summary
+    (comment,) = runner.github.comments(REPO, runner.issue)
+    assert comment.body.startswith("fixloop cannot start.") and said in comment.body
+    assert f"::error::{said}" in out
+    assert runner.outputs_map() | {"session-dir": ""} == {
+        "status": "error", "pull-request-url": "", "branch": "", "iterations": "0", "session-dir": "",
+        "cost-usd": "0.0000", "input-tokens": "0", "output-tokens": "0"}
+    assert runner.api.requests == [] and runner.github.pulls(REPO) == []
+
+
+def test_a_cloud_providers_missing_credentials_are_said_as_its_client_says_them(runner, monkeypatch):
+    from bot.agent._anthropic import BEDROCK_NO_CREDENTIALS
+
+    for name in [name for name in os.environ if name.startswith("AWS_")]:
+        monkeypatch.delenv(name)
+    nowhere = str(runner.tmp / "no-aws")
+    assert runner.run("issues", runner.labeled(), FIXLOOP_PROVIDER="bedrock", AWS_REGION="us-east-1",
+                      AWS_CONFIG_FILE=nowhere, AWS_SHARED_CREDENTIALS_FILE=nowhere,
+                      AWS_EC2_METADATA_DISABLED="true") == 2
+    assert BEDROCK_NO_CREDENTIALS in checks(runner.github)["fixloop"].output_summary
+    assert BEDROCK_NO_CREDENTIALS in runner.github.comments(REPO, runner.issue)[0].body
+    assert runner.api.requests == []
+
+
+def test_the_provider_input_wins_over_the_config_file(tmp_path, fake_github, monkeypatch):
+    files = {**FILES, ".github/fixloop.yml": f"validate: [{PYTEST}]\nprovider: openai\n"}
+    with MessagesAPIServer() as api:
+        runner = Runner(tmp_path, fake_github, api, monkeypatch, files=files)
+        api.push(RIGHT_AT_ONCE, DONE)
+        assert runner.run("issues", runner.labeled(), FIXLOOP_PROVIDER="anthropic") == 0
+        assert api.violations == [] and len(api.requests) == 2
+    report = json.loads((Path(runner.outputs_map()["session-dir"]) / "report.json").read_text())
+    assert report["provider"] == "anthropic" and report["status"] == "validated"
+
+
+def test_a_provider_input_fixloop_does_not_know_is_one_line_naming_the_known_ones(runner, capsys):
+    assert runner.run("issues", runner.labeled(), FIXLOOP_PROVIDER="aws") == 2
+    err = capsys.readouterr().err
+    assert err == ("fixloop: provider must be one of anthropic, bedrock, vertex, foundry, openai (or empty for the "
+                   "config file's), not 'aws'.\n")
+    assert runner.github.check_runs(REPO) == [] and runner.api.requests == []
+
+
+SPENT = {"input_tokens": 1_000, "output_tokens": 40, "cache_read_input_tokens": 3_000,
+         "cache_creation_input_tokens": 500}
+
+
+@pytest.mark.parametrize(("model", "priced"), [("", True), ("claude-unlisted-1", False)], ids=["priced", "unpriced"])
+def test_outputs_count_every_prompt_token_and_the_estimated_cost(runner, model, priced):
+    runner.api.push(Reply(RIGHT_AT_ONCE.content, usage=SPENT), Reply(DONE.content, usage=SPENT))
+    assert runner.run("issues", runner.labeled(), FIXLOOP_MODEL=model) == 0
+    outputs = runner.outputs_map()
+    assert outputs["input-tokens"] == str(2 * (1_000 + 3_000 + 500)) and outputs["output-tokens"] == "80"
+    report = json.loads((Path(outputs["session-dir"]) / "report.json").read_text())
+    if priced:
+        assert report["cost_usd"] > 0 and outputs["cost-usd"] == f"{report['cost_usd']:.4f}"
+    else:
+        assert report["cost_usd"] is None and outputs["cost-usd"] == ""
+
+
+CLOUD_SECRETS = {
+    "AWS_ACCESS_KEY_ID": "ASIAEXAMPLEKEYID0001", "AWS_SECRET_ACCESS_KEY": "aws-secret-wJalrXUtnFEMI-K7MDENG",
+    "AWS_SESSION_TOKEN": "aws-session-IQoJb3JpZ2luX2VjEXAMPLE", "OPENAI_API_KEY": "sk-proj-openai-test-0123456789",
+    "AZURE_CLIENT_SECRET": "azure-client-secret-8Q~example", "IDENTITY_HEADER": "azure-managed-identity-header-3c2b1a",
+    "ACTIONS_ID_TOKEN_REQUEST_TOKEN": "oidc-request-token-5f4e3d",
+}
+
+
+def test_the_agents_shell_sees_no_cloud_credentials(runner, capsys):
+    """What the clouds' login actions (and an Azure host) leave in the job's environment, with GitHub's
+    OIDC request variables that `id-token: write` adds."""
+    creds = runner.origin.workspace / "gha-creds-0123abcd.json"
+    env = {**CLOUD_SECRETS, "ACTIONS_ID_TOKEN_REQUEST_URL": "https://token.actions.example/oidc",
+           "GOOGLE_APPLICATION_CREDENTIALS": str(creds), "GOOGLE_GHA_CREDS_PATH": str(creds),
+           "CLOUDSDK_AUTH_CREDENTIAL_FILE_OVERRIDE": str(creds), "AZURE_CLIENT_CERTIFICATE_PATH": str(creds),
+           "AWS_REGION": "eu-central-1"}
+    runner.api.push(Reply([bash("env | sort")]), RIGHT_AT_ONCE, DONE)
+    assert runner.run("issues", runner.labeled(), **env) == 0
+    shell = runner.api.requests[1].body["messages"][-1]["content"][0]["content"]
+    assert "AWS_REGION=eu-central-1" in shell, "the environment was printed, and a region is no secret"
+    assert [name for name in env if f"{name}=" in shell] == ["AWS_REGION"]
+    out = capsys.readouterr().out
+    assert [name for name, value in CLOUD_SECRETS.items() if f"::add-mask::{value}" not in out] == []
+
+
+# What google-github-actions/auth writes into the workspace for Workload Identity Federation: whoever
+# reads it can request the job's OIDC tokens (for any audience) while the job runs.
+GHA_CREDS = json.dumps({"type": "external_account", "credential_source": {
+    "url": "https://token.actions.example/oidc?audience=x",
+    "headers": {"Authorization": "Bearer oidc-request-token-in-the-creds-file-7a6b5c"}}})
+
+
+@pytest.mark.xfail(bubblewrap() is None, strict=True, reason=f"bubblewrap is not available here ({INSTALL_HINT}): "
+                   "unconfined, the agent's shell reads any file of the workspace by its path")
+def test_the_google_credentials_file_in_the_workspace_is_out_of_the_agents_reach(runner):
+    creds = runner.origin.workspace / "gha-creds-0123abcd.json"
+    creds.write_text(GHA_CREDS)
+    runner.api.push(Reply([bash(f"cat {shlex.quote(str(creds))}")]), RIGHT_AT_ONCE, DONE)
+    assert runner.run("issues", runner.labeled(), GOOGLE_APPLICATION_CREDENTIALS=str(creds)) == 0
+    shell = runner.api.requests[1].body["messages"][-1]["content"][0]["content"]
+    assert "oidc-request-token-in-the-creds-file" not in shell

@@ -23,6 +23,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tomllib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,7 @@ from typing import Any
 import pytest
 import yaml
 
+from bot.config import PROVIDERS
 from bot.task import Origin, Task, Thread, to_inputs
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -41,18 +43,23 @@ FIXLOOP_USES = "fixloop-dev/fixloop@v0"
 
 ACTION_INPUTS = {
     # name: (required, default)
-    "anthropic-api-key": (True, None),
+    "anthropic-api-key": (False, ""),
+    "openai-api-key": (False, ""),
     "github-token": (False, "${{ github.token }}"),
+    "provider": (False, ""),
     "model": (False, ""),
     "max-iterations": (False, ""),
     "config": (False, ".github/fixloop.yml"),
     "python-version": (False, "3.12"),
 }
-ACTION_OUTPUTS = ("status", "pull-request-url", "branch", "iterations", "session-dir")
+ACTION_OUTPUTS = ("status", "pull-request-url", "branch", "iterations", "session-dir", "cost-usd", "input-tokens",
+                  "output-tokens")
 # The env contract of `fixloop action`: variable -> action input.
 RUN_ENV = {
     "GITHUB_TOKEN": "github-token",
     "ANTHROPIC_API_KEY": "anthropic-api-key",
+    "OPENAI_API_KEY": "openai-api-key",
+    "FIXLOOP_PROVIDER": "provider",
     "FIXLOOP_MODEL": "model",
     "FIXLOOP_MAX_ITERATIONS": "max-iterations",
     "FIXLOOP_CONFIG": "config",
@@ -68,6 +75,10 @@ PERMISSIONS = {
     "checks": "write",
     "actions": "write",
 }
+# The providers with an extra of their own (their cloud's SDK): the action installs every one of them,
+# since the provider may come from the config file, which the install step cannot read.
+PROVIDER_EXTRAS = [name for name in PROVIDERS
+                   if name in tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]]
 
 Doc = dict[Any, Any]  # `on:` is the key True under YAML 1.1
 
@@ -301,8 +312,10 @@ def action_problems(action: Doc) -> list[str]:
         problems.append("no step installs fixloop")
     else:
         script = str(install["run"])
-        if '"$GITHUB_ACTION_PATH"' not in script:
+        if '"${GITHUB_ACTION_PATH}' not in script:
             problems.append("fixloop must be installed from the action's own checkout ($GITHUB_ACTION_PATH)")
+        if f'"${{GITHUB_ACTION_PATH}}[{",".join(PROVIDER_EXTRAS)}]"' not in script:
+            problems.append(f"fixloop must be installed with the providers' extras [{','.join(PROVIDER_EXTRAS)}]")
         if "$RUNNER_TEMP/fixloop-venv" not in script:
             problems.append("fixloop must be installed into a private venv under $RUNNER_TEMP")
 
@@ -487,6 +500,10 @@ def _run_step(doc: Doc) -> Doc:
     return next(s for s in doc["runs"]["steps"] if s.get("id") == "run")
 
 
+def _install_step(doc: Doc) -> Doc:
+    return next(s for s in doc["runs"]["steps"] if "pip install" in str(s.get("run", "")))
+
+
 ACTION_BREAKS: dict[str, tuple[Callable[[Doc], Any], str]] = {
     "input in run": (lambda d: _run_step(d).update({"run": 'fixloop action --model "${{ inputs.model }}"'}),
                      "inside `run:`"),
@@ -497,8 +514,13 @@ ACTION_BREAKS: dict[str, tuple[Callable[[Doc], Any], str]] = {
     "missing output": (lambda d: d["outputs"].pop("branch"), "outputs are"),
     "output from elsewhere": (lambda d: d["outputs"]["status"].update({"value": "${{ steps.x.outputs.status }}"}),
                               "steps.run.outputs.status"),
-    "key not required": (lambda d: d["inputs"]["anthropic-api-key"].update({"required": False}),
-                         "anthropic-api-key must be required"),
+    "key required": (lambda d: d["inputs"]["anthropic-api-key"].update({"required": True}),
+                     "anthropic-api-key must not be required"),
+    "no provider extras": (lambda d: _install_step(d).update({"run": _install_step(d)["run"].replace(
+        "[bedrock,vertex,foundry]", "")}), "the providers' extras"),
+    "one provider's extra": (lambda d: _install_step(d).update({"run": _install_step(d)["run"].replace(
+        "[bedrock,vertex,foundry]", "[bedrock]")}), "the providers' extras"),
+    "provider not passed on": (lambda d: _run_step(d)["env"].pop("FIXLOOP_PROVIDER"), "FIXLOOP_PROVIDER"),
     "token default": (lambda d: d["inputs"]["github-token"].update({"default": ""}), "github-token must default"),
     "python on PATH": (lambda d: _step(d, "actions/setup-python@")["with"].update({"update-environment": True}),
                        "update-environment"),
@@ -565,7 +587,13 @@ def test_cache_key_follows_fixloops_files_only(tmp_path: Path) -> None:
     assert changed["key"] != first["key"] and changed["prefix"] == first["prefix"]  # restore-keys still hit
 
     (action_path / "pyproject.toml").write_text("[project]\nname = 'fixloop'\nversion = '2'\n", encoding="utf-8")
-    assert cache_key(action_path, tmp_path)["key"] != changed["key"]
+    keys = [changed["key"], cache_key(action_path, tmp_path)["key"]]
+    for path, text in (("action.yml", "# installs [bedrock]\n"), ("action.yml", "# installs [bedrock,vertex]\n"),
+                       ("workflows/fixloop.yml", "name: fixloop\n")):  # how it is installed; what the wheel ships
+        (action_path / path).parent.mkdir(exist_ok=True)
+        (action_path / path).write_text(text, encoding="utf-8")
+        keys.append(cache_key(action_path, tmp_path)["key"])
+    assert len(set(keys)) == len(keys), keys
 
     other_image = cache_key(action_path, tmp_path, ImageOS="ubuntu22")
     assert other_image["prefix"] != first["prefix"]  # a venv never moves to another runner image
@@ -588,6 +616,38 @@ def test_with_the_app_installed_the_workflow_runs_only_on_dispatches() -> None:
     dispatch, _, others = condition.partition("||")
     assert dispatch.strip() == "github.event_name == 'workflow_dispatch'"
     assert others.strip().startswith("(vars.FIXLOOP_USE_APP != 'true' &&")
+
+
+def with_cloud_credentials(text: str) -> str:
+    """The workflow as a user of Bedrock or Vertex AI makes it: the commented credential steps and
+    `id-token: write` switched on."""
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.strip().startswith("# - name: Get AWS credentials"))
+    end = lines.index("", start)
+    lines[start:end] = [re.sub(r"^(\s*)# ", r"\1", line) for line in lines[start:end]]
+    return "\n".join(re.sub(r"^(\s*)# (id-token: write)", r"\1\2", line) for line in lines) + "\n"
+
+
+def test_the_commented_cloud_credential_steps_work_once_switched_on(tmp_path: Path) -> None:
+    workflow_file = tmp_path / "fixloop.yml"
+    workflow_file.write_text(with_cloud_credentials(WORKFLOW.read_text()), encoding="utf-8")
+    workflow = load(workflow_file)
+    steps = steps_of(workflow)
+    checkout_at, _ = find_step(steps, "actions/checkout@")
+    fixloop_at, _ = find_step(steps, FIXLOOP_USES)
+    aws_at, aws = find_step(steps, "aws-actions/configure-aws-credentials@")
+    google_at, google = find_step(steps, "google-github-actions/auth@")
+    assert aws is not None and google is not None
+    # After the checkout, which would delete the Google credentials file in the workspace; before fixloop.
+    assert checkout_at < aws_at < fixloop_at and checkout_at < google_at < fixloop_at
+    assert set(aws["with"]) == {"role-to-assume", "aws-region"}
+    assert set(google["with"]) == {"workload_identity_provider", "service_account"}
+    # Pinned like every other step; the one policy difference is the permission keyless logins need.
+    assert _job(workflow)["permissions"] == {**PERMISSIONS, "id-token": "write"}
+    assert [problem for problem in workflow_problems(workflow) if "permissions" not in problem] == []
+    result = check_jsonschema("vendor.github-workflows", workflow_file)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert zizmor_findings(workflow_file) == []
 
 
 @pytest.mark.parametrize("path", [ACTION, WORKFLOW], ids=["action", "workflow"])

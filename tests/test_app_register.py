@@ -34,6 +34,7 @@ from bot.app.register import (
     next_steps,
     read_env_file,
     registration_page,
+    write_env_file,
 )
 from bot.app.settings import AppSettings
 from bot.cli import main
@@ -94,7 +95,7 @@ class Register:
                 return found
 
     def page_url(self) -> str:
-        return self.wait_for_line(r"(http://127\.0\.0\.1:\d+/) in a browser")[1]
+        return self.wait_for_line(r"(http://127\.0\.0\.1:\d+/[\w-]+/) in a browser")[1]
 
     def finish(self) -> tuple[int, str, str]:
         """(exit code, stdout, stderr)."""
@@ -125,6 +126,10 @@ def run_register(tmp_path: Path) -> Iterator[Callable[..., Register]]:
         command.stop()
 
 
+def origin(url: str) -> str:
+    return f"{urlsplit(url).scheme}://{urlsplit(url).netloc}"
+
+
 def get(url: str, **headers: str) -> tuple[int, str, dict[str, str]]:
     try:
         with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=30) as answer:
@@ -136,7 +141,7 @@ def get(url: str, **headers: str) -> tuple[int, str, dict[str, str]]:
 def read_form(page_url: str) -> tuple[Form, str]:
     """The registration page's form, and the state its action carries."""
     status, page, headers = get(page_url)
-    assert status == 200 and headers["Cache-Control"] == "no-store" and headers["Referrer-Policy"] == "no-referrer"
+    assert status == 200 and headers["Cache-Control"] == "no-store" and headers["Referrer-Policy"] == "same-origin"
     form = Form(page)
     return form, parse_qs(urlsplit(form.action).query)["state"][0]
 
@@ -171,10 +176,10 @@ def test_registration_writes_a_private_env_file_that_fixloop_serve_accepts(
     assert form.action == f"https://github.com/organizations/acme/settings/apps/new?state={state}"
     assert len(state) >= 32
     manifest = json.loads(form.fields["manifest"])
-    assert manifest == {**app_manifest(URL, name="fixloop-acme"), "redirect_url": f"{page_url}callback"}
+    assert manifest == {**app_manifest(URL, name="fixloop-acme"), "redirect_url": f"{origin(page_url)}/callback"}
 
     fake_github.add_manifest_code("a180b1a3d263c81bc6441d7b", manifest, owner="acme", owner_type="Organization")
-    status, done_page, _ = get(f"{page_url}callback?code=a180b1a3d263c81bc6441d7b&state={state}")
+    status, done_page, _ = get(f"{origin(page_url)}/callback?code=a180b1a3d263c81bc6441d7b&state={state}")
     code, stdout, stderr = command.finish()
 
     assert status == 200 and code == 0, stderr
@@ -210,14 +215,19 @@ def test_a_callback_that_is_not_githubs_answer_exchanges_nothing_and_the_command
     fake_github.add_manifest_code("c0de", json.loads(form.fields["manifest"]))
 
     for query in ("code=c0de&state=guessed", "code=c0de", f"state={state}"):
-        status, page, _ = get(f"{page_url}callback?{query}")
+        status, page, _ = get(f"{origin(page_url)}/callback?{query}")
         assert status == 400 and "Nothing was exchanged" in page, query
         command.wait_for_line(r"^fixloop: warning: refused a request to /callback: .*still waiting")
     port = urlsplit(page_url).port
     assert get(page_url, Host=f"rebound.example:{port}")[0] == 403, "a page under another name is refused"
+    # Another local user, who was not told the page's random address, cannot read the state from it.
+    status, page, _ = get(f"{origin(page_url)}/")
+    assert status == 404 and state not in page
+    _, _, headers = get(page_url)
+    assert headers["X-Frame-Options"] == "DENY" and headers["Referrer-Policy"] == "same-origin"
     assert conversions(fake_github) == [] and command.process.poll() is None, "still waiting"
 
-    status, _, _ = get(f"{page_url}callback?code=c0de&state={state}")
+    status, _, _ = get(f"{origin(page_url)}/callback?code=c0de&state={state}")
     code, _, stderr = command.finish()
     assert status == 200 and code == 0, stderr
     assert len(conversions(fake_github)) == 1
@@ -230,7 +240,7 @@ def test_an_expired_or_used_code_is_exit_2_in_one_line_and_writes_nothing(
     page_url = command.page_url()
     _, state = read_form(page_url)
 
-    status, page, _ = get(f"{page_url}callback?code=never-issued&state={state}")
+    status, page, _ = get(f"{origin(page_url)}/callback?code=never-issued&state={state}")
     code, stdout, stderr = command.finish()
 
     assert status == 400 and "expired or was already used" in page
@@ -243,7 +253,7 @@ def test_github_enterprise_server_with_force_replaces_the_env_file_privately(
         make_fake_github: Callable[..., FakeGitHub], run_register: Callable[..., Register], tmp_path: Path) -> None:
     ghes = make_fake_github(prefix="/api/v3")
     env_file = tmp_path / ".env"
-    env_file.write_text("OLD=1\n")
+    env_file.write_text("FIXLOOP_OLD_SETTING=1\n")
     env_file.chmod(0o644)
     command = run_register("--url", URL, "--ghes-url", ghes.root_url, "--env-file", str(env_file), "--force")
     page_url = command.page_url()
@@ -251,12 +261,12 @@ def test_github_enterprise_server_with_force_replaces_the_env_file_privately(
     assert form.action == f"{ghes.root_url}/settings/apps/new?state={state}"
     ghes.add_manifest_code("c0de", json.loads(form.fields["manifest"]))
 
-    assert get(f"{page_url}callback?code=c0de&state={state}")[0] == 200
+    assert get(f"{origin(page_url)}/callback?code=c0de&state={state}")[0] == 200
     code, _, stderr = command.finish()
 
     assert code == 0, stderr
     assert f"exchanged at {ghes.root_url}/api/v3." in stderr
-    assert stat.S_IMODE(env_file.stat().st_mode) == 0o600 and "OLD" not in env_file.read_text()
+    assert stat.S_IMODE(env_file.stat().st_mode) == 0o600 and "FIXLOOP_OLD_SETTING" not in env_file.read_text()
     assert read_env_file(env_file)["GITHUB_API_URL"] == f"{ghes.root_url}/api/v3" == ghes.url
     assert sorted(path.name for path in tmp_path.iterdir()) == [".env"], "no temporary file left behind"
 
@@ -422,3 +432,19 @@ def test_code_from_callback_needs_the_state_and_a_code() -> None:
     for query in ("code=abc&state=S2", "code=abc", "state=S1", "state=S1&code="):
         with pytest.raises(ConfigError):
             code_from_callback(query, "S1")
+
+
+def test_the_env_file_is_written_whole_or_not_at_all(tmp_path: Path) -> None:
+    env_file = tmp_path / ".env"
+    write_env_file(env_file, "APP_ID=1\n", force=False)
+    with pytest.raises(FileExistsError):
+        write_env_file(env_file, "APP_ID=2\n", force=False)
+    write_env_file(env_file, "APP_ID=3\n", force=True)
+    assert env_file.read_text() == "APP_ID=3\n" and stat.S_IMODE(env_file.stat().st_mode) == 0o600
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".env"], "no temporary file is left"
+
+
+def test_a_timeout_beyond_a_day_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(["app", "register", "--url", URL, "--timeout", "1e10"])
+    assert exit_.value.code == 2 and "--timeout: must be at most 86400 (a day), not '1e10'" in capsys.readouterr().err

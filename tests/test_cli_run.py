@@ -307,3 +307,32 @@ def test_a_command_that_cannot_run_stops_before_any_model_call_with_exit_2(api, 
     assert code == 2 and report["status"] == "error" and report["user_error"] is True
     assert "cannot run (not found)" in report["reason"] and f"Fix `{where}`" in report["reason"]
     assert api.requests == [], "no tokens spent on a typo"
+
+
+def test_provider_and_base_url_from_the_command_line_win_over_the_config(api, make_repo, capsys, monkeypatch):
+    monkeypatch.delenv("ANTHROPIC_BASE_URL")  # the endpoint comes from --base-url alone
+    repo = make_repo({**BUGGY, ".github/fixloop.yml": "provider: openai\nbase_url: http://127.0.0.1:9/v1\n"})
+    api.push(Reply([edit("str_replace", "calc.py", **FIX)]), DONE)
+    code, report, _ = fixloop(repo, "--provider", "anthropic", "--base-url", api.url, capsys=capsys)
+    assert code == 0 and report["status"] == "validated" and report["provider"] == "anthropic"
+    assert len(api.requests) == 2
+
+
+def test_the_provider_flag_chooses_whose_credentials_are_needed(make_repo, capsys, monkeypatch):
+    for name in ("OPENAI_API_KEY", "OPENAI_BASE_URL"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "test-key")
+    code = main(["run", "--repo", str(make_repo(BUGGY)), "--task", "x", "--validate", "true", "--provider", "openai"])
+    assert code == 2 and "OPENAI_API_KEY is not set" in capsys.readouterr().err
+
+
+def test_a_provider_or_base_url_fixloop_cannot_use_is_a_usage_error(make_repo, capsys, monkeypatch):
+    repo = make_repo(BUGGY)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["run", "--repo", str(repo), "--task", "x", "--validate", "true", "--provider", "bedrok"])
+    assert exit_info.value.code == 2
+    assert ("--provider: must be one of anthropic, bedrock, vertex, foundry, openai, not 'bedrok'; did you mean "
+            "'bedrock'?") in capsys.readouterr().err
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "test-key")
+    assert main(["run", "--repo", str(repo), "--task", "x", "--validate", "true", "--base-url", "localhost"]) == 2
+    assert "base_url" in capsys.readouterr().err

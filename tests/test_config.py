@@ -56,7 +56,7 @@ def test_an_unknown_key_gets_the_nearest_known_one_or_the_list():
     problems = dict(raised.value.problems)
     assert problems["limits.iteratons"] == "unknown key; did you mean `iterations`?"
     assert problems["validat"] == "unknown key; did you mean `validate`?"
-    assert problems["zzz"].startswith("unknown key; the keys here are branch_prefix, ci, deflake, limits")
+    assert problems["zzz"].startswith("unknown key; the keys here are base_url, branch_prefix, ci, deflake")
 
 
 def test_every_key_of_the_config_schema_is_described():

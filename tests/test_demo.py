@@ -26,7 +26,7 @@ def test_demo_without_a_key_uses_the_scripted_model_says_so_and_fixes_the_sample
     assert report["cost_usd"] == 0
     started, finished = (datetime.fromisoformat(report[key]) for key in ("started_at", "finished_at"))
     assert started.utcoffset() == timedelta(0) and started <= finished, "ISO 8601 times, in UTC"
-    assert report["schema_version"] == 2
+    assert report["schema_version"] == 3
 
 
 def test_demo_scripted_flag_wins_over_a_key(capsys, monkeypatch):

@@ -13,6 +13,7 @@ import yaml
 
 from bot.cli import main
 from bot.config import parse_config
+from bot.errors import ConfigError
 from bot.init import WORKFLOW_PATH, plan_init, workflow_template
 from bot.init._detect import CHECKOUT, SETUP_PYTHON
 from tests.conftest import run_git
@@ -54,15 +55,27 @@ STACKS: dict[str, tuple[dict[str, str], list[str], list[str], list[str]]] = {
     "gradle": ({"build.gradle.kts": "", ".java-version": "17\n"}, [], ["gradle test"], ["actions/setup-java"]),
     "rust": ({"Cargo.toml": "[workspace]\nmembers = []\n", "rust-toolchain.toml": "[toolchain]\n"},
              ["cargo fetch"], ["cargo test --workspace"], []),
-    "go+node": ({"go.mod": "module x\n", "package.json": "{}"}, ["npm install", "go mod download"],
-                ["node --test", "go test ./..."], ["actions/setup-node", "actions/setup-go"]),
+    "go+node": ({"go.mod": "module x\n", "package.json": json.dumps({"scripts": {"test": "mocha"}})},
+                ["npm install", "go mod download"], ["npm test", "go test ./..."],
+                ["actions/setup-node", "actions/setup-go"]),
+    "django": ({"manage.py": "", "requirements.txt": "django\n", "pyproject.toml": "[tool.black]\n"},
+               ["python -m pip install -r requirements.txt"], ["python manage.py test"], ["actions/setup-python"]),
+    "tox-only pytest": ({"setup.cfg": "[metadata]\nname = x\n", "tox.ini": "[testenv]\ncommands = pytest\n"},
+                        ["python -m pip install -e .", "python -m pip install pytest"], ["python -m pytest"],
+                        ["actions/setup-python"]),
+    "npm workspaces": ({"package.json": json.dumps({"workspaces": ["packages/*"]}), "package-lock.json": "{}"},
+                       ["npm ci"], ["npm test --workspaces"], ["actions/setup-node"]),
+    "docs requirements beside jest": ({"requirements.txt": "mkdocs\n", "package.json": json.dumps(
+        {"devDependencies": {"jest": "^30"}})}, ["npm install"], ["npx jest"], ["actions/setup-node"]),
 }
 
 
 def tree(root: Path, files: dict[str, str]) -> Path:
+    """A git repository with `files`, not committed (init looks at what git would see)."""
     for path, text in files.items():
         (root / path).parent.mkdir(parents=True, exist_ok=True)
         (root / path).write_text(text)
+    run_git(root, "init", "--quiet")
     return root
 
 
@@ -87,7 +100,8 @@ def test_each_stack_gets_its_setup_test_command_and_toolchain(tmp_path, name):
 
 
 def test_the_versions_come_from_the_repositorys_own_files(tmp_path):
-    plan = plan_init(tree(tmp_path, {"pyproject.toml": PYPROJECT, "package.json": "{}", ".node-version": "20\n"}))
+    plan = plan_init(tree(tmp_path, {"pyproject.toml": PYPROJECT, ".node-version": "20\n",
+                                     "package.json": json.dumps({"scripts": {"test": "mocha"}})}))
     steps = {step["name"]: step for step in toolchain_steps(yaml.safe_load(plan.files[WORKFLOW_PATH]))}
     assert steps["Set up Python"]["with"] == {"python-version-file": "pyproject.toml"}
     assert steps["Set up Node.js"]["with"] == {"node-version-file": ".node-version"}
@@ -150,8 +164,9 @@ def test_init_writes_both_files_and_explains_its_choices(make_repo, capsys):
     repo = make_repo({"pyproject.toml": PYPROJECT, ".github/workflows/ci.yml": CI})
     assert main(["init", "--repo", str(repo)]) == 0
     out = capsys.readouterr().out
-    assert "Python (pyproject.toml):\n  - pip: the project installed in editable mode with its 'test' extra" in out
-    assert "tests: pytest (named in pyproject.toml)" in out and "fixloop hears about: CI" in out
+    assert "Python (pyproject.toml):\n  - tests: pytest (named in pyproject.toml)\n" in out
+    assert "  - pip: the project installed in editable mode with its 'test' extra\n" in out
+    assert "fixloop hears about: CI" in out
     assert "wrote .github/fixloop.yml\nwrote .github/workflows/fixloop.yml\n" in out
     for path in (".github/fixloop.yml", WORKFLOW_PATH):
         assert stat.S_IMODE(os.stat(repo / path).st_mode) == 0o644
@@ -208,3 +223,68 @@ def test_a_newcomers_first_hour_init_then_rehearse(make_repo, tmp_path, capsys):
     capsys.readouterr()
     assert main(["action", "--event", str(event), "--dry-run", "--repo", str(repo)]) == 0
     assert "Decision: run a issue session for issue:1" in capsys.readouterr().out
+
+
+def test_what_git_ignores_tells_nothing(tmp_path):
+    """A local .python-version or uv.lock that .gitignore keeps out is not on the runner."""
+    plan = plan_init(tree(tmp_path, {"pyproject.toml": PYPROJECT, ".python-version": "3.12\n", "uv.lock": "",
+                                     ".gitignore": ".python-version\nuv.lock\n"}))
+    steps = toolchain_steps(yaml.safe_load(plan.files[WORKFLOW_PATH]))
+    assert steps[0]["with"] == {"python-version-file": "pyproject.toml"}
+    assert parse_config(plan.files[".github/fixloop.yml"]).setup == ["python -m pip install -e '.[test]'"]
+
+
+def test_a_command_that_cannot_fail_is_never_chosen(tmp_path):
+    """No `node --test` (it passes on finding no test) and no pytest for Python tooling without tests."""
+    with pytest.raises(ConfigError, match="cannot tell how"):
+        plan_init(tree(tmp_path / "a", {"package.json": "{}", "requirements.txt": "mkdocs\n"}))
+    plan = plan_init(tree(tmp_path / "b", {"package.json": "{}", "go.mod": "module x\n"}))
+    assert parse_config(plan.files[".github/fixloop.yml"]).validation == ["go test ./..."]
+    assert any("Node.js is left out" in note for note in plan.detection.notes)
+
+
+@pytest.mark.parametrize("files", [
+    {"package.json": json.dumps({"dependencies": ["react"], "devDependencies": None, "scripts": 5}), "go.mod": "x"},
+    {"pyproject.toml": 'project = "x"\n', "conftest.py": ""},
+    {"go.mod": "x", ".github/workflows/a.yml": "on: [push, {pull_request: {}}]\njobs: {a: {steps: 5}}\n"},
+    {"go.mod": "x", ".github/workflows/a.yml": "on: 7\njobs: [1]\n"},
+])
+def test_odd_project_files_are_read_without_a_traceback(tmp_path, files):
+    assert plan_init(tree(tmp_path, files)).files
+
+
+def test_odd_workflow_names_stay_one_valid_yaml_string(tmp_path):
+    names = ["bad\x7fchar", "line\u2028break", 'quote" ] ${{ github.event.issue.title }}', "Tests \u2713"]
+    files = {"go.mod": "x", **{f".github/workflows/w{i}.yml": f"name: {json.dumps(name)}\non: push\njobs: {{}}\n"
+                               for i, name in enumerate(names)}}
+    workflow = yaml.safe_load(plan_init(tree(tmp_path, files)).files[WORKFLOW_PATH])
+    assert workflow[True]["workflow_run"]["workflows"] == sorted(names, key=lambda n: names.index(n))
+
+
+def test_releases_and_tools_versions_without_node_are_not_taken_for_ci_or_versions(tmp_path):
+    files = {"package.json": json.dumps({"scripts": {"test": "mocha"}}), ".tool-versions": "python 3.12\n",
+             ".github/workflows/release.yml": "name: Release\non: {push: {tags: ['v*']}}\njobs: {}\n"}
+    plan = plan_init(tree(tmp_path, files))
+    assert plan.detection.ci_workflows == ()
+    assert toolchain_steps(yaml.safe_load(plan.files[WORKFLOW_PATH]))[0]["with"] == {"node-version": "lts/*"}
+
+
+def test_what_is_in_the_way_stops_everything_before_anything_is_written(make_repo, capsys):
+    repo = make_repo({"go.mod": "module x\n", ".github": "a file\n"})
+    assert main(["init", "--repo", str(repo)]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        "fixloop: .github is a file, where fixloop init needs a folder; nothing was written"]
+    other = make_repo({"go.mod": "module x\n", f"{WORKFLOW_PATH}/keep": ""}, name="other")
+    assert main(["init", "--repo", str(other), "--force"]) == 2
+    assert "is a folder; nothing was written" in capsys.readouterr().err
+    assert not (other / ".github/fixloop.yml").exists()
+    assert sorted(p.name for p in (other / ".github").iterdir()) == ["workflows"], "no temporary file"
+
+
+def test_a_dry_run_says_which_files_are_in_the_way_and_init_from_a_subfolder_says_where(make_repo, capsys):
+    repo = make_repo({"go.mod": "module x\n", ".github/fixloop.yml": "validate: [make]\n", "sub/x.go": ""})
+    assert main(["init", "--repo", str(repo / "sub"), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"fixloop init in {repo} (the root of the repository {repo / 'sub'} is in)\n")
+    assert "--- .github/fixloop.yml (exists: a real run needs --force) ---" in out
+    assert f"--- {WORKFLOW_PATH} (would be written) ---" in out

@@ -26,6 +26,8 @@ FORBIDDEN = {
     "bot.triage": ("bot.github", "bot.handler", "bot.app", "bot.action", "bot.session", "bot.agent", "bot.cli"),
     "bot.logs": ("bot.github", "bot.handler", "bot.app", "bot.action", "bot.session", "bot.agent", "bot.cli"),
     "bot.search": ("bot.github", "bot.handler", "bot.app", "bot.action", "bot.session", "bot.agent", "bot.cli"),
+    # Traces of sessions and of the App: both may use it, so it knows neither (nor GitHub).
+    "bot.telemetry": ("bot.github", "bot.handler", "bot.app", "bot.action", "bot.session", "bot.cli"),
 }
 
 

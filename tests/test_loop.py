@@ -7,6 +7,7 @@ from bot.agent.budget import Budget
 from bot.agent.events import Event, IterationEnded, LimitReached, ToolCalled
 from bot.agent.loop import AgentLoop
 from bot.agent.model import Block, Message, ModelReply, ScriptedModel, Text, tool_use
+from bot.agent.pricing import price_for
 from bot.agent.tools import BASH, EDITOR, Toolbox
 from bot.agent.usage import Usage
 from bot.config import Limits
@@ -30,7 +31,8 @@ def build(tmp_path: Path, model, limits: Limits, clock=None) -> tuple[AgentLoop,
     root.mkdir(exist_ok=True)
     env = scrubbed_environment(os.environ)
     recorder = Recorder()
-    budget = Budget(limits, model.name, clock=clock) if clock else Budget(limits, model.name)
+    price = price_for("anthropic", model.name)
+    budget = Budget(limits, price, clock=clock) if clock else Budget(limits, price)
     loop = AgentLoop(
         model=model,
         tools=Toolbox(root, env=env, deny=[], command_timeout=5),

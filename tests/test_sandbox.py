@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -252,3 +254,25 @@ def test_fixloop_makes_its_own_process_unreadable_to_its_children():
              "before = libc.prctl(3, 0, 0, 0, 0); protect_this_process(); print(before, libc.prctl(3, 0, 0, 0, 0))")
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout.split()
     assert out == ["1", "0"]  # PR_GET_DUMPABLE: dumpable before, not after
+
+
+@needs_bwrap
+def test_cloud_credential_files_are_empty_inside_wherever_they_are():
+    """google-github-actions/auth writes its file into the workspace, which a self-hosted runner may
+    keep outside every hidden place: the file a credential variable names is masked anyway."""
+    outside = Path(tempfile.mkdtemp(dir=Path(__file__).parent, prefix=".creds-"))  # not under /tmp or a home
+    try:
+        creds = outside / "gha-creds-0123.json"
+        creds.write_text('{"headers": {"Authorization": "Bearer oidc-request-token"}}')
+
+        def read_inside(environ: dict[str, str]) -> str:
+            confined = sandbox("required", environ={"PATH": os.environ["PATH"], **environ})
+            assert confined is not None
+            return run_shell(confined.wrap(["cat", str(creds)], cwd=outside), cwd=outside,
+                             env={"PATH": os.environ["PATH"]}, timeout=30).output
+
+        assert "oidc-request-token" in read_inside({}), "the place itself is not hidden"
+        masked = read_inside({"GOOGLE_APPLICATION_CREDENTIALS": str(creds)})
+        assert "oidc-request-token" not in masked and "Permission denied" in masked
+    finally:
+        shutil.rmtree(outside)

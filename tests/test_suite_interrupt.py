@@ -93,3 +93,27 @@ def test_a_signal_stops_the_suite_and_leaves_nothing_running(tmp_path, workers, 
 def test_ctrl_c_stops_the_suite_within_5_seconds(tmp_path, workers):
     _, output, took, _ = interrupt(tmp_path, workers, "ctrl-c")
     assert took < 5, f"{took:.1f} s\n{output}"
+
+
+FORKING = """
+import multiprocessing, os, pathlib, time
+
+def test_a_forked_child_is_stopped():
+    child = multiprocessing.get_context("fork").Process(target=time.sleep, args=(300,))
+    child.start()
+    child.terminate()
+    child.join(60)
+    assert child.exitcode == -15
+
+def test_after():
+    pathlib.Path(os.environ["PROBE_MARKS"], "after").touch()
+"""
+
+
+def test_a_signal_to_a_forked_child_does_not_stop_the_suite(tmp_path):
+    (tmp_path / "test_forking.py").write_text(FORKING)
+    command = [sys.executable, "-m", "pytest", "-c", str(ROOT / "pyproject.toml"), "--rootdir", str(ROOT),
+               "-p", "tests.conftest", "-p", "no:cacheprovider", "-n", "0", str(tmp_path / "test_forking.py")]
+    result = subprocess.run(command, cwd=ROOT, env={**os.environ, "PROBE_MARKS": str(tmp_path)},
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and (tmp_path / "after").exists(), result.stdout + result.stderr

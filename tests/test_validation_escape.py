@@ -215,4 +215,4 @@ def test_sandbox_required_without_bubblewrap_refuses_to_start(tmp_path, fake_git
         runner = _runner(tmp_path, fake_github, api, monkeypatch, "sandbox: required\n")
         assert runner.run("issues", runner.labeled()) == 2
         assert api.requests == []  # refused before any model call
-    assert "`sandbox: required` is set, but bubblewrap is not available" in capsys.readouterr().err
+    assert "::error::`sandbox: required` is set, but bubblewrap is not available" in capsys.readouterr().out

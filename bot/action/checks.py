@@ -33,7 +33,7 @@ class CheckRunReporter:
         self.github, self.head_sha, self.task_title = github, head_sha, task_title
         self.redactor, self.warn, self.details_url = redactor, warn, details_url
         self.total = Usage()
-        self.cost_usd = 0.0
+        self.cost_usd: float | None = 0.0
         self.view: render.IterationView | None = None
         self.check_id: int | None = None
         self.created: list[int] = []

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
-from bot.config import CONFIG_PATH
+from bot.config import CONFIG_PATH, PROVIDERS, Provider
 from bot.errors import ConfigError
 from bot.task import WORKFLOW_FILE
 
@@ -31,6 +31,7 @@ class ActionsEnvironment:
     output: Path | None = None
     workflow_file: str = WORKFLOW_FILE
     model: str | None = None
+    provider: Provider | None = None
     max_iterations: int | None = None
     config_path: str = CONFIG_PATH
 
@@ -51,6 +52,11 @@ class ActionsEnvironment:
         iterations = environ.get("FIXLOOP_MAX_ITERATIONS", "").strip()
         if iterations and not (iterations.isdigit() and int(iterations) > 0):
             raise ConfigError(f"max-iterations must be a positive whole number, not {iterations!r}.")
+        named = environ.get("FIXLOOP_PROVIDER", "").strip()
+        provider = next((known for known in PROVIDERS if known == named), None)
+        if named and provider is None:
+            raise ConfigError(f"provider must be one of {', '.join(PROVIDERS)} (or empty for the config file's), "
+                              f"not {named!r}.")
         workflow_ref = environ.get("GITHUB_WORKFLOW_REF", "")
         return cls(
             event_name=environ["GITHUB_EVENT_NAME"],
@@ -66,6 +72,7 @@ class ActionsEnvironment:
             output=_path(environ.get("GITHUB_OUTPUT")),
             workflow_file=workflow_ref.split("@", 1)[0].rsplit("/", 1)[-1] or cls.workflow_file,
             model=environ.get("FIXLOOP_MODEL") or None,
+            provider=provider,
             max_iterations=int(iterations) if iterations else None,
             config_path=environ.get("FIXLOOP_CONFIG") or cls.config_path,
         )

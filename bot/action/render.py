@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bot.agent.events import Status
+from bot.agent.guidance import GUIDANCE_TOKENS
+from bot.agent.pricing import cost_text
 from bot.agent.usage import Usage
 from bot.github.limits import SUMMARY_FILE_LIMIT, fit
 from bot.github.rules import SESSION_CHECK
@@ -116,7 +118,8 @@ def iteration_in_progress(view: IterationView, task_title: str) -> dict[str, Any
                        "This check completes when the iteration's validation has run."}
 
 
-def iteration_done(view: IterationView, *, total: Usage, cost_usd: float, stopped: str | None = None) -> dict[str, Any]:
+def iteration_done(view: IterationView, *, total: Usage, cost_usd: float | None, stopped: str | None = None
+                   ) -> dict[str, Any]:
     result = view.validation
     if result is None:
         title = f"Stopped: {stopped or 'the session ended'}"
@@ -133,7 +136,7 @@ def iteration_done(view: IterationView, *, total: Usage, cost_usd: float, stoppe
     if result is not None:
         parts += ["### Validation", validation_table(result.commands)]
     parts.append(f"### Tokens\n{_tokens(view.usage)} this iteration ({view.tool_calls} tool calls) · "
-                 f"{_tokens(total)} so far · est. ${cost_usd:.2f} so far")
+                 f"{_tokens(total)} so far · {cost_text(cost_usd)} so far")
     output: dict[str, Any] = {"title": title[:255], "summary": fit("\n\n".join(parts))}
     details = []
     if result is not None and not result.passed:
@@ -199,7 +202,7 @@ def pull_request_body(report: Report, *, task_source: str, fixes: int | None, li
         *(["### The CI failure", notes] if notes else []),
         "### Cost", f"{_tokens(report.usage)} tokens "
                     f"({report.usage.cache_read_input_tokens:,} read from the prompt cache) · "
-                    f"est. ${report.cost_usd:.2f} · model `{report.model}`",
+                    f"{cost_text(report.cost_usd)} · model `{report.model}`",
         links.line(),
         "_This draft was opened by fixloop. Review it like any other change; nothing is merged automatically._",
     ]
@@ -222,11 +225,23 @@ def session_done(report: Report, *, pull_url: str | None, problem: str | None, l
     parts = [
         f"**Outcome:** {report.status} ({report.reason})" + (f"\n\n**Pull request:** {pull_url}" if pull_url else ""),
         iteration_table(report.iterations),
-        f"{_tokens(report.usage)} tokens · est. ${report.cost_usd:.2f} · model `{report.model}`",
+        f"{_tokens(report.usage)} tokens · {cost_text(report.cost_usd)} · model `{report.model}`",
         confinement_line(report),
+        guidance_line(report),
         links.line(),
     ]
     return {"title": fit(title, 250), "summary": fit("\n\n".join(p for p in parts if p))}
+
+
+def guidance_line(report: Report) -> str:
+    """The repository's instruction files the model was given, and those skipped ("" when none was found)."""
+    if not report.guidance:
+        return ""
+    given = [f"{f.path} (cut at {GUIDANCE_TOKENS:,} tokens)" if f.cut else f.path
+             for f in report.guidance if f.skipped is None]
+    skipped = [f"{f.path} ({f.skipped})" for f in report.guidance if f.skipped is not None]
+    line = f"Repository guidance: {', '.join(given) or 'none given'}"
+    return f"{line}; skipped: {', '.join(skipped)}" if skipped else line
 
 
 def confinement_line(report: Report) -> str:
@@ -239,7 +254,7 @@ def confinement_line(report: Report) -> str:
 
 
 def outcome_comment(report: Report, *, pull_url: str | None, updated: bool, problem: str | None, links: Links) -> str:
-    tokens = f"{_tokens(report.usage)} tokens, est. ${report.cost_usd:.2f}"
+    tokens = f"{_tokens(report.usage)} tokens, {cost_text(report.cost_usd)}"
     if pull_url and not problem:
         verb = "updated" if updated else "opened"
         return (f"fixloop {verb} a draft pull request: {pull_url}\n\nValidated in {len(report.iterations)} "
@@ -291,7 +306,8 @@ def session_html(report: Report) -> str:
         f"<p><strong>Outcome:</strong> {e(report.status)} ({e(report.reason)})</p>",
         "<table><tr><th>iteration</th><th>validation</th><th>failing tests</th><th>tokens</th></tr>",
         *rows, "</table>",
-        f"<p>{report.usage.total:,} tokens · est. ${report.cost_usd:.2f} · model {e(report.model)}</p>",
+        f"<p>{report.usage.total:,} tokens · {cost_text(report.cost_usd)} · model {e(report.model)}</p>",
+        *([f"<p>{e(line)}</p>"] if (line := guidance_line(report)) else []),
         "<h2>What changed and why</h2>", f"<blockquote>{e(report.summary or '(no explanation given)')}</blockquote>",
         "<h2>Validation evidence</h2>", f"<pre>{e(_evidence(report))}</pre>",
         f"<p>Session {e(report.session_id)} · {report.started_at:%Y-%m-%d %H:%M:%S} UTC · {e(report.repo)} @ "

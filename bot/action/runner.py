@@ -25,9 +25,10 @@ from bot.action.evidence import gather
 from bot.action.plan import Plan, Refusal, plan_session
 from bot.action.publish import git_auth_env, publish
 from bot.agent.model import make_model
-from bot.config import Config
+from bot.agent.usage import Usage
+from bot.config import Config, Provider
 from bot.deflake import DeflakeTarget
-from bot.errors import EXIT_CODES, EXIT_USAGE, ConfigError, MalformedEvent
+from bot.errors import EXIT_CODES, EXIT_USAGE, ConfigError, MalformedEvent, MissingAPIKey
 from bot.github.client import GitHubClient, RequestPolicy
 from bot.github.events import Event, parse_event
 from bot.github.limits import fit
@@ -39,6 +40,10 @@ from bot.session import SessionSpec, run_session
 from bot.task import Context, FailedRun
 from bot.triage import changed_lines, diagnose
 from bot.workspace import fetch, has_commit, watch_own_files
+
+# The providers whose key is an input of the action (action.yml passes it on as the provider's variable).
+KEY_INPUTS: dict[Provider, tuple[str, str]] = {"anthropic": ("anthropic-api-key", "ANTHROPIC_API_KEY"),
+                                               "openai": ("openai-api-key", "OPENAI_API_KEY")}
 
 
 class ActionRunner:
@@ -61,7 +66,7 @@ class ActionRunner:
 
     def finish(self, status: str, **values: str) -> None:
         write_outputs(self.env.output, {"status": status, "pull-request-url": "", "branch": "", "iterations": "0",
-                                        "session-dir": "", **values})
+                                        "session-dir": "", **usage_outputs(Usage(), 0.0), **values})
 
     def run(self) -> int:
         """The Action's entry point: read the event file and hand it to the shared handler, which
@@ -83,7 +88,7 @@ class ActionRunner:
                           config_path=self.env.config_path, own_run=int(self.env.run_id) if self.env.run_id else None,
                           check_sha=self.env.sha, details_url=self.env.run_url)
         handled = handler.handle(event, self.github.permission, overrides={
-            "model": self.env.model, "limits.iterations": self.env.max_iterations})
+            "model": self.env.model, "provider": self.env.provider, "limits.iterations": self.env.max_iterations})
         if isinstance(handled, Answered):
             return self.answered(handled)
         run, config = handled.run, handled.config
@@ -116,17 +121,38 @@ class ActionRunner:
             actions=render.session_buttons(None, can_stop=self.can_stop))
         try:
             return self._session(plan, config, check_id)
+        except ConfigError as error:  # raised before the agent runs: no credentials, `sandbox: required`, ...
+            return self.cannot_start(plan, config, check_id, error)
         except BaseException as error:
             self.github.update_check_run(check_id, conclusion="failure", output=self.redactor.data({
                 "title": "fixloop failed before the session could finish",
                 "summary": fit(f"{type(error).__name__}: {error}")}))
             raise
 
+    def cannot_start(self, plan: Plan, config: Config, check_id: int, error: ConfigError) -> int:
+        """A setting to fix stopped the session before its agent ran: said as an invalid config is (a
+        failed check run, a comment where fixloop was asked, an error in the log), exit 2."""
+        message = str(error)
+        if isinstance(error, MissingAPIKey) and config.provider in KEY_INPUTS:
+            name, variable = KEY_INPUTS[config.provider]
+            message = (f"The action's `{name}` input is empty, and provider {config.provider} needs it. Pass it a "
+                       f"secret (`{name}: ${{{{ secrets.{variable} }}}}`), or choose another provider with the "
+                       f"action's `provider` input or `provider:` in {self.env.config_path}.")
+        report = self.redactor.text(f"```\n{message}\n```")
+        self.github.update_check_run(check_id, conclusion="failure", actions=[], output={
+            "title": "fixloop cannot start: a setting needs fixing", "summary": fit(report)})
+        if plan.comment_on:
+            self.github.comment(plan.comment_on, f"fixloop cannot start.\n\n{report}")
+        self.commands.error(self.redactor.text(message.splitlines()[0]))
+        self.log(message)
+        self.finish("error")
+        return EXIT_USAGE
+
     def _session(self, plan: Plan, config: Config, check_id: int) -> int:
+        model = make_model(config)  # first: missing credentials stop the session before any other work
         watch_own_files(self.environ)  # before any code of the repository runs (triage's setup, the session's)
         if not has_commit(self.env.workspace, plan.base_sha):
             fetch(self.env.workspace, plan.fetch_ref, env=self.git_env)
-        model = make_model(config)
         deflake, notes = None, None
         if plan.task.kind in ("ci_failure", "deflake"):
             prepared = self.diagnose(plan, config, check_id)
@@ -152,7 +178,8 @@ class ActionRunner:
             report, pull_url=published.pull_url, problem=published.problem, links=self.links)))
         self.finish(report.status, **{
             "pull-request-url": published.pull_url or "", "branch": plan.branch if report.commit else "",
-            "iterations": str(len(report.iterations)), "session-dir": str(Path(report.trajectory).parent)})
+            "iterations": str(len(report.iterations)), "session-dir": str(Path(report.trajectory).parent),
+            **usage_outputs(report.usage, report.cost_usd)})
         if published.problem:
             self.commands.error(published.problem)
             return EXIT_CODES["error"]
@@ -209,6 +236,14 @@ class ActionRunner:
             self.github.comment(plan.comment_on, self.redactor.text(fit(body, 60_000)))
         self.log(body)
         self.finish("skipped")
+
+
+def usage_outputs(usage: Usage, cost_usd: float | None) -> dict[str, str]:
+    """The step outputs of what a session spent: `input-tokens` counts every prompt token (fresh, read
+    from the cache and written to it), `cost-usd` is the estimate in USD, empty when the price is unknown."""
+    prompt = usage.input_tokens + usage.cache_read_input_tokens + usage.cache_creation_input_tokens
+    return {"cost-usd": "" if cost_usd is None else f"{cost_usd:.4f}", "input-tokens": str(prompt),
+            "output-tokens": str(usage.output_tokens)}
 
 
 def run_action(environ: Mapping[str, str] | None = None, *, policy: RequestPolicy = RequestPolicy()) -> int:

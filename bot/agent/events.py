@@ -12,6 +12,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel
 
+from bot.agent.guidance import GuidanceFile
 from bot.agent.usage import Usage
 from bot.validation import ValidationResult
 
@@ -60,7 +61,9 @@ class SessionStarted(Event):
     type: ClassVar[str] = "session_started"
     session_id: str
     task: str
+    task_kind: str  # bot.task.TaskKind: local, issue, command, ci_failure, deflake
     model: str
+    provider: str
     repo: str
     base_commit: str
     limits: dict[str, Any]
@@ -82,13 +85,14 @@ class ModelCalled(Event):
     duration_s: float
     text: str  # what the model said besides tool calls
     tool_calls: int
-    session_cost_usd: float  # the session's estimated cost so far (the budget's, from list prices)
+    session_cost_usd: float | None  # the session's estimated cost so far (from list prices); None: unknown
 
 
 class ToolCalled(Event):
     type: ClassVar[str] = "tool_called"
     iteration: int
     turn: int
+    call_id: str  # the model's id for the call, pairing it with its result
     name: str
     input: dict[str, Any]
     result: str
@@ -109,6 +113,14 @@ class ValidationRan(Event):
     type: ClassVar[str] = "validation_ran"
     iteration: int  # 0 for the baseline run before the agent starts
     result: ValidationResult
+
+
+class GuidanceRead(Event):
+    """The repository's instruction files found for the task (bot.agent.guidance), given to the model or
+    skipped. After the baseline, whose failing tests say which AGENTS.md is nearest; only when any was found."""
+
+    type: ClassVar[str] = "guidance_read"
+    files: list[GuidanceFile]
 
 
 class IterationEnded(Event):
@@ -132,7 +144,7 @@ class SessionEnded(Event):
     reason: str
     user_error: bool = False  # see Ending
     usage: Usage
-    cost_usd: float
+    cost_usd: float | None  # None: the model's price is unknown
 
 
 Sink = Callable[[Event], None]

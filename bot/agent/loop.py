@@ -104,8 +104,9 @@ class AgentLoop:
         started = time.monotonic()
         result = self.tools.run(call.name, call.input)
         result = ToolResult(self.shield(reveal(result.content)), result.is_error)
-        self.emit(ToolCalled(iteration=n, turn=turn, name=call.name, input=call.input, result=result.content,
-                             is_error=result.is_error, duration_s=round(time.monotonic() - started, 3)))
+        self.emit(ToolCalled(iteration=n, turn=turn, call_id=call.id, name=call.name, input=call.input,
+                             result=result.content, is_error=result.is_error,
+                             duration_s=round(time.monotonic() - started, 3)))
         return CallResult(call.id, result.content, result.is_error)
 
     def _say(self, text: str) -> None:

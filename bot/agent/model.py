@@ -95,12 +95,18 @@ class Model(Protocol):
 
 
 def make_model(config: Config) -> Model:
-    """The model `config.model` names, through its provider's SDK (imported here, on first need).
+    """The model `config.model` names, through `config.provider`'s SDK (imported here, on first need):
+    Claude through Anthropic's SDK and its clients for Bedrock, Vertex AI and Foundry, or any
+    OpenAI-compatible endpoint through OpenAI's.
 
-    Raises MissingAPIKey when ANTHROPIC_API_KEY is not set."""
+    Raises MissingAPIKey, naming what the chosen provider needs, when its credentials are missing."""
+    if config.provider == "openai":
+        from bot.agent._openai import OpenAIModel
+
+        return OpenAIModel(config.model, base_url=config.base_url)
     from bot.agent._anthropic import AnthropicModel
 
-    return AnthropicModel(config.model)
+    return AnthropicModel(config.model, provider=config.provider, base_url=config.base_url)
 
 
 Turn = list[Block]

@@ -32,6 +32,7 @@ from bot.github.rules import Run, Stop
 from bot.handler import Answered, Handler, acknowledge
 from bot.secrets import Redactor
 from bot.task import FailedRun, to_inputs
+from bot.telemetry.app_spans import AppTracing
 
 # What the App itself needs in a repository (the workflow it dispatches mints its own token).
 TOKEN_PERMISSIONS = {"actions": "write", "contents": "read", "issues": "write", "pull_requests": "write",
@@ -50,10 +51,12 @@ class Processor:
 
     def __init__(self, settings: AppSettings, store: Store, tokens: InstallationTokens, metrics: Metrics, *,
                  clock: Callable[[], float] = time.time, sleep: Callable[[float], None] = time.sleep,
-                 policy: RequestPolicy = RequestPolicy(), resume_pause: float = 1.0) -> None:
+                 policy: RequestPolicy = RequestPolicy(), resume_pause: float = 1.0, tracing: AppTracing) -> None:
         """`policy`: how the repository clients pace and retry; `resume_pause`: seconds between the
-        lookups for the run of a dispatch a restart interrupted (see `_resume`)."""
+        lookups for the run of a dispatch a restart interrupted (see `_resume`); `tracing`: where the
+        dispatches' spans go."""
         self.settings, self.store, self.tokens, self.metrics = settings, store, tokens, metrics
+        self.tracing = tracing
         self.clock, self.sleep, self.policy, self.resume_pause = clock, sleep, policy, resume_pause
         self.app_slug = settings.app_slug  # looked up at start-up when not configured
         self._permissions: dict[tuple[str, str], tuple[float, str]] = {}
@@ -178,7 +181,9 @@ class Processor:
         number = run.origin.number
         started = self.clock()
         try:
-            run_id, run_url = github.dispatch(self.settings.workflow_file, default_branch, inputs)
+            with self.tracing.dispatch(github.repository, run.task.kind, session.id) as dispatched:
+                run_id, run_url = github.dispatch(self.settings.workflow_file, default_branch, inputs)
+                dispatched(run_id, run_url)
         except GitHubError as error:
             self.metrics.dispatch(self.clock() - started, ok=False)
             self.store.update_session(session.id, status="failed", reason=str(error)[:500])

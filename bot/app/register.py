@@ -73,8 +73,9 @@ class GitHubTarget:
         """The address the page's form posts the manifest to."""
         return f"{self.web_url}{self._owner_path}/settings/apps/new?{urlencode({'state': state})}"
 
-    def app_settings_url(self, slug: str) -> str:
-        return f"{self.web_url}{self._owner_path}/settings/apps/{slug}"
+    def app_settings_url(self, slug: str = "") -> str:
+        """An App's settings page, or (no slug) the list of the account's Apps."""
+        return f"{self.web_url}{self._owner_path}/settings/apps/{slug}".rstrip("/")
 
     @property
     def account(self) -> str:
@@ -314,8 +315,10 @@ def check_env_file(path: Path, *, force: bool) -> None:
 
 def write_env_file(path: Path, text: str, *, force: bool) -> None:
     """`text` in a file that is mode 0600 from its creation (O_EXCL: never someone else's file or link, and
-    never readable by others, not even for a moment). With `force`, a new file then replaces the old one."""
-    new = path.with_name(f".{path.name}.{secrets.token_hex(4)}.new") if force else path
+    never readable by others, not even for a moment), written beside `path` and then put in its place, so
+    an interruption leaves no half-written file: renamed over the old one with `force`, else linked (which
+    fails, as O_EXCL would, when something appeared at `path` meanwhile)."""
+    new = path.with_name(f".{path.name}.{secrets.token_hex(4)}.new")
     descriptor = os.open(new, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
         with os.fdopen(descriptor, "w", encoding="utf-8") as file:
@@ -323,9 +326,10 @@ def write_env_file(path: Path, text: str, *, force: bool) -> None:
             file.write(text)
         if force:
             os.replace(new, path)
-    except OSError:
+        else:
+            os.link(new, path)
+    finally:
         new.unlink(missing_ok=True)
-        raise
 
 
 # -- the one-shot server -----------------------------------------------------------------------------
@@ -336,6 +340,7 @@ class _Flow:
     """One registration, shared by the page's request threads and the waiting command."""
 
     state: str  # the random token GitHub's redirect must carry back
+    page_path: str  # the page's random address, printed in the terminal only
     page: str
     target: GitHubTarget
     env_file: Path
@@ -398,8 +403,9 @@ class _PageHandler(BaseHTTPRequestHandler):
         port = self.server.server_address[1]
         if self.headers.get("Host") not in (f"127.0.0.1:{port}", f"localhost:{port}"):
             # Another site's name pointed at 127.0.0.1 (DNS rebinding) must not read the page and its state.
-            self._send(403, _message_page("Forbidden", f"Open this page as http://127.0.0.1:{port}/."))
-        elif path == "/":
+            self._send(403, _message_page("Forbidden", "Open the address fixloop app register printed, "
+                                          f"which starts with http://127.0.0.1:{port}/."))
+        elif path == flow.page_path:
             self._send(200, flow.page)
         elif path == CALLBACK_PATH:
             with flow.lock:
@@ -409,7 +415,9 @@ class _PageHandler(BaseHTTPRequestHandler):
                     if flow.outcome is not None:
                         flow.finished.set()
         else:
-            self._send(404, _message_page("Not found", f"The registration page is http://127.0.0.1:{port}/."))
+            # Only who was told the page's address (the terminal) may read it, and the state in it: another
+            # local user who knew the state could have their own App's code exchanged instead.
+            self._send(404, _message_page("Not found", "Open the address fixloop app register printed."))
 
     def _send(self, status: int, page: str) -> None:
         body = page.encode()
@@ -417,7 +425,11 @@ class _PageHandler(BaseHTTPRequestHandler):
         self.send_header("Content-Type", "text/html; charset=utf-8")
         self.send_header("Content-Length", str(len(body)))
         self.send_header("Cache-Control", "no-store")
-        self.send_header("Referrer-Policy", "no-referrer")  # the callback's address holds the code
+        # The page's and the callback's addresses hold secrets (the page's path, the code): no Referer leaves
+        # for another site. (`no-referrer` would also send the form's Origin as null to GitHub.)
+        self.send_header("Referrer-Policy", "same-origin")
+        self.send_header("X-Frame-Options", "DENY")
+        self.send_header("Content-Security-Policy", "frame-ancestors 'none'")
         self.send_header("X-Content-Type-Options", "nosniff")
         self.end_headers()
         self.wfile.write(body)
@@ -453,11 +465,12 @@ def register(options: RegisterOptions, environ: Mapping[str, str], *, err: TextI
     manifest = app_manifest(options.url, name=options.name)
     with _listen(options.port) as server:
         port = server.server_address[1]
-        page_url = f"http://127.0.0.1:{port}/"
+        page_path = f"/{secrets.token_urlsafe(16)}/"
+        page_url = f"http://127.0.0.1:{port}{page_path}"
         manifest["redirect_url"] = f"http://127.0.0.1:{port}{CALLBACK_PATH}"
         state = secrets.token_urlsafe(24)
-        server.flow = _Flow(state, registration_page(manifest, target.new_app_url(state), target.account), target,
-                            options.env_file, options.force,
+        page = registration_page(manifest, target.new_app_url(state), target.account)
+        server.flow = _Flow(state, page_path, page, target, options.env_file, options.force,
                             warn=lambda line: print(f"fixloop: warning: {line}", file=err, flush=True))
         threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True).start()
         try:
@@ -468,7 +481,13 @@ def register(options: RegisterOptions, environ: Mapping[str, str], *, err: TextI
                 print(f"Open {page_url} in a browser signed in to {host}, and click Register.", file=err)
             print(f"The App will belong to {target.account}; GitHub's code is exchanged at {target.api_url}. "
                   f"Waiting up to {options.timeout:g} s for GitHub's redirect (Ctrl-C stops).", file=err, flush=True)
-            server.flow.finished.wait(options.timeout)
+            try:
+                server.flow.finished.wait(options.timeout)
+            except KeyboardInterrupt:
+                if server.flow.lock.locked():
+                    print("fixloop: stopped while GitHub's answer was being handled: the App may exist already; "
+                          f"see {target.app_settings_url()}", file=err, flush=True)
+                raise
             with server.flow.lock:  # a callback being answered right now is waited for
                 outcome = server.flow.outcome
         finally:

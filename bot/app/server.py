@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hmac
 import json
+import os
 import queue
 import threading
 import time
@@ -33,6 +34,7 @@ from bot.github.client import RequestPolicy
 from bot.github.events import EVENT_NAMES, verify_signature
 from bot.github.rules import Run
 from bot.task import DispatchKind, FailedRun, Origin, Task, Thread
+from bot.telemetry.app_spans import AppTracing
 
 MAX_BODY = 25 * 1024 * 1024  # GitHub caps payloads at 25 MB
 STOP = object()
@@ -58,15 +60,18 @@ class Service:
 
     def __init__(self, settings: AppSettings, *, store: Store | None = None, tokens: InstallationTokens | None = None,
                  metrics: Metrics | None = None, workers: int = 4, policy: RequestPolicy = RequestPolicy(),
-                 resume_pause: float = 1.0) -> None:
-        """`policy` and `resume_pause`: see `Processor` (`policy` is also the default tokens' policy)."""
+                 resume_pause: float = 1.0, tracing: AppTracing | None = None) -> None:
+        """`policy` and `resume_pause`: see `Processor` (`policy` is also the default tokens' policy);
+        `tracing`: where the spans of deliveries and dispatches go (default: OTEL_EXPORTER_OTLP_ENDPOINT's
+        collector, if it is set)."""
         self.settings = settings
         self.store = store or Store(settings.database)
         self.tokens = tokens or InstallationTokens(app_id=settings.app_id, private_key=settings.private_key,
                                                    api_url=settings.api_url, policy=policy)
         self.metrics = metrics or Metrics()
+        self.tracing = tracing or AppTracing.from_environ(os.environ, warn=logger.warning)
         self.processor = Processor(settings, self.store, self.tokens, self.metrics, policy=policy,
-                                   resume_pause=resume_pause)
+                                   resume_pause=resume_pause, tracing=self.tracing)
         self.queue: queue.Queue[Any] = queue.Queue()
         self.workers = [threading.Thread(target=self._work, name=f"fixloop-worker-{i}", daemon=True)
                         for i in range(workers)]
@@ -88,6 +93,7 @@ class Service:
             self.queue.put(STOP)
         for worker in self.workers:
             worker.join(timeout=30)
+        self.tracing.close()
 
     def _work(self) -> None:
         while (item := self.queue.get()) is not STOP:
@@ -100,14 +106,16 @@ class Service:
                 self.queue.task_done()
 
     def _handle(self, delivery: str, event: str, payload: Any) -> None:
-        try:
-            outcome = self.processor.process(delivery, event, payload)
-        except Exception as error:  # noqa: BLE001 - a bug is recorded as the delivery's outcome, and counted
-            outcome = f"error: {type(error).__name__}: {error}"
-            self.metrics.error("process")
-            logger.exception("delivery failed", extra={"delivery": delivery, "event": event})
-        # Outcomes can echo payload text; lone surrogates cannot be stored or logged as UTF-8.
-        outcome = outcome.encode("utf-8", "replace").decode("utf-8")
+        with self.tracing.delivery(delivery, event, payload) as decided:
+            try:
+                outcome = self.processor.process(delivery, event, payload)
+            except Exception as error:  # noqa: BLE001 - a bug is recorded as the delivery's outcome, and counted
+                outcome = f"error: {type(error).__name__}: {error}"
+                self.metrics.error("process")
+                logger.exception("delivery failed", extra={"delivery": delivery, "event": event})
+            # Outcomes can echo payload text; lone surrogates cannot be stored or logged as UTF-8.
+            outcome = outcome.encode("utf-8", "replace").decode("utf-8")
+            decided(outcome)
         self.store.finish_delivery(delivery, outcome)
         self.metrics.delivery(event, outcome.split(":", 1)[0].split(" ", 1)[0])
         logger.info(outcome, extra={"delivery": delivery, "event": event, "outcome": outcome})

@@ -15,12 +15,15 @@ from dataclasses import dataclass
 from importlib.resources import files
 from pathlib import Path
 
+import yaml
+
 from bot.config import CONFIG_PATH, parse_config
 from bot.errors import ConfigError
-from bot.init._detect import Detection, Stack, Step, detect
+from bot.init._detect import Detection, Files, Stack, Step, detect
+from bot.workspace import git
 
 WORKFLOW_PATH = ".github/workflows/fixloop.yml"
-__all__ = ["WORKFLOW_PATH", "InitPlan", "plan_init", "workflow_template", "write"]
+__all__ = ["WORKFLOW_PATH", "InitPlan", "in_the_way", "plan_init", "workflow_template", "write"]
 
 
 @dataclass(frozen=True)
@@ -52,7 +55,8 @@ def workflow_template() -> str:
 
 def plan_init(root: Path, *, validate: list[str] | None = None, setup: list[str] | None = None) -> InitPlan:
     """What `fixloop init` would write in `root`; `validate` and `setup` replace what was detected."""
-    detection = detect(root)
+    listed = git("ls-files", "-z", "--cached", "--others", "--exclude-standard", cwd=root)
+    detection = detect(Files(root, filter(None, listed.split("\0"))))
     validate = validate or [command for stack in detection.stacks for command in stack.validate]
     setup = setup if setup is not None else [command for stack in detection.stacks for command in stack.setup]
     if not validate:
@@ -60,30 +64,55 @@ def plan_init(root: Path, *, validate: list[str] | None = None, setup: list[str]
                           "pom.xml, build.gradle or Cargo.toml at its root): pass --validate CMD (repeatable), "
                           "e.g. --validate 'make test'")
     config = _config_text(detection, setup, validate)
-    parse_config(config)  # what init writes, fixloop must read
-    return InitPlan(root, detection, {CONFIG_PATH: config, WORKFLOW_PATH: _workflow_text(detection)})
+    workflow = _workflow_text(detection)
+    parse_config(config)  # what init writes, fixloop must read, and GitHub too
+    if not isinstance(yaml.safe_load(workflow), dict):
+        raise RuntimeError("fixloop init wrote a workflow that is not a YAML mapping")
+    return InitPlan(root, detection, {CONFIG_PATH: config, WORKFLOW_PATH: workflow})
+
+
+def in_the_way(plan: InitPlan) -> list[str]:
+    """The plan's files that exist already (or something else at their place)."""
+    return [path for path in plan.files if os.path.lexists(plan.root / path)]
 
 
 def write(plan: InitPlan, *, force: bool) -> list[str]:
-    """Write the plan's files; all or none when some exist and `force` is not given."""
-    existing = [path for path in plan.files if (plan.root / path).exists()]
+    """Write the plan's files: all of them, or none when some exist and `force` is not given, or when
+    one of them cannot be written (checked before anything is)."""
+    existing = in_the_way(plan)
     if existing and not force:
         raise ConfigError(f"{' and '.join(existing)} already exist{'s' if len(existing) == 1 else ''}; nothing was "
                           "written (see what init would write with --dry-run, or replace with --force)")
+    for path in plan.files:
+        target = plan.root / path
+        if target.is_dir() and not target.is_symlink():
+            raise ConfigError(f"{path} is a folder; nothing was written (move it away first)")
+        for folder in reversed(target.relative_to(plan.root).parents[:-1]):
+            if (plan.root / folder).exists() and not (plan.root / folder).is_dir():
+                raise ConfigError(f"{folder} is a file, where fixloop init needs a folder; nothing was written")
     for path, text in plan.files.items():
         target = plan.root / path
-        target.parent.mkdir(parents=True, exist_ok=True)
-        # Written beside the target and renamed over it: an interrupted init leaves no half file.
-        handle, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
-        with os.fdopen(handle, "w", encoding="utf-8") as out:
-            out.write(text)
-        os.chmod(temporary, 0o644)
-        os.replace(temporary, target)
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            # Written beside the target and renamed over it: an interrupted init leaves no half file.
+            handle, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
+            try:
+                with os.fdopen(handle, "w", encoding="utf-8") as out:
+                    out.write(text)
+                os.chmod(temporary, 0o644)
+                os.replace(temporary, target)
+            finally:
+                Path(temporary).unlink(missing_ok=True)
+        except OSError as error:
+            raise ConfigError(f"cannot write {path}: {error.strerror or error}") from None
     return list(plan.files)
 
 
 def _quoted(value: str) -> str:
-    return json.dumps(value, ensure_ascii=False)  # a JSON string is a YAML double-quoted scalar
+    """A YAML double-quoted scalar (a JSON string is one), with every unprintable character escaped:
+    YAML refuses some raw (DEL), and line separators would break the line."""
+    text = json.dumps(value, ensure_ascii=False)
+    return "".join(char if char.isprintable() else f"\\u{ord(char):04x}" for char in text)
 
 
 def _config_text(detection: Detection, setup: list[str], validate: list[str]) -> str:

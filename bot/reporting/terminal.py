@@ -21,6 +21,7 @@ from bot.agent.events import (
     ToolCalled,
     ValidationRan,
 )
+from bot.agent.pricing import cost_text
 from bot.agent.usage import Usage
 from bot.search import TOOL_NAME as SEARCH_TOOL
 from bot.secrets import Redactor
@@ -61,7 +62,7 @@ class TerminalReporter:
         self.groups = groups
         self.in_group = False
         self.usage = Usage()
-        self.cost_usd = 0.0
+        self.cost_usd: float | None = 0.0
         self.iteration = 0
         self.status: Status | None = None
 
@@ -80,7 +81,7 @@ class TerminalReporter:
         self.in_group = title is not None
 
     def _totals(self) -> str:
-        return f"iteration {self.iteration} · {self.usage.total:,} tokens · ${self.cost_usd:.3f}"
+        return f"iteration {self.iteration} · {self.usage.total:,} tokens · {cost_text(self.cost_usd, digits=3)}"
 
     def __call__(self, event: Event) -> None:
         if isinstance(event, SessionStarted):
@@ -113,7 +114,8 @@ class TerminalReporter:
             self._group(None)
             if self.status is not None:
                 self.status.stop()
-            self._line(f"{event.status}: {event.reason} · {event.usage.total:,} tokens · ${event.cost_usd:.3f}",
+            self._line(f"{event.status}: {event.reason} · {event.usage.total:,} tokens · "
+                       f"{cost_text(event.cost_usd, digits=3)}",
                        _ENDING_STYLE[event.status])
         if self.status is not None and not isinstance(event, SessionEnded):
             self.status.update(self._totals())

@@ -1,0 +1,60 @@
+"""OpenTelemetry traces of sessions (`session_spans`) and of the App's work (`app_spans`), sent over
+OTLP/HTTP (protobuf) with the official SDK (`export`).
+
+Tracing is on when an endpoint is known: `telemetry.endpoint` in the config, else the standard
+OTEL_EXPORTER_OTLP_TRACES_ENDPOINT or OTEL_EXPORTER_OTLP_ENDPOINT. The SDK is imported only then,
+so that a session without tracing does not pay for it. Sending spans never stops nor fails a
+session: they go out in the background, the last ones are waited for a bounded time, and a
+collector that cannot be reached is reported once (see `export`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from bot.agent.events import Sink
+    from bot.config import Telemetry
+    from bot.secrets import Redactor
+
+TRACES_PATH = "v1/traces"
+
+
+def traces_endpoint(environ: Mapping[str, str], configured: str | None = None) -> str | None:
+    """The OTLP/HTTP URL spans are sent to, or None: tracing is off.
+
+    `configured` and OTEL_EXPORTER_OTLP_ENDPOINT are base URLs (the signal's path is added, as the
+    OpenTelemetry specification says); OTEL_EXPORTER_OTLP_TRACES_ENDPOINT is used as it is.
+    OTEL_SDK_DISABLED=true turns tracing off."""
+    if environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
+        return None
+    if configured:
+        return _signal_url(configured)
+    if traces := environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "").strip():
+        return traces
+    if base := environ.get("OTEL_EXPORTER_OTLP_ENDPOINT", "").strip():
+        return _signal_url(base)
+    return None
+
+
+def _signal_url(base: str) -> str:
+    return base.strip() + ("" if base.strip().endswith("/") else "/") + TRACES_PATH
+
+
+@contextmanager
+def session_tracing(settings: Telemetry, environ: Mapping[str, str], redactor: Redactor) -> Iterator[list[Sink]]:
+    """The sinks that trace a session: one when tracing is on, none when it is off. Leaving the block
+    ends what is still open and sends the last spans, waiting a bounded time."""
+    endpoint = traces_endpoint(environ, settings.endpoint) if settings.enabled else None
+    if endpoint is None:
+        yield []
+        return
+    from bot.telemetry.session_spans import SessionTracer  # the SDK, only when tracing is on
+
+    tracer = SessionTracer(endpoint, environ=environ, redactor=redactor, content=settings.content)
+    try:
+        yield [tracer]
+    finally:
+        tracer.close()
