@@ -1,19 +1,19 @@
-"""How much of a failed CI log's labelled evidence fixloop's excerpt keeps, and at what cost.
+"""How much of a failed CI log's labelled evidence fixloop's excerpt keeps, against plain baselines.
 
-Data (read-only, not in the repository; see its README.md):
-- LogDx-CI dev cases (`logdx/dev/*`, `logdx/v2-dev/*`): `raw.log` and `ground_truth.json`, whose
-  `required_signals[].evidence_lines` are the labelled lines. "critical" counts the signals
-  marked critical, "all" every signal.
-- CiDiff pairs (`cidiff/breakages*/*`, `cidiff/other_cases/*`): `fail.log`, `pass.log` and the
-  `E a-b` lines of `groundtruth`. fixloop gets the passing log too.
+Data (read-only, not in the repository; see its README.md), reported per split:
+- LogDx-CI (`logdx/dev/*`, `logdx/v2-dev/*`): `raw.log` and `ground_truth.json`, whose
+  `required_signals[].evidence_lines` are the labelled lines; the critical lines are those of the
+  signals marked critical. Only development splits are in the data: there is no held-out split.
+- CiDiff pairs (`cidiff/breakages/*`, `cidiff/breakages_dump/*/*`, `cidiff/other_cases/*`):
+  `fail.log`, `pass.log` and the `E a-b` lines of `groundtruth` (counted as critical). fixloop
+  gets the passing log too.
 
-For each budget (tokens, bot.tokens.estimate_tokens): line recall (labelled lines kept, averaged
-over cases), case recall (cases whose labelled lines are ALL kept) and the excerpt's tokens as a
-fraction of the raw log's. Baselines in the same run: the last 200 lines of the log (one budget-
-free row: its recall as is and what it costs) and a plain grep for `error|fail|exception|fatal`
-(case-insensitive, `grep -n` lines, capped to the budget by keeping the last matches). An upper
-bound for case recall: the cases whose labelled lines alone, shown like fixloop shows them, fit
-the budget at all.
+For each split and budget (tokens, bot.tokens.estimate_tokens): critical-line recall (labelled
+lines kept, averaged over cases) and whole cases (cases with every labelled line kept). Baselines
+in the same run and at the same budget, shown the way fixloop shows lines (cleaned, numbered,
+gaps marked): the tail (the last lines that fit) and grep+tail (the last lines up to half the
+budget, then the last lines matching `error|fail|exception|fatal`, case-insensitive, with the
+rest). An upper bound for whole cases: the cases whose labelled lines alone fit the budget.
 Throughput is fixloop's MB/s over the data; `--big-mb` also streams a generated log of that
 size in a subprocess and reports its MB/s and peak RSS (the child's own high-water mark).
 
@@ -45,18 +45,18 @@ from bot.tokens import estimate_tokens
 
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "ci-logs"
 BUDGETS = (1000, 2000, 4000, 8000)
-TAIL_LINES = 200
 GREP = re.compile(r"error|fail|exception|fatal", re.IGNORECASE)
 LINE_BREAK = re.compile(r"\r\n|\r|\n")
+METHODS = ("fixloop", "tail", "grep+tail")
 
 
 @dataclass
 class Case:
     name: str
-    suite: str  # "logdx" or "cidiff"
+    split: str  # "logdx/dev", "cidiff/breakages", ...
     fail_log: Path
     pass_log: Path | None
-    labels: dict[str, set[int]]  # label set name -> 1-based line numbers of the failed log
+    critical: set[int]  # 1-based line numbers of the failed log
 
 
 def _expand(ranges: Iterable[tuple[int, int]]) -> set[int]:
@@ -71,12 +71,8 @@ def load_cases(data: Path) -> list[Case]:
             if not truth_file.exists():
                 continue
             signals = json.loads(truth_file.read_text())["required_signals"]
-            labels = {
-                "critical": _expand(r for s in signals if s.get("importance") == "critical"
-                                    for r in s["evidence_lines"]),
-                "all": _expand(r for s in signals for r in s["evidence_lines"]),
-            }
-            cases.append(Case(f"{split}/{folder.name}", "logdx", folder / "raw.log", None, labels))
+            critical = _expand(r for s in signals if s.get("importance") == "critical" for r in s["evidence_lines"])
+            cases.append(Case(f"{split}/{folder.name}", f"logdx/{split}", folder / "raw.log", None, critical))
     cidiff = data / "cidiff"
     for truth_file in sorted(cidiff.glob("*/*/groundtruth")) + sorted(cidiff.glob("*/*/*/groundtruth")):
         folder = truth_file.parent
@@ -86,8 +82,9 @@ def load_cases(data: Path) -> list[Case]:
             if kind == "E":
                 first, _, last = span.partition("-")
                 error_lines |= set(range(int(first), int(last or first) + 1))
-        name = str(folder.relative_to(data / "cidiff"))
-        cases.append(Case(name, "cidiff", folder / "fail.log", folder / "pass.log", {"E": error_lines}))
+        name = str(folder.relative_to(cidiff))
+        split = "cidiff/" + name.split("/")[0]
+        cases.append(Case(name, split, folder / "fail.log", folder / "pass.log", error_lines))
     return cases
 
 
@@ -95,28 +92,31 @@ def read_lines(path: Path) -> list[str]:
     lines = LINE_BREAK.split(path.read_bytes().decode("utf-8", "replace"))
     if lines and lines[-1] == "":
         lines.pop()
-    return lines
+    return [shown(clean_line(line)) for line in lines]
 
 
-def tail_baseline(lines: list[str]) -> tuple[set[int], int]:
-    first = max(len(lines) - TAIL_LINES, 0)
-    return set(range(first + 1, len(lines) + 1)), estimate_tokens("\n".join(lines[first:]))
+def _take(layout: Layout, numbers: Iterable[int], lines: list[str], limit: int) -> None:
+    """Add lines in the given order while they fit, stopping at the first that does not."""
+    for number in numbers:
+        text = lines[number - 1]
+        if layout.size + layout.delta(number, text) - 1 > limit:
+            return
+        layout.add(number, text)
 
 
-def grep_baseline(lines: list[str], budget: int) -> tuple[set[int], int]:
-    kept: list[str] = []
-    numbers: set[int] = set()
-    size = -1
-    for index in range(len(lines) - 1, -1, -1):
-        if GREP.search(lines[index]):
-            part = f"{index + 1}:{lines[index]}"
-            cost = len(part.encode("utf-8", "replace")) + 1
-            if size + cost > budget * 4:
-                break
-            size += cost
-            kept.append(part)
-            numbers.add(index + 1)
-    return numbers, estimate_tokens("\n".join(reversed(kept)))
+def tail_baseline(lines: list[str], budget: int) -> set[int]:
+    layout = Layout(len(lines))
+    _take(layout, range(len(lines), 0, -1), lines, budget * 4)
+    return set(layout.kept)
+
+
+def grep_tail_baseline(lines: list[str], budget: int) -> set[int]:
+    layout = Layout(len(lines))
+    _take(layout, range(len(lines), 0, -1), lines, budget * 2)
+    first_kept = min(layout.kept, default=len(lines) + 1)
+    matches = [n for n in range(first_kept - 1, 0, -1) if GREP.search(lines[n - 1])]
+    _take(layout, matches, lines, budget * 4)
+    return set(layout.kept)
 
 
 def labels_fit(lines: list[str], labels: set[int], budget: int) -> bool:
@@ -124,58 +124,45 @@ def labels_fit(lines: list[str], labels: set[int], budget: int) -> bool:
     layout = Layout(len(lines))
     for number in sorted(labels):
         if number <= len(lines):
-            layout.add(number, shown(clean_line(lines[number - 1])))
+            layout.add(number, lines[number - 1])
     return layout.bytes() <= budget * 4
 
 
 @dataclass
 class Score:
-    line_recall: list[float]
-    case_hits: list[bool]
-    token_fraction: list[float]
+    recall: list[float]
+    whole: list[bool]
 
-    @classmethod
-    def empty(cls) -> Score:
-        return cls([], [], [])
-
-    def add(self, kept: set[int], labels: set[int], tokens: int, raw_tokens: int) -> None:
-        if not labels:
-            return
-        self.line_recall.append(len(kept & labels) / len(labels))
-        self.case_hits.append(labels <= kept)
-        self.token_fraction.append(tokens / max(raw_tokens, 1))
+    def add(self, kept: set[int], labels: set[int]) -> None:
+        self.recall.append(len(kept & labels) / len(labels))
+        self.whole.append(labels <= kept)
 
     def summary(self) -> dict[str, float | int]:
-        n = len(self.line_recall)
+        n = len(self.recall)
         return {
             "cases": n,
-            "line_recall": round(sum(self.line_recall) / n, 4) if n else 0.0,
-            "case_recall": round(sum(self.case_hits) / n, 4) if n else 0.0,
-            "token_fraction": round(sum(self.token_fraction) / n, 4) if n else 0.0,
+            "critical_line_recall": round(sum(self.recall) / n, 4) if n else 0.0,
+            "whole_cases": round(sum(self.whole) / n, 4) if n else 0.0,
         }
 
 
 def run(data: Path, budgets: tuple[int, ...]) -> dict[str, object]:
-    cases = load_cases(data)
+    cases = [case for case in load_cases(data) if case.critical]
     if not cases:
         raise SystemExit(f"no cases under {data} (pass --data)")
-    label_sets = [("logdx", "critical"), ("logdx", "all"), ("cidiff", "E")]
-    results: dict[str, dict[str, Score]] = {}
+    results: dict[str, dict[str, dict[int, Score]]] = {}  # split -> method -> budget -> score
+    fits: dict[str, dict[int, Score]] = {}
 
-    def score(method: str, label_set: str) -> Score:
-        return results.setdefault(method, {}).setdefault(label_set, Score.empty())
+    def score(split: str, method: str, budget: int) -> Score:
+        return results.setdefault(split, {}).setdefault(method, {}).setdefault(budget, Score([], []))
 
     fixloop_bytes = 0
     fixloop_seconds = 0.0
     per_case: list[dict[str, object]] = []
     for case in cases:
         lines = read_lines(case.fail_log)
-        raw_tokens = estimate_tokens("\n".join(lines))
-        case_sets = [ls for suite, ls in label_sets if suite == case.suite]
-        tail_kept, tail_tokens = tail_baseline(lines)
-        for label_set in case_sets:
-            score("tail-200", label_set).add(tail_kept, case.labels[label_set], tail_tokens, raw_tokens)
-        row: dict[str, object] = {"case": case.name, "suite": case.suite, "lines": len(lines)}
+        row: dict[str, object] = {"case": case.name, "split": case.split, "lines": len(lines),
+                                  "tokens": estimate_tokens("\n".join(lines))}
         for budget in budgets:
             started = time.perf_counter()
             evidence = extract_evidence(case.fail_log, case.pass_log, budget=budget)
@@ -185,23 +172,21 @@ def run(data: Path, budgets: tuple[int, ...]) -> dict[str, object]:
                 raise SystemExit(f"{case.name}: {evidence.tokens} tokens for budget {budget}, "
                                  f"{evidence.total_lines} lines counted for {len(lines)}")
             kept = {n for first, last in evidence.lines for n in range(first, last + 1)}
-            grep_kept, grep_tokens = grep_baseline(lines, budget)
-            for label_set in case_sets:
-                labels = case.labels[label_set]
-                score(f"fixloop@{budget}", label_set).add(kept, labels, evidence.tokens, raw_tokens)
-                score(f"grep@{budget}", label_set).add(grep_kept, labels, grep_tokens, raw_tokens)
-            for label_set in case_sets:  # the upper bound: do the labelled lines alone fit?
-                labels = case.labels[label_set]
-                fits = labels_fit(lines, labels, budget)
-                score(f"labels-fit@{budget}", label_set).add(labels if fits else set(), labels, 0, raw_tokens)
-            first_set = case.labels[case_sets[0]]
-            row[f"recall@{budget}"] = round(len(kept & first_set) / len(first_set), 3) if first_set else None
+            score(case.split, "fixloop", budget).add(kept, case.critical)
+            score(case.split, "tail", budget).add(tail_baseline(lines, budget), case.critical)
+            score(case.split, "grep+tail", budget).add(grep_tail_baseline(lines, budget), case.critical)
+            fit = labels_fit(lines, case.critical, budget)
+            fits.setdefault(case.split, {}).setdefault(budget, Score([], [])).add(
+                case.critical if fit else set(), case.critical)
+            row[f"recall@{budget}"] = round(len(kept & case.critical) / len(case.critical), 3)
         per_case.append(row)
     return {
         "data": str(data),
-        "cases": {"logdx": sum(c.suite == "logdx" for c in cases), "cidiff": sum(c.suite == "cidiff" for c in cases)},
         "budgets": list(budgets),
-        "results": {method: {ls: s.summary() for ls, s in sets.items()} for method, sets in results.items()},
+        "results": {split: {method: {str(b): s.summary() for b, s in by_budget.items()}
+                            for method, by_budget in methods.items()} for split, methods in results.items()},
+        "whole_cases_upper_bound": {split: {str(b): s.summary()["whole_cases"] for b, s in by_budget.items()}
+                                    for split, by_budget in fits.items()},
         "throughput_mb_s": round(fixloop_bytes / 1e6 / fixloop_seconds, 1) if fixloop_seconds else None,
         "per_case": per_case,
     }
@@ -304,29 +289,22 @@ def big_log(megabytes: int) -> dict[str, object]:
 
 def print_table(report: dict[str, object]) -> None:
     results = report["results"]
-    assert isinstance(results, dict)
+    bounds = report["whole_cases_upper_bound"]
+    assert isinstance(results, dict) and isinstance(bounds, dict)
     budgets = report["budgets"]
     assert isinstance(budgets, list)
-    print(f"data: {report['data']}  cases: {report['cases']}")
-    print("cells: line recall / case recall / tokens as a fraction of the raw log")
-    columns = (("critical", "LogDx-CI critical"), ("all", "LogDx-CI all signals"), ("E", "CiDiff E (+ pass log)"))
-    print(f"{'method':<14}" + "".join(f" | {title:<24}" for _, title in columns))
-    print("-" * (14 + 27 * len(columns)))
-    methods = ["tail-200"] + [f"{m}@{b}" for b in budgets for m in ("grep", "fixloop")]
-    for method in methods:
-        cells = []
-        for label_set, _ in columns:
-            s = results.get(method, {}).get(label_set)
-            cells.append(
-                f" | {s['line_recall']:>6.1%} / {s['case_recall']:>6.1%} / {s['token_fraction']:>6.2%}" if s
-                else " | -".ljust(27)
-            )
-        print(f"{method:<14}" + "".join(cells))
-    bounds = []
-    for budget in budgets:
-        fits = [results.get(f"labels-fit@{budget}", {}).get(label_set) for label_set, _ in columns]
-        bounds.append(f"{budget}: " + " / ".join(f"{s['case_recall']:.1%}" if s else "-" for s in fits))
-    print("upper bound on case recall (the labelled lines alone fit the budget): " + ", ".join(bounds))
+    print(f"data: {report['data']}")
+    print("cells: critical-line recall / whole cases (every critical line kept)")
+    print(f"{'split (cases)':<28}{'budget':>7}" + "".join(f" | {method:<15}" for method in METHODS)
+          + " | whole cases bound")
+    for split, methods in results.items():
+        cases = methods["fixloop"][str(budgets[0])]["cases"]
+        for budget in budgets:
+            cells = []
+            for method in METHODS:
+                s = methods[method][str(budget)]
+                cells.append(f" | {s['critical_line_recall']:>6.1%} / {s['whole_cases']:>6.1%}")
+            print(f"{f'{split} ({cases})':<28}{budget:>7}" + "".join(cells) + f" | {bounds[split][str(budget)]:.1%}")
     print(f"fixloop throughput over the data (fail + pass logs): {report['throughput_mb_s']} MB/s")
     if report.get("big"):
         big = report["big"]

@@ -322,7 +322,7 @@ def _serve(args: argparse.Namespace) -> int:
     logs.configure(redact=redactor.text)
     _check_free(args.host, args.port)
     service = Service(settings, policy=args.policy or RequestPolicy(),
-                      tracing=AppTracing.from_environ(environ, warn=logs.logger.warning))
+                      tracing=AppTracing.from_environ(environ, warn=logs.logger.warning, redactor=redactor))
     app = create_app(settings, service)
     print(f"fixloop serve: listening on http://{args.host}:{args.port} (webhooks: POST /webhook, health: GET "
           "/healthz); Ctrl-C stops it", file=sys.stderr, flush=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import difflib
 from pathlib import PurePosixPath
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -45,6 +46,10 @@ class CI(_Strict):
     workflows: list[str] = Field(default_factory=list, description="Workflow names or files watched; empty: all.")
     branches: list[str] = Field(default_factory=list, description="Branches watched; empty: the default branch.")
     max_sessions_per_branch: int = Field(3, ge=0, description="Automatic CI sessions per branch, to avoid loops.")
+    allowed_bots: list[str] = Field(
+        default_factory=list,
+        description="Bot logins (e.g. dependabot[bot], renovate[bot]) whose pull requests get a session when their "
+                    "CI fails, even without `auto`; fixloop commits the fix to the bot's branch.")
 
 
 class Paths(_Strict):
@@ -80,6 +85,8 @@ DEFAULT_INSTRUCTION_FILES = ("AGENTS.md", "CLAUDE.md", ".github/copilot-instruct
 
 
 class Pricing(_Strict):
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
     input: float = Field(ge=0, description="USD per million input (prompt) tokens.")
     output: float = Field(ge=0, description="USD per million output tokens.")
     cache_read: float = Field(0.0, ge=0, description="USD per million prompt tokens read from the cache.")
@@ -101,6 +108,17 @@ class Instructions(_Strict):
             if relative.is_absolute() or not relative.parts or ".." in relative.parts:
                 raise ValueError(f"{path!r} is not a path from the repository's root (no leading / nor ..)")
         return files
+
+
+TestFramework = Literal["auto", "pytest", "unittest", "go", "jest", "vitest", "node", "maven", "gradle", "cargo"]
+
+
+class Tests(_Strict):
+    framework: TestFramework = Field(
+        "auto", description="The test framework of the validation commands: auto (from each command, else the "
+                            "repository's files), pytest, unittest, go, jest, vitest, node, maven, gradle or cargo.")
+    run: str | None = Field(None, pattern=r"\{tests\}", description="Command running chosen tests, `{tests}` standing "
+                                                                   "for their ids (default: the framework's own).")
 
 
 class Telemetry(_Strict):
@@ -126,6 +144,7 @@ class Config(_Strict):
         default_factory=list, alias="validate", description="Commands that must all pass (exit 0)."
     )
     setup: list[str] = Field(default_factory=list, description="Commands run once before the agent starts.")
+    tests: Tests = Field(default_factory=Tests, description="How the validation commands' test results are read.")
     limits: Limits = Field(default_factory=Limits, description="What one session may spend: rounds, turns, tokens, "
                                                                 "cost, time.")
     trigger: Trigger = Field(default_factory=Trigger, description="How people start fixloop: a label, a command.")
@@ -141,6 +160,16 @@ class Config(_Strict):
                             "when installed (auto), always (required), never (off).")
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @field_validator("base_url")
+    @classmethod
+    def _no_credentials_in_the_url(cls, url: str | None) -> str | None:
+        """A password or a `?key=` in the URL would be shown wherever the endpoint is named."""
+        parts = urlsplit(url or "")
+        if parts.username or parts.password or parts.query:
+            raise ValueError("must not carry a user, password or query: give the key in the provider's variable "
+                             "(e.g. OPENAI_API_KEY)")
+        return url
 
     @field_validator("validation", "setup")
     @classmethod

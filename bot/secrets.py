@@ -15,7 +15,7 @@ import re
 import sys
 from collections.abc import Iterable, Mapping
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 # Environment variable names treated as secret (shell-style patterns, case-insensitive).
 SECRET_NAME_PATTERNS: tuple[str, ...] = (
@@ -61,6 +61,12 @@ _SHAPES = re.compile(
             r"\bgh[pousr]_[A-Za-z0-9]{20,}\b",
             r"\bgithub_pat_[A-Za-z0-9_]{20,}\b",
             r"\bsk-ant-[A-Za-z0-9_\-]{10,}",
+            r"\bsk-(?:proj-|svcacct-|admin-)?[A-Za-z0-9_\-]{20,}",  # OpenAI
+            r"\b(?:AKIA|ASIA)[A-Z0-9]{16}\b",  # AWS access key ids
+            r"\bABSK[A-Za-z0-9+/=]{20,}",  # Bedrock API keys
+            r"\bya29\.[A-Za-z0-9_\-]{20,}",  # Google OAuth access tokens
+            r"\bAIza[A-Za-z0-9_\-]{35}\b",  # Google API keys
+            r"(?<=://)[^/\s@:]+:[^/\s@]+(?=@)",  # the user:password of a URL
             r"\beyJ[A-Za-z0-9_-]{4,}\.eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}",
         )
     ),
@@ -69,6 +75,17 @@ _SHAPES = re.compile(
 REDACTED = "[REDACTED]"
 # Shorter values are too likely to be ordinary words ("true", a port number) to redact safely.
 _MIN_SECRET_LENGTH = 8
+
+
+def public_url(url: str) -> str:
+    """A URL as fixloop may show it: scheme, host, port and path; never a user, password or query (a
+    key passed as `?key=`)."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if ":" in host:  # IPv6
+        host = f"[{host}]"
+    port = f":{parts.port}" if parts.port else ""
+    return urlunsplit((parts.scheme, f"{host}{port}", parts.path, "", "")).rstrip("/")
 
 
 def is_secret_name(name: str, extra_patterns: Iterable[str] = ()) -> bool:

@@ -235,7 +235,8 @@ def _drive(spec: SessionSpec, worktree: Worktree, confinement: Confinement, budg
                     why = "timed out" if result.timed_out else f"exited with {result.exit_code}"
                     return Ending.error(f"setup command `{command}` {why}:\n{relevant_excerpt(result.output, 2_000)}")
             validator = Validator(config.validation, cwd=worktree.root, env=env, timeout=config.limits.command_timeout,
-                                  scratch=confinement.tempdir("validation-"), confinement=confinement)
+                                  scratch=confinement.tempdir("validation-"), confinement=confinement,
+                                  tests=config.tests)
             baseline = validator.run()
             emit(ValidationRan(iteration=0, result=baseline))
             if unrunnable := next((c for c in baseline.commands if _cannot_run(c)), None):

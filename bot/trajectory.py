@@ -45,7 +45,8 @@ class TrajectoryWriter:
         self.path = path
         self.redactor = redactor
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._handle = path.open("a", encoding="utf-8")
+        # A lone surrogate from a model (half a character) must not end the session: it is written escaped.
+        self._handle = path.open("a", encoding="utf-8", errors="backslashreplace")
         self.bytes_written = 0
 
     def __call__(self, event: Event) -> None:
@@ -55,7 +56,7 @@ class TrajectoryWriter:
         line = json.dumps({"ts": round(time.time(), 3), **self.redactor.data(record)}, ensure_ascii=False) + "\n"
         self._handle.write(line)
         self._handle.flush()
-        self.bytes_written += len(line.encode())
+        self.bytes_written += len(line.encode(errors="backslashreplace"))
 
     def close(self) -> None:
         self._handle.close()
@@ -177,7 +178,7 @@ class ReportBuilder:
 
 def write_report(report: Report, path: Path, redactor: Redactor) -> None:
     data = redactor.data(report.model_dump(mode="json"))
-    path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8", errors="backslashreplace")
 
 
 def report_schema() -> dict[str, Any]:

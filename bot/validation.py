@@ -1,41 +1,37 @@
 """Running the repository's validation commands and summarising failures for the model.
 
-Any command that ends up running pytest (directly, through `python -m`, make or tox) is asked
-through `PYTEST_ADDOPTS` for a JUnit XML report, so failures come back as test ids with
-file:line and message instead of a wall of output. When a command failed tests last time, its
-previously failing tests run first (`--last-failed`); only if they pass does the full command run.
+Each command goes through the adapter of its test framework (bot/frameworks: the one the command
+runs, else the one the config names, else the one the repository's files show, else pytest), which
+asks it for structured results, so failures come back as test ids with file:line and message
+instead of a wall of output. Any command that may run pytest (directly, through `python -m`, make
+or tox) is asked through `PYTEST_ADDOPTS` for a JUnit XML report. When a command failed tests last
+time, its previously failing tests run first (pytest's `--last-failed`, or the framework's command
+for chosen tests: `go test -run`, `cargo test -- --exact`, `python -m unittest`, or the config's
+`tests.run`); only if they pass does the full command run.
 """
 
 from __future__ import annotations
 
 import contextlib
 import re
-import shlex
+import time
 from collections.abc import Mapping
 from itertools import count
 from pathlib import Path
 from xml.etree.ElementTree import ParseError
 
-from junitparser import Attr, Error, Failure, JUnitXml, TestCase, TestSuite
 from pydantic import BaseModel
 
-from bot._process import cap_text, regular_file, run_shell
+from bot._process import cap_text, run_shell
+from bot.config import Tests
+from bot.frameworks import FailedTest, Framework, Results, Run, choose
+from bot.frameworks.pytest import Pytest, junit_test_id, parse_junit
 from bot.sandbox import Confinement
 
 FEEDBACK_LIMIT = 12_000  # characters of validation feedback sent to the model per iteration
-_DETAILS_LIMIT = 1_500
 _EXCERPT_LIMIT = 4_000
 _DETAILED_TESTS = 8
-_LOCATION = re.compile(r"^(?P<file>[^\s:][^:\n]*?\.py):(?P<line>\d+): ", re.MULTILINE)
 _ERRORISH = re.compile(r"error|fail|exception|traceback|fatal|panic|assert", re.IGNORECASE)
-
-
-class FailedTest(BaseModel):
-    id: str
-    file: str | None = None
-    line: int | None = None
-    message: str = ""
-    details: str = ""
 
 
 class CommandOutcome(BaseModel):
@@ -122,119 +118,86 @@ def relevant_excerpt(output: str, limit: int = _EXCERPT_LIMIT) -> str:
     return f"{head}[... last {len(tail)} lines of {len(lines)} ...]\n" + "\n".join(tail)
 
 
-def junit_test_id(case_file: str | None, classname: str, name: str) -> str:
-    """The pytest node id of a JUnit test case (`file::Class::name`), from its file and class name."""
-    if case_file:
-        module = case_file.removesuffix(".py").replace("/", ".")
-        inner = classname[len(module) :].lstrip(".") if classname.startswith(module) else ""
-        return "::".join(part for part in (case_file, *inner.split("."), name) if part)
-    return f"{classname}::{name}" if classname else name
-
-
-def _location(text: str) -> tuple[str | None, int | None]:
-    """The last frame of a pytest traceback that lies inside the repository."""
-    found = [m for m in _LOCATION.finditer(text) if not m["file"].startswith("/")]
-    if not found:
-        return None, None
-    return found[-1]["file"], int(found[-1]["line"])
-
-
-class _PytestCase(TestCase):
-    """pytest's xunit1 report adds the test's file to each test case."""
-
-    file = Attr()
-
-
-def parse_junit(path: Path) -> tuple[int, list[FailedTest]]:
-    """Tests run and tests failed (failures and errors) in a JUnit XML report."""
-    report = JUnitXml.fromfile(str(path))
-    suites: list[TestSuite] = [report] if isinstance(report, TestSuite) else list(report)
-    total, failed = 0, []
-    for suite in suites:
-        for element in suite:
-            case = _PytestCase.fromelem(element)  # type: ignore[no-untyped-call]  # junitparser is untyped here
-            total += 1
-            problems = [r for r in case.result if isinstance(r, (Failure, Error))]
-            if not problems:
-                continue
-            problem = problems[0]
-            text = problem.text or ""
-            file, line = _location(text)
-            case_file = case.file
-            failed.append(
-                FailedTest(
-                    id=junit_test_id(case_file, case.classname or "", case.name or ""),
-                    file=file or case_file,
-                    line=line,
-                    message=cap_text((problem.message or "").strip(), 500),
-                    details=cap_text(text.strip(), _DETAILS_LIMIT),
-                )
-            )
-    return total, failed
-
-
 class Validator:
     """Runs the validation commands in the worktree and remembers what failed for next time."""
 
     def __init__(
         self, commands: list[str], *, cwd: Path, env: Mapping[str, str], timeout: float, scratch: Path,
-        confinement: Confinement | None = None,
+        confinement: Confinement | None = None, tests: Tests | None = None,
     ) -> None:
         """`confinement`: the session's (the commands run code the agent wrote); `scratch` must then be
-        one of its folders, since the commands write their JUnit reports there."""
+        one of its folders, since the commands write their test reports there. `tests`: the config's
+        say on the test framework."""
         self.commands = commands
+        tests = tests or Tests()
+        self.frameworks = {command: choose(command, cwd, tests.framework, tests.run) for command in commands}
         self.confinement = confinement
         self.cwd = cwd
         self.env = dict(env)
         self.timeout = timeout
         self.scratch = scratch
         self._serial = count(1)
-        self._had_test_failures: set[str] = set()
+        self._failed_last_time: dict[str, list[str]] = {}  # command → the ids of its tests that failed
 
     def run(self) -> ValidationResult:
         outcomes = []
         for command in self.commands:
             outcome = None
-            if command in self._had_test_failures:
-                focused = self._run(command, focus=True)
-                if focused.tests_run and not focused.passed:
+            if (focus := self._focus(command)) is not None:
+                focused = self._run(command, focus=focus)
+                # Kept when the failing tests ran and still fail (a focused command of another framework
+                # than pytest also has to name them: it may not run as the command does, from another folder).
+                if focused.tests_run and not focused.passed and (
+                        focused.failed_tests or isinstance(self.frameworks[command], Pytest)):
                     outcome = focused
-            outcome = outcome or self._run(command, focus=False)
+            outcome = outcome or self._run(command)
             if outcome.failed_tests:
-                self._had_test_failures.add(command)
+                self._failed_last_time[command] = [test.id for test in outcome.failed_tests]
             else:
-                self._had_test_failures.discard(command)
+                self._failed_last_time.pop(command, None)
             outcomes.append(outcome)
         return ValidationResult(passed=all(o.passed for o in outcomes), commands=outcomes)
 
-    def _run(self, command: str, *, focus: bool) -> CommandOutcome:
+    def _focus(self, command: str) -> str | None:
+        """The command running only the tests `command` failed last time (pytest: itself, with
+        `--last-failed`), if it failed tests then and its framework can run chosen tests."""
+        if command not in self._failed_last_time:
+            return None
+        return self.frameworks[command].focus(command, self._failed_last_time[command])
+
+    def _run(self, command: str, *, focus: str | None = None) -> CommandOutcome:
+        """`command`, or with `focus` that command running the tests it failed last time."""
         self.scratch.mkdir(parents=True, exist_ok=True)
-        junit = self.scratch / f"junit-{next(self._serial)}.xml"
-        # junit_logging=no: a repository's config may ask for the captured output in the report
-        # (system-out), and a test printing hundreds of MB would then make a report of that size,
-        # read whole into memory here; the report is only read for test ids and failure texts.
-        addopts = [self.env.get("PYTEST_ADDOPTS", ""), f"--junitxml={shlex.quote(str(junit))}",
-                   "-o junit_family=xunit1", "-o junit_logging=no"]
-        if focus:
-            addopts.append("--last-failed --last-failed-no-failures none")
-        env = self.env | {"PYTEST_ADDOPTS": " ".join(a for a in addopts if a)}
-        run = self.confinement.run if self.confinement is not None else run_shell
-        result = run(command, cwd=self.cwd, env=env, timeout=self.timeout, output_limit=200_000)
-        tests_run: int | None = None
-        failed: list[FailedTest] = []
-        if regular_file(junit):  # the commands could have put a FIFO or a link there
-            # A truncated report (killed run) reads as no report.
-            with contextlib.suppress(ParseError):
-                tests_run, failed = parse_junit(junit)
+        framework = self.frameworks[command]
+        run = Run(report=self.scratch / f"junit-{next(self._serial)}.xml", root=self.cwd, started=time.time())
+        prepared, env = framework.prepare(focus or command, self.env, run)
+        if focus is not None and isinstance(framework, Pytest):
+            env = Pytest.last_failed(env)
+        shell = self.confinement.run if self.confinement is not None else run_shell
+        result = shell(prepared, cwd=self.cwd, env=env, timeout=self.timeout, output_limit=200_000)
         passed = result.exit_code == 0 and not result.timed_out
+        found = _results(framework, run, result.output)
+        failed = found.failed if found is not None else []
         return CommandOutcome(
             command=command,
             passed=passed,
             exit_code=result.exit_code,
             timed_out=result.timed_out,
             duration_s=round(result.duration_s, 3),
-            tests_run=tests_run,
+            tests_run=found.tests_run if found is not None else None,
             failed_tests=[] if passed else failed,
-            excerpt="" if passed or failed else relevant_excerpt(result.output),
-            focused=focus,
+            excerpt="" if passed or failed else relevant_excerpt(framework.transcript(result.output)),
+            focused=focus is not None,
         )
+
+
+def _results(framework: Framework, run: Run, output: str) -> Results | None:
+    """What the run's report says; a report the run left unreadable (killed while writing it, or
+    written by the agent's code) reads as no report."""
+    with contextlib.suppress(ParseError, ValueError):
+        return framework.results(run, output)
+    return None
+
+
+__all__ = ["FEEDBACK_LIMIT", "CommandOutcome", "FailedTest", "ValidationResult", "Validator", "junit_test_id",
+           "parse_junit", "relevant_excerpt"]

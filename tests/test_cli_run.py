@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -15,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from bot.cli import main
+from bot.sandbox import bubblewrap
 from tests.conftest import agent_file_appeared, run_git
 from tests.fakes.messages_api import (
     CutStream,
@@ -336,3 +338,29 @@ def test_a_provider_or_base_url_fixloop_cannot_use_is_a_usage_error(make_repo, c
     monkeypatch.setenv("ANTHROPIC_API_KEY", "test-key")
     assert main(["run", "--repo", str(repo), "--task", "x", "--validate", "true", "--base-url", "localhost"]) == 2
     assert "base_url" in capsys.readouterr().err
+
+
+GO_CALC = Path(__file__).parent / "fixtures" / "projects" / "go-calc"
+
+
+@pytest.mark.skipif(shutil.which("go") is None, reason="Go is not installed (.ci/run installs Debian's golang-go)")
+def test_a_go_bug_fixed_in_two_iterations_feedback_names_the_failing_go_test(api, make_repo, capsys):
+    """Validated by the real `go test ./...` (confined, when bubblewrap is here: the go build cache
+    goes to the session's private home); the first feedback names TestParse with its file:line."""
+    repo = make_repo({p.name: p.read_text() for p in GO_CALC.iterdir()})
+    api.push(Reply([edit("str_replace", "calc.go", old_str="total -= value", new_str="total *= value")]), DONE,
+             Reply([edit("str_replace", "calc.go", old_str="total *= value", new_str="total += value")]), DONE)
+    code = main(["run", "--repo", str(repo), "--task", "Fix Parse\nParse(\"1+2+3\") must be 6",
+                 "--validate", "go test ./...", "--json"])
+    report = json.loads(capsys.readouterr().out)
+    assert code == 0 and report["status"] == "validated"
+    assert report["confined"] == (bubblewrap() is not None)
+    first, second = report["iterations"]
+    assert first["validation"]["failed_tests"] == ["example.com/calc.TestParse"]
+    assert 'FAILED example.com/calc.TestParse (calc_test.go:11)\n  Parse("1+2+3") = 0, want 6' in first["feedback"]
+    # The baseline saw it fail: the first iteration ran it alone first (go test -run), and it still failed.
+    assert ("(only the tests that failed last time were run; they still fail)\n1 test(s) of 1 failed"
+            in first["feedback"])
+    assert "FAILED example.com/calc.TestParse" in last_user_text(api.requests[2])
+    assert second["validation"] == {**second["validation"], "passed": True, "failed_tests": []}
+    assert "total += value" in run_git(repo, "show", f"{report['branch']}:calc.go")

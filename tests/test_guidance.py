@@ -20,7 +20,14 @@ import pytest
 
 from bot.action import render
 from bot.agent._anthropic import AnthropicModel
-from bot.agent.guidance import FILE_LIMIT, GUIDANCE_TOKENS, read_guidance, task_files
+from bot.agent.guidance import (
+    FILE_LIMIT,
+    GUIDANCE_TOKENS,
+    NAMED_LIMIT,
+    SANITIZED_LIMIT,
+    read_guidance,
+    task_files,
+)
 from bot.agent.model import Block, Message, ScriptedModel, Text, tool_use
 from bot.agent.tools import EDITOR
 from bot.cli import main
@@ -147,6 +154,26 @@ def test_links_folders_submodule_like_huge_and_non_utf8_files_are_skipped_with_t
         "docs/ok.md": None,
     }
     assert [t.text for t in guidance.texts] == ["fine"], "nothing of a skipped file is read (nor /etc/passwd)"
+
+
+def test_failing_tests_thousands_of_folders_deep_or_in_long_paths_cost_bounded_git_command_lines(make_repo):
+    """`exec(compile("assert 1 == 2", "a/" * 1500 + "x.py", "exec"))` made every folder above a candidate AGENTS.md
+    on one `git ls-tree` command line: "Argument list too long", and the session ended in an internal error."""
+    repo = make_repo({"AGENTS.md": "root\n", "a/a/AGENTS.md": "deep\n"})
+    head = run_git(repo, "rev-parse", "HEAD").strip()
+    deep = "a/" * 1500 + "x.py"
+    long = [("f" * 190 + f"{i:03}/") * 20 + "test_x.py" for i in range(NAMED_LIMIT * 2)]  # 4 KB each
+    guidance = read_guidance(repo, head, Instructions(), [deep, *long])
+    assert [f.path for f in guidance.files] == ["a/a/AGENTS.md", "AGENTS.md"]
+    assert [t.text for t in guidance.texts] == ["deep", "root"]
+
+
+def test_only_the_start_of_a_huge_file_is_sanitised(make_repo):
+    hidden = f"<!-- {'x' * SANITIZED_LIMIT} -->\nvisible only past the start\n"
+    repo = make_repo({"AGENTS.md": hidden})
+    head = run_git(repo, "rev-parse", "HEAD").strip()
+    (agents,) = read_guidance(repo, head, Instructions(), []).files
+    assert agents.skipped == f"nothing visible in its first {SANITIZED_LIMIT:,} characters"
 
 
 # ------------------------------------------------------------------------------------- what the model sees

@@ -26,6 +26,9 @@ FORBIDDEN = {
     "bot.triage": ("bot.github", "bot.handler", "bot.app", "bot.action", "bot.session", "bot.agent", "bot.cli"),
     "bot.logs": ("bot.github", "bot.handler", "bot.app", "bot.action", "bot.session", "bot.agent", "bot.cli"),
     "bot.search": ("bot.github", "bot.handler", "bot.app", "bot.action", "bot.session", "bot.agent", "bot.cli"),
+    # Test framework adapters: what validation, triage and deflake use, knowing none of them.
+    "bot.frameworks": ("bot.github", "bot.handler", "bot.app", "bot.action", "bot.session", "bot.agent",
+                       "bot.triage", "bot.validation", "bot.deflake", "bot.sandbox", "bot.cli"),
     # Traces of sessions and of the App: both may use it, so it knows neither (nor GitHub).
     "bot.telemetry": ("bot.github", "bot.handler", "bot.app", "bot.action", "bot.session", "bot.cli"),
 }

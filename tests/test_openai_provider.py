@@ -12,7 +12,7 @@ from typing import Any
 import openai
 import pytest
 
-from bot.agent._openai import ARGUMENTS_PROBLEM, KEYLESS_PLACEHOLDER, UNREADABLE_ARGUMENTS, OpenAIModel
+from bot.agent._openai import ARGUMENTS_PROBLEM, KEYLESS_PLACEHOLDER, UNREADABLE_ARGUMENTS, OpenAIModel, assemble
 from bot.agent.model import CallResult, Message, ModelReply, Opaque, Text, ToolCall, make_model
 from bot.agent.pricing import price_for
 from bot.agent.tools import BASH, EDITOR, TOOL_SPECS, Toolbox, search_spec
@@ -386,3 +386,103 @@ def test_the_fake_streams_in_pieces_what_it_serves_as_json_and_rejects_malformed
         client.chat.completions.create(model="m", messages=[{"role": "user", "content": "hi"}, orphan])
     assert len(endpoint.violations) == 1
     endpoint.violations.clear()
+
+
+def test_a_character_cut_in_two_by_the_stream_is_put_back_together():
+    """JavaScript servers cut streams by UTF-16 units: 🙂 arrives as two lone surrogates."""
+    from openai.types.chat import ChatCompletionChunk
+
+    def chunk(content: str | None = None, arguments: str | None = None, finish: str | None = None) -> Any:
+        delta: dict[str, Any] = {"content": content}
+        if arguments is not None:
+            delta["tool_calls"] = [{"index": 0, "id": "c1", "function": {"name": BASH, "arguments": arguments}}]
+        return ChatCompletionChunk.model_validate({"id": "x", "object": "chat.completion.chunk", "created": 0,
+                                                    "model": "m", "choices": [{"index": 0, "delta": delta,
+                                                                               "finish_reason": finish}]})
+
+    streamed = assemble([chunk("smile \ud83d"), chunk("\ude42 and half \ud83d"),
+                         chunk(arguments='{"command": "echo \ud83d'), chunk(arguments='\ude42"}', finish="stop")])
+    assert streamed.text == "smile \U0001f642 and half \ufffd"
+    assert json.loads(streamed.calls[0].arguments) == {"command": "echo \U0001f642"}
+
+
+class RawStream:
+    """A loopback server that streams exactly the chunks a test gives, malformed ones included (the
+    scripted fake checks its own replies, so it cannot send what a broken server sends)."""
+
+    def __init__(self, chunks: list[Any] | None = None, *, endless: bool = False) -> None:
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        script = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *_args: Any) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers.get("content-length", 0)))
+                self.send_response(200)
+                self.send_header("content-type", "text/event-stream")
+                self.end_headers()
+                try:
+                    while script.endless:
+                        self.wfile.write(f"data: {json.dumps(raw_chunk({'content': 'A' * 65536}))}\n\n".encode())
+                    for chunk in script.chunks:
+                        self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
+                    self.wfile.write(b"data: [DONE]\n\n")
+                except OSError:
+                    pass
+
+        self.chunks, self.endless = chunks or [], endless
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+
+    def __enter__(self) -> RawStream:
+        import threading
+
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def raw_chunk(delta: Any, finish: str | None = None, usage: Any = None) -> dict[str, Any]:
+    return {"id": "x", "object": "chat.completion.chunk", "created": 0, "model": "m", "usage": usage,
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+
+
+def complete_from(server: RawStream) -> ModelReply:
+    model = OpenAIModel("m", base_url=server.url, max_retries=0, stream_retries=0, sleep=lambda _s: None)
+    return model.complete(system="s", tools=TOOL_SPECS, messages=[Message("user", [Text("go")])])
+
+
+def test_arguments_sent_as_an_object_and_absurd_usage_are_read_sanely():
+    call = {"tool_calls": [{"index": 0, "id": "c1", "function": {"name": BASH, "arguments": {"command": "ls"}}}]}
+    usage = {"prompt_tokens": 100, "completion_tokens": -7, "total_tokens": 0,
+             "prompt_tokens_details": {"cached_tokens": 50_000_000}}
+    with RawStream([raw_chunk(call, "tool_calls"), {**raw_chunk({}), "choices": [], "usage": usage}]) as server:
+        reply = complete_from(server)
+    assert reply.content == [ToolCall("c1", BASH, {"command": "ls"})]
+    assert reply.usage == Usage(input_tokens=0, output_tokens=0, cache_read_input_tokens=100), \
+        "a server's counts never lower the session's spending"
+
+
+@pytest.mark.parametrize("chunks", [
+    [raw_chunk({"content": ["not", "text"]}, "stop")],
+    [raw_chunk({"tool_calls": [{"index": None, "function": {"name": BASH, "arguments": "{}"}}]}),
+     raw_chunk({"tool_calls": [{"index": 0, "function": {"name": BASH, "arguments": "{}"}}]}, "tool_calls")],
+    [raw_chunk(None, "stop")],
+], ids=["content-list", "none-index", "no-delta"])
+def test_a_malformed_stream_is_the_servers_fault_said_plainly(chunks):
+    with RawStream(chunks) as server, pytest.raises(ModelError, match=r"cannot read .*not OpenAI's Chat Completions"):
+        complete_from(server)
+
+
+def test_a_stream_that_never_ends_is_cut_off_before_it_fills_the_memory(monkeypatch):
+    import bot.agent._openai
+
+    monkeypatch.setattr(bot.agent._openai, "MAX_REPLY_CHARACTERS", 1_000_000)
+    with RawStream(endless=True) as server, pytest.raises(ModelError, match="more than one reply can hold"):
+        complete_from(server)

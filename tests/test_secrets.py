@@ -1,4 +1,6 @@
-from bot.secrets import REDACTED, Redactor, is_secret_name, scrubbed_environment
+import pytest
+
+from bot.secrets import REDACTED, Redactor, is_secret_name, public_url, scrubbed_environment
 
 
 def test_scrubbed_environment_removes_credentials_and_keeps_the_rest():
@@ -68,3 +70,18 @@ def test_an_endpoint_url_is_no_secret_but_a_url_carrying_one_is():
                          "https://user:hunter2-pass@gateway.example.com https://hooks.example.com/x?token=abc123def456")
     assert "https://llm-gateway.example.com/anthropic" in said
     assert "hunter2-pass" not in said and "abc123def456" not in said
+
+
+@pytest.mark.parametrize("secret", [
+    "sk-proj-AbCdEfGhIjKlMnOpQrStUvWxYz0123456789", "sk-AbCdEfGhIjKlMnOpQrStUvWx", "AKIAIOSFODNN7EXAMPLE",
+    "ASIAXYZXYZXYZXYZXYZ1", "ABSKQmVkcm9ja0FQSUtleS1hYmNkZWZnaGlqa2xtbm9w", "ya29.a0AfH6SMBx-examplEtoken_12345",
+    "AIzaSyA-1234567890abcdefghijklmnopqrstu",
+])
+def test_the_new_providers_key_shapes_are_redacted_wherever_they_appear(secret):
+    assert Redactor().text(f"the key is {secret}.") == "the key is [REDACTED]."
+
+
+def test_a_urls_password_is_redacted_and_public_url_drops_it_with_the_query():
+    assert Redactor().text("at http://alice:Pa55word-xyz@127.0.0.1:9/v1") == "at http://[REDACTED]@127.0.0.1:9/v1"
+    assert public_url("https://bob:pw@LLM.Example.com:8443/v1/?key=abc#x") == "https://llm.example.com:8443/v1"
+    assert public_url("http://[::1]:8000/v1") == "http://[::1]:8000/v1"

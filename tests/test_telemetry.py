@@ -15,11 +15,21 @@ from pathlib import Path
 import pytest
 from opentelemetry.semconv._incubating.attributes.gen_ai_attributes import GenAiProviderNameValues, GenAiSystemValues
 
-from bot.agent.events import IterationStarted, SessionStarted
+from bot.agent.events import (
+    Event,
+    IterationEnded,
+    IterationStarted,
+    LimitReached,
+    SessionEnded,
+    SessionStarted,
+    ToolCalled,
+)
+from bot.agent.usage import Usage
 from bot.cli import main
 from bot.config import PROVIDERS, Telemetry
 from bot.secrets import Redactor, scrubbed_environment
 from bot.telemetry import session_tracing, traces_endpoint
+from bot.telemetry.app_spans import AppTracing
 from bot.telemetry.session_spans import GENAI_PROVIDERS
 from tests.fakes.messages_api import MessagesAPIServer, Reply, bash, edit, text
 from tests.fakes.otlp_receiver import OTLPReceiver, ReceivedSpan
@@ -43,7 +53,15 @@ FIX = {"old_str": "a * b", "new_str": "a + b"}
 CACHED = {"cache_read_input_tokens": 40, "cache_creation_input_tokens": 9}
 API_KEY = "sk-ant-api03-TelemetryTestKey-0000"
 CONTENT_KEYS = {"fixloop.task", "gen_ai.output.messages", "gen_ai.tool.call.arguments", "gen_ai.tool.call.result",
-                "fixloop.validation.feedback"}
+                "fixloop.validation.feedback", "fixloop.reason.detail", "fixloop.limit.detail"}
+PROMPT_MARKER = "SECRETPROJECTNAME-3f1a"
+# A model server's HTTP 422 that echoes the request (FastAPI's `detail[].input`): the session's reason quotes it.
+ECHOED = (f"the model server answered HTTP 422: {{'detail': [{{'type': 'string_too_long', 'input': 'Task: "
+          f"{PROMPT_MARKER} fix add'}}]}}")
+GITHUB_APP_TOKEN = "ghs_" + "A" * 36
+STARTED = SessionStarted(session_id="s-1", task=f"Task: {PROMPT_MARKER}", task_kind="local", model="m",
+                         provider="anthropic", repo="/r", base_commit="c" * 40, limits={"iterations": 2},
+                         confinement="none", confined=False)
 
 
 @pytest.fixture
@@ -304,3 +322,121 @@ def test_the_app_traces_each_delivery_and_its_dispatch(collector, make_app):  # 
         "fixloop.dispatch.result": "ok", "cicd.pipeline.run.id": str(run.run_id)}
     assert dispatch.attributes["fixloop.session.id"]
     assert dispatched.resource["service.name"] == "fixloop"
+
+
+def traced(collector: OTLPReceiver, events: list[Event], *, content: bool = False) -> list[str]:
+    """Every string the spans of `events` carry, once sent."""
+    with session_tracing(Telemetry(content=content), {"OTEL_EXPORTER_OTLP_ENDPOINT": collector.url},
+                         Redactor()) as (tracer,):
+        for event in [STARTED, *events]:
+            tracer(event)
+    return [string for span in collector.spans for string in span.strings()]
+
+
+@pytest.mark.parametrize("status", ["error", "not_validated"])
+def test_an_ending_reason_that_quotes_the_prompt_is_sent_only_as_a_category(status, collector):
+    """A model server's 422 echoing the request made the prompt the reason: without content, spans carry the
+    status and a fixed category (a limit's name), never the reason's or a limit's text."""
+    limit = [LimitReached(limit="cost_usd", detail=f"cost limit reached ({PROMPT_MARKER})")] \
+        if status == "not_validated" else []
+    sent = traced(collector, [*limit, SessionEnded(status=status, reason=ECHOED, usage=Usage(), cost_usd=None)])
+    assert not [string for string in sent if PROMPT_MARKER in string]
+    (session,) = collector.named("fixloop session")
+    if status == "error":
+        assert (session.attributes["fixloop.reason"], session.status_message) == ("error", "error")
+    else:
+        assert session.attributes["fixloop.reason"] == "limit reached: cost_usd"
+        assert session.events == [("fixloop.limit_reached", {"fixloop.limit": "cost_usd"})]
+
+
+def test_with_content_the_reason_and_a_limits_detail_are_sent_redacted(collector):
+    sent = traced(collector, [LimitReached(limit="turns", detail=f"{PROMPT_MARKER} {GITHUB_APP_TOKEN}"),
+                              SessionEnded(status="not_validated", reason=ECHOED + GITHUB_APP_TOKEN, usage=Usage(),
+                                           cost_usd=None)], content=True)
+    assert not [string for string in sent if GITHUB_APP_TOKEN in string]
+    (session,) = collector.named("fixloop session")
+    assert session.attributes["fixloop.reason.detail"] == ECHOED + "[REDACTED]"
+    assert session.events[0][1]["fixloop.limit.detail"] == f"{PROMPT_MARKER} [REDACTED]"
+
+
+def test_the_categories_come_from_the_events(collector):
+    failed = IterationEnded(n=1, turns=1, usage=Usage(), passed=False, feedback="test_add failed")
+    ended = SessionEnded(status="not_validated", reason=ECHOED, usage=Usage(), cost_usd=None)
+    traced(collector, [IterationStarted(n=1), failed, IterationStarted(n=2), failed.model_copy(update={"n": 2}), ended])
+    passed = IterationEnded(n=1, turns=1, usage=Usage(), passed=True, feedback=None)
+    traced(collector, [IterationStarted(n=1), passed, ended])
+    traced(collector, [ended.model_copy(update={"status": "error", "user_error": True})])
+    assert [span.attributes["fixloop.reason"] for span in collector.named("fixloop session")] == [
+        "limit reached: iterations", "the change was refused", "user error"]
+
+
+def test_a_tool_the_model_made_up_and_an_odd_call_id_are_not_sent_without_content(collector):
+    call = ToolCalled(iteration=1, turn=1, call_id=f"id {PROMPT_MARKER}", name=PROMPT_MARKER, input={}, result="",
+                      is_error=True, duration_s=0.1)
+    sent = traced(collector, [IterationStarted(n=1), call])
+    assert not [string for string in sent if PROMPT_MARKER in string]
+    (tool,) = [span for span in collector.spans if span.name.startswith("execute_tool")]
+    assert tool.name == "execute_tool unknown" and "gen_ai.tool.call.id" not in tool.attributes
+
+
+@pytest.mark.parametrize("setting", [("OTEL_BSP_SCHEDULE_DELAY", "-5"), ("OTEL_BSP_EXPORT_TIMEOUT", "1e20"),
+                                     ("OTEL_BSP_MAX_QUEUE_SIZE", "0")])
+def test_an_otel_setting_the_sdk_refuses_costs_one_warning_line_and_nothing_else(setting, api, collector, make_repo,
+                                                                                 capsys, monkeypatch):
+    """OTEL_BSP_SCHEDULE_DELAY=-5 ended the run with exit 3 ("internal error"); OTEL_BSP_EXPORT_TIMEOUT=1e20 with
+    an OverflowError."""
+    monkeypatch.setenv(*setting)
+    api.push(Reply([edit("str_replace", "calc.py", old_str="a - b", new_str="a + b")]), Reply([text("Fixed.")]))
+    code, report, err = fixloop(make_repo(BUGGY), capsys)
+    assert code == 0 and report["status"] == "validated", report["reason"]
+    assert len([line for line in err.splitlines() if "OpenTelemetry" in line]) <= 1, err
+
+
+def test_an_endpoint_that_is_not_an_http_url_costs_one_warning_line(capsys):
+    with session_tracing(Telemetry(endpoint="collector:4318"), {}, Redactor()) as sinks:
+        assert sinks == []
+    (warning,) = capsys.readouterr().err.splitlines()
+    assert warning == ("fixloop: warning: OpenTelemetry tracing is off (the endpoint is not an http(s) URL with a "
+                       "host); nothing else is affected")
+
+
+def test_the_collectors_credentials_are_never_printed_and_are_redacted(collector, capsys, caplog):
+    """The SDK logged `Header format invalid! ...: Authorization=Bearer otlpTOPSECRET123` for a header that is not
+    URL-encoded; the values, as written and URL-decoded, are now the session's secrets too."""
+    environ = {"OTEL_EXPORTER_OTLP_ENDPOINT": collector.url,
+               "OTEL_EXPORTER_OTLP_HEADERS": "Authorization=Bearer otlpTOPSECRET123,x-team=team%2Bcredential42"}
+    redactor = Redactor()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("OTEL_EXPORTER_OTLP_HEADERS", environ["OTEL_EXPORTER_OTLP_HEADERS"])  # what the SDK reads
+        with session_tracing(Telemetry(), environ, redactor) as (tracer,):
+            tracer(STARTED)
+    assert "otlpTOPSECRET123" not in capsys.readouterr().err + caplog.text
+    assert redactor.text("Bearer otlpTOPSECRET123 and team+credential42") == "[REDACTED] and [REDACTED]"
+
+
+def test_the_apps_spans_are_redacted(collector, capsys):
+    """An installation token in a delivery's outcome or a dispatch's error was sent as it was."""
+    warnings: list[str] = []
+    tracing = AppTracing(f"{collector.url}/v1/traces", environ={}, warn=warnings.append, redactor=Redactor())
+    with tracing.delivery("d-1", "issues", {"action": GITHUB_APP_TOKEN}) as decided:
+        decided(f"refused: the token {GITHUB_APP_TOKEN} cannot dispatch")
+        with pytest.raises(RuntimeError), tracing.dispatch("octo/calc", "issue", "s-1"):
+            raise RuntimeError(f"403 for {GITHUB_APP_TOKEN}")
+    tracing.close()
+    sent = [string for span in collector.spans for string in span.strings()]
+    assert len(collector.spans) == 2 and not [string for string in sent if GITHUB_APP_TOKEN in string]
+    (dispatch,) = collector.named("fixloop dispatch")
+    assert dispatch.status_message == "403 for [REDACTED]"
+    assert warnings == []
+
+
+def test_the_app_without_usable_tracing_warns_once_and_goes_on():
+    warnings: list[str] = []
+    redactor = Redactor()
+    tracing = AppTracing("ftp://collector", environ={"OTEL_EXPORTER_OTLP_TRACES_HEADERS": "api-key=app-credential-7"},
+                         warn=warnings.append, redactor=redactor)
+    with tracing.delivery("d-1", "issues", {}) as decided:
+        decided("ignored")
+    tracing.close()
+    assert [line.split(" (")[0] for line in warnings] == ["OpenTelemetry tracing is off"]
+    assert redactor.text("app-credential-7") == "[REDACTED]"

@@ -130,3 +130,17 @@ def test_bash_requires_a_command_and_restart_is_acknowledged(box):
     assert box.run(BASH, {}).is_error
     assert "restarted" in box.run(BASH, {"restart": True}).content
     assert box.run("web_search", {}).is_error
+
+
+@pytest.mark.parametrize("args", [
+    {"command": "create", "path": "src/app.py", "file_text": "x = '\ud83d'\n"},
+    {"command": "str_replace", "path": "src/app.py", "old_str": "def f", "new_str": "def \ud83d"},
+    {"command": "insert", "path": "src/app.py", "insert_line": 0, "new_str": "\ude42\n"},
+])
+def test_half_a_character_is_refused_and_the_file_is_left_as_it_was(box, args):
+    """A lone surrogate (half of a character outside the BMP) cannot be written as UTF-8; the file
+    must not be truncated first, as `write_text` would."""
+    before = (box.root / "src/app.py").read_bytes()
+    result = box.run(EDITOR, args)
+    assert result.is_error and "not valid Unicode" in result.content
+    assert (box.root / "src/app.py").read_bytes() == before

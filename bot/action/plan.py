@@ -5,6 +5,9 @@
 - A command on someone's pull request: start from its head; open a draft against its branch.
 - A command on fixloop's own draft pull request: start from its head and add commits to it.
 - A failed CI run: start from the failing commit; open a draft against the failing branch.
+- A failed CI run on a pull request of a bot in `ci.allowed_bots` (a dependency update): start from
+  the failing commit and push the fix onto the bot's branch; where that push is refused because the
+  branch is protected, open a draft against the bot's branch instead.
 Pull requests from forks are refused: fixloop never pushes to them or runs their code with secrets.
 """
 
@@ -14,7 +17,16 @@ from dataclasses import dataclass
 
 from bot.config import Config
 from bot.github.client import PullInfo, Repository
+from bot.github.dependencies import dependency_updates
 from bot.task import Context, FailedRun, Origin, Task, Thread, branch_name, ci_branch_name, stable_id
+
+
+@dataclass(frozen=True)
+class Onto:
+    """A bot's pull request whose own branch (the plan's `branch`) gets the fix pushed onto it."""
+
+    pull: PullInfo
+    fallback: str  # fixloop's branch for a draft against the bot's branch, should the push be refused as protected
 
 
 @dataclass(frozen=True)
@@ -30,6 +42,7 @@ class Plan:
     existing_pr: PullInfo | None  # the pull request to update instead of opening one
     fixes: int | None  # issue closed by the pull request
     comment_on: int | None  # where the outcome is reported
+    onto: Onto | None = None  # set when `branch` is a bot's pull request branch, not fixloop's
 
 
 @dataclass(frozen=True)
@@ -102,6 +115,29 @@ def _ci_plan(task: Task, origin: Origin, target: FailedRun, github: Repository, 
         return Plan(task=task, origin=origin, base_sha=sha, fetch_ref=branch, check_sha=sha, branch=branch,
                     expected_sha=own.head_sha, pr_base=own.base_ref, existing_pr=own, fixes=None, comment_on=own.number)
     fix_branch = ci_branch_name(config.branch_prefix, branch, stable_id(origin.repository, f"ci:{branch}"))
+    bot = github.open_pull_for(branch) if config.ci.allowed_bots else None
+    if bot is not None and bot.author in config.ci.allowed_bots and bot.head_repository == origin.repository:
+        return _bot_plan(task, origin, bot, sha, fix_branch)
     return Plan(task=task, origin=origin, base_sha=sha, fetch_ref=branch, check_sha=sha, branch=fix_branch,
                 expected_sha=github.branch_sha(fix_branch), pr_base=branch,
                 existing_pr=github.open_pull_for(fix_branch), fixes=None, comment_on=None)
+
+
+def _bot_plan(task: Task, origin: Origin, pull: PullInfo, sha: str, fallback: str) -> Plan | Refusal:
+    """A failed run on a dependency bot's pull request: the fix goes onto the bot's branch, and the
+    task says which dependency moved from which version to which."""
+    if pull.head_sha != sha:
+        return Refusal(None, f"{pull.head_ref} has moved on from {sha[:12]} (to {pull.head_sha[:12]}); the newer "
+                             "commit's own CI run decides whether it needs a fix")
+    moved = dependency_updates(pull.title, pull.body)[:300]  # a bot's words: the listing vouches for the bot
+    task = task.model_copy(update={
+        "title": f"Fix CI after the update of {moved}"[:200],
+        "instructions": (f"{task.instructions}\n\nPull request #{pull.number} by @{pull.author} updates a "
+                         f"dependency: {moved}. Adapt the code to the new version; do not pin or revert "
+                         "the update.").strip(),
+        "context": [*task.context, Context(source=f"pull request #{pull.number} by @{pull.author}",
+                                           text=f"{pull.title}\n\n{pull.body}".strip())],
+    })
+    return Plan(task=task, origin=origin, base_sha=sha, fetch_ref=pull.head_ref, check_sha=sha, branch=pull.head_ref,
+                expected_sha=sha, pr_base=pull.head_ref, existing_pr=None, fixes=None, comment_on=pull.number,
+                onto=Onto(pull=pull, fallback=fallback))

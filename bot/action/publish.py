@@ -1,4 +1,6 @@
-"""Publishing a session's result: push the branch, open or update the draft PR, comment.
+"""Publishing a session's result: push the branch, open or update the draft PR, comment. A fix for
+a dependency bot's pull request is pushed onto the bot's branch instead, or, where that branch is
+protected, to fixloop's branch with a draft against the bot's.
 
 Only the orchestrator gets here, after the agent has finished; the token reaches `git push`
 through the environment of that one process (an HTTP header in `GIT_CONFIG_*` variables), never
@@ -8,7 +10,7 @@ the remote URL, the git config on disk, or anything the agent's tools could read
 from __future__ import annotations
 
 import base64
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from bot.action import render
@@ -40,6 +42,16 @@ class Published:
     pull_url: str | None = None
     updated: bool = False  # an existing pull request was updated rather than opened
     problem: str | None = None  # the change was validated but could not be published
+    onto: str | None = None  # the bot's branch the change was pushed onto (then `pull_url` is the bot's pull request)
+
+
+# How GitHub refuses a push to a protected branch (branch protection, GH006) or one that rulesets guard (GH013).
+PROTECTED_MARKS = ("protected branch", "gh006", "gh013")
+
+
+def refused_as_protected(error: WorkspaceError) -> bool:
+    text = str(error).casefold()
+    return any(mark in text for mark in PROTECTED_MARKS)
 
 
 def publish(report: Report, plan: Plan, *, github: GitHubClient, repo: Path, git_env: dict[str, str],
@@ -51,11 +63,12 @@ def publish(report: Report, plan: Plan, *, github: GitHubClient, repo: Path, git
                                     links=links, redactor=redactor, notes=notes)
     if plan.comment_on is not None:
         body = render.outcome_comment(report, pull_url=published.pull_url, updated=published.updated,
-                                      problem=published.problem, links=links)
+                                      problem=published.problem, links=links, onto=published.onto)
         try:
             github.comment(plan.comment_on, redactor.text(body))
         except GitHubError as error:
-            return Published(published.pull_url, published.updated, published.problem or f"comment failed: {error}")
+            return Published(published.pull_url, published.updated, published.problem or f"comment failed: {error}",
+                             published.onto)
     return published
 
 
@@ -65,7 +78,14 @@ def _open_or_update(report: Report, plan: Plan, *, github: GitHubClient, repo: P
     try:
         push(repo, report.commit, plan.branch, expected=plan.expected_sha, env=git_env)
     except WorkspaceError as error:
+        if plan.onto is not None and refused_as_protected(error):  # a draft against the bot's branch instead
+            fallback = plan.onto.fallback
+            plan = replace(plan, branch=fallback, expected_sha=github.branch_sha(fallback), onto=None)
+            return _open_or_update(report, plan, github=github, repo=repo, git_env=git_env, config=config,
+                                   links=links, redactor=redactor, notes=notes)
         return Published(problem=f"git push to {plan.branch} failed: {redactor.text(str(error))}")
+    if plan.onto is not None:
+        return Published(plan.onto.pull.url, updated=True, onto=plan.branch)
     title = redactor.text(f"fixloop: {plan.task.title}")[:250]
     body = redactor.text(render.pull_request_body(report, task_source=plan.task.source, fixes=plan.fixes, links=links,
                                                   marker=marker(plan.origin.correlation_id), notes=notes))

@@ -214,11 +214,13 @@ def session_in_progress(task_title: str, task_source: str) -> dict[str, Any]:
             "summary": f"Started by {task_source}. Each iteration reports as its own check run."}
 
 
-def session_done(report: Report, *, pull_url: str | None, problem: str | None, links: Links) -> dict[str, Any]:
+def session_done(report: Report, *, pull_url: str | None, problem: str | None, links: Links,
+                 onto: str | None = None) -> dict[str, Any]:
+    """`onto`: the bot's branch the change was pushed onto (`pull_url` is then the bot's pull request)."""
     if problem:
         title = f"Validated, but the result could not be published: {problem}"
     elif report.status == "validated":
-        opened = ": draft pull request opened" if pull_url else ""
+        opened = f": pushed onto {onto}" if onto else ": draft pull request opened" if pull_url else ""
         title = f"Validated in {len(report.iterations)} iteration(s){opened}"
     else:
         title = f"{report.status.replace('_', ' ').capitalize()}: {report.reason}"
@@ -253,8 +255,13 @@ def confinement_line(report: Report) -> str:
             "Code the agent wrote could read what the runner user can read. See fixloop's SECURITY.md.")
 
 
-def outcome_comment(report: Report, *, pull_url: str | None, updated: bool, problem: str | None, links: Links) -> str:
+def outcome_comment(report: Report, *, pull_url: str | None, updated: bool, problem: str | None, links: Links,
+                    onto: str | None = None) -> str:
+    """`onto`: the bot's branch the change was pushed onto, the branch of the pull request commented on."""
     tokens = f"{_tokens(report.usage)} tokens, {cost_text(report.cost_usd)}"
+    if onto and not problem:
+        return (f"fixloop pushed a fix onto `{onto}`: {report.commit}\n\nValidated in {len(report.iterations)} "
+                f"iteration(s) ({tokens}). {links.line()}").strip()
     if pull_url and not problem:
         verb = "updated" if updated else "opened"
         return (f"fixloop {verb} a draft pull request: {pull_url}\n\nValidated in {len(report.iterations)} "
@@ -275,8 +282,9 @@ def outcome_comment(report: Report, *, pull_url: str | None, updated: bool, prob
     return f"{head}\n\nWhat it tried ({tokens}):\n\n{table}{where}\n\n{links.line()}".strip()
 
 
-def job_summary(report: Report, *, pull_url: str | None, problem: str | None, links: Links) -> str:
-    out = session_done(report, pull_url=pull_url, problem=problem, links=links)
+def job_summary(report: Report, *, pull_url: str | None, problem: str | None, links: Links,
+                onto: str | None = None) -> str:
+    out = session_done(report, pull_url=pull_url, problem=problem, links=links, onto=onto)
     return fit(f"## fixloop: {out['title']}\n\n{out['summary']}\n", SUMMARY_FILE_LIMIT - 1024)
 
 

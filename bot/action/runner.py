@@ -169,13 +169,14 @@ class ActionRunner:
         published = publish(report, plan, github=self.github, repo=self.env.workspace, git_env=self.git_env,
                             config=config, links=self.links, redactor=self.redactor, notes=notes)
         conclusion = "failure" if published.problem else render.conclusion_for(report.status)
-        output = render.session_done(report, pull_url=published.pull_url, problem=published.problem, links=self.links)
+        output = render.session_done(report, pull_url=published.pull_url, problem=published.problem, links=self.links,
+                                     onto=published.onto)
         if notes:
             output["text"] = fit(notes)
         self.github.update_check_run(check_id, conclusion=conclusion, output=self.redactor.data(output),
                                      actions=render.session_buttons(report.status, can_stop=self.can_stop))
         append_summary(self.env.step_summary, self.redactor.text(render.job_summary(
-            report, pull_url=published.pull_url, problem=published.problem, links=self.links)))
+            report, pull_url=published.pull_url, problem=published.problem, links=self.links, onto=published.onto)))
         self.finish(report.status, **{
             "pull-request-url": published.pull_url or "", "branch": plan.branch if report.commit else "",
             "iterations": str(len(report.iterations)), "session-dir": str(Path(report.trajectory).parent),

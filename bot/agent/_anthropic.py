@@ -26,6 +26,7 @@ import httpx2
 from bot.agent.model import Block, CallResult, Message, ModelReply, Opaque, Text, ToolCall, ToolSpec
 from bot.agent.usage import Usage
 from bot.errors import ConfigError, MissingAPIKey, ModelError
+from bot.secrets import public_url
 
 PROVIDER = "anthropic"  # the format of Opaque blocks: the Messages API's, whichever cloud serves it
 _CLIENT_TOOL_TYPES = {"text_editor": "text_editor_20250728", "bash": "bash_20250124"}
@@ -138,7 +139,8 @@ class AnthropicModel:
                 if not _stream_broke(error) or attempt == self.stream_retries:
                     raise ModelError(_explain(error, provider=self._provider)) from None
             except anthropic.APIConnectionError as error:  # already retried by the SDK
-                raise ModelError(f"Could not reach the model API at {self.client.base_url}: {error}") from None
+                raise ModelError(f"Could not reach the model API at {public_url(str(self.client.base_url))}: "
+                                 f"{error}") from None
             except self._credential_errors as error:  # a cloud's token could not be had for this request
                 about = _PROVIDERS[self._provider]
                 raise ModelError(f"Could not get credentials for {about.label}. Check {about.credentials}. "

@@ -35,6 +35,7 @@ from openai.types.completion_usage import CompletionUsage
 from bot.agent.model import Block, CallResult, Message, ModelReply, StopReason, Text, ToolCall, ToolSpec
 from bot.agent.usage import Usage
 from bot.errors import MissingAPIKey, ModelError
+from bot.secrets import public_url
 from bot.tokens import estimate_tokens
 
 OPENAI_API_URL = "https://api.openai.com/v1"
@@ -137,7 +138,7 @@ class OpenAIModel:
             client = _client(base_url, max_retries=max_retries, timeout=timeout)
         self.name = name
         self.client = client
-        self.base_url = str(client.base_url).rstrip("/")
+        self.base_url = public_url(str(client.base_url))  # shown in messages: no password or query
         self.max_tokens = max_tokens
         self.stream_retries = stream_retries
         self._sleep = sleep
@@ -168,8 +169,18 @@ class OpenAIModel:
                 if attempt == self.stream_retries:
                     raise ModelError(f"The model API stream at {self.base_url} broke {attempt + 1} times: "
                                      f"{_cause(error)}") from None
+            except ReplyTooLong as error:
+                raise ModelError(f"The model API at {self.base_url} sent more than one reply can hold ({error}); "
+                                 "fixloop stopped reading it") from None
+            except _MALFORMED as error:
+                raise ModelError(f"The model API at {self.base_url} sent a stream fixloop cannot read "
+                                 f"({type(error).__name__}): it is not OpenAI's Chat Completions format") from None
             self._sleep(0.5 * 2**attempt)
-        return self._reply(streamed, [spec.name for spec in tools], wire_messages, wire_tools)
+        try:
+            return self._reply(streamed, [spec.name for spec in tools], wire_messages, wire_tools)
+        except _MALFORMED as error:
+            raise ModelError(f"The model API at {self.base_url} sent a reply fixloop cannot read "
+                             f"({type(error).__name__}): it is not OpenAI's Chat Completions format") from None
 
     def _reply(self, streamed: Streamed, tool_names: list[str], wire_messages: list[ChatCompletionMessageParam],
                wire_tools: list[ChatCompletionFunctionToolParam]) -> ModelReply:
@@ -286,6 +297,17 @@ class IncompleteStream(Exception):
     """The stream ended (the server closed it) before a choice said how the reply finished."""
 
 
+class ReplyTooLong(Exception):
+    """More text than any one reply has: a server that never ends its stream must not fill the memory."""
+
+
+# What a server's malformed chunks raise while they are read (a list where text belongs, a None index,
+# JSON nested beyond Python's recursion limit): the server's fault, said as such, never fixloop's.
+_MALFORMED = (TypeError, AttributeError, ValueError, RecursionError)
+# About 500,000 tokens: far beyond any model's output in one reply.
+MAX_REPLY_CHARACTERS = 2_000_000
+
+
 @dataclass
 class PartialCall:
     """One tool call as its deltas arrive: the id and name once, the arguments in pieces."""
@@ -319,32 +341,56 @@ def assemble(chunks: Iterable[ChatCompletionChunk]) -> Streamed:
     reason, and the usage (in a last chunk without choices, when the server honours include_usage)."""
     streamed = Streamed()
     pieces: list[str] = []
+    received = 0
     for chunk in chunks:
         if chunk.usage is not None:
             streamed.usage = chunk.usage
         for choice in chunk.choices:
             delta = choice.delta
             pieces += [piece for piece in (delta.content, delta.refusal) if piece]
+            received += sum(len(piece) for piece in (delta.content, delta.refusal) if piece)
+            if received > MAX_REPLY_CHARACTERS:
+                raise ReplyTooLong(f"the reply went past {MAX_REPLY_CHARACTERS:,} characters")
             for part in delta.tool_calls or []:
                 call = streamed.calls.setdefault(part.index, PartialCall())
                 call.id = call.id or part.id or ""
                 if part.function is not None:
                     call.name = call.name or part.function.name or ""
-                    call.arguments += part.function.arguments or ""
+                    arguments = part.function.arguments or ""
+                    # Some servers send the arguments as a JSON object rather than its text.
+                    piece = arguments if isinstance(arguments, str) else json.dumps(arguments)
+                    call.arguments += piece
+                    received += len(piece)
             if choice.finish_reason is not None:
                 streamed.finish_reason = choice.finish_reason
     if streamed.finish_reason is None:
         raise IncompleteStream("the stream ended before the reply did")
-    streamed.text = "".join(pieces)
+    streamed.text = _whole_characters("".join(pieces))
+    for call in streamed.calls.values():
+        call.arguments = _whole_characters(call.arguments)
     return streamed
+
+
+def _whole_characters(text: str) -> str:
+    """`text` with the halves of a character outside the BMP put back together: a server that cuts its
+    stream by UTF-16 units (JavaScript ones do) sends 🙂 as two chunks, each a lone surrogate, which no
+    file or log can hold. A half without its other half becomes U+FFFD."""
+    return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
 
 
 def _usage(reported: CompletionUsage) -> Usage:
     """OpenAI counts cached prompt tokens within prompt_tokens; fixloop counts them apart, as Anthropic does."""
     details = reported.prompt_tokens_details
-    cached = (details.cached_tokens or 0) if details is not None else 0
-    return Usage(input_tokens=reported.prompt_tokens - cached, output_tokens=reported.completion_tokens,
+    # A server's counts are not trusted to be sane: a negative count, or more cached than prompt tokens,
+    # would lower the session's spending below what it is and let it run past its limits.
+    prompt = _count(reported.prompt_tokens)
+    cached = min(_count(details.cached_tokens if details is not None else 0), prompt)
+    return Usage(input_tokens=prompt - cached, output_tokens=_count(reported.completion_tokens),
                  cache_read_input_tokens=cached)
+
+
+def _count(value: object) -> int:
+    return max(int(value), 0) if isinstance(value, int | float) and value == value else 0  # NaN counts 0
 
 
 def _written_tool_call(text: str, tool_names: list[str]) -> bool:

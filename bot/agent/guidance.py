@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Container, Iterable, Sequence
+from collections.abc import Container, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -33,6 +33,15 @@ from bot.workspace import git
 NEAREST = "AGENTS.md"  # the `instructions.files` entry that means: nearest to the task's files, then the root's
 GUIDANCE_TOKENS = 8_000  # tokens of guidance the model gets, all files together
 FILE_LIMIT = 256 * 1024  # bytes: a larger instruction file is skipped, not read
+# Characters of a file that are sanitised: four times what the model can get, so that hidden text does not
+# leave it short; the rest is counted, never shown (sanitising untrusted text costs time).
+SANITIZED_LIMIT = 4 * GUIDANCE_TOKENS * BYTES_PER_TOKEN
+# Bounds on where the nearest AGENTS.md is looked for, whatever the failing tests' paths (a test report
+# can name thousands of files, or one thousands of folders deep).
+NAMED_LIMIT = 50  # files
+DEPTH_LIMIT = 20  # folders below the root
+PATH_LIMIT = 4096  # bytes of one path (Linux's PATH_MAX); a longer one is left out
+ARGUMENTS_LIMIT = 64 * 1024  # bytes of paths on one git command line (Linux allows 2 MB in all)
 _SYMLINK = "120000"
 
 
@@ -86,9 +95,10 @@ def read_guidance(repo: Path, commit: str, settings: Instructions, named: Sequen
     if not settings.enabled:
         return Guidance([], [])
     entries = [path for raw in settings.files if (path := _repository_path(raw))]
-    named = [path for raw in named if (path := _repository_path(raw))]
+    named = [path for raw in named if (path := _repository_path(raw))][:NAMED_LIMIT]
     nearest = NEAREST in entries
-    candidates = {(folder / NEAREST).as_posix() for path in named for folder in PurePosixPath(path).parents}
+    candidates = {(folder / NEAREST).as_posix() for path in named for folder in PurePosixPath(path).parents
+                  if len(folder.parts) <= DEPTH_LIMIT}
     found = _tree(repo, commit, [*entries, *(sorted(candidates) if nearest else [])])
     order: list[str] = []
     for entry in entries:
@@ -110,7 +120,7 @@ def read_guidance(repo: Path, commit: str, settings: Instructions, named: Sequen
 def _repository_path(raw: str) -> str | None:
     """`raw` as a path from the repository's root, or None if it is not one (absolute, `..`, empty)."""
     path = PurePosixPath(raw.strip())
-    if path.is_absolute() or ".." in path.parts or path == PurePosixPath("."):
+    if path.is_absolute() or ".." in path.parts or path == PurePosixPath(".") or len(raw.encode()) > PATH_LIMIT:
         return None
     return path.as_posix()
 
@@ -122,17 +132,31 @@ def _nearest(path: str, found: Container[str]) -> str | None:
 
 
 def _tree(repo: Path, commit: str, paths: Sequence[str]) -> dict[str, _Entry]:
-    """The entries of `paths` that exist in `commit`'s tree (git reads its objects, not the worktree)."""
-    if not paths:  # ls-tree without paths would list the root
-        return {}
-    listing = git("ls-tree", "-l", "-z", "--full-tree", commit, "--", *dict.fromkeys(paths), cwd=repo,
-                  env={"GIT_LITERAL_PATHSPECS": "1"}, base_env=scrubbed_environment(os.environ))
+    """The entries of `paths` that exist in `commit`'s tree (git reads its objects, not the worktree), asked for
+    in batches that fit on a command line."""
     entries: dict[str, _Entry] = {}
-    for record in filter(None, listing.split("\0")):
-        meta, path = record.split("\t", 1)
-        mode, kind, sha, size = meta.split()
-        entries[path] = _Entry(mode, kind, sha, int(size) if size.isdigit() else None)
+    for batch in _batches(dict.fromkeys(paths)):
+        listing = git("ls-tree", "-l", "-z", "--full-tree", commit, "--", *batch, cwd=repo,
+                      env={"GIT_LITERAL_PATHSPECS": "1"}, base_env=scrubbed_environment(os.environ))
+        for record in filter(None, listing.split("\0")):
+            meta, path = record.split("\t", 1)
+            mode, kind, sha, size = meta.split()
+            entries[path] = _Entry(mode, kind, sha, int(size) if size.isdigit() else None)
     return entries
+
+
+def _batches(paths: Iterable[str]) -> Iterator[list[str]]:
+    """`paths` in lists of at most ARGUMENTS_LIMIT bytes, none empty (ls-tree without paths would list the root)."""
+    batch: list[str] = []
+    size = 0
+    for path in paths:
+        if batch and size + len(path.encode()) > ARGUMENTS_LIMIT:
+            yield batch
+            batch, size = [], 0
+        batch.append(path)
+        size += len(path.encode()) + 1
+    if batch:
+        yield batch
 
 
 def _unusable(entry: _Entry) -> str | None:
@@ -154,11 +178,13 @@ def _read(repo: Path, path: str, entry: _Entry, budget: int) -> tuple[GuidanceFi
     except UnicodeDecodeError:  # git's output is decoded strictly, as UTF-8 (fixloop's locale)
         return GuidanceFile(path=path, sha=entry.sha, skipped="not UTF-8 text"), None
     # What a reader would not see is removed before counting; the cap, not sanitize's, limits the length.
-    text = sanitize(raw, sys.maxsize).strip()
+    rest = raw[SANITIZED_LIMIT:]
+    text = sanitize(raw[:SANITIZED_LIMIT], sys.maxsize).strip()
     if not text:
-        return GuidanceFile(path=path, sha=entry.sha, skipped="empty"), None
-    total = estimate_tokens(text)
-    cut = total > budget
+        why = f"nothing visible in its first {SANITIZED_LIMIT:,} characters" if rest else "empty"
+        return GuidanceFile(path=path, sha=entry.sha, skipped=why), None
+    total = estimate_tokens(text) + estimate_tokens(rest)
+    cut = total > budget or bool(rest)
     shown = _cut(text, budget) if cut else text
     if not shown.strip():
         used = f"the {GUIDANCE_TOKENS:,} tokens for guidance were used by the files before it"

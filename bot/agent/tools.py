@@ -125,6 +125,9 @@ class Toolbox:
             return ToolResult(
                 f"{args.get('path')} is not a UTF-8 text file; the editor only handles text.", is_error=True
             )
+        except UnicodeEncodeError:
+            return ToolResult(f"The text for {args.get('path')} is not valid Unicode (half of a character, a lone "
+                              "surrogate); nothing was written. Send the whole character.", is_error=True)
         except OSError as error:
             return ToolResult(f"{args.get('path')}: {error.strerror or error}", is_error=True)
 
@@ -173,7 +176,7 @@ class Toolbox:
             return ToolResult(f"{relative} is a directory.", is_error=True)
         existed = path.exists()
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text, encoding="utf-8")
+        _write(path, text)
         return ToolResult(f"{'Overwrote' if existed else 'Created'} {relative}.")
 
     def _str_replace(self, path: Path, relative: str, args: Mapping[str, Any]) -> ToolResult:
@@ -200,7 +203,7 @@ class Toolbox:
                 is_error=True,
             )
         at = text.index(old)
-        path.write_text(text.replace(old, new, 1), encoding="utf-8")
+        _write(path, text.replace(old, new, 1))
         first = text[:at].count("\n") + 1
         return ToolResult(f"Edited {relative}: replaced {old.count(chr(10)) + 1} line(s) at line {first}.")
 
@@ -219,7 +222,7 @@ class Toolbox:
         if lines and not lines[-1].endswith("\n") and line == len(lines):
             lines[-1] += "\n"
         lines.insert(line, text if text.endswith("\n") else text + "\n")
-        path.write_text("".join(lines), encoding="utf-8")
+        _write(path, "".join(lines))
         return ToolResult(f"Inserted {text.count(chr(10)) + 1} line(s) after line {line} of {relative}.")
 
     # -- bash ----------------------------------------------------------------------------------
@@ -265,3 +268,9 @@ def _find_all(text: str, needle: str) -> list[int]:
         found.append(at)
         at = text.find(needle, at + 1)
     return found
+
+
+def _write(path: Path, text: str) -> None:
+    """Encoded before the file is opened: text that cannot be encoded leaves the file as it was
+    (`write_text` truncates it first, then fails)."""
+    path.write_bytes(text.encode("utf-8"))

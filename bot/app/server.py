@@ -33,6 +33,7 @@ from bot.github.app_auth import InstallationTokens
 from bot.github.client import RequestPolicy
 from bot.github.events import EVENT_NAMES, verify_signature
 from bot.github.rules import Run
+from bot.secrets import Redactor
 from bot.task import DispatchKind, FailedRun, Origin, Task, Thread
 from bot.telemetry.app_spans import AppTracing
 
@@ -69,7 +70,8 @@ class Service:
         self.tokens = tokens or InstallationTokens(app_id=settings.app_id, private_key=settings.private_key,
                                                    api_url=settings.api_url, policy=policy)
         self.metrics = metrics or Metrics()
-        self.tracing = tracing or AppTracing.from_environ(os.environ, warn=logger.warning)
+        self.tracing = tracing or AppTracing.from_environ(os.environ, warn=logger.warning,
+                                                          redactor=Redactor(settings.secrets))
         self.processor = Processor(settings, self.store, self.tokens, self.metrics, policy=policy,
                                    resume_pause=resume_pause, tracing=self.tracing)
         self.queue: queue.Queue[Any] = queue.Queue()

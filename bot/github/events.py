@@ -113,6 +113,7 @@ class CheckSuite(_Lenient):
     head_sha: str
     conclusion: str | None = None
     app: App = App()
+    pull_requests: list[dict[str, Any]] = []
 
 
 class CheckRun(_Lenient):

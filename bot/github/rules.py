@@ -2,7 +2,9 @@
 
 This is the one place the App server and `fixloop action` share, so the same event gets the same
 decision either way. Who may trigger: people with write, maintain or admin permission. Bots,
-fixloop itself included, never trigger (no loops). Fork pull requests never get a session.
+fixloop itself included, never trigger (no loops), except that a failed CI run on a pull request of
+a bot listed in `ci.allowed_bots` (a dependency bot) gets a session. Fork pull requests never get
+a session.
 Permission lookups are passed in, so the rules stay pure.
 """
 
@@ -29,12 +31,14 @@ from bot.github.events import (
     IssueCommentCreated,
     IssueLabeled,
     ReviewCommentCreated,
+    User,
     WorkflowDispatch,
     WorkflowRunCompleted,
 )
 from bot.task import WORKFLOW_FILE, Comment, Context, FailedRun, Origin, Task, Thread, from_inputs, split_head
 
 WRITE_ROLES = frozenset({"admin", "maintain", "write"})
+ACTIONS_BOT = "github-actions[bot]"  # who pushes with a workflow's GITHUB_TOKEN, fixloop's Action included
 SESSION_CHECK = "fixloop"  # the name of fixloop's session check run; its iterations' start with it
 FAILED_CONCLUSIONS = frozenset({"failure", "timed_out"})
 
@@ -85,8 +89,9 @@ def decide(event: Event, config: Config, *, permission_of: PermissionOf, workflo
     repository's config (read from the default branch by the caller)."""
     if isinstance(event, WorkflowDispatch):
         return _dispatch(event)
-    if event.sender.is_bot:
-        return Ignore(f"events from bots ({event.sender.login}) never start fixloop")
+    if event.sender.is_bot and not _listed_bot(event, config, app_slug):
+        return Ignore(f"events from bots ({event.sender.login}) never start fixloop, except failed CI runs of "
+                      "the bots in ci.allowed_bots")
     if isinstance(event, IssueLabeled):
         return _labeled(event, config, permission_of)
     if isinstance(event, IssueCommentCreated | ReviewCommentCreated):
@@ -105,6 +110,13 @@ def owner_aware(event: Event, lookup: PermissionOf) -> PermissionOf:
     owner = event.repository.owner
     personal = owner.login if owner and owner.type == "User" else None
     return lambda login: "admin" if login == personal else lookup(login)
+
+
+def _listed_bot(event: Event, config: Config, app_slug: str | None) -> bool:
+    """Whether `event` is a finished CI run caused by a bot in `ci.allowed_bots` (never fixloop itself)."""
+    login = event.sender.login
+    own = login == ACTIONS_BOT or (app_slug is not None and login == f"{app_slug}[bot]")
+    return isinstance(event, WorkflowRunCompleted | CheckSuiteCompleted) and login in config.ci.allowed_bots and not own
 
 
 def _may_trigger(login: str, permission_of: PermissionOf) -> bool:
@@ -200,25 +212,34 @@ def _ci_failure(event: WorkflowRunCompleted, config: Config, permission_of: Perm
         return Ignore("runs of pull requests from forks never start a session (they must not get secrets)")
     name = run.name or run.path
     names = {n for n in (run.name, run.path, run.path.rsplit("/", 1)[-1]) if n}
-    if gate := _ci_gate(config, run.head_branch, names, event.repository.default_branch, event.sender.login,
-                        permission_of):
+    if gate := _ci_gate(config, run.head_branch, names, event.repository.default_branch, event.sender,
+                        permission_of, pull_requests=len(run.pull_requests)):
         return gate
     return _ci_task(event, name, run.head_branch or "", run.head_sha, run.html_url, run.id)
 
 
-def _ci_gate(config: Config, branch: str | None, names: set[str], default_branch: str, login: str,
-             permission_of: PermissionOf) -> Ignore | None:
+def _ci_gate(config: Config, branch: str | None, names: set[str], default_branch: str, sender: User,
+             permission_of: PermissionOf, *, pull_requests: int) -> Ignore | None:
     """The checks every automatic CI session passes: enabled, watched branch and workflow, a writer.
+    A listed bot's run (see `_listed_bot`) needs none of `auto`, `branches` and write access, since
+    listing the bot is the opt-in, but must be on one of its pull requests (`pull_requests` of them)
+    and not on one of fixloop's own branches.
 
     `names` are the ways the failed workflow or CI app can be named in `ci.workflows`."""
-    if not config.ci.auto:
+    unwatched = config.ci.workflows and not any(fnmatchcase(n, p) for p in config.ci.workflows for n in names)
+    if sender.is_bot:
+        if not branch or not pull_requests:
+            return Ignore(f"the run of @{sender.login} is not on a pull request of this repository")
+        if branch.startswith(config.branch_prefix):
+            return Ignore(f"branch {branch!r} is one of fixloop's own")
+    elif not config.ci.auto:
         return Ignore("automatic CI sessions are off (set `ci: {auto: true}` in .github/fixloop.yml)")
-    if not branch or not _branch_enabled(branch, config, default_branch):
+    elif not branch or not _branch_enabled(branch, config, default_branch):
         return Ignore(f"branch {branch!r} is not watched (ci.branches)")
-    if config.ci.workflows and not any(fnmatchcase(n, p) for p in config.ci.workflows for n in names):
+    if unwatched:
         return Ignore(f"workflow {sorted(names)[0]!r} is not watched (ci.workflows)")
-    if not _may_trigger(login, permission_of):
-        return Ignore(f"@{login}, who started the run, has no write access")
+    if not sender.is_bot and not _may_trigger(sender.login, permission_of):
+        return Ignore(f"@{sender.login}, who started the run, has no write access")
     return None
 
 
@@ -244,8 +265,8 @@ def _check_suite_failure(event: CheckSuiteCompleted, config: Config, permission_
         return Ignore("the check suite belongs to a pull request from a fork, which never starts a session")
     name = suite.app.name or suite.app.slug or "CI"
     names = {n for n in (suite.app.name, suite.app.slug) if n} or {name}
-    if gate := _ci_gate(config, suite.head_branch, names, event.repository.default_branch, event.sender.login,
-                        permission_of):
+    if gate := _ci_gate(config, suite.head_branch, names, event.repository.default_branch, event.sender,
+                        permission_of, pull_requests=len(suite.pull_requests)):
         return gate
     return _ci_task(event, name, suite.head_branch, suite.head_sha, f"check suite {suite.id}", None)
 

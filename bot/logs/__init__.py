@@ -43,15 +43,18 @@ def extract_evidence(
     """The lines of `fail_log` that explain the failure, in at most `budget` tokens.
 
     A `Path` is a file, a `str` the log's content, `bytes` its raw bytes (decoded as UTF-8 with
-    replacement). With `pass_log` (a passing run of the same job), lines that also occur there,
-    up to timestamps, durations, ids, temporary paths, sizes and counts, count as noise. The
-    final error summary (a test runner's result line, the last `##[error]`, the exit code) is
-    always kept, cut short if it alone exceeds the budget (under about 20 tokens there may be
-    room for nothing but an omission marker, or nothing at all).
+    replacement). A log that fits the budget is returned whole; otherwise the evidence comes
+    first and what it leaves of the budget is filled with the best remaining context. With
+    `pass_log` (a passing run of the same job, diffed CiDiff-style), lines that also occur there,
+    up to timestamps, durations, ids, temporary paths, sizes and counts, count as noise, and the
+    lines only the failed log has are preferred. The final error summary (a test runner's result
+    line, the last `##[error]`, the exit code) is always kept, cut short if it alone exceeds the
+    budget (under about 20 tokens there may be room for nothing but an omission marker, or
+    nothing at all).
     """
     if budget < 1:
         raise ValueError(f"budget must be at least 1 token, not {budget}")
-    scan = scan_log(fail_log)
+    scan = scan_log(fail_log, keep_bytes=budget * 8)  # twice the excerpt: enough end to fill it with
     if pass_log is not None:
         mark_noise(scan, pass_log)
     layout = choose(scan, budget)

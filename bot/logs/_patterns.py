@@ -32,6 +32,7 @@ KEYWORDS: tuple[bytes, ...] = (
     b"::error", b"e   ", b"not ok",
     "✕".encode()[:2],  # also ✖ ✗ (and ✓ ✔, which classify as success)
     "●".encode(), "×".encode(), "❌".encode(),
+    b"vulnerab", b"severity", b"|", "│".encode(), "┃".encode(),  # audit reports and tables
 )  # fmt: skip
 
 # Summary ranks: 3 a test runner's or build tool's result line, 2 an error annotation,
@@ -96,6 +97,8 @@ _RULES: list[_Rule] = [
           rf"|\b\d+ (?:passed|passing|succeeded|ok)\b.*\b{_NONZERO} (?:failed|failing|failures?|errors?)\b"
           rf"|\b\d+ tests?(?: run)?:.*\b{_NONZERO} (?:failed|failures?)\b|\b{_NONZERO} of \d+ tests? failed",
           80, RESULT, "counts-result", "pass|succeeded|ok|test", re.IGNORECASE),
+    _rule(rf"\b{_NONZERO} (?:(?:critical|high|moderate|low|info) )?(?:severity )?vulnerabilit(?:y|ies)\b", 80, RESULT,
+          "audit-result", "vulnerabilit", re.IGNORECASE),
     # --- annotations and exit statuses -----------------------------------------------------
     _rule(r"^##\[error\](?!Process completed with exit code)", 80, ANNOTATION, "gha-error", "##[error]"),
     _rule(r"^::error\b", 80, ANNOTATION, "gha-error-command", "::error"),
@@ -146,6 +149,7 @@ _RULES: list[_Rule] = [
     _rule(r"^\s*(?:\S+ )?(?:error|ERROR|Error)\b\s*[:!\]]|^\s*(?:\S+ )?error\s", 55, 0, "error-prefix", "error"),
     _rule(r"\bfatal:|^\s*FATAL\b|^\s*\[?fatal\]?\b", 60, 0, "fatal", "fatal", re.IGNORECASE),
     _rule(r"npm ERR!", 45, 0, "npm-err", "npm err!"),
+    _rule(r"^\s*Severity:\s*(?:critical|high|moderate)\b", 50, 0, "audit-severity", "severity", re.IGNORECASE),
     _rule(r"\b(?:denied|refused|unauthorized|forbidden|timed out|unavailable|bad gateway|rate limit)", 40, 0, "service",
           "denied|refused|unauthorized|forbidden|timed out|unavailable|bad gateway|rate limit", re.IGNORECASE),
     # a failure word in prose, not inside a path, option or identifier (`errors/`, `fail-fast`)
@@ -163,6 +167,17 @@ _ZERO_ONLY = _rx(
 )
 _REAL_FAILURE_WORD = _rx(rf"\b{_NONZERO} (?:failed|failures?|errors?)\b|\b(?:failed|failures?|errors?)[:=] ?{_NONZERO}",
                          _I)
+
+# Lines that open one failure's block of details (one test's, one crate's): the context of an
+# earlier failure stops there.
+BLOCK_HEADERS = frozenset({"pytest-test-header", "rust-test-stdout", "jest-bullet", "go-fail", "unittest-fail"})
+
+# A row of a table drawn with box-drawing or ASCII bars (`│ high │ Prototype Pollution │`,
+# `| file.ts | 3 | error |`), and what makes one evidence: a severity or a failure in it. The
+# other rows and the borders are frames (`is_frame`): they stay with that row as its block.
+_TABLE_ROW = _rx(r"^\s*[│┃|].*[│┃|]\s*$")
+_TABLE_ALARM = _rx(r"\b(?:critical|high|moderate|errors?|fail(?:ed|ures?|ing)?|vulnerabl\w*|denied)\b", _I)
+TABLE_ROW_SCORE = 45.0
 
 STEP_START = _rx(r"^##\[group\]Run (.*)")
 _GROUP_MARKER = _rx(r"^##\[(?:group|endgroup)\]")
@@ -209,6 +224,8 @@ def _classify(line: str) -> Kind:
             if rule.score > score:
                 score, name = rule.score, rule.name
             rank = max(rank, rule.rank)
+    if score < TABLE_ROW_SCORE and _TABLE_ROW.match(line) and _TABLE_ALARM.search(line):
+        score, name = TABLE_ROW_SCORE, "table-row"
     if score and rank == 0 and score <= 55:
         if _SUCCESS.search(line) or (_ZERO_ONLY.search(line) and not _REAL_FAILURE_WORD.search(line)):
             return Kind(2.0, 0, "no-failure")
@@ -231,9 +248,10 @@ _FRAME = _rx(
     r"|^\s+\S+\.(?:go|rs|py|js|ts|java|kt|cs|c|cc|cpp|h|rb):\d+"  # indented locations (go test)
     r"|^\s*>\s"  # pytest's current source line
     r"|^\t"
+    r"|^\s*[│┃┌┏├┣└┗╭╰╞╘╒]|^\s*\+[-=+]{2,}"  # table rows and borders
 )
 _COMMAND = _rx(r"^\s*(?:#\d+ \[[^\]]*\] )?RUN\s|^\s*[$+] \S|^\[command\]|^Run \S")
-_SEPARATOR = _rx(r"^[\s\-=_*#~.:+|<>]*$")
+_SEPARATOR = _rx(r"^[\s\-=_*#~.:+|<>─━│┃┌┐└┘├┤┬┴┼═╔╗╚╝╠╣╦╩╬╭╮╯╰╞╡╪╘╛╒╕]*$")
 
 
 def is_frame(line: str) -> bool:

@@ -6,11 +6,13 @@ are cleaned and classified; an anchor keeps `BEFORE` lines above it and `AFTER` 
 (taken from the block, the end of the previous block, or the next block). Anchors live in a
 min-heap capped at `MAX_ANCHORS` (the weakest and earliest go first) and the stored lines are
 garbage-collected down to the surviving anchors' windows when they pass `MAX_STORED_LINES`.
-The last `TAIL` lines, the GitHub Actions step headers and the last summary line of each rank
-are kept too. Nothing else is retained, whatever the size of the log.
+The last lines of the log (at least `TAIL`, and as many as `keep_bytes` of excerpt allow: a log
+that fits the budget is then held whole, and a short one can fill the budget with its end), the
+GitHub Actions step headers with their echoed script, and the last summary line of each rank are
+kept too. Nothing else is retained, whatever the size of the log.
 
 With a passing log of the same job, a second pass marks the stored lines that also occur there
-(after `normalise`): they are noise.
+(after `normalise`): they are noise, and the lines only the failed log has are preferred.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from bot.logs._reader import (
 BEFORE = 8
 AFTER = 24
 MAX_RUN = 150  # a stack trace (consecutive frames) below an anchor is kept up to this far
-STEP_SCRIPT = 4  # lines kept after a `##[group]Run` header: the step's script
+STEP_SCRIPT = 30  # lines kept after a `##[group]Run` header: the step's echoed script
 TAIL = 60
 MAX_ANCHORS = 3000
 MAX_STORED_LINES = 40000
@@ -75,8 +77,15 @@ class Scan:
         return max(self.last_of_rank.values(), default=None)
 
 
+def excerpt_cost(number: int, text: str) -> int:
+    """Bytes a line takes in the excerpt (`N: text` and its newline)."""
+    return len(f"{number}: {text}".encode()) + 1
+
+
 class _Scanner:
-    def __init__(self) -> None:
+    def __init__(self, keep_bytes: int = 0) -> None:
+        self.keep_bytes = keep_bytes
+        self.tail_bytes = 0
         self.scan = Scan()
         self.heap: list[tuple[float, int]] = []  # (score, line) of anchors, weakest first
         self.shapes: set[str] = set()
@@ -84,7 +93,7 @@ class _Scanner:
         self.next_after = 1  # first line not yet considered for after-context
         self.run_limit = 0  # a stack trace extends the after-context up to this line
         self.previous: dict[int, str] = {}  # the last BEFORE raw lines of the previous block
-        self.tail: deque[tuple[int, str]] = deque(maxlen=TAIL)  # (number, shown text)
+        self.tail: deque[tuple[int, str, int]] = deque()  # (number, shown text, excerpt_cost)
         self.steps: deque[int] = deque(maxlen=MAX_STEPS)
 
     # --- the pass ------------------------------------------------------------------------
@@ -99,11 +108,29 @@ class _Scanner:
         self.next_after = max(self.next_after, base + count + 1)
         keep = raw[-BEFORE:]
         self.previous = {base + count - len(keep) + i + 1: line for i, line in enumerate(keep)}
-        for i, line in enumerate(raw[-TAIL:]):
-            self.tail.append((base + count - min(TAIL, count) + i + 1, shown(clean_line(line))))
+        self._extend_tail(raw, base)
         self.scan.total_lines = base + count
         if len(self.scan.lines) > MAX_STORED_LINES:
             self._collect()
+
+    def _extend_tail(self, raw: list[str], base: int) -> None:
+        """Add the block's last lines to the tail, then trim it to `TAIL` lines or `keep_bytes`."""
+        added: list[tuple[int, str, int]] = []
+        size = 0
+        index = len(raw) - 1
+        while index >= 0 and (len(added) < TAIL or size < self.keep_bytes):
+            number = base + index + 1
+            text = shown(clean_line(raw[index]))
+            added.append((number, text, excerpt_cost(number, text)))
+            size += added[-1][2]
+            index -= 1
+        if index >= 0:  # the block alone fills the tail: what came before goes
+            self.tail.clear()
+            self.tail_bytes = 0
+        self.tail.extend(reversed(added))
+        self.tail_bytes += size
+        while len(self.tail) > TAIL and self.tail_bytes - self.tail[0][2] >= self.keep_bytes:
+            self.tail_bytes -= self.tail.popleft()[2]
 
     def _raw(self, number: int, raw: list[str], base: int) -> str | None:
         index = number - base - 1
@@ -193,7 +220,7 @@ class _Scanner:
 
     def finish(self) -> Scan:
         scan = self.scan
-        for number, line in self.tail:
+        for number, line, _ in self.tail:
             scan.lines.setdefault(number, line)
         scan.tail_start = self.tail[0][0] if self.tail else 1
         scan.steps = list(self.steps)
@@ -227,8 +254,9 @@ def _keyword_lines(block: bytes) -> list[int]:
     return indexes
 
 
-def scan_log(source: LogSource) -> Scan:
-    scanner = _Scanner()
+def scan_log(source: LogSource, keep_bytes: int = 0) -> Scan:
+    """The candidate lines of a log, with at least its last `keep_bytes` of excerpt."""
+    scanner = _Scanner(keep_bytes)
     with open_source(source) as stream:
         for block in iter_blocks(stream):
             scanner.feed(block)

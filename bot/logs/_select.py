@@ -10,24 +10,24 @@ Choice: the final error summary first (cut to fit if it must), then greedily by 
 costing its own text plus the change in gap markers; a repeated shape counts for less each
 time (0.7^k, for the order only), so ten copies of one error do not crowd out the one line that
 differs. Blank lines and rulers only join kept lines, never stand alone, and a gap whose lines
-cost no more than its marker is shown instead. Lines scoring below `MIN_SCORE` are left out even
-when the budget would allow them: the excerpt is evidence, not padding. If the whole log fits,
-it is shown whole.
+cost no more than its marker is shown instead. Whatever budget the evidence (lines scoring at
+least `MIN_SCORE`) leaves is filled with the best remaining context: weaker lines near anchors,
+then the lines nearest the end of the failure. If the whole log fits, it is shown whole.
 """
 
 from __future__ import annotations
 
 import heapq
-from bisect import bisect_left, insort
+from bisect import bisect_left, bisect_right, insort
 from collections import Counter
 
 from bot.logs import _patterns as P
-from bot.logs._scan import AFTER, BEFORE, MAX_RUN, Scan
+from bot.logs._scan import AFTER, BEFORE, MAX_RUN, STEP_SCRIPT, Scan
 
 MIN_SCORE = 2.5
 MANDATORY = float("inf")
 _RANK_SCORES = {P.RESULT: 1000.0, P.ANNOTATION: 900.0, P.EXIT: 800.0}
-_STEP_HEADER, _STEP_SCRIPT = 50.0, 30.0
+_STEP_HEADER, _STEP_SCRIPT, _OTHER_STEP = 50.0, 30.0, 4.0
 _STEP_SCRIPT_END = ("shell:", "env:", "with:", "##[endgroup]")
 
 
@@ -116,6 +116,33 @@ def _final_line(scan: Scan) -> int | None:
     return None
 
 
+def _failed_steps(scan: Scan, final: int | None) -> set[int]:
+    """The headers of the GitHub Actions steps that hold an error annotation or exit status."""
+    if not scan.steps:
+        return set()
+    ends = [n for n, kind in scan.anchors.items() if kind.rank in (P.ANNOTATION, P.EXIT)]
+    if final is not None:
+        ends.append(final)
+    headers: set[int] = set()
+    for number in ends:
+        at = bisect_right(scan.steps, number)
+        if at:
+            headers.add(scan.steps[at - 1])
+    return headers
+
+
+def _script(scan: Scan, header: int) -> range:
+    """The lines of the script a step echoes below its header, up to its settings (`shell:`,
+    `env:`, ...); none if they do not come within `STEP_SCRIPT` lines (then it echoed no script)."""
+    for number in range(header + 1, header + STEP_SCRIPT + 2):
+        text = scan.lines.get(number)
+        if text is None:
+            break
+        if text.lstrip().startswith(_STEP_SCRIPT_END):
+            return range(header + 1, number)
+    return range(0)
+
+
 def _indent(line: str) -> int:
     return len(line) - len(line.lstrip())
 
@@ -162,13 +189,15 @@ def score_lines(scan: Scan) -> dict[int, float]:
         while not ends_step and next_line in lines and next_line - number <= MAX_RUN:
             if next_line - number > AFTER and not frame[next_line]:
                 break  # past the window only a stack trace goes on
+            following = scan.anchors.get(next_line)
+            if following is not None and following.name in P.BLOCK_HEADERS:
+                break  # the next failure's own block begins
             inside = inside and not blank[next_line] and (frame[next_line] or _indent(lines[next_line]) > indent)
             if inside and (anchor is None or not scan.pass_given or number not in scan.in_pass):
                 continuation.add(next_line)
             factor *= 0.6 if blank[next_line] else 0.97 if frame[next_line] or inside else 0.82
             if score * factor > inherited.get(next_line, 0.0):
                 inherited[next_line] = score * factor
-            following = scan.anchors.get(next_line)
             if following is not None and following.rank in (P.ANNOTATION, P.EXIT):
                 break  # the step ends there
             next_line += 1
@@ -181,13 +210,14 @@ def score_lines(scan: Scan) -> dict[int, float]:
                 inherited[previous_line] = score * factor
 
     step = max((s for s in scan.steps if final is not None and s <= final), default=None)
-    if step is not None and step in lines:
-        base[step] = max(base.get(step, 0.0), _STEP_HEADER * _recency(step, total))
-        for script_line in range(step + 1, step + 1 + 4):
-            text = lines.get(script_line)
-            if text is None or text.lstrip().startswith(_STEP_SCRIPT_END):
-                break
-            base[script_line] = max(base.get(script_line, 0.0), _STEP_SCRIPT * _recency(script_line, total))
+    for header in scan.steps:  # every step's name orients the reader; a failed step's more
+        if header in lines:
+            base[header] = max(base.get(header, 0.0), _OTHER_STEP * _recency(header, total))
+    for failed_step in _failed_steps(scan, final):
+        base[failed_step] = max(base.get(failed_step, 0.0), _STEP_HEADER * _recency(failed_step, total))
+        for offset, script_line in enumerate(_script(scan, failed_step)):
+            score = _STEP_SCRIPT * 0.97**offset * _recency(script_line, total)
+            base[script_line] = max(base.get(script_line, 0.0), score)
 
     if not scan.anchors:  # nothing looks like a failure: show how the log ends
         for number in range(scan.tail_start, scan.total_lines + 1):
@@ -289,10 +319,51 @@ def choose(scan: Scan, budget: int) -> Layout:
         if (number - 1 in kept or number + 1 in kept) and layout.size + layout.delta(number, text) - 1 <= limit:
             layout.add(number, text)
             kept.add(number)
+    _fill(layout, scan, scores, limit)
     _fill_small_gaps(layout, scan, limit)
     if layout.bytes() > limit:  # only the bare marker of an empty excerpt can be too long
         layout = Layout(0)
     return layout
+
+
+def _fill(layout: Layout, scan: Scan, scores: dict[int, float], limit: int) -> None:
+    """Spend what the budget has left on the best remaining context.
+
+    Weak evidence first (the context of far anchors), then the lines nearest the end of the
+    failure (going up from it, then down after it) until one does not fit; with a passing log,
+    lines it also has last. Blank lines and rulers only join kept lines.
+    """
+    kept = set(layout.kept)
+    if layout.bytes() >= limit or not kept:
+        return
+    end = max((n for n, score in scores.items() if score == MANDATORY), default=scan.total_lines)
+
+    def order(number: int) -> tuple[bool, float, int]:
+        noise = scan.pass_given and number in scan.in_pass_loose
+        distance = end - number if number <= end else number - end + scan.total_lines
+        return noise, -scores.get(number, 0.0), distance
+
+    waiting: set[int] = set()  # separators not yet next to a kept line
+
+    def add(number: int) -> bool:
+        text = scan.lines[number]
+        if layout.size + layout.delta(number, text) - 1 > limit:
+            return False
+        layout.add(number, text)
+        kept.add(number)
+        for neighbour in (number - 1, number + 1):
+            if neighbour in waiting:
+                waiting.discard(neighbour)
+                add(neighbour)
+        return True
+
+    for number in sorted((n for n in scan.lines if n not in kept), key=order):
+        if number in kept:
+            continue
+        if P.is_separator(scan.lines[number]) and number - 1 not in kept and number + 1 not in kept:
+            waiting.add(number)
+        elif not add(number) and number not in scores:
+            break  # the context nearest the failure stops here: no scattered scraps further away
 
 
 def _fill_small_gaps(layout: Layout, scan: Scan, limit: int) -> None:

@@ -1,6 +1,6 @@
 """`fixloop logs extract`: the failure evidence of a CI log, from the command line.
 
-    fixloop logs extract FAIL_LOG [--pass-log PASS_LOG] [--budget TOKENS] [--json]
+    fixloop logs extract FAIL_LOG [--passing FILE] [--budget TOKENS] [--json]
 
 `bot.cli` registers the command with `add_parser(commands)`; the handler returns the exit code
 (0) and raises `ConfigError` (exit 2) for a log it cannot read.
@@ -48,8 +48,10 @@ def add_parser(commands: argparse._SubParsersAction[Any]) -> None:
     )
     extract.add_argument("fail_log", metavar="FAIL_LOG", help="the failed job's log (a file, or - for stdin)")
     extract.add_argument(
-        "--pass-log", metavar="PASS_LOG", help="a passing log of the same job: lines it also has count as noise"
-    )
+        "--passing", "--pass-log", dest="passing", metavar="FILE",
+        help="a passing log of the same job: lines only the failed log has are preferred, lines both have "
+             "(up to timestamps, ids, durations) count as noise",
+    )  # fmt: skip
     extract.add_argument(
         "--budget", type=_budget, default=DEFAULT_BUDGET, metavar="TOKENS",
         help=f"most tokens the excerpt may take (default: {DEFAULT_BUDGET})",
@@ -87,7 +89,7 @@ def _stdin_file() -> Iterator[Path]:
 
 
 def _extract(args: argparse.Namespace) -> int:
-    pass_log = _readable(args.pass_log, "the passing log") if args.pass_log else None
+    pass_log = _readable(args.passing, "the passing log") if args.passing else None
     if args.fail_log == "-":
         with _stdin_file() as fail_log:
             evidence = extract_evidence(fail_log, pass_log, budget=args.budget)

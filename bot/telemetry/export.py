@@ -1,8 +1,9 @@
 """Where spans go: a tracer whose spans a BatchSpanProcessor hands to the OTLP/HTTP exporter in its
 own thread, so that neither a slow nor an absent collector holds up the work being traced.
 
-The exporter logs every failed attempt and every retry; fixloop keeps those lines off stderr and
-reports a failure once itself (`warn`). At the end, the last spans are waited for at most
+The exporter logs every failed attempt and every retry; fixloop keeps those lines, and everything else the
+OpenTelemetry packages log (which can quote the collector's credentials), off stderr and reports a
+failure once itself (`warn`). At the end, the last spans are waited for at most
 OTEL_BSP_EXPORT_TIMEOUT (milliseconds; here 5 s by default); after that the exporter stops retrying
 and what is left is dropped.
 """
@@ -10,6 +11,7 @@ and what is left is dropped.
 from __future__ import annotations
 
 import logging
+import math
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import suppress
@@ -39,6 +41,7 @@ class _ExporterLog(logging.Filter):
 
 
 _EXPORTER_LOG = _ExporterLog()
+_SILENT = logging.NullHandler()
 
 
 class _ReportedOnce(SpanExporter):
@@ -79,6 +82,14 @@ class Pipeline:
     """`tracer`'s spans are sent to `endpoint` (an OTLP/HTTP traces URL) in the background until `close`."""
 
     def __init__(self, endpoint: str, *, environ: Mapping[str, str], warn: Callable[[str], None]) -> None:
+        """Raises what the SDK raises for settings it refuses, and ValueError for an endpoint that is not an
+        http(s) URL with a host."""
+        url = urlsplit(endpoint)
+        if url.scheme not in ("http", "https") or not url.hostname:
+            raise ValueError("the endpoint is not an http(s) URL with a host")
+        sdk = logging.getLogger("opentelemetry")
+        sdk.addHandler(_SILENT)  # once: addHandler ignores repeats
+        sdk.propagate = False
         logging.getLogger(OTLPSpanExporter.__module__).addFilter(_EXPORTER_LOG)  # once: addFilter ignores repeats
         _EXPORTER_LOG.last = ""
         self._exporter = _ReportedOnce(endpoint, warn)
@@ -106,7 +117,9 @@ def _service(environ: Mapping[str, str]) -> dict[str, str]:
 
 
 def _flush_timeout(environ: Mapping[str, str]) -> float:
+    """OTEL_BSP_EXPORT_TIMEOUT in seconds; the default for a value that is no usable wait."""
     try:
-        return max(0.0, float(environ.get("OTEL_BSP_EXPORT_TIMEOUT", "")) / 1000)
+        seconds = float(environ.get("OTEL_BSP_EXPORT_TIMEOUT", "")) / 1000
     except ValueError:
         return DEFAULT_FLUSH_TIMEOUT
+    return seconds if math.isfinite(seconds) and 0 <= seconds <= threading.TIMEOUT_MAX else DEFAULT_FLUSH_TIMEOUT

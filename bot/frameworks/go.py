@@ -1,0 +1,198 @@
+"""Go: `go test` is asked for its event stream (`-json`); the output of a command that runs it
+indirectly (make, a script) is read as go test prints it. A failed test is named
+`package/path.TestName` (subtests `TestX/case`), with the file:line of its first `file_test.go:12:`
+line (a file of the repository: the package's folder comes from go.mod's module path)."""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bot.frameworks.base import (
+    MESSAGE_LIMIT,
+    FailedTest,
+    Framework,
+    Results,
+    Run,
+    capped,
+    read_head,
+    relative_to,
+    runs,
+    shell_words,
+)
+
+_GO_TEST = re.compile(r"(?P<before>^|[\s;&|(`])go\s+test(?=$|[\s;&|)`])")
+_MARK = re.compile(r"^\s*--- (?P<status>FAIL|PASS|SKIP): (?P<test>\S+) \(")
+_STARTS = re.compile(r"^=== (?:RUN|CONT|PAUSE|NAME)\s+(?P<test>\S+)")
+_SUMMARY = re.compile(r"^(?:FAIL|ok)\s+(?P<package>\S+)(?:\s|$)")
+_LOCATION = re.compile(r"^\s*(?P<file>[^\s:]+\.go):(?P<line>\d+): ?(?P<message>.*)$")
+_END = re.compile(r"^(?:FAIL|PASS|exit status \d+)$")
+# A frame of a panic's stack: "\t/abs/path/calc.go:12 +0x1d".
+_FRAME = re.compile(r"^\t(?P<file>/\S+\.go):(?P<line>\d+)(?: \+0x[0-9a-f]+)?$")
+_TOP_LEVEL = re.compile(r"\.((?:Test|Example|Fuzz|Benchmark)[^./]*(?:/.*)?)$")
+_STATUSES = {"FAIL": "fail", "PASS": "pass", "SKIP": "skip"}
+
+
+@dataclass
+class _Test:
+    package: str
+    name: str
+    status: str = ""
+    output: list[str] = field(default_factory=list)
+
+
+def _events(output: str) -> Iterator[dict[str, object]]:
+    for line in output.splitlines():
+        if line.startswith("{"):
+            try:
+                event = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(event, dict) and "Action" in event:
+                yield event
+
+
+def _from_events(output: str) -> dict[tuple[str, str], _Test]:
+    tests: dict[tuple[str, str], _Test] = {}
+    for event in _events(output):
+        package, name, action = str(event.get("Package", "")), event.get("Test"), event["Action"]
+        if not isinstance(name, str):
+            continue
+        test = tests.setdefault((package, name), _Test(package, name))
+        if action == "output":
+            test.output.append(str(event.get("Output", "")).rstrip("\n"))
+        elif action in ("pass", "fail", "skip"):
+            test.status = str(action)
+    return tests
+
+
+def _from_text(output: str) -> dict[tuple[str, str], _Test]:
+    """The tests of `go test`'s plain output (with or without -v); a package's tests are named
+    before its `FAIL\tpackage` or `ok\tpackage` line."""
+    tests: dict[str, _Test] = {}
+    done: dict[tuple[str, str], _Test] = {}
+    current: _Test | None = None
+    for line in output.splitlines():
+        if (start := _STARTS.match(line)) is not None:
+            current = tests.setdefault(start["test"], _Test("", start["test"]))
+        elif (mark := _MARK.match(line)) is not None:
+            current = tests.setdefault(mark["test"], _Test("", mark["test"]))
+            current.status = _STATUSES[mark["status"]]
+        elif line.startswith((" ", "\t")) and current is not None:
+            current.output.append(line)
+        elif (summary := _SUMMARY.match(line)) is not None:
+            for test in tests.values():
+                test.package = summary["package"]
+                done[(test.package, test.name)] = test
+            tests, current = {}, None
+        elif _END.match(line):
+            current = None
+        elif current is not None:  # a panic's lines are not indented
+            current.output.append(line)
+    return done | {("", test.name): test for test in tests.values()}
+
+
+def _module(root: Path) -> str | None:
+    text = read_head(root / "go.mod")
+    found = re.search(r"^module\s+(\S+)", text, re.MULTILINE) if text is not None else None
+    return found[1].strip('"') if found else None
+
+
+def _folder(package: str, module: str | None) -> str:
+    """The repository folder of `package` ('' for the module's root, or when it is not known)."""
+    if module and package.startswith(module + "/"):
+        return package[len(module) + 1 :]
+    return ""
+
+
+def _failed(test: _Test, module: str | None, root: Path) -> FailedTest:
+    lines = [line for line in test.output if not _STARTS.match(line) and not _MARK.match(line) and line.strip()]
+    located = next((m for m in map(_LOCATION.match, lines) if m is not None), None)
+    file: str | None = None
+    line: int | None = None
+    if located is not None:
+        folder = _folder(test.package, module)
+        file, line = (f"{folder}/{located['file']}" if folder else located["file"]), int(located["line"])
+    else:  # a panic: the innermost frame in the repository
+        frames = [(relative_to(m["file"], root), int(m["line"])) for m in map(_FRAME.match, lines) if m is not None]
+        file, line = next(((f, n) for f, n in frames if not f.startswith("/")), (None, None))
+    message = located["message"] if located is not None else (lines[0].strip() if lines else "")
+    indent = min((len(x) - len(x.lstrip()) for x in lines), default=0)
+    return FailedTest(id=f"{test.package}.{test.name}" if test.package else test.name, file=file, line=line,
+                      message=capped(message, MESSAGE_LIMIT), details=capped("\n".join(x[indent:] for x in lines)))
+
+
+class Go(Framework):
+    name = "go"
+
+    def recognises(self, root: Path) -> bool:
+        return (root / "go.mod").is_file() or (root / "go.work").is_file()
+
+    def recognises_command(self, command: str) -> bool:
+        return runs(command, r"go\s+test")
+
+    def prepare(self, command: str, env: Mapping[str, str], run: Run) -> tuple[str, dict[str, str]]:
+        if "-json" not in shell_words(command):
+            command = _GO_TEST.sub(lambda m: f"{m['before']}go test -json", command)
+        return command, dict(env)
+
+    def results(self, run: Run, output: str) -> Results | None:
+        events = any(True for _ in _events(output))
+        tests = _from_events(output) if events else _from_text(output)
+        if not tests and not events:
+            return None
+        failing = [t for t in tests.values() if t.status == "fail"]
+        # A test fails when one of its subtests does: the subtest says what failed.
+        leaves = [t for t in failing if not any(o.package == t.package and o.name.startswith(t.name + "/")
+                                                 for o in failing)]
+        module = _module(run.root)
+        ran = sum(1 for t in tests.values() if t.status) if events else None
+        return Results(ran, [_failed(t, module, run.root) for t in leaves])
+
+    def transcript(self, output: str) -> str:
+        """The event stream as go test prints it without -json (lines that are not events as they are)."""
+        if not any(True for _ in _events(output)):
+            return output
+        lines = []
+        for line in output.splitlines():
+            event = next(_events(line), None)
+            if event is None:
+                lines.append(line)
+            elif event["Action"] == "output":
+                lines.append(str(event.get("Output", "")).rstrip("\n"))
+        return "\n".join(lines)
+
+    def test_id_as_in_ci_logs(self, test_id: str) -> str:
+        found = _TOP_LEVEL.search(test_id)
+        return found[1] if found else test_id
+
+    def focus(self, command: str, ids: Sequence[str]) -> str | None:
+        """`go test -run` in the repository's root: from another folder (`cd sub && go test`) it finds no
+        tests, and the command then runs whole."""
+        return self.run_tests(ids)
+
+    def run_tests(self, ids: Sequence[str], *, repeat: int = 1, shuffle: bool = False) -> str | None:
+        if self.run is not None:
+            return super().run_tests(ids, repeat=repeat, shuffle=shuffle)
+        if not ids:
+            return None
+        flags = f"-count={max(repeat, 1)}" + (" -shuffle=on" if shuffle else "")
+        tops: dict[str, list[str]] = {}  # package → its top-level tests (one go test runs them)
+        subtests: dict[str, list[str]] = {}  # package → its subtests (a -run pattern per level: one go test each)
+        for test_id in dict.fromkeys(ids):
+            name = self.test_id_as_in_ci_logs(test_id)
+            package = test_id[: -len(name) - 1] if name != test_id else "./..."
+            (subtests if "/" in name else tops).setdefault(package, []).append(name)
+        selections = [(package, "^(" + "|".join(map(re.escape, names)) + ")$") for package, names in tops.items()]
+        selections += [(package, "/".join(f"^{re.escape(level)}$" for level in name.split("/")))
+                       for package, names in subtests.items() for name in names]
+        commands = [f"go test {flags} -run {shlex.quote(pattern)} {shlex.quote(package)}"
+                    for package, pattern in selections]
+        if len(commands) == 1:
+            return commands[0]
+        # Every one runs; the status is the last failure's.
+        return "s=0; " + " ".join(f"{c} || s=$?;" for c in commands) + " (exit $s)"

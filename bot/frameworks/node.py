@@ -1,0 +1,184 @@
+"""JavaScript and TypeScript: Jest (`--json --outputFile`), Vitest (its JSON reporter, which has
+Jest's format) and node's own runner (`node --test`, JUnit reporter beside the usual one). A test
+is named by its file and its titles, `sum.test.js > sum > adds`; its file:line is the first frame
+of its stack in the repository."""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+from xml.etree import ElementTree
+
+from pydantic import BaseModel
+
+from bot._process import regular_file
+from bot.frameworks.base import MESSAGE_LIMIT, FailedTest, Framework, Results, Run, capped, read_head, relative_to, runs
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+_FRAME = re.compile(r"(?P<file>(?:/|\.{0,2}/|[\w@-])[^\s():]*\.[cm]?[jt]sx?):(?P<line>\d+):\d+")
+_REPORT_LIMIT = 50_000_000  # bytes of a report read at most (a bigger one reads as no report)
+
+
+def _package_json(root: Path) -> dict[str, Any]:
+    text = read_head(root / "package.json")
+    try:
+        found = json.loads(text) if text is not None else {}
+    except ValueError:
+        return {}
+    return found if isinstance(found, dict) else {}
+
+
+def _test_script(root: Path) -> str:
+    scripts = _package_json(root).get("scripts")
+    return str(scripts.get("test", "")) if isinstance(scripts, dict) else ""
+
+
+def _uses(root: Path, package: str) -> bool:
+    manifest = _package_json(root)
+    declared = {name for key in ("dependencies", "devDependencies") if isinstance(manifest.get(key), dict)
+                for name in manifest[key]}
+    return package in declared or re.search(rf"\b{package}\b", _test_script(root)) is not None
+
+
+def _where(text: str, root: Path) -> tuple[str | None, int | None]:
+    """The first stack frame in the repository's own files."""
+    for frame in _FRAME.finditer(text):
+        file = relative_to(frame["file"], root)
+        if not Path(file).is_absolute() and "node_modules" not in file and not file.startswith("node:"):
+            return file, int(frame["line"])
+    return None, None
+
+
+class _JestLocation(BaseModel):
+    line: int | None = None
+
+
+class _JestCase(BaseModel):
+    status: str = ""
+    title: str = ""
+    ancestorTitles: list[str] = []  # Jest's own names
+    failureMessages: list[str] = []
+    location: _JestLocation | None = None
+
+
+class _JestSuite(BaseModel):
+    name: str = ""
+    status: str = ""
+    message: str = ""
+    assertionResults: list[_JestCase] = []
+
+
+class _JestReport(BaseModel):
+    numTotalTests: int | None = None
+    testResults: list[_JestSuite] = []
+
+
+def _failure(test_id: str, text: str, file: str, run: Run, line: int | None) -> FailedTest:
+    text = _ANSI.sub("", text)
+    where, frame_line = _where(text, run.root)
+    return FailedTest(id=test_id, file=where or file, line=frame_line or line,
+                      message=capped(next(iter(text.strip().splitlines()), ""), MESSAGE_LIMIT), details=capped(text))
+
+
+def _insert_after(command: str, tool: str, flags: str) -> str:
+    """`flags` added after the first word `tool` (a regex) in `command`."""
+    return re.sub(rf"(^|[\s;&|(`/])({tool})(?=$|[\s;&|)`])", lambda m: f"{m[1]}{m[2]} {flags}", command, count=1)
+
+
+class Jest(Framework):
+    name = "jest"
+    tool = r"jest"
+
+    def recognises(self, root: Path) -> bool:
+        return _uses(root, self.name)
+
+    def recognises_command(self, command: str) -> bool:
+        return runs(command, rf"(?:\S*/)?{self.tool}")
+
+    def flags(self, report: Path) -> str:
+        return f"--json --outputFile={shlex.quote(str(report))}"
+
+    def prepare(self, command: str, env: Mapping[str, str], run: Run) -> tuple[str, dict[str, str]]:
+        return _insert_after(command, self.tool, self.flags(run.report.with_suffix(".json"))), dict(env)
+
+    def results(self, run: Run, output: str) -> Results | None:
+        report = run.report.with_suffix(".json")
+        if not regular_file(report) or report.stat().st_size > _REPORT_LIMIT:
+            return None
+        # The report of code the agent wrote: one of another shape is a ValidationError (a ValueError).
+        data = _JestReport.model_validate_json(report.read_bytes())
+        failed = []
+        for suite in data.testResults:
+            file = relative_to(suite.name, run.root)
+            for case in suite.assertionResults:
+                if case.status == "failed":
+                    titles = [*case.ancestorTitles, case.title]
+                    failed.append(_failure(" > ".join([file, *titles]), "\n".join(case.failureMessages), file, run,
+                                           case.location.line if case.location else None))
+            if suite.status == "failed" and not any(c.status == "failed" for c in suite.assertionResults):
+                failed.append(_failure(file, suite.message, file, run, None))  # the file failed to run: no test did
+        return Results(data.numTotalTests, failed)
+
+    def test_id_as_in_ci_logs(self, test_id: str) -> str:
+        """Jest heads a failure with its titles, `● sum › adds`."""
+        return " › ".join(test_id.split(" > ")[1:]) or test_id
+
+
+class Vitest(Jest):
+    name = "vitest"
+    tool = r"vitest(?:\s+run)?"
+
+    def flags(self, report: Path) -> str:
+        return f"--reporter=default --reporter=json --outputFile.json={shlex.quote(str(report))}"
+
+    def test_id_as_in_ci_logs(self, test_id: str) -> str:
+        """Vitest names a failure as fixloop does, `FAIL  sum.test.js > sum > adds`."""
+        return test_id
+
+
+class NodeTest(Framework):
+    name = "node"
+
+    def recognises(self, root: Path) -> bool:
+        return self.recognises_command(_test_script(root))
+
+    def recognises_command(self, command: str) -> bool:
+        return re.search(r"(?:^|[\s;&|(`])node\s+(?:--?[\w-]+(?:=\S+)?\s+)*--test(?=$|[\s=])", command) is not None
+
+    def prepare(self, command: str, env: Mapping[str, str], run: Run) -> tuple[str, dict[str, str]]:
+        flags = ("--test-reporter=spec --test-reporter-destination=stdout --test-reporter=junit "
+                 f"--test-reporter-destination={shlex.quote(str(run.report))}")
+        return _insert_after(command, "node", flags), dict(env)
+
+    def results(self, run: Run, output: str) -> Results | None:
+        if not regular_file(run.report) or run.report.stat().st_size > _REPORT_LIMIT:
+            return None
+        total, failed = 0, []
+
+        def walk(element: ElementTree.Element, titles: list[str]) -> None:
+            nonlocal total
+            for child in element:
+                if child.tag == "testsuite":
+                    walk(child, [*titles, child.get("name", "")])
+                elif child.tag == "testcase":
+                    total += 1
+                    problem = next((p for p in child if p.tag in ("failure", "error")), None)
+                    if problem is None:
+                        continue
+                    text = problem.text or ""
+                    file, line = _where(text, run.root)
+                    name = " > ".join([*titles, child.get("name", "")])
+                    failed.append(FailedTest(id=f"{file} > {name}" if file else name, file=file, line=line,
+                                             message=capped(problem.get("message", ""), MESSAGE_LIMIT),
+                                             details=capped(text)))
+
+        walk(ElementTree.parse(run.report).getroot(), [])
+        return Results(total, failed)
+
+    def test_id_as_in_ci_logs(self, test_id: str) -> str:
+        """node's spec reporter shows the test's own title, `✖ adds`."""
+        return test_id.split(" > ")[-1]
