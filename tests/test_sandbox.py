@@ -266,7 +266,8 @@ def test_cloud_credential_files_are_empty_inside_wherever_they_are():
         creds.write_text('{"headers": {"Authorization": "Bearer oidc-request-token"}}')
 
         def read_inside(environ: dict[str, str]) -> str:
-            confined = sandbox("required", environ={"PATH": os.environ["PATH"], **environ})
+            # The folder is mounted back like the repository is, wherever the checkout lies (/tmp in CI).
+            confined = sandbox("required", environ={"PATH": os.environ["PATH"], **environ}, readable=[outside])
             assert confined is not None
             return run_shell(confined.wrap(["cat", str(creds)], cwd=outside), cwd=outside,
                              env={"PATH": os.environ["PATH"]}, timeout=30).output
