@@ -44,6 +44,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bot.frameworks.pytest import Pytest
 from bot.secrets import scrubbed_environment
 from bot.triage import triage
 from bot.triage._runner import Runner
@@ -145,9 +146,10 @@ def fixed_n(repo: Path, runs: int, jobs: int) -> Outcome:
     """The baseline: one suite run, then each failing test `runs` times alone."""
     started = time.monotonic()
     with tempfile.TemporaryDirectory() as scratch:
-        runner = Runner(repo, scrubbed_environment(ENV), timeout=300, jobs=jobs, command=None, scratch=Path(scratch))
+        runner = Runner(repo, scrubbed_environment(ENV), framework=Pytest(), timeout=300, jobs=jobs, command=None,
+                        scratch=Path(scratch))
         try:
-            suite = runner.pytest([])
+            suite = runner.suite()
             failing = [case for case in dict.fromkeys(suite.ran) if case in suite.failed]
             verdicts: dict[str, tuple[str, str | None]] = {}
             per_test: dict[str, int] = {}

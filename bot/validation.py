@@ -24,8 +24,8 @@ from pydantic import BaseModel
 
 from bot._process import cap_text, run_shell
 from bot.config import Tests
-from bot.frameworks import FailedTest, Framework, Results, Run, choose
-from bot.frameworks.pytest import Pytest, junit_test_id, parse_junit
+from bot.frameworks import FailedTest, Framework, Results, Run, choose, detect
+from bot.frameworks.pytest import Pytest, parse_junit
 from bot.sandbox import Confinement
 
 FEEDBACK_LIMIT = 12_000  # characters of validation feedback sent to the model per iteration
@@ -131,6 +131,8 @@ class Validator:
         self.commands = commands
         tests = tests or Tests()
         self.frameworks = {command: choose(command, cwd, tests.framework, tests.run) for command in commands}
+        # The framework of the tests as a whole (deflake validation reruns one of them through it).
+        self.framework = detect(commands, cwd, tests.framework, tests.run) or choose("", cwd)
         self.confinement = confinement
         self.cwd = cwd
         self.env = dict(env)
@@ -199,5 +201,5 @@ def _results(framework: Framework, run: Run, output: str) -> Results | None:
     return None
 
 
-__all__ = ["FEEDBACK_LIMIT", "CommandOutcome", "FailedTest", "ValidationResult", "Validator", "junit_test_id",
-           "parse_junit", "relevant_excerpt"]
+__all__ = ["FEEDBACK_LIMIT", "CommandOutcome", "FailedTest", "ValidationResult", "Validator", "parse_junit",
+           "relevant_excerpt"]

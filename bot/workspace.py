@@ -175,8 +175,14 @@ def fixloop_files(environ: Mapping[str, str]) -> tuple[list[Path], list[Path]]:
     if environ.get("GITHUB_ACTION_PATH"):
         trees.append(Path(environ["GITHUB_ACTION_PATH"]))
     # The base interpreter's own site-packages (a venv does not import from it) and test suite.
-    skip = [stdlib / "test", *([stdlib / "site-packages"] if sys.prefix != sys.base_prefix else [])]
-    return list(dict.fromkeys(tree.resolve() for tree in trees)), [folder.resolve() for folder in skip]
+    skip = [folder.resolve() for folder in
+            (stdlib / "test", *([stdlib / "site-packages"] if sys.prefix != sys.base_prefix else []))]
+    resolved = list(dict.fromkeys(tree.resolve() for tree in trees))
+    # A tree inside another is scanned with it (a venv's site-packages), unless that one leaves it out.
+    outermost = [tree for tree in resolved if not any(
+        tree != other and tree.is_relative_to(other) and not any(tree.is_relative_to(s) for s in skip)
+        for other in resolved)]
+    return outermost, skip
 
 
 class OwnFiles:

@@ -6,7 +6,9 @@ a comment for a failure that does not reproduce."""
 from __future__ import annotations
 
 import shlex
+import shutil
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -172,3 +174,78 @@ def test_papering_over_finds_added_retries_sleeps_and_skips_only():
         "src/app.py:2: from tenacity import retry",
     ]
     assert papering_over("--- a/x\n+++ b/x\n@@ -1 +1 @@\n-time.sleep(1)\n+pass\n") == []
+
+
+# ------------------------------------------------------------------ beyond pytest: Go and node --test
+PROJECTS = Path(__file__).parent / "fixtures" / "projects"
+needs_go = pytest.mark.skipif(shutil.which("go") is None, reason="Go is not installed (.ci/run installs golang-go)")
+needs_node = pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed (.ci/run installs nodejs)")
+
+
+def project_files(name: str, config: str) -> dict[str, str]:
+    root = PROJECTS / name
+    files = {path.relative_to(root).as_posix(): path.read_text() for path in root.rglob("*") if path.is_file()}
+    return files | {".github/fixloop.yml": config}
+
+
+@pytest.fixture
+def polyglot(tmp_path, fake_github, monkeypatch):
+    """A repository made of one of the fixture projects (`polyglot(name, config)`)."""
+    with MessagesAPIServer() as api:
+        def make(name: str, config: str) -> Runner:
+            runner = Runner(tmp_path, fake_github, api, monkeypatch, files=project_files(name, config))
+            fake_github.add_workflow(REPO, "ci.yml", name="CI")
+            return runner
+        yield make
+        assert api.violations == []
+
+
+@needs_go
+def test_a_go_regression_from_ci_gets_a_fix_validated_by_go_test(polyglot):
+    ci = polyglot("go-inventory", "validate: [go test ./stock/...]\nci: {auto: true}\nlimits: {iterations: 2}\n")
+    log = actions_log(["=== RUN   TestTotal", "    stock_test.go:7: Total([2 3 4]) = 7, want 9",
+                       "--- FAIL: TestTotal (0.00s)", "FAIL", "FAIL\texample.com/inventory/stock\t0.004s", "FAIL",
+                       "##[endgroup]", "##[error]Process completed with exit code 1."])
+    ci.api.push(Reply([edit("str_replace", "stock/stock.go", old_str="i := 1", new_str="i := 0")]),
+                Reply([text("The loop skipped the first count.")]))
+    assert ci.run("workflow_run", failed_run(ci, ci.origin.head, log)) == 0
+    prompt = ci.api.requests[0].body["messages"][0]["content"][0]["text"]
+    assert "--- FAIL: TestTotal" in prompt and "`TestTotal`: regression (5/5 runs failed)" in prompt
+    (pull,) = ci.github.pulls(REPO)
+    assert "regression" in pull.body and "i := 0" in ci.origin.show(pull.pull.head_ref, "stock/stock.go")
+
+
+@needs_go
+def test_a_go_order_dependent_test_from_ci_gets_a_deflake_run_after_its_polluter(polyglot):
+    ci = polyglot("go-inventory", "validate: [go test ./warehouse/...]\nci: {auto: true}\nlimits: {iterations: 2}\n"
+                                  "deflake: {confidence: 0.9, max_failure_rate: 0.3}\n")
+    log = actions_log(["--- FAIL: TestStartsEmpty (0.00s)",
+                       "    warehouse_test.go:18: 1 warehouses registered before any test registered one",
+                       "FAIL\texample.com/inventory/warehouse\t0.003s", "##[error]Process completed with exit code 1."])
+    start = "func TestStartsEmpty(t *testing.T) {"
+    ci.api.push(Reply([edit("str_replace", "warehouse/warehouse_test.go", old_str=start,
+                            new_str=start + "\n\twarehouses = map[string]int{}")]),
+                Reply([text("The test now starts from an empty registry.")]))
+    assert ci.run("workflow_run", failed_run(ci, ci.origin.head, log)) == 0
+    prompt = ci.api.requests[0].body["messages"][0]["content"][0]["text"]
+    assert "`TestStartsEmpty`: order_dependent" in prompt
+    assert "polluter `example.com/inventory/warehouse.TestRegisterWarehouse`" in prompt
+    (pull,) = ci.github.pulls(REPO)
+    polluter = "example.com/inventory/warehouse.TestRegisterWarehouse"
+    assert f"7 consecutive passes in go's own order, always after {polluter}" in pull.body
+
+
+@needs_node
+def test_a_flaky_node_test_from_ci_gets_a_deflake_validated_by_repeated_runs(polyglot):
+    ci = polyglot("node-cart", "validate: [node --test payment.test.js]\nci: {auto: true}\nlimits: {iterations: 2}\n"
+                               "deflake: {confidence: 0.9, max_failure_rate: 0.3}\n")
+    log = actions_log(["✖ reserves payment in time (4.2ms)", "  AssertionError: payment service did not answer",
+                       "ℹ fail 1", "##[error]Process completed with exit code 1."])
+    stable = "const test = require('node:test');\nconst assert = require('node:assert');\n\n" \
+             "test('reserves payment in time', () => {\n  assert.ok(true);\n});\n"
+    ci.api.push(Reply([edit("create", "payment.test.js", file_text=stable)]), Reply([text("No shared counter now.")]))
+    assert ci.run("workflow_run", failed_run(ci, ci.origin.head, log)) == 0
+    prompt = ci.api.requests[0].body["messages"][0]["content"][0]["text"]
+    assert "`reserves payment in time`: flaky" in prompt and "Do not add retries, sleeps or skip markers" in prompt
+    (pull,) = ci.github.pulls(REPO)
+    assert "7 consecutive passes" in pull.body and "90% confidence" in pull.body

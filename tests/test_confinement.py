@@ -275,6 +275,7 @@ def test_a_setup_command_that_changes_fixloop_own_files_is_caught_even_with_the_
 
 
 def test_the_coverage_settings_file_is_never_written_through_a_link(tmp_path):
+    from bot.frameworks.pytest import Pytest
     from bot.triage._coverage import measure
     from bot.triage._runner import Runner
 
@@ -282,10 +283,11 @@ def test_the_coverage_settings_file_is_never_written_through_a_link(tmp_path):
     victim.write_text("keep me\n")
     scratch = tmp_path / "scratch"
     scratch.mkdir()
-    runner = Runner(tmp_path, scrubbed_environment(os.environ), timeout=60, jobs=1, command=None, scratch=scratch)
+    runner = Runner(tmp_path, scrubbed_environment(os.environ), framework=Pytest(), timeout=60, jobs=1, command=None,
+                    scratch=scratch)
     try:
         for n in range(1, 4):  # the names fixloop will use next, planted as links by the tests
-            (scratch / f"junit-{n}.rc").symlink_to(victim)
+            (scratch / f"run-{n}.rc").symlink_to(victim)
         with pytest.raises(FileExistsError):
             measure(runner, "test_x.py::test_x", {tmp_path / "x.py": ("x.py", {1})})
     finally:

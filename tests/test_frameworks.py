@@ -171,15 +171,16 @@ def test_go_runs_chosen_tests_again_and_names_them_as_its_log_does(tmp_path):
     ids = ["example.com/calc.TestParse", "example.com/calc/internal/words.TestSplit/two_spaces",
            "example.com/calc.TestParseRejectsWords"]
     assert [go.test_id_as_in_ci_logs(i) for i in ids] == ["TestParse", "TestSplit/two_spaces", "TestParseRejectsWords"]
-    command = go.run_tests(ids, repeat=3, shuffle=True)
-    assert command == ("s=0; go test -count=3 -shuffle=on -run '^(TestParse|TestParseRejectsWords)$' example.com/calc"
-                       " || s=$?; go test -count=3 -shuffle=on -run '^TestSplit$/^two_spaces$' "
+    command = go.run_tests(ids, shuffle=True)
+    assert command == ("s=0; go test -count=1 -shuffle=on -run '^(TestParse|TestParseRejectsWords)$' example.com/calc"
+                       " || s=$?; go test -count=1 -shuffle=on -run '^TestSplit$/^two_spaces$' "
                        "example.com/calc/internal/words || s=$?; (exit $s)")
     ran = subprocess.run(command.replace("go test", "go test -v"), shell=True, cwd=root, capture_output=True,
                          text=True, env=os.environ | {"HOME": str(tmp_path / "home")}, check=False)
     assert ran.returncode == 1, "a failure of the first go test is the status, though the second ran"
-    assert ran.stdout.count("--- FAIL: TestParse ") == 3 and ran.stdout.count("--- FAIL: TestSplit/two_spaces") == 3
-    assert ran.stdout.count("--- PASS: TestParseRejectsWords") == 3 and "TestSplit/one" not in ran.stdout
+    assert ran.stdout.count("--- FAIL: TestParse ") == 1 and ran.stdout.count("--- FAIL: TestSplit/two_spaces") == 1
+    assert ran.stdout.count("--- PASS: TestParseRejectsWords") == 1 and "TestSplit/one" not in ran.stdout
+    assert "-test.shuffle" in ran.stdout, "go says which shuffle seed it used"
     assert go.run_tests(ids[:1]) == "go test -count=1 -run '^(TestParse)$' example.com/calc"
 
 
@@ -352,16 +353,53 @@ def test_the_config_names_every_framework_there_is():
 
 def test_a_run_template_from_the_config_runs_chosen_tests(tmp_path):
     adapter = framework("go", run="make test TESTS={tests}")
-    assert adapter.run_tests(["pkg.TestA", "pkg.TestB/x y"], repeat=2) == (
-        "for _ in $(seq 2); do make test TESTS=pkg.TestA 'pkg.TestB/x y' || exit $?; done")
+    assert adapter.run_tests(["pkg.TestA", "pkg.TestB/x y"]) == "make test TESTS=pkg.TestA 'pkg.TestB/x y'"
     assert adapter.run_tests(["pkg.TestA"], shuffle=True) is None, "a template cannot shuffle"
 
 
 def test_commands_for_chosen_tests_where_the_framework_allows():
     ids = ["tests/test_calc.py::test_add", "tests/test_x.py::TestX::test_y[a b]"]
-    assert framework("pytest").run_tests(ids, repeat=2) == (
-        "for _ in $(seq 2); do python -m pytest -p no:randomly -p no:cacheprovider tests/test_calc.py::test_add "
-        "'tests/test_x.py::TestX::test_y[a b]' || exit $?; done")
+    assert framework("pytest").run_tests(ids) == (
+        "python -m pytest -p no:cacheprovider -p no:randomly -q --tb=short --maxfail=0 --continue-on-collection-errors "
+        "--rootdir=. tests/test_calc.py::test_add 'tests/test_x.py::TestX::test_y[a b]'")
     assert framework("cargo").run_tests(["tests::adds"]) == "cargo test -- --exact tests::adds"
-    assert framework("jest").run_tests(["sum.test.js > sum > adds"]) is None, "no way known: none"
+    assert framework("jest").run_tests(["src/sum.test.js > sum > adds", "sum › subtracts"]) == (
+        "npx jest --runInBand -t '^(?:sum adds|sum subtracts)$' src/sum.test.js")
+    assert framework("vitest").run_tests(["src/sum.test.ts > sum > adds"]) == (
+        "npx vitest run --no-file-parallelism -t '^(?:sum adds)$' src/sum.test.ts")
+    assert framework("node").run_tests(["sum.test.js > sum > adds"]) == (
+        "node --test --test-name-pattern='^(?:adds)$' sum.test.js")
+    assert framework("maven").run_tests(["pkg.CalcTest.parse"]) is None, "no way known without tests.run: none"
     assert framework("go").run_tests([]) is None
+
+
+def test_each_framework_knows_its_tests_by_the_names_ci_logs_give_them():
+    go, jest, pytest_, maven = framework("go"), framework("jest"), framework("pytest"), framework("maven")
+    case = "example.com/calc/parser.TestParse/empty_input"
+    assert go.matches("TestParse", case) and go.matches("example.com/calc/parser.TestParse", case)
+    assert go.matches("parser.TestParse", case) and go.matches("TestParse/empty_input", case)
+    assert not go.matches("TestPar", case) and not go.matches("other.TestParse", case)
+    assert not go.matches("TestParse/empty", case) and not go.matches("empty_input", case)
+    jest_case = "src/sum.test.js > sum > adds"
+    assert jest.matches("sum › adds", jest_case) and jest.matches("adds", jest_case)
+    assert jest.matches("src/sum.test.js", jest_case) and jest.matches("./src/sum.test.js > sum", jest_case)
+    assert not jest.matches("sum › subtracts", jest_case) and not jest.matches("other.test.js > sum > adds", jest_case)
+    assert pytest_.matches("./tests/test_x.py::TestX", "tests/test_x.py::TestX::test_y[a]")
+    assert not pytest_.matches("tests/test_x.py::test_y", "tests/test_x.py::test_y2")
+    assert maven.matches("CalcTest.parse", "com.example.CalcTest.parse")
+    assert maven.matches("CalcTest > parse()", "com.example.CalcTest.parse")
+    assert not maven.matches("CalcTest.parse", "com.example.OtherCalcTest.parse")
+
+
+@pytest.mark.parametrize(("script", "command", "expected"), [
+    ("jest --coverage", "npm test", "npm test -- --json --outputFile={report}"),
+    ("eslint . && jest", "npm run test", "npm run test -- --json --outputFile={report}"),
+    ("jest", "yarn test", "yarn test --json --outputFile={report}"),
+    ("jest && eslint .", "npm test", "npm test"),  # the flags would go to eslint
+    ("mocha", "npm test", "npm test"),
+])
+def test_npm_test_gets_jests_reporter_flags_when_its_script_ends_in_jest(tmp_path, script, command, expected):
+    (tmp_path / "package.json").write_text(json.dumps({"scripts": {"test": script}, "devDependencies": {"jest": "29"}}))
+    run = run_at(tmp_path, tmp_path)
+    prepared, _ = framework("jest").prepare(command, {}, run)
+    assert prepared == expected.format(report=run.report.with_suffix(".json"))

@@ -29,6 +29,7 @@ from bot.agent.usage import Usage
 from bot.config import Config, Provider
 from bot.deflake import DeflakeTarget
 from bot.errors import EXIT_CODES, EXIT_USAGE, ConfigError, MalformedEvent, MissingAPIKey
+from bot.frameworks import detect
 from bot.github.client import GitHubClient, RequestPolicy
 from bot.github.events import Event, parse_event
 from bot.github.limits import fit
@@ -206,7 +207,8 @@ class ActionRunner:
         elif task.kind == "deflake" and task.test:
             tests = [task.test]
         self.log(f"Triage of {len(tests)} failing test(s): {', '.join(tests[:10]) or 'none named in the log'}")
-        diagnosis = diagnose(self.env.workspace, plan.base_sha, tests, setup=config.setup, env=env,
+        framework = detect(config.validation, self.env.workspace, config.tests.framework, config.tests.run)
+        diagnosis = diagnose(self.env.workspace, plan.base_sha, tests, framework=framework, setup=config.setup, env=env,
                              timeout=config.limits.command_timeout, confidence=config.deflake.confidence,
                              changed=changed, sandbox=config.sandbox, environ=self.environ)
         notes.insert(0, diagnosis.summary())

@@ -14,6 +14,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 from junitparser import Attr, Error, Failure, JUnitXml, TestCase, TestSuite
 from pydantic import BaseModel
@@ -23,6 +24,10 @@ from bot._process import cap_text, regular_file
 DETAILS_LIMIT = 1_500
 MESSAGE_LIMIT = 500
 _CLOCK_SLACK = 1.0  # seconds a file's time may lag the clock (coarse file system timestamps)
+
+# How a framework orders the tests of one run: as they are listed ("given"); in its own order, which a
+# subset of the tests keeps ("source": a test's file and line); or in no order fixloop can rely on.
+Ordering = Literal["given", "source", "none"]
 
 
 class FailedTest(BaseModel):
@@ -44,10 +49,12 @@ class Run:
 
 @dataclass(frozen=True)
 class Results:
-    """A command's structured test results: `tests_run` is None when only failures are known."""
+    """A command's structured test results: `tests_run` is None when only failures are known; `ran`,
+    the ids of the tests that ran in the order they ran, where the results tell."""
 
     tests_run: int | None
     failed: list[FailedTest] = field(default_factory=list)
+    ran: tuple[str, ...] = ()
 
 
 class Framework(ABC):
@@ -86,26 +93,54 @@ class Framework(ABC):
         """How the failure of the test `test_id` names it in the framework's own output."""
         return test_id
 
-    def run_tests(self, ids: Sequence[str], *, repeat: int = 1, shuffle: bool = False) -> str | None:
-        """A command running only the tests `ids` (`repeat` times, in random order if `shuffle`);
-        None when it cannot be built. The default: the repository's `tests.run` template, repeated
-        by the shell, never shuffled."""
+    def run_tests(self, ids: Sequence[str], *, shuffle: bool = False) -> str | None:
+        """A command running only the tests `ids` (in random order if `shuffle`), in the order `orders`
+        says; None when it cannot be built. The default: the repository's `tests.run` template, never
+        shuffled."""
         if self.run is None or shuffle or not ids:
             return None
-        return repeated(self.run.replace("{tests}", " ".join(shlex.quote(i) for i in ids)), repeat)
-
+        return self.run.replace("{tests}", " ".join(shlex.quote(i) for i in ids))
 
     def focus(self, command: str, ids: Sequence[str]) -> str | None:
         """A command that runs the tests `ids` as `command` runs them (their earlier failures first);
         None when fixloop knows of none. The default: the repository's `tests.run` only."""
         return Framework.run_tests(self, ids) if self.run is not None else None
 
+    # Triage and deflake validation: rerunning tests one by one, in orders, under coverage.
 
-def repeated(command: str, repeat: int) -> str:
-    """`command` run `repeat` times in a row, stopping at the first failure."""
-    if repeat <= 1:
-        return command
-    return f"for _ in $(seq {repeat}); do {command} || exit $?; done"
+    orders: Ordering = "none"
+    shuffles: bool = False  # `run_tests(..., shuffle=True)` works: the framework has random orders of its own
+    coverage_suffixes: tuple[str, ...] = ()  # the source files its coverage tool measures (none: no tool)
+
+    def matches(self, requested: str, case: str) -> bool:
+        """Whether the reported test `case` is (part of) the `requested` test, named as in CI logs or as
+        fixloop names it."""
+        return case == requested
+
+    def suite(self) -> str | None:
+        """A command running the whole suite, None when fixloop cannot tell it."""
+        return None
+
+    def list_tests(self) -> str | None:
+        """A command printing the suite's test ids in the order they run (read by `listed`)."""
+        return None
+
+    def listed(self, output: str) -> list[str]:
+        """The test ids in the output of `list_tests`."""
+        return []
+
+    def coverage_probe(self) -> str | None:
+        """A command that fails when the coverage tool is missing (None: it comes with the framework)."""
+        return None
+
+    def under_coverage(self, ids: Sequence[str], data: Path, files: Sequence[Path]) -> str | None:
+        """A command running the tests `ids` with line coverage of `files` written to `data`."""
+        return None
+
+    def covered_lines(self, data: Path, root: Path) -> dict[Path, set[int]] | None:
+        """The lines executed per file (absolute, resolved) in the coverage data at `data`; None when there
+        is none to read."""
+        return None
 
 
 def reports_since(run: Run, patterns: Sequence[str]) -> list[Path]:

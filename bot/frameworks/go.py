@@ -1,7 +1,9 @@
 """Go: `go test` is asked for its event stream (`-json`); the output of a command that runs it
 indirectly (make, a script) is read as go test prints it. A failed test is named
 `package/path.TestName` (subtests `TestX/case`), with the file:line of its first `file_test.go:12:`
-line (a file of the repository: the package's folder comes from go.mod's module path)."""
+line (a file of the repository: the package's folder comes from go.mod's module path). A package
+runs its tests in source order, which a subset of them keeps; `-shuffle` gives random orders and
+`-coverprofile` line coverage."""
 
 from __future__ import annotations
 
@@ -35,6 +37,8 @@ _END = re.compile(r"^(?:FAIL|PASS|exit status \d+)$")
 _FRAME = re.compile(r"^\t(?P<file>/\S+\.go):(?P<line>\d+)(?: \+0x[0-9a-f]+)?$")
 _TOP_LEVEL = re.compile(r"\.((?:Test|Example|Fuzz|Benchmark)[^./]*(?:/.*)?)$")
 _STATUSES = {"FAIL": "fail", "PASS": "pass", "SKIP": "skip"}
+# A block of a coverage profile: "example.com/calc/calc.go:11.38,13.48 2 1" (file:from.col,to.col statements count).
+_BLOCK = re.compile(r"^(?P<file>\S+\.go):(?P<start>\d+)\.\d+,(?P<end>\d+)\.\d+ \d+ (?P<count>\d+)$", re.MULTILINE)
 
 
 @dataclass
@@ -57,6 +61,7 @@ def _events(output: str) -> Iterator[dict[str, object]]:
 
 
 def _from_events(output: str) -> dict[tuple[str, str], _Test]:
+    """The tests of a `go test -json` stream, in the order they ended."""
     tests: dict[tuple[str, str], _Test] = {}
     for event in _events(output):
         package, name, action = str(event.get("Package", "")), event.get("Test"), event["Action"]
@@ -67,6 +72,7 @@ def _from_events(output: str) -> dict[tuple[str, str], _Test]:
             test.output.append(str(event.get("Output", "")).rstrip("\n"))
         elif action in ("pass", "fail", "skip"):
             test.status = str(action)
+            tests[(package, name)] = tests.pop((package, name))  # in the order they ended
     return tests
 
 
@@ -126,8 +132,17 @@ def _failed(test: _Test, module: str | None, root: Path) -> FailedTest:
                       message=capped(message, MESSAGE_LIMIT), details=capped("\n".join(x[indent:] for x in lines)))
 
 
+def _split(test_id: str) -> tuple[str, str]:
+    """(package, test name with its subtests) of an id; the package is '' for a bare name."""
+    found = _TOP_LEVEL.search(test_id)
+    return (test_id[: found.start()], found[1]) if found else ("", test_id)
+
+
 class Go(Framework):
     name = "go"
+    orders = "source"
+    shuffles = True
+    coverage_suffixes = (".go",)
 
     def recognises(self, root: Path) -> bool:
         return (root / "go.mod").is_file() or (root / "go.work").is_file()
@@ -150,8 +165,10 @@ class Go(Framework):
         leaves = [t for t in failing if not any(o.package == t.package and o.name.startswith(t.name + "/")
                                                  for o in failing)]
         module = _module(run.root)
-        ran = sum(1 for t in tests.values() if t.status) if events else None
-        return Results(ran, [_failed(t, module, run.root) for t in leaves])
+        ran = [f"{t.package}.{t.name}" if t.package else t.name for t in tests.values()
+               if t.status in ("pass", "fail") and "/" not in t.name]
+        count = sum(1 for t in tests.values() if t.status) if events else None
+        return Results(count, [_failed(t, module, run.root) for t in leaves], tuple(ran))
 
     def transcript(self, output: str) -> str:
         """The event stream as go test prints it without -json (lines that are not events as they are)."""
@@ -167,32 +184,82 @@ class Go(Framework):
         return "\n".join(lines)
 
     def test_id_as_in_ci_logs(self, test_id: str) -> str:
-        found = _TOP_LEVEL.search(test_id)
-        return found[1] if found else test_id
+        return _split(test_id)[1]
+
+    def matches(self, requested: str, case: str) -> bool:
+        """`TestX` (any package), `path/to/package.TestX` or the full import path; a subtest of it too."""
+        package, name = _split(requested)
+        case_package, case_name = _split(case)
+        return (case_name == name or case_name.startswith(name + "/")) and (
+            not package or case_package == package or case_package.endswith("/" + package))
 
     def focus(self, command: str, ids: Sequence[str]) -> str | None:
         """`go test -run` in the repository's root: from another folder (`cd sub && go test`) it finds no
         tests, and the command then runs whole."""
         return self.run_tests(ids)
 
-    def run_tests(self, ids: Sequence[str], *, repeat: int = 1, shuffle: bool = False) -> str | None:
+    def run_tests(self, ids: Sequence[str], *, shuffle: bool = False) -> str | None:
         if self.run is not None:
-            return super().run_tests(ids, repeat=repeat, shuffle=shuffle)
-        if not ids:
+            return super().run_tests(ids, shuffle=shuffle)
+        commands = self._commands(ids, "-count=1" + (" -shuffle=on" if shuffle else ""))
+        if not commands:
             return None
-        flags = f"-count={max(repeat, 1)}" + (" -shuffle=on" if shuffle else "")
-        tops: dict[str, list[str]] = {}  # package → its top-level tests (one go test runs them)
-        subtests: dict[str, list[str]] = {}  # package → its subtests (a -run pattern per level: one go test each)
-        for test_id in dict.fromkeys(ids):
-            name = self.test_id_as_in_ci_logs(test_id)
-            package = test_id[: -len(name) - 1] if name != test_id else "./..."
-            (subtests if "/" in name else tops).setdefault(package, []).append(name)
-        selections = [(package, "^(" + "|".join(map(re.escape, names)) + ")$") for package, names in tops.items()]
-        selections += [(package, "/".join(f"^{re.escape(level)}$" for level in name.split("/")))
-                       for package, names in subtests.items() for name in names]
-        commands = [f"go test {flags} -run {shlex.quote(pattern)} {shlex.quote(package)}"
-                    for package, pattern in selections]
         if len(commands) == 1:
             return commands[0]
         # Every one runs; the status is the last failure's.
         return "s=0; " + " ".join(f"{c} || s=$?;" for c in commands) + " (exit $s)"
+
+    def _commands(self, ids: Sequence[str], flags: str) -> list[str]:
+        """One `go test` per package (one per subtest: a -run pattern matches one subtest per level)."""
+        tops: dict[str, list[str]] = {}  # package → its top-level tests
+        subtests: dict[str, list[str]] = {}
+        for test_id in dict.fromkeys(ids):
+            package, name = _split(test_id)
+            # A part of a package's path (`pkg/path.TestX`, as a log may name it) is no path go can find:
+            # every package runs the test, and the results tell the packages apart (`matches`).
+            qualified = "." in package.split("/")[0]
+            (subtests if "/" in name else tops).setdefault(package if qualified else "./...", []).append(name)
+        selections = [(package, "^(" + "|".join(map(re.escape, names)) + ")$") for package, names in tops.items()]
+        selections += [(package, "/".join(f"^{re.escape(level)}$" for level in name.split("/")))
+                       for package, names in subtests.items() for name in names]
+        return [f"go test {flags} -run {shlex.quote(pattern)} {shlex.quote(package)}"
+                for package, pattern in selections]
+
+    def suite(self) -> str:
+        return "go test -count=1 ./..."
+
+    def list_tests(self) -> str:
+        return "go test -list . ./..."
+
+    def listed(self, output: str) -> list[str]:
+        """Each package's tests, listed before its `ok  package` line."""
+        ids: list[str] = []
+        names: list[str] = []
+        for line in output.splitlines():
+            if (summary := _SUMMARY.match(line)) is not None:
+                ids += [f"{summary['package']}.{name}" for name in names]
+                names = []
+            elif re.fullmatch(r"Test\w*", line.strip()):
+                names.append(line.strip())
+        return ids
+
+    def under_coverage(self, ids: Sequence[str], data: Path, files: Sequence[Path]) -> str | None:
+        """The tests with every package of the module measured (the change may lie in another package)."""
+        commands = self._commands(ids, f"-count=1 -coverpkg=./... -coverprofile={shlex.quote(str(data))}")
+        return commands[0] if len(commands) == 1 else None
+
+    def covered_lines(self, data: Path, root: Path) -> dict[Path, set[int]] | None:
+        text = read_head(data, 50_000_000)
+        if text is None:
+            return None
+        module = _module(root)
+        covered: dict[Path, set[int]] = {}
+        for block in _BLOCK.finditer(text):
+            if block["count"] == "0":
+                continue
+            file = block["file"]
+            if module and file.startswith(module + "/"):
+                file = file[len(module) + 1 :]
+            path = (root / file) if not Path(file).is_absolute() else Path(file)
+            covered.setdefault(path.resolve(), set()).update(range(int(block["start"]), int(block["end"]) + 1))
+        return covered

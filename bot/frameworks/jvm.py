@@ -57,6 +57,11 @@ class _JUnitReports(Framework):
                                          message=capped(case.message, MESSAGE_LIMIT), details=capped(case.text)))
         return Results(total, failed)
 
+    def matches(self, requested: str, case: str) -> bool:
+        """`package.Class.method`, or `Class.method` as Surefire logs it (`Class > method` in Gradle's log)."""
+        requested = requested.replace(" > ", ".").removesuffix("()")
+        return case == requested or case.endswith("." + requested)
+
 
 class Maven(_JUnitReports):
     name = "maven"

@@ -1,14 +1,16 @@
 """JavaScript and TypeScript: Jest (`--json --outputFile`), Vitest (its JSON reporter, which has
 Jest's format) and node's own runner (`node --test`, JUnit reporter beside the usual one). A test
 is named by its file and its titles, `sum.test.js > sum > adds`; its file:line is the first frame
-of its stack in the repository."""
+of its stack in the repository. `npm test` (yarn, pnpm) whose script runs Jest or Vitest last gets
+the reporter's flags through the package manager. A file runs its tests in source order; each file
+is isolated from the others."""
 
 from __future__ import annotations
 
 import json
 import re
 import shlex
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 from xml.etree import ElementTree
@@ -21,6 +23,9 @@ from bot.frameworks.base import MESSAGE_LIMIT, FailedTest, Framework, Results, R
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 _FRAME = re.compile(r"(?P<file>(?:/|\.{0,2}/|[\w@-])[^\s():]*\.[cm]?[jt]sx?):(?P<line>\d+):\d+")
 _REPORT_LIMIT = 50_000_000  # bytes of a report read at most (a bigger one reads as no report)
+_SCRIPT_FILE = re.compile(r"\.[cm]?[jt]sx?$")
+# `npm test`, `npm run test`, `yarn test`, `pnpm test` and the like, alone or as a command's last words.
+_PACKAGE_MANAGER_TEST = re.compile(r"(?:^|[\s;&|(])(?P<tool>npm|yarn|pnpm)\s+(?:run\s+)?(?:test|t)\s*$")
 
 
 def _package_json(root: Path) -> dict[str, Any]:
@@ -84,6 +89,37 @@ def _failure(test_id: str, text: str, file: str, run: Run, line: int | None) -> 
                       message=capped(next(iter(text.strip().splitlines()), ""), MESSAGE_LIMIT), details=capped(text))
 
 
+def _last_command(script: str) -> str:
+    """The last simple command of a package.json script: the one that gets the arguments npm passes on."""
+    return re.split(r"&&|\|\||;|\|", script)[-1].strip()
+
+
+def _split_id(test_id: str) -> tuple[str | None, list[str]]:
+    """(file or None, titles) of `file > suite > test`, of `suite › test` (Jest's log) or of a bare title."""
+    parts = [p for p in re.split(r" > | › ", test_id) if p]
+    if parts and _SCRIPT_FILE.search(parts[0]):
+        return parts[0], parts[1:]
+    return None, parts
+
+
+def _same_test(requested: str, case: str) -> bool:
+    """Whether `case` is the test `requested` names: `file > suite > test` (or a file or suite of it), or
+    its titles without the file (`suite › test` as Jest logs them)."""
+    file, titles = _split_id(requested)
+    case_file, case_titles = _split_id(case)
+    if file is not None and case_file is not None:
+        return file.removeprefix("./") == case_file.removeprefix("./") and case_titles[: len(titles)] == titles
+    if file is not None:  # node's report names a passing test without its file
+        return bool(titles) and case_titles[: len(titles)] == titles
+    return bool(titles) and case_titles[-len(titles):] == titles
+
+
+def _title_pattern(titles: Sequence[Sequence[str]], separator: str) -> str:
+    """A JavaScript regular expression matching exactly the tests' names."""
+    escape = re.compile(r"[.*+?^${}()|[\]\\/]")
+    return "^(?:" + "|".join(escape.sub(r"\\\g<0>", separator.join(t)) for t in titles) + ")$"
+
+
 def _insert_after(command: str, tool: str, flags: str) -> str:
     """`flags` added after the first word `tool` (a regex) in `command`."""
     return re.sub(rf"(^|[\s;&|(`/])({tool})(?=$|[\s;&|)`])", lambda m: f"{m[1]}{m[2]} {flags}", command, count=1)
@@ -103,7 +139,35 @@ class Jest(Framework):
         return f"--json --outputFile={shlex.quote(str(report))}"
 
     def prepare(self, command: str, env: Mapping[str, str], run: Run) -> tuple[str, dict[str, str]]:
-        return _insert_after(command, self.tool, self.flags(run.report.with_suffix(".json"))), dict(env)
+        flags = self.flags(run.report.with_suffix(".json"))
+        if self.recognises_command(command):
+            return _insert_after(command, self.tool, flags), dict(env)
+        manager = _PACKAGE_MANAGER_TEST.search(command)
+        if manager is not None and re.match(rf"(?:\S*/)?{self.tool}(?:\s|$)", _last_command(_test_script(run.root))):
+            # npm passes what follows `--` on to the script; yarn and pnpm pass it on as it is.
+            return command.rstrip() + (" -- " if manager["tool"] == "npm" else " ") + flags, dict(env)
+        return command, dict(env)
+
+    orders = "source"
+
+    def matches(self, requested: str, case: str) -> bool:
+        return _same_test(requested, case)
+
+    def run_tests(self, ids: Sequence[str], *, shuffle: bool = False) -> str | None:
+        if self.run is not None or shuffle or not ids:
+            return super().run_tests(ids, shuffle=shuffle)
+        split = [_split_id(i) for i in ids]
+        files = sorted({file for file, _ in split if file})
+        titles = [t for _, t in split if t]
+        return self.chosen(files, _title_pattern(titles, " ") if titles else None)
+
+    def chosen(self, files: Sequence[str], pattern: str | None) -> str:
+        """Jest running the test files `files` (all when none), only the tests whose full names match `pattern`."""
+        name = f" -t {shlex.quote(pattern)}" if pattern else ""
+        return "npx jest --runInBand" + name + "".join(f" {shlex.quote(f)}" for f in files)
+
+    def suite(self) -> str:
+        return "npx jest --runInBand"
 
     def results(self, run: Run, output: str) -> Results | None:
         report = run.report.with_suffix(".json")
@@ -111,17 +175,18 @@ class Jest(Framework):
             return None
         # The report of code the agent wrote: one of another shape is a ValidationError (a ValueError).
         data = _JestReport.model_validate_json(report.read_bytes())
-        failed = []
+        failed, ran = [], []
         for suite in data.testResults:
             file = relative_to(suite.name, run.root)
             for case in suite.assertionResults:
+                if case.status in ("passed", "failed"):
+                    ran.append(" > ".join([file, *case.ancestorTitles, case.title]))
                 if case.status == "failed":
-                    titles = [*case.ancestorTitles, case.title]
-                    failed.append(_failure(" > ".join([file, *titles]), "\n".join(case.failureMessages), file, run,
+                    failed.append(_failure(ran[-1], "\n".join(case.failureMessages), file, run,
                                            case.location.line if case.location else None))
             if suite.status == "failed" and not any(c.status == "failed" for c in suite.assertionResults):
                 failed.append(_failure(file, suite.message, file, run, None))  # the file failed to run: no test did
-        return Results(data.numTotalTests, failed)
+        return Results(data.numTotalTests, failed, tuple(ran))
 
     def test_id_as_in_ci_logs(self, test_id: str) -> str:
         """Jest heads a failure with its titles, `● sum › adds`."""
@@ -139,9 +204,17 @@ class Vitest(Jest):
         """Vitest names a failure as fixloop does, `FAIL  sum.test.js > sum > adds`."""
         return test_id
 
+    def chosen(self, files: Sequence[str], pattern: str | None) -> str:
+        name = f" -t {shlex.quote(pattern)}" if pattern else ""
+        return "npx vitest run --no-file-parallelism" + name + "".join(f" {shlex.quote(f)}" for f in files)
+
+    def suite(self) -> str:
+        return "npx vitest run --no-file-parallelism"
+
 
 class NodeTest(Framework):
     name = "node"
+    orders = "source"
 
     def recognises(self, root: Path) -> bool:
         return self.recognises_command(_test_script(root))
@@ -157,28 +230,45 @@ class NodeTest(Framework):
     def results(self, run: Run, output: str) -> Results | None:
         if not regular_file(run.report) or run.report.stat().st_size > _REPORT_LIMIT:
             return None
-        total, failed = 0, []
+        ran: list[str] = []
+        failed: list[FailedTest] = []
 
         def walk(element: ElementTree.Element, titles: list[str]) -> None:
-            nonlocal total
             for child in element:
                 if child.tag == "testsuite":
                     walk(child, [*titles, child.get("name", "")])
-                elif child.tag == "testcase":
-                    total += 1
+                elif child.tag == "testcase" and not any(p.tag == "skipped" for p in child):
+                    name = " > ".join([*titles, child.get("name", "")])
                     problem = next((p for p in child if p.tag in ("failure", "error")), None)
                     if problem is None:
+                        ran.append(name)  # no file known: only a failure's stack names it
                         continue
                     text = problem.text or ""
                     file, line = _where(text, run.root)
-                    name = " > ".join([*titles, child.get("name", "")])
-                    failed.append(FailedTest(id=f"{file} > {name}" if file else name, file=file, line=line,
+                    ran.append(f"{file} > {name}" if file else name)
+                    failed.append(FailedTest(id=ran[-1], file=file, line=line,
                                              message=capped(problem.get("message", ""), MESSAGE_LIMIT),
                                              details=capped(text)))
 
         walk(ElementTree.parse(run.report).getroot(), [])
-        return Results(total, failed)
+        return Results(len(ran), failed, tuple(ran))
 
     def test_id_as_in_ci_logs(self, test_id: str) -> str:
         """node's spec reporter shows the test's own title, `✖ adds`."""
         return test_id.split(" > ")[-1]
+
+    def matches(self, requested: str, case: str) -> bool:
+        return _same_test(requested, case)
+
+    def run_tests(self, ids: Sequence[str], *, shuffle: bool = False) -> str | None:
+        """node --test on the tests' files, only the tests with those titles (a pattern matches one title)."""
+        if self.run is not None or shuffle or not ids:
+            return super().run_tests(ids, shuffle=shuffle)
+        split = [_split_id(i) for i in ids]
+        files = sorted({file for file, _ in split if file})
+        names = [[t[-1]] for _, t in split if t]
+        pattern = f" --test-name-pattern={shlex.quote(_title_pattern(names, ''))}" if names else ""
+        return "node --test" + pattern + "".join(f" {shlex.quote(f)}" for f in files)
+
+    def suite(self) -> str:
+        return "node --test"

@@ -17,7 +17,6 @@ from bot.frameworks.base import (
     Run,
     capped,
     junit_cases,
-    repeated,
     reports_since,
     runs,
 )
@@ -89,7 +88,10 @@ class Cargo(Framework):
     def focus(self, command: str, ids: Sequence[str]) -> str | None:
         return self.run_tests(ids)
 
-    def run_tests(self, ids: Sequence[str], *, repeat: int = 1, shuffle: bool = False) -> str | None:
+    def run_tests(self, ids: Sequence[str], *, shuffle: bool = False) -> str | None:
         if self.run is not None or shuffle or not ids:
-            return super().run_tests(ids, repeat=repeat, shuffle=shuffle)
-        return repeated("cargo test -- --exact " + " ".join(map(shlex.quote, ids)), repeat)
+            return super().run_tests(ids, shuffle=shuffle)
+        return "cargo test -- --exact " + " ".join(map(shlex.quote, ids))
+
+    def suite(self) -> str:
+        return "cargo test"

@@ -7,7 +7,7 @@ import shlex
 from collections.abc import Sequence
 from pathlib import Path
 
-from bot.frameworks.base import FailedTest, Framework, Results, Run, capped, relative_to, repeated, runs
+from bot.frameworks.base import FailedTest, Framework, Results, Run, capped, relative_to, runs
 
 _HEADER = re.compile(r"^(?:FAIL|ERROR): (?P<name>\S+) \((?P<where>[^)]*)\)(?P<rest>.*)$", re.MULTILINE)
 _RULE = re.compile(r"^(?:-{70}|={70})$", re.MULTILINE)
@@ -18,6 +18,7 @@ _RAN = re.compile(r"^Ran (\d+) tests? in ", re.MULTILINE)
 
 class Unittest(Framework):
     name = "unittest"
+    orders = "given"
 
     def recognises(self, root: Path) -> bool:
         return False  # nothing in a repository says unittest rather than pytest, which runs its tests too
@@ -54,9 +55,16 @@ class Unittest(Framework):
             return super().focus(command, ids)
         return f"{interpreter['python']} -m unittest " + " ".join(map(shlex.quote, ids))
 
-    def run_tests(self, ids: Sequence[str], *, repeat: int = 1, shuffle: bool = False) -> str | None:
+    def run_tests(self, ids: Sequence[str], *, shuffle: bool = False) -> str | None:
         if self.run is not None or shuffle:
-            return super().run_tests(ids, repeat=repeat, shuffle=shuffle)
+            return super().run_tests(ids, shuffle=shuffle)
         if not ids:
             return None
-        return repeated("python -m unittest " + " ".join(map(shlex.quote, ids)), repeat)
+        return "python -m unittest " + " ".join(map(shlex.quote, ids))
+
+    def matches(self, requested: str, case: str) -> bool:
+        """A test (`module.Class.test`), or a class or module that holds it."""
+        return case == requested or case.startswith(requested + ".")
+
+    def suite(self) -> str:
+        return "python -m unittest"

@@ -14,8 +14,8 @@ _RUNNERS: list[re.Pattern[str]] = [
     re.compile(r"^(?:FAIL|ERROR): (?P<name>\w+) \((?P<where>[\w.]+)\)"),
     # go test (subtests too)
     re.compile(r"^\s*--- FAIL: (?P<id>\S+)"),
-    # Jest / Vitest: the ✕ line of a test and the ● heading of its failure details
-    re.compile(r"^\s*(?:✕|×) (?P<cross>.+?)(?: \(\d+(?:\.\d+)? ?m?s\))?$"),
+    # Jest / Vitest / node --test: the ✕ (×, ✖) line of a test and Jest's ● heading of its failure details
+    re.compile(r"^\s*(?:✕|×|✖) (?P<cross>.+?)(?: \(\d+(?:\.\d+)? ?m?s\))?$"),
     re.compile(r"^\s*● (?P<id>(?!Console$|Test suite failed to run$)[^:]+?|.+ › .+)$"),
     # cargo test
     re.compile(r"^test (?P<id>\S+) \.\.\. FAILED$"),
@@ -30,14 +30,14 @@ def failing_tests(text: str) -> list[str]:
     """Ids of the failing tests a log reports, in order of first mention, without repeats.
 
     pytest `FAILED path::test` and `path::test FAILED`; unittest `FAIL: test_x (module.Class)`
-    (as `module.Class.test_x`); go `--- FAIL: TestX`; Jest `✕ test` and `● Suite › test`;
+    (as `module.Class.test_x`); go `--- FAIL: TestX`; Jest `✕ test` and `● Suite › test`; node `✖ test`;
     cargo `test path ... FAILED`; Gradle `Class > test() FAILED` and Maven Surefire
     `test(Class) ... <<< FAILURE!` (as `Class.test`). Timestamps and colour codes are ignored.
     """
     found: dict[str, None] = {}
     crossed: set[str] = set()  # Jest titles from ✕ lines, dropped when a ● line names them in full
     for line in clean_text(text).split("\n"):
-        if not line or not any(mark in line for mark in ("FAIL", "ERROR", "✕", "×", "●")):
+        if not line or not any(mark in line for mark in ("FAIL", "ERROR", "✕", "×", "✖", "●")):
             continue
         for pattern in _RUNNERS:
             match = pattern.match(line)

@@ -8,8 +8,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from bot._process import run_shell
+from bot._process import cap_text, run_shell
 from bot.deflake import DeflakeTarget
+from bot.errors import ConfigError
+from bot.frameworks import Framework
 from bot.sandbox import Confinement
 from bot.triage._triage import TriageReport, triage
 from bot.workspace import Worktree, git
@@ -37,8 +39,11 @@ class Diagnosis:
     kind: str  # "fix", "deflake" or "infrastructure"
     report: TriageReport | None
     deflake: DeflakeTarget | None
+    skipped: str | None = None  # why triage was skipped, when it was
 
     def summary(self) -> str:
+        if self.skipped is not None:
+            return f"Triage skipped: {self.skipped}\nThe failure is treated as a regression, from the log's evidence."
         if self.report is None:
             return "No failing test could be named from the log; the failure is treated as a regression."
         lines = [f"Triage ({self.report.runs_total} reruns):"]
@@ -48,14 +53,20 @@ class Diagnosis:
         return "\n".join(lines)
 
 
-def diagnose(repo: Path, base_sha: str, tests: list[str], *, setup: list[str], env: dict[str, str],
-             timeout: float, confidence: float, changed: dict[str, set[int]] | None, sandbox: str,
+def diagnose(repo: Path, base_sha: str, tests: list[str], *, framework: Framework | None, setup: list[str],
+             env: dict[str, str], timeout: float, confidence: float, changed: dict[str, set[int]] | None, sandbox: str,
              environ: Mapping[str, str]) -> Diagnosis:
-    """Triage the failing tests in a scratch worktree at the failing commit. The tests run confined
-    (`sandbox`, the config's mode; `environ`, the runner's): the failing commit may hold code an agent
-    wrote, fixloop's own earlier pull request among them."""
+    """Triage the failing tests in a scratch worktree at the failing commit, through `framework` (None:
+    a language fixloop does not know, so no triage). The tests run confined (`sandbox`, the config's
+    mode; `environ`, the runner's): the failing commit may hold code an agent wrote, fixloop's own
+    earlier pull request among them. A triage that cannot run the tests becomes a fix session that
+    says so, never an error."""
     if not tests:
         return Diagnosis("fix", None, None)
+    if framework is None:
+        return Diagnosis("fix", None, None, skipped=(
+            "fixloop does not know this repository's test framework, so it cannot rerun the failing tests one by "
+            "one (set `tests.framework` and `tests.run` in .github/fixloop.yml to enable it)."))
     worktree = Worktree.create(repo, base_sha)
     try:
         for command in setup:
@@ -63,7 +74,10 @@ def diagnose(repo: Path, base_sha: str, tests: list[str], *, setup: list[str], e
         with Confinement(sandbox, environ=environ, writable=[worktree.root],
                          readable=[worktree.common_dir, worktree.git_dir]) as confinement:
             report = triage(worktree.root, tests, confidence=confidence, changed_lines=changed, env=env,
-                            timeout=timeout, confinement=confinement)
+                            timeout=timeout, confinement=confinement, framework=framework)
+    except ConfigError as error:
+        reason = cap_text(str(error), 1_500)
+        return Diagnosis("fix", None, None, skipped=f"the failing tests could not be rerun:\n{reason}")
     finally:
         worktree.remove()
     verdicts = {t.verdict for t in report.tests}

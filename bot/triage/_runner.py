@@ -1,9 +1,10 @@
-"""Running one test, or tests in a given order, in a fresh process, and reading what happened.
+"""Running tests in fresh processes, through their framework's adapter, and reading what happened.
 
-pytest runs get their own JUnit report and no cache (`-p no:cacheprovider`); ids are passed in
-the wanted order, which pytest keeps. Other runners use a command template with `{test}`; their
-exit code is the outcome. Runs go through a pool of `jobs` worker threads, each waiting on one
-process, so independent reruns overlap.
+A run is the adapter's command for the chosen tests (in the order given, where the framework keeps
+it; see `Framework.orders`), asked for structured results as a validation command is, so each
+test's outcome comes back by id. A command template with `{test}` (`--command`) stands in for a
+framework fixloop cannot rerun by itself; its exit code is the outcome. Runs go through a pool of
+`jobs` worker threads, each waiting on one process, so independent reruns overlap.
 """
 
 from __future__ import annotations
@@ -14,52 +15,31 @@ import re
 import shutil
 import sys
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
-from xml.etree import ElementTree
+from xml.etree.ElementTree import ParseError
 
-from bot._process import CommandResult, cap_text, regular_file, run_shell
+from bot._process import CommandResult, cap_text, run_shell
 from bot.errors import ConfigError
+from bot.frameworks import Framework, Results
+from bot.frameworks import Run as FrameworkRun
+from bot.frameworks.pytest import Pytest
 from bot.sandbox import Confinement
-from bot.validation import junit_test_id, parse_junit, relevant_excerpt
+from bot.validation import relevant_excerpt
 
 T = TypeVar("T")
 
 # Characters refused in test ids substituted into a shell command template.
 _SHELL_META = re.compile(r"[`$;&|<>\\\n\"']")
 _EXCERPT_LIMIT = 3_000
-# pytest exit codes that mean "nothing to run": 4 usage error (e.g. id not found), 5 no tests collected.
-_NOT_COLLECTED = (4, 5)
-
-
-def normalise_id(test: str) -> str:
-    """A test id as pytest reports it: no leading ./ and no surrounding blanks."""
-    test = test.strip()
-    while test.startswith("./"):
-        test = test[2:]
-    return test
-
-
-def matches(test: str, case_id: str) -> bool:
-    """Whether the reported case `case_id` is (part of) the requested `test` (a node id, class or file)."""
-    return case_id == test or case_id.startswith((test + "::", test + "["))
-
-
-def _read_report(path: Path) -> tuple[list[str], dict[str, str]] | None:
-    """(ids in the order they ran, {failed id: message and traceback}), or None without a readable report."""
-    if not regular_file(path):  # the tests could have put a FIFO or a link there
-        return None
-    try:
-        root = ElementTree.parse(path).getroot()
-        _, failed = parse_junit(path)
-    except ElementTree.ParseError:
-        return None
-    ran = [junit_test_id(c.get("file"), c.get("classname") or "", c.get("name") or "") for c in root.iter("testcase")]
-    details = {f.id: "\n".join(part for part in (f.message, f.details) if part) for f in failed}
-    return ran, details
+# Exit codes that mean "nothing to run" when no requested test ran: pytest's 4 (usage error, e.g. id not
+# found) and 5 (no tests collected); any other framework's 0 (`go test -run` matching nothing passes).
+_NOTHING_RAN = {"pytest": (4, 5)}
 
 
 @dataclass(frozen=True)
@@ -68,19 +48,21 @@ class Run:
 
     order: tuple[str, ...]
     result: CommandResult
-    by_exit_code: bool  # a command-template run: the exit code is the whole story
+    framework: Framework | None  # None: a command-template run, whose exit code is the whole story
     ran: tuple[str, ...] = ()
-    failed: Mapping[str, str] = field(default_factory=dict)
+    failed: Mapping[str, str] = field(default_factory=dict)  # failed id → its message and traceback
 
     def failed_test(self, test: str) -> bool:
         """Whether `test` failed in this run; not running at all (crash, timeout) counts as failing."""
         if self.result.timed_out:
             return True
-        if self.by_exit_code:
+        if self.framework is None:
             return self.result.exit_code != 0
-        if any(matches(test, case) for case in self.failed):
+        if any(self.framework.matches(test, case) for case in self.failed):
             return True
-        return not any(matches(test, case) for case in self.ran)
+        if self.ran:
+            return not any(self.framework.matches(test, case) for case in self.ran)
+        return self.result.exit_code != 0  # results that list no test: the exit code tells
 
     def output_excerpt(self) -> str:
         return relevant_excerpt(self.result.output, _EXCERPT_LIMIT)
@@ -91,28 +73,18 @@ class Run:
             return f"killed after {self.result.duration_s:.0f} s (timeout)\n" + relevant_excerpt(
                 self.result.output, _EXCERPT_LIMIT)
         for case, text in self.failed.items():
-            if matches(test, case) and text:
+            if self.framework is not None and self.framework.matches(test, case) and text:
                 return cap_text(f"{case}\n{text}", _EXCERPT_LIMIT)
         return relevant_excerpt(self.result.output, _EXCERPT_LIMIT)
-
-
-def pytest_flags(repo: Path, junit: Path) -> list[str]:
-    """The options every pytest run gets: own report, no cache, no reordering plugin, fixed rootdir.
-
-    `--maxfail=0` undoes an `-x` in the project's addopts: an earlier failure must not stop the run
-    before the test under triage.
-    """
-    return ["-p", "no:cacheprovider", "-p", "no:randomly", "-q", "--tb=short", "--maxfail=0",
-            "--continue-on-collection-errors",
-            f"--rootdir={repo}", f"--junitxml={junit}", "-o", "junit_family=xunit1"]
 
 
 class Runner:
     """Runs tests for one triage or repeat session and counts every process it starts."""
 
-    def __init__(self, repo: Path, env: dict[str, str], *, timeout: float, jobs: int, command: str | None,
-                 scratch: Path, confinement: Confinement | None = None) -> None:
-        """`confinement`: where the tests are code the agent touched (then `scratch` must be one of its folders)."""
+    def __init__(self, repo: Path, env: dict[str, str], *, framework: Framework, timeout: float, jobs: int,
+                 command: str | None, scratch: Path, confinement: Confinement | None = None) -> None:
+        """`command`: a template with `{test}` run instead of the framework's own command for one test.
+        `confinement`: where the tests are code the agent touched (then `scratch` must be one of its folders)."""
         self.repo, self.env, self.timeout, self.command, self.scratch = repo, env, timeout, command, scratch
         self._run = confinement.run if confinement is not None else run_shell
         self.jobs = jobs
@@ -121,8 +93,9 @@ class Runner:
         self._lock = threading.Lock()
         self._slots = threading.BoundedSemaphore(jobs)  # at most `jobs` test processes at once, whoever asks
         self.runs_total = 0
-        self._python: str | None = None
-        self._python_lock = threading.Lock()
+        self._given = framework
+        self._framework: Framework | None = None
+        self._framework_lock = threading.Lock()
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
@@ -132,29 +105,29 @@ class Runner:
         return self.command is not None
 
     @property
-    def python(self) -> str:
-        """The Python that runs the project's tests: `python` on the tests' PATH when it has pytest, else ours."""
-        with self._python_lock:
-            if self._python is None:
-                self._python = self._pick_python()
-            return self._python
+    def framework(self) -> Framework:
+        """The adapter; for pytest, with the Python that has pytest (the tests' `python`, else fixloop's)."""
+        with self._framework_lock:
+            if self._framework is None:
+                self._framework = self._given
+                if isinstance(self._given, Pytest) and self._given.run is None:
+                    self._framework = Pytest(python=self._pick_python())
+            return self._framework
 
     def _pick_python(self) -> str:
         for name in ("python", "python3"):
             found = shutil.which(name, path=self.env.get("PATH", os.defpath))
-            if found and self.can_import(found, "pytest"):
+            if found and self.succeeds(f"{found} -c 'import pytest'"):
                 return found
         return sys.executable
 
-    def can_import(self, python: str, module: str) -> bool:
-        return self._run([python, "-c", f"import {module}"], cwd=self.repo, env=self.env, timeout=120).exit_code == 0
+    def succeeds(self, command: str) -> bool:
+        """Whether a helper command (a probe, not a test run) exits 0."""
+        return self._run(command, cwd=self.repo, env=self.env, timeout=120).exit_code == 0
 
-    def _count(self) -> None:
-        with self._lock:
-            self.runs_total += 1
-
-    def junit_path(self) -> Path:
-        return self.scratch / f"junit-{next(self._serial)}.xml"
+    def scratch_file(self, suffix: str) -> Path:
+        """A fresh path in the scratch folder."""
+        return self.scratch / f"run-{next(self._serial)}{suffix}"
 
     def submit(self, call: Callable[[], T]) -> Future[T]:
         """Start `call` on the pool (it should start at most one process)."""
@@ -165,55 +138,85 @@ class Runner:
         futures = [self._pool.submit(call) for call in calls]
         return [future.result() for future in futures]
 
-    def pytest(self, ids: Sequence[str], *, prefix: Sequence[str] = (), count: bool = True) -> Run:
-        """One pytest process running `ids` in that order; `prefix` wraps it (e.g. `coverage run`)."""
-        if count:
-            self._count()
-        junit = self.junit_path()
-        argv = [*prefix] if prefix else [self.python]
-        argv += ["-m", "pytest", *pytest_flags(self.repo, junit), *ids]
-        with self._slots:
-            result = self._run(argv, cwd=self.repo, env=self.env, timeout=self.timeout)
-        report = _read_report(junit)
-        junit.unlink(missing_ok=True)
-        if report is None:
-            if result.exit_code in _NOT_COLLECTED:
-                raise ConfigError(f"pytest could not run {' '.join(ids) or 'the suite'} in {self.repo}:\n"
-                                  + relevant_excerpt(result.output, 1_500))
-            return Run(tuple(ids), result, False)
-        ran, failed = report
-        if ids and not ran and result.exit_code in _NOT_COLLECTED:
-            raise ConfigError(f"pytest collected nothing for {' '.join(ids)} in {self.repo}:\n"
-                              + relevant_excerpt(result.output, 1_500))
-        return Run(tuple(ids), result, False, tuple(ran), failed)
-
-    def shell(self, test: str) -> Run:
-        """The command template run for one test; its exit code says pass or fail."""
-        assert self.command is not None
-        self._count()
-        with self._slots:
-            result = self._run(self.command.replace("{test}", test), cwd=self.repo, env=self.env, timeout=self.timeout)
-        return Run((test,), result, True)
+    def tests(self, ids: Sequence[str], *, shuffle: bool = False) -> Run:
+        """One process running `ids`: in that order where the framework keeps it, in random order if `shuffle`."""
+        framework = self.framework
+        command = framework.run_tests(ids, shuffle=shuffle)
+        if command is None:
+            raise ConfigError(f"fixloop cannot run chosen {framework.name} tests by itself; set `tests.run` in "
+                              ".github/fixloop.yml (a command with {tests} for the test ids), or use --command")
+        return self.execute(command, ids)
 
     def alone(self, test: str) -> Run:
         """`test` by itself in a fresh process."""
-        return self.shell(test) if self.command is not None else self.pytest([test])
+        if self.command is None:
+            return self.tests([test])
+        self._count()
+        with self._slots:
+            result = self._run(self.command.replace("{test}", test), cwd=self.repo, env=self.env, timeout=self.timeout)
+        return Run((test,), result, None)
+
+    def suite(self) -> Run:
+        """The whole suite, once."""
+        command = self.framework.suite()
+        if command is None:
+            raise ConfigError(f"fixloop cannot run a {self.framework.name} suite by itself: name the failing tests "
+                              "with --test ID")
+        return self.execute(command, ())
+
+    def execute(self, command: str, ids: Sequence[str]) -> Run:
+        """`command` (running the tests `ids`, all when none), asked for structured results and counted as a run."""
+        framework = self.framework
+        self._count()
+        run = FrameworkRun(report=self.scratch_file(".xml"), root=self.repo, started=time.time())
+        prepared, env = framework.prepare(command, self.env, run)
+        with self._slots:
+            result = self._run(prepared, cwd=self.repo, env=env, timeout=self.timeout, output_limit=5_000_000)
+        found: Results | None = None
+        with suppress(ParseError, ValueError):  # a report left unreadable (killed while writing it) reads as none
+            found = framework.results(run, result.output)
+        for leftover in self.scratch.glob(f"{run.report.stem}.*"):
+            leftover.unlink(missing_ok=True)
+        requested_ran = _ran_any(framework, ids, found)
+        nothing_ran = result.exit_code in _NOTHING_RAN.get(framework.name, (0,)) and not result.timed_out
+        if ids and nothing_ran and (requested_ran is False or (requested_ran is None and framework.name == "pytest")):
+            raise ConfigError(f"{framework.name} ran no test named {' '.join(ids)} in {self.repo}:\n"
+                              + relevant_excerpt(framework.transcript(result.output), 1_500))
+        if found is None:
+            return Run(tuple(ids), result, framework)
+        failed = {f.id: "\n".join(part for part in (f.message, f.details) if part) for f in found.failed}
+        return Run(tuple(ids), result, framework, found.ran, failed)
 
     def collect(self) -> list[str]:
-        """The suite's test ids in collection order (pytest only; not counted as a run)."""
-        argv = [self.python, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider", "-p", "no:randomly",
-                f"--rootdir={self.repo}", "--continue-on-collection-errors"]
+        """The suite's test ids in the order they run (not counted as a run); none when the framework
+        cannot list them."""
+        command = self.framework.list_tests()
+        if command is None:
+            return []
         with self._slots:
-            result = self._run(argv, cwd=self.repo, env=self.env, timeout=self.timeout, output_limit=5_000_000)
-        ids: list[str] = []
-        for line in result.output.splitlines():
-            if not line.strip():
-                if ids:
-                    break
-                continue
-            if "::" in line and not line.startswith((" ", "\t")):
-                ids.append(normalise_id(line))
-        return ids
+            result = self._run(command, cwd=self.repo, env=self.env, timeout=self.timeout, output_limit=5_000_000)
+        return self.framework.listed(result.output)
+
+    def as_listed(self, ids: Sequence[str]) -> list[str]:
+        """`ids` named as the suite lists them, where exactly one listed test matches (`TestX` is
+        `example.com/pkg.TestX`): tests run together only when named alike (go runs a bare name apart)."""
+        listed = self.collect()
+        named = []
+        for test in ids:
+            found = [case for case in listed if self.framework.matches(test, case)]
+            named.append(found[0] if len(found) == 1 else test)
+        return named
+
+    def _count(self) -> None:
+        with self._lock:
+            self.runs_total += 1
+
+
+def _ran_any(framework: Framework, ids: Sequence[str], found: Results | None) -> bool | None:
+    """Whether any of the tests `ids` ran, by the results; None when they cannot tell."""
+    if found is None or (not found.ran and not found.failed and found.tests_run):
+        return None
+    return any(framework.matches(i, case) for i in ids for case in (*found.ran, *(f.id for f in found.failed)))
 
 
 def check_command_ids(command: str, tests: Sequence[str]) -> None:
@@ -226,4 +229,4 @@ def check_command_ids(command: str, tests: Sequence[str]) -> None:
             raise ConfigError(f"test id {test!r} contains shell metacharacters; it cannot be put into --command safely")
 
 
-__all__ = ["Run", "Runner", "check_command_ids", "matches", "normalise_id", "pytest_flags"]
+__all__ = ["Run", "Runner", "check_command_ids"]

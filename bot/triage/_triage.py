@@ -14,10 +14,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 from bot.errors import ConfigError
+from bot.frameworks import Framework, choose
 from bot.sandbox import Confinement
 from bot.secrets import scrubbed_environment
 from bot.triage._coverage import measure, resolve_changes
-from bot.triage._runner import Run, Runner, check_command_ids, matches, normalise_id
+from bot.triage._runner import Run, Runner, check_command_ids
 from bot.triage._stats import (
     clopper_pearson,
     failures_for_regression,
@@ -125,7 +126,7 @@ def _triage_one(session: _Session, test: str) -> TestTriage:
     runner, confidence = session.runner, session.confidence
     tally, notes = _Tally(), []
     flaky_rate, pass_rate = FLAKY_RATE, PASS_RATE
-    if session.changes is not None and not runner.by_exit_code:
+    if session.changes is not None:
         # The coverage run is the first run alone; the other job slots run the test plainly meanwhile.
         measured = runner.submit(lambda: measure(runner, test, session.changes or {}))
         others = runner.batch([lambda: runner.alone(test)] * (runner.jobs - 1)) if runner.jobs > 1 else []
@@ -139,7 +140,8 @@ def _triage_one(session: _Session, test: str) -> TestTriage:
             flaky_rate, pass_rate = FLAKY_RATE_UNTOUCHED, PASS_RATE_UNTOUCHED
     need_failures = failures_for_regression(confidence, flaky_rate)
     need_passes = runs_for_confidence(confidence, pass_rate)
-    order_checked = runner.by_exit_code  # a command template runs one test: no orders to try
+    # A command template runs one test, and some frameworks run tests in no order fixloop can choose.
+    order_checked = runner.by_exit_code or runner.framework.orders == "none"
     while True:
         alone = f"{tally.alone_failures} of {tally.alone_runs} runs alone"
         if tally.alone_failures and tally.alone_passes:
@@ -160,14 +162,18 @@ def _triage_one(session: _Session, test: str) -> TestTriage:
             if found is not None:
                 return found
             continue
-        if tally.alone_passes >= need_passes:
+        # A pass after other tests counts as much as one alone: other tests can only add ways to fail.
+        passes = tally.runs if not tally.failures else tally.alone_passes
+        if passes >= need_passes:
+            where = "alone" if passes == tally.alone_runs else \
+                f"({tally.alone_runs} alone, the others after other tests)"
             return _verdict(test, "passes", tally, confidence,
-                (f"passed all {tally.alone_runs} runs alone: failure rate below {percent(pass_rate)} at "
+                (f"passed all {passes} runs {where}: failure rate below {percent(pass_rate)} at "
                  f"{percent(confidence)} confidence; the failure did not reproduce (environment or infrastructure?)"),
                 notes)
         if tally.alone_runs >= session.max_runs:
             return _undecided(session, test, tally, notes, need_failures, need_passes)
-        need = need_failures - tally.alone_failures if tally.alone_failures else need_passes - tally.alone_passes
+        need = need_failures - tally.alone_failures if tally.alone_failures else need_passes - passes
         size = max(1, min(runner.jobs, need, session.max_runs - tally.alone_runs))
         for run in runner.batch([lambda: runner.alone(test)] * size):
             tally.add(run, test, alone=True)
@@ -193,23 +199,27 @@ def _order_phase(session: _Session, test: str, tally: _Tally, notes: list[str]) 
 
     Returns a verdict, or None to go on with runs alone (nothing reproduced, or it failed alone too).
     """
-    runner, confidence = session.runner, session.confidence
+    runner, confidence, matches = session.runner, session.confidence, session.runner.framework.matches
     everything, source = session.order()
     position = next((i for i, case in enumerate(everything) if matches(test, case)), len(everything))
     before = [case for case in everything[:position] if not matches(test, case)]
-    shuffled = [case for case in everything if not matches(test, case)]
-    random.Random(f"{SEED}:{test}").shuffle(shuffled)
+    # Named as the suite names it (`TestX` is `example.com/pkg.TestX`), so that it runs with the others.
+    test_as_listed = everything[position] if position < len(everything) else test
     tries = []
     if before:
         tries.append((before, f"the {len(before)} tests that ran before it {source}"))
-    if shuffled:
-        tries.append((shuffled, f"all {len(shuffled)} other tests in a random order"))
+    if runner.framework.orders == "given":  # else it runs them in its own order: no random order to choose
+        shuffled = [case for case in everything if not matches(test, case)]
+        random.Random(f"{SEED}:{test}").shuffle(shuffled)
+        if shuffled:
+            tries.append((shuffled, f"all {len(shuffled)} other tests in a random order"))
     if not tries:
-        notes.append("no other test to run it after")
+        notes.append("no other test to run it after" if everything else
+                     f"{runner.framework.name} cannot list the suite's tests, so no order was tried")
         return None
     reproduced: tuple[list[str], str] | None = None
     for order, label in tries:
-        if tally.add(runner.pytest([*order, test]), test, alone=False):
+        if tally.add(runner.tests([*order, test_as_listed]), test, alone=False):
             reproduced = (order, label)
             break
     if reproduced is None:
@@ -220,13 +230,14 @@ def _order_phase(session: _Session, test: str, tally: _Tally, notes: list[str]) 
     while len(candidates) > 1:  # delta debugging: keep the half that still makes it fail
         half = candidates[: len(candidates) // 2]
         steps += 1
-        candidates = half if tally.add(runner.pytest([*half, test]), test, alone=False) else candidates[len(half):]
+        candidates = half if tally.add(runner.tests([*half, test_as_listed]), test, alone=False) \
+            else candidates[len(half):]
     polluter = candidates[0]
     threshold = 1.0 - confidence
     # Only runs made after the polluter was named count: the failure that started the search does not.
     after, alone = 0, tally.alone_passes
     while order_independence_likelihood(after, alone) > threshold:
-        pair, lone = runner.batch([lambda: runner.pytest([polluter, test]), lambda: runner.alone(test)])
+        pair, lone = runner.batch([lambda: runner.tests([polluter, test_as_listed]), lambda: runner.alone(test)])
         pair_failed = tally.add(pair, test, alone=False)
         if tally.add(lone, test, alone=True):
             notes.append(f"failed after {label} too")
@@ -234,7 +245,7 @@ def _order_phase(session: _Session, test: str, tally: _Tally, notes: list[str]) 
         alone += 1
         if not pair_failed:
             notes.append(f"bisection pointed at {polluter}, but it passed right after it")
-            return _confirm_whole_order(session, test, tally, notes, order, label)
+            return _confirm_whole_order(session, test, tally, notes, [*order, test_as_listed], label)
         after += 1
     return _verdict(test, "order_dependent", tally, confidence,
         (f"passes alone ({alone}/{alone} runs) but fails when {polluter} runs before it ({after}/{after} runs); "
@@ -244,11 +255,12 @@ def _order_phase(session: _Session, test: str, tally: _Tally, notes: list[str]) 
 
 def _confirm_whole_order(session: _Session, test: str, tally: _Tally, notes: list[str], order: list[str],
                          label: str) -> TestTriage | None:
-    """No single polluter: does the whole order make it fail reliably (several tests together)?"""
+    """No single polluter: does the whole `order` (ending with the test) make it fail reliably (several tests
+    together)?"""
     runner, confidence = session.runner, session.confidence
     after, alone = 0, tally.alone_passes
     while order_independence_likelihood(after, alone) > 1.0 - confidence:
-        whole, lone = runner.batch([lambda: runner.pytest([*order, test]), lambda: runner.alone(test)])
+        whole, lone = runner.batch([lambda: runner.tests(order), lambda: runner.alone(test)])
         whole_failed = tally.add(whole, test, alone=False)
         if tally.add(lone, test, alone=True):
             return None
@@ -289,12 +301,13 @@ def _check(repo: Path, confidence: float, max_runs: int, jobs: int, timeout: flo
 def triage(repo: Path, tests: Sequence[str] | None = None, *, command: str | None = None, max_runs: int = 30,
            confidence: float = 0.95, changed_lines: Mapping[str, set[int]] | None = None,
            env: Mapping[str, str] | None = None, jobs: int = 2, timeout: float = 300,
-           confinement: Confinement | None = None) -> TriageReport:
+           confinement: Confinement | None = None, framework: Framework | None = None) -> TriageReport:
     """Rerun failing tests until each is shown a regression, flaky, order-dependent, or not reproducible.
 
-    With `tests=None` the pytest suite runs once to find the failing tests (and the order they ran
-    in). `command` is a shell template with `{test}` for other runners (exit code = outcome).
-    `changed_lines` (file -> line numbers of the change) adds the DeFlaker coverage check.
+    `framework`: the tests' adapter (default: the one the repository's files show, else pytest).
+    With `tests=None` the suite runs once to find the failing tests (and the order they ran in).
+    `command` is a shell template with `{test}` for runners fixloop cannot rerun itself (exit code =
+    outcome). `changed_lines` (file -> line numbers of the change) adds the DeFlaker coverage check.
     `max_runs` bounds the runs of each test alone; `timeout` is per process. `confinement`: the tests
     run in it (code the agent could have touched).
     """
@@ -302,18 +315,18 @@ def triage(repo: Path, tests: Sequence[str] | None = None, *, command: str | Non
     _check(repo, confidence, max_runs, jobs, timeout)
     repo = repo.resolve()
     environment = scrubbed_environment(os.environ if env is None else env)
-    wanted = None if tests is None else list(dict.fromkeys(normalise_id(t) for t in tests if t.strip()))
+    wanted = None if tests is None else list(dict.fromkeys(t.strip() for t in tests if t.strip()))
     if wanted is not None and not wanted:
         raise ConfigError("no test ids given to triage")
     if command is not None:
         if wanted is None:
-            raise ConfigError("--command needs the failing test ids (--test ID): only a pytest suite can be run to "
-                              "find them")
+            raise ConfigError("--command needs the failing test ids (--test ID): fixloop finds them by running the "
+                              "suite with the framework's own command only")
         check_command_ids(command, wanted)
     scratch_parent = confinement.scratch if confinement else None
     with tempfile.TemporaryDirectory(prefix="fixloop-triage-", dir=scratch_parent) as scratch:
-        runner = Runner(repo, environment, timeout=timeout, jobs=jobs, command=command, scratch=Path(scratch),
-                        confinement=confinement)
+        runner = Runner(repo, environment, framework=framework or choose("", repo), timeout=timeout, jobs=jobs,
+                        command=command, scratch=Path(scratch), confinement=confinement)
         try:
             suite_order = None
             if wanted is None:
@@ -329,11 +342,11 @@ def triage(repo: Path, tests: Sequence[str] | None = None, *, command: str | Non
 
 def _failing_tests(runner: Runner, repo: Path) -> tuple[list[str], list[str]]:
     """Run the whole suite once: the failing ids, and every id in the order it ran."""
-    suite = runner.pytest([])
-    if not suite.ran:
+    suite = runner.suite()
+    if not suite.ran and not suite.failed:
         raise ConfigError(f"the test suite in {repo} ran no test (exit code {suite.result.exit_code}):\n"
                           + suite.output_excerpt())
-    failing = list(dict.fromkeys(case for case in suite.ran if case in suite.failed))
+    failing = list(suite.failed)
     if not failing:
         raise ConfigError(f"no failing tests found: all {len(suite.ran)} tests in {repo} passed; "
                           "name the tests to triage with --test ID")

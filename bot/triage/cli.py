@@ -7,6 +7,8 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from bot.frameworks import NAMES
+
 if TYPE_CHECKING:
     from bot.triage._triage import TriageReport
 
@@ -16,13 +18,19 @@ def add_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[ty
     parser = commands.add_parser("triage", help="decide whether failing tests are regressions or flaky", description=(
         "Rerun failing tests until the evidence decides: regression (fails every time), flaky (fails sometimes), "
         "order_dependent (fails only after another test, which is named) or passes (could not reproduce). "
-        "Without --test, the pytest suite runs once to find the failing tests."))
+        "The tests run through their framework (pytest, unittest, go, jest, vitest, node --test, cargo; "
+        "found from the repository's files, or --framework). Without --test, the suite runs once to find the "
+        "failing tests."))
     parser.add_argument("--repo", type=Path, default=Path("."), metavar="DIR", help="the project to test (default: .)")
     parser.add_argument("--test", action="append", dest="tests", metavar="ID",
-                        help="a failing test id; repeat for several (default: run the pytest suite to find them)")
+                        help="a failing test, as fixloop or the CI log names it (pytest `path::test`, Go `TestName` "
+                             "or `package/path.TestName`, Jest `suite › test`); repeat for several (default: run "
+                             "the suite to find them)")
+    parser.add_argument("--framework", choices=NAMES, metavar="NAME",
+                        help=f"the test framework: {', '.join(NAMES)} (default: from the repository's files)")
     parser.add_argument("--command", metavar="CMD",
-                        help="for other runners: a shell command with {test} for the test id, e.g. "
-                             "\"go test -run '^{test}$' ./...\"; its exit code is the outcome")
+                        help="for runners fixloop cannot rerun itself: a shell command with {test} for the test id, "
+                             "e.g. \"bundle exec rspec {test}\"; its exit code is the outcome")
     parser.add_argument("--max-runs", type=int, default=30, metavar="N",
                         help="most runs of each test alone (default 30)")
     parser.add_argument("--confidence", type=float, default=0.95, metavar="C", help="confidence level (default 0.95)")
@@ -32,10 +40,11 @@ def add_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
 
 def _handle(args: argparse.Namespace) -> int:
+    from bot.frameworks import framework
     from bot.triage._triage import triage
 
     report = triage(args.repo, args.tests, command=args.command, max_runs=args.max_runs, confidence=args.confidence,
-                    jobs=args.jobs)
+                    jobs=args.jobs, framework=framework(args.framework) if args.framework else None)
     if args.json:
         print(json.dumps(report.to_json(), indent=2))
     else:
