@@ -27,8 +27,8 @@ from bot.workspace import Worktree
 # retries and sleeps. Build and test-runner settings that rerun failures count in any file.
 _PYTHON = (r"pytest\.mark\.(?:flaky|skip|skipif|xfail)|pytest\.(?:skip|xfail)\(|@flaky\b|unittest\.skip|"
            r"\.skipTest\(|@retry\b|\btenacity\b|\bbackoff\.on_exception|time\.sleep\(|asyncio\.sleep\(")
-_GO = r"\bt\.Skip(?:f|Now)?\(|\btime\.Sleep\(|\bretry\.\w+\(|\bRetry\w*\("
-_JAVASCRIPT = (r"jest\.retryTimes|this\.retries\(|\bretry\s*:|\b(?:it|test|describe)\.(?:skip|todo)\b|"
+_GO = r"\.Skip(?:f|Now)?\(|\btime\.Sleep\(|<-\s*time\.After\(|\bretry\.\w+\("
+_JAVASCRIPT = (r"jest\.retryTimes|this\.retries\(|\bretry\s*:|\b(?:it|test|describe)\.(?:skip|skipIf|todo|fixme)\b|"
                r"\bx(?:it|test|describe)\(|setTimeout\(\s*\w+\s*,|\bsleep\(|\bwaitForTimeout\(")
 _JVM = (r"@(?:Disabled|Ignore|Flaky|RetryingTest|RepeatedIfExceptionsTest|Retry)\b|Thread\.sleep\(|"
         r"TimeUnit\.\w+\.sleep\(|assumeTrue\(false")

@@ -41,9 +41,9 @@ from tests.fixtures import labeled_issue
 ROOT = Path(__file__).resolve().parents[1]
 REPO = "octo/calc"
 SECRET = "restart-webhook-secret"
-DELIVERIES = 200
+DELIVERIES = 120
 CLIENTS = 8
-KILL_AFTER = 75  # answered deliveries before the signal: well inside the burst
+KILL_AFTER = 45  # answered deliveries before the signal: well inside the burst
 DUPLICATE_EVERY = 5  # every fifth answered delivery is sent again after the restart
 # The kill can cut off a request of the server's to the fake GitHub between its headers and its body;
 # the fake (unlike GitHub, which drops such a request) still answers it, and records a violation.

@@ -13,10 +13,15 @@ from pathlib import Path
 
 import pytest
 
+from bot._process import CommandResult
+from bot.cli import main
 from bot.deflake import papering_over
-from bot.frameworks import framework
+from bot.errors import ConfigError
+from bot.frameworks import NAMES, framework
+from bot.logs import failing_tests
 from bot.secrets import scrubbed_environment
 from bot.triage import confirm_fixed, diagnose, triage
+from bot.triage._runner import Run
 from tests.conftest import run_git
 from tests.test_frameworks import needs_go, needs_node
 
@@ -155,3 +160,50 @@ def test_a_test_the_framework_cannot_find_skips_triage_instead_of_failing(tmp_pa
 def test_papering_over_is_recognised_in_each_language(path, added, hidden):
     patch = f"--- a/{path}\n+++ b/{path}\n@@ -1,1 +1,2 @@\n context\n+{added}\n"
     assert papering_over(patch) == ([f"{path}:2: {added.strip()}"] if hidden else [])
+
+
+@needs_go
+def test_go_ids_that_name_no_test_or_read_as_options_are_refused(tmp_path):
+    repo = copy(tmp_path, "go-inventory")
+    with pytest.raises(ConfigError, match=r"^go ran no test named example.com/nope.TestTotal"):
+        triage(repo, ["example.com/nope.TestTotal"])
+    with pytest.raises(ConfigError, match="starts with '-': a test command would read it as an option"):
+        triage(repo, ["-exec=./pwn.sh.TestTotal"])
+    with pytest.raises(ConfigError, match="starts with '-'"):
+        confirm_fixed(repo, "TestTotal", neighbours=["-run=."])
+
+
+@needs_node
+def test_node_logs_name_the_failing_tests_not_their_describe_blocks(tmp_path):
+    """Real `node --test` output, TAP (its default where output is no terminal, as in CI) and spec."""
+    for reporter in ("tap", "spec"):
+        repo = copy(tmp_path / reporter, "node-cart")
+        log = subprocess.run(["node", "--test", f"--test-reporter={reporter}"], cwd=repo, capture_output=True,
+                             text=True, timeout=120, check=False).stdout
+        assert failing_tests(log) == ["adds up prices", "starts with no coupons", "reserves payment in time"] or \
+            failing_tests(log) == ["adds up prices", "reserves payment in time", "starts with no coupons"], log
+
+
+def test_what_a_run_says_of_a_test_depends_on_what_its_results_name():
+    def run(name: str, exit_code: int, ran: tuple[str, ...] = (), failed: dict[str, str] | None = None,
+            reported: bool = True) -> Run:
+        return Run(("x",), CommandResult(exit_code, "", False, 0.1, 0), framework(name), ran, failed or {}, reported)
+
+    assert run("jest", 0).failed_test("sum › adds"), "results that list no run of it: it did not run"
+    assert not run("jest", 0, ran=("sum.test.js > sum > adds",)).failed_test("sum › adds")
+    assert not run("go", 0, ran=("example.com/calc.TestSplit",)).failed_test("TestSplit/two_spaces"), \
+        "a passing subtest shows as its parent's pass"
+    assert not run("unittest", 1, failed={"m.T.test_other": "boom"}).failed_test("m.T.test_x"), \
+        "unittest names its failures only: another one failed"
+    assert run("unittest", 1).failed_test("m.T.test_x") and not run("unittest", 0).failed_test("m.T.test_x")
+    assert run("go", 1, reported=False).failed_test("TestX") and not run("go", 0, reported=False).failed_test("TestX")
+
+
+def test_the_triage_command_names_every_framework_and_refuses_others(capsys):
+    with pytest.raises(SystemExit):
+        main(["triage", "--help"])
+    shown = " ".join(capsys.readouterr().out.split())
+    assert [name for name in NAMES if name not in shown] == [], shown
+    assert main(["triage", "--framework", "rspec", "--test", "x"]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        f"fixloop: --framework must be one of {', '.join(NAMES)}; got 'rspec'"]

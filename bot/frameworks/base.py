@@ -109,6 +109,7 @@ class Framework(ABC):
     # Triage and deflake validation: rerunning tests one by one, in orders, under coverage.
 
     orders: Ordering = "none"
+    lists_ran: bool = False  # its results name every test that ran (`Results.ran`), not only the failures
     shuffles: bool = False  # `run_tests(..., shuffle=True)` works: the framework has random orders of its own
     coverage_suffixes: tuple[str, ...] = ()  # the source files its coverage tool measures (none: no tool)
 
@@ -116,6 +117,10 @@ class Framework(ABC):
         """Whether the reported test `case` is (part of) the `requested` test, named as in CI logs or as
         fixloop names it."""
         return case == requested
+
+    def group(self, test_id: str) -> str:
+        """What a test shares with the tests that run beside it (its file, module or package)."""
+        return test_id.split("::")[0]
 
     def suite(self) -> str | None:
         """A command running the whole suite, None when fixloop cannot tell it."""

@@ -37,6 +37,9 @@ _END = re.compile(r"^(?:FAIL|PASS|exit status \d+)$")
 _FRAME = re.compile(r"^\t(?P<file>/\S+\.go):(?P<line>\d+)(?: \+0x[0-9a-f]+)?$")
 _TOP_LEVEL = re.compile(r"\.((?:Test|Example|Fuzz|Benchmark)[^./]*(?:/.*)?)$")
 _STATUSES = {"FAIL": "fail", "PASS": "pass", "SKIP": "skip"}
+# go test ran no test at all: a package it cannot find or build.
+_NO_TEST = re.compile(r"no required module provides package|cannot find package|is not in (?:GOROOT|std)|"
+                      r"matched no packages|no Go files in|\[(?:setup|build) failed\]")
 # A block of a coverage profile: "example.com/calc/calc.go:11.38,13.48 2 1" (file:from.col,to.col statements count).
 _BLOCK = re.compile(r"^(?P<file>\S+\.go):(?P<start>\d+)\.\d+,(?P<end>\d+)\.\d+ \d+ (?P<count>\d+)$", re.MULTILINE)
 
@@ -140,6 +143,7 @@ def _split(test_id: str) -> tuple[str, str]:
 
 class Go(Framework):
     name = "go"
+    lists_ran = True
     orders = "source"
     shuffles = True
     coverage_suffixes = (".go",)
@@ -158,6 +162,8 @@ class Go(Framework):
     def results(self, run: Run, output: str) -> Results | None:
         events = any(True for _ in _events(output))
         tests = _from_events(output) if events else _from_text(output)
+        if not tests and _NO_TEST.search(output):
+            return Results(0)
         if not tests and not events:
             return None
         failing = [t for t in tests.values() if t.status == "fail"]
@@ -186,11 +192,16 @@ class Go(Framework):
     def test_id_as_in_ci_logs(self, test_id: str) -> str:
         return _split(test_id)[1]
 
+    def group(self, test_id: str) -> str:
+        return _split(test_id)[0]
+
     def matches(self, requested: str, case: str) -> bool:
         """`TestX` (any package), `path/to/package.TestX` or the full import path; a subtest of it too."""
         package, name = _split(requested)
         case_package, case_name = _split(case)
-        return (case_name == name or case_name.startswith(name + "/")) and (
+        # A subtest's run reports its parent's outcome too: a passing subtest is seen in the parent's pass.
+        related = case_name == name or case_name.startswith(name + "/") or name.startswith(case_name + "/")
+        return related and (
             not package or case_package == package or case_package.endswith("/" + package))
 
     def focus(self, command: str, ids: Sequence[str]) -> str | None:

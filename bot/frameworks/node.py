@@ -24,6 +24,7 @@ _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 _FRAME = re.compile(r"(?P<file>(?:/|\.{0,2}/|[\w@-])[^\s():]*\.[cm]?[jt]sx?):(?P<line>\d+):\d+")
 _REPORT_LIMIT = 50_000_000  # bytes of a report read at most (a bigger one reads as no report)
 _SCRIPT_FILE = re.compile(r"\.[cm]?[jt]sx?$")
+_TEST_FILE = re.compile(r"(?:^|/)(?:test|tests|__tests__)/|[._-](?:test|spec)\.[cm]?[jt]sx?$")
 # `npm test`, `npm run test`, `yarn test`, `pnpm test` and the like, alone or as a command's last words.
 _PACKAGE_MANAGER_TEST = re.compile(r"(?:^|[\s;&|(])(?P<tool>npm|yarn|pnpm)\s+(?:run\s+)?(?:test|t)\s*$")
 
@@ -49,11 +50,13 @@ def _uses(root: Path, package: str) -> bool:
     return package in declared or re.search(rf"\b{package}\b", _test_script(root)) is not None
 
 
-def _where(text: str, root: Path) -> tuple[str | None, int | None]:
-    """The first stack frame in the repository's own files."""
+def _where(text: str, root: Path, *, test_files: bool = False) -> tuple[str | None, int | None]:
+    """The first stack frame in the repository's own files (with `test_files`, in a test file)."""
     for frame in _FRAME.finditer(text):
         file = relative_to(frame["file"], root)
-        if not Path(file).is_absolute() and "node_modules" not in file and not file.startswith("node:"):
+        if Path(file).is_absolute() or "node_modules" in file or file.startswith("node:"):
+            continue
+        if not test_files or _TEST_FILE.search(file):
             return file, int(frame["line"])
     return None, None
 
@@ -111,7 +114,8 @@ def _same_test(requested: str, case: str) -> bool:
         return file.removeprefix("./") == case_file.removeprefix("./") and case_titles[: len(titles)] == titles
     if file is not None:  # node's report names a passing test without its file
         return bool(titles) and case_titles[: len(titles)] == titles
-    return bool(titles) and case_titles[-len(titles):] == titles
+    # Titles without a file: the test's last titles (`suite › test`), or a suite's first ones.
+    return bool(titles) and titles in (case_titles[-len(titles):], case_titles[: len(titles)])
 
 
 def _title_pattern(titles: Sequence[Sequence[str]], separator: str) -> str:
@@ -127,6 +131,7 @@ def _insert_after(command: str, tool: str, flags: str) -> str:
 
 class Jest(Framework):
     name = "jest"
+    lists_ran = True
     tool = r"jest"
 
     def recognises(self, root: Path) -> bool:
@@ -214,6 +219,7 @@ class Vitest(Jest):
 
 class NodeTest(Framework):
     name = "node"
+    lists_ran = True
     orders = "source"
 
     def recognises(self, root: Path) -> bool:
@@ -245,7 +251,8 @@ class NodeTest(Framework):
                         continue
                     text = problem.text or ""
                     file, line = _where(text, run.root)
-                    ran.append(f"{file} > {name}" if file else name)
+                    test_file, _ = _where(text, run.root, test_files=True)  # not a module the test called
+                    ran.append(f"{test_file} > {name}" if test_file else name)
                     failed.append(FailedTest(id=ran[-1], file=file, line=line,
                                              message=capped(problem.get("message", ""), MESSAGE_LIMIT),
                                              details=capped(text)))

@@ -80,6 +80,7 @@ def normalise_id(test: str) -> str:
 
 class Pytest(Framework):
     name = "pytest"
+    lists_ran = True
     orders = "given"
     coverage_suffixes = (".py",)
 

@@ -17,6 +17,8 @@ _RUNNERS: list[re.Pattern[str]] = [
     # Jest / Vitest / node --test: the ✕ (×, ✖) line of a test and Jest's ● heading of its failure details
     re.compile(r"^\s*(?:✕|×|✖) (?P<cross>.+?)(?: \(\d+(?:\.\d+)? ?m?s\))?$"),
     re.compile(r"^\s*● (?P<id>(?!Console$|Test suite failed to run$)[^:]+?|.+ › .+)$"),
+    # node --test's TAP reporter (the default where output is no terminal, as in CI)
+    re.compile(r"^(?P<indent>\s*)not ok \d+ - (?P<tap>.+?)(?:\s+#.*)?$"),
     # cargo test
     re.compile(r"^test (?P<id>\S+) \.\.\. FAILED$"),
     # Gradle (`Class > test() FAILED`) and Maven Surefire (`test(Class)  Time elapsed: ... <<< FAILURE!`)
@@ -30,14 +32,24 @@ def failing_tests(text: str) -> list[str]:
     """Ids of the failing tests a log reports, in order of first mention, without repeats.
 
     pytest `FAILED path::test` and `path::test FAILED`; unittest `FAIL: test_x (module.Class)`
-    (as `module.Class.test_x`); go `--- FAIL: TestX`; Jest `✕ test` and `● Suite › test`; node `✖ test`;
+    (as `module.Class.test_x`); go `--- FAIL: TestX`; Jest `✕ test` and `● Suite › test`; node `✖ test`
+    and `not ok 1 - test` (not its describe blocks);
     cargo `test path ... FAILED`; Gradle `Class > test() FAILED` and Maven Surefire
     `test(Class) ... <<< FAILURE!` (as `Class.test`). Timestamps and colour codes are ignored.
     """
     found: dict[str, None] = {}
     crossed: set[str] = set()  # Jest titles from ✕ lines, dropped when a ● line names them in full
+    suites: set[str] = set()  # node's describe blocks: `▶ name` opens one; TAP ends one after its tests
+    last_tap = -1  # the indentation of the last TAP result line
     for line in clean_text(text).split("\n"):
-        if not line or not any(mark in line for mark in ("FAIL", "ERROR", "✕", "×", "✖", "●")):
+        if line.lstrip().startswith("▶ "):
+            suites.add(re.sub(r" \(\d+(?:\.\d+)? ?m?s\)$", "", line.strip()[2:]))
+            continue
+        if tap := re.match(r"^(\s*)(?:not )?ok \d+ - ", line):
+            parent, last_tap = len(tap[1]) < last_tap, len(tap[1])  # a suite's line comes after its tests
+            if parent:
+                continue
+        if not line or not any(mark in line for mark in ("FAIL", "ERROR", "✕", "×", "✖", "●", "not ok")):
             continue
         for pattern in _RUNNERS:
             match = pattern.match(line)
@@ -49,7 +61,11 @@ def failing_tests(text: str) -> list[str]:
                 test_id = where if where.endswith(f".{name}") else f"{where}.{name}"
             elif groups.get("cross"):
                 test_id = groups["cross"].strip()
+                if test_id in suites or test_id == "failing tests:":  # a describe block, node's summary heading
+                    break
                 crossed.add(test_id)
+            elif groups.get("tap"):
+                test_id = groups["tap"].strip()
             else:
                 test_id = groups["id"].strip()
             found.setdefault(test_id, None)

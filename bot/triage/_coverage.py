@@ -52,11 +52,15 @@ def measure(runner: Runner, test: str, changes: dict[Path, tuple[str, set[int]]]
         return Touch(None, None, f"differential coverage not used: `{probe}` failed (is the coverage tool installed "
                                  "where the tests run?)")
     data = runner.scratch_file(".coverage")
-    command = framework.under_coverage([test], data, sorted(measured))
-    if command is None:
-        return Touch(None, None, f"differential coverage not used: {framework.name} cannot measure {test} in one run")
-    run = runner.execute(command, [test])
-    covered = framework.covered_lines(data, runner.repo)
+    try:
+        command = framework.under_coverage([test], data, sorted(measured))
+        if command is None:
+            return Touch(None, None, f"differential coverage not used: {framework.name} cannot measure {test} in "
+                                     "one run")
+        run = runner.execute(command, [test])
+        covered = framework.covered_lines(data, runner.repo)
+    except OSError as error:  # the tests, which can write the scratch folder, may have put something in the way
+        return Touch(None, None, f"the changed lines could not be checked ({error.strerror or error})")
     for leftover in runner.scratch.glob(f"{data.stem}.*"):
         leftover.unlink(missing_ok=True)
     if covered is None:

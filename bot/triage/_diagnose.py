@@ -78,6 +78,9 @@ def diagnose(repo: Path, base_sha: str, tests: list[str], *, framework: Framewor
     except ConfigError as error:
         reason = cap_text(str(error), 1_500)
         return Diagnosis("fix", None, None, skipped=f"the failing tests could not be rerun:\n{reason}")
+    except Exception as error:  # noqa: BLE001  # the tests under triage are untrusted: any failure is theirs
+        reason = f"{type(error).__name__}: {cap_text(str(error), 500)}"
+        return Diagnosis("fix", None, None, skipped=f"triage failed ({reason})")
     finally:
         worktree.remove()
     verdicts = {t.verdict for t in report.tests}
@@ -86,6 +89,6 @@ def diagnose(repo: Path, base_sha: str, tests: list[str], *, framework: Framewor
     unstable = [t for t in report.tests if t.verdict in ("flaky", "order_dependent")]
     if unstable:
         first = unstable[0]
-        neighbours = [t for t in tests if t != first.test and t.split("::")[0] == first.test.split("::")[0]]
+        neighbours = [t for t in tests if t != first.test and framework.group(t) == framework.group(first.test)]
         return Diagnosis("deflake", report, DeflakeTarget(first.test, first.polluter, neighbours))
     return Diagnosis("infrastructure", report, None)

@@ -14,7 +14,7 @@ from bot.errors import ConfigError
 from bot.frameworks import Framework, choose
 from bot.sandbox import Confinement
 from bot.secrets import scrubbed_environment
-from bot.triage._runner import Run, Runner, check_command_ids
+from bot.triage._runner import Run, Runner, check_command_ids, check_ids
 from bot.triage._stats import percent, runs_for_confidence
 
 
@@ -70,6 +70,7 @@ def confirm_fixed(repo: Path, test: str, *, confidence: float = 0.95, max_failur
     if not test:
         raise ConfigError("no test id given")
     polluter = polluter.strip() if polluter else None
+    check_ids([test, *([polluter] if polluter else []), *neighbours])
     framework = framework or choose("", repo)
     if command is not None:
         if polluter or neighbours:
@@ -80,7 +81,8 @@ def confirm_fixed(repo: Path, test: str, *, confidence: float = 0.95, max_failur
         polluter, neighbours = None, ()  # it runs tests in no order fixloop can choose: the test alone, repeatedly
     needed = runs_for_confidence(confidence, max_failure_rate)
     own_order = framework.orders == "source"
-    shuffled = own_order and framework.shuffles and not polluter  # after a polluter, its own order keeps it first
+    # After a polluter, the framework's own order keeps it first; a `tests.run` template cannot shuffle.
+    shuffled = own_order and framework.shuffles and framework.run is None and not polluter
     environment = scrubbed_environment(os.environ if env is None else env)
     done: list[list[str]] = []
     failures, first_failure, failed_at = 0, None, 0

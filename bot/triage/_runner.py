@@ -12,6 +12,7 @@ from __future__ import annotations
 import itertools
 import os
 import re
+import shlex
 import shutil
 import sys
 import threading
@@ -51,6 +52,7 @@ class Run:
     framework: Framework | None  # None: a command-template run, whose exit code is the whole story
     ran: tuple[str, ...] = ()
     failed: Mapping[str, str] = field(default_factory=dict)  # failed id → its message and traceback
+    reported: bool = False  # the run left results to read
 
     def failed_test(self, test: str) -> bool:
         """Whether `test` failed in this run; not running at all (crash, timeout) counts as failing."""
@@ -60,9 +62,11 @@ class Run:
             return self.result.exit_code != 0
         if any(self.framework.matches(test, case) for case in self.failed):
             return True
-        if self.ran:
+        if self.reported and self.framework.lists_ran:
             return not any(self.framework.matches(test, case) for case in self.ran)
-        return self.result.exit_code != 0  # results that list no test: the exit code tells
+        if self.reported and self.failed:
+            return False  # the failures are named, and it is not among them
+        return self.result.exit_code != 0  # results that count tests without naming them: the exit code tells
 
     def output_excerpt(self) -> str:
         return relevant_excerpt(self.result.output, _EXCERPT_LIMIT)
@@ -117,7 +121,7 @@ class Runner:
     def _pick_python(self) -> str:
         for name in ("python", "python3"):
             found = shutil.which(name, path=self.env.get("PATH", os.defpath))
-            if found and self.succeeds(f"{found} -c 'import pytest'"):
+            if found and self.succeeds(f"{shlex.quote(found)} -c 'import pytest'"):
                 return found
         return sys.executable
 
@@ -179,20 +183,27 @@ class Runner:
             leftover.unlink(missing_ok=True)
         requested_ran = _ran_any(framework, ids, found)
         nothing_ran = result.exit_code in _NOTHING_RAN.get(framework.name, (0,)) and not result.timed_out
-        if ids and nothing_ran and (requested_ran is False or (requested_ran is None and framework.name == "pytest")):
+        # No test at all, and a failure: the ids name no package or file the framework could load (a
+        # build that fails shows here too: the tests cannot be rerun).
+        no_test = (framework.lists_ran and found is not None and not found.ran and not found.failed
+                   and not result.timed_out)
+        if ids and (no_test or (nothing_ran and (requested_ran is False or (
+                requested_ran is None and framework.name == "pytest")))):
             raise ConfigError(f"{framework.name} ran no test named {' '.join(ids)} in {self.repo}:\n"
                               + relevant_excerpt(framework.transcript(result.output), 1_500))
         if found is None:
             return Run(tuple(ids), result, framework)
         failed = {f.id: "\n".join(part for part in (f.message, f.details) if part) for f in found.failed}
-        return Run(tuple(ids), result, framework, found.ran, failed)
+        return Run(tuple(ids), result, framework, found.ran, failed, reported=True)
 
     def collect(self) -> list[str]:
-        """The suite's test ids in the order they run (not counted as a run); none when the framework
-        cannot list them."""
+        """The suite's test ids in the order they run: listed by the framework where it can (not a test
+        run), else as a run of the whole suite ran them; none when neither can tell."""
         command = self.framework.list_tests()
         if command is None:
-            return []
+            if self.framework.orders == "none" or self.framework.suite() is None:
+                return []
+            return list(self.suite().ran)
         with self._slots:
             result = self._run(command, cwd=self.repo, env=self.env, timeout=self.timeout, output_limit=5_000_000)
         return self.framework.listed(result.output)
@@ -213,10 +224,18 @@ class Runner:
 
 
 def _ran_any(framework: Framework, ids: Sequence[str], found: Results | None) -> bool | None:
-    """Whether any of the tests `ids` ran, by the results; None when they cannot tell."""
-    if found is None or (not found.ran and not found.failed and found.tests_run):
+    """Whether any of the tests `ids` ran, by the results; None when they cannot tell (results that
+    count tests without naming them)."""
+    if found is None or (not framework.lists_ran and not found.failed and found.tests_run):
         return None
     return any(framework.matches(i, case) for i in ids for case in (*found.ran, *(f.id for f in found.failed)))
+
+
+def check_ids(tests: Sequence[str]) -> None:
+    """Refuse test ids that a test command would read as options (they come from logs and comments)."""
+    for test in tests:
+        if test.startswith("-"):
+            raise ConfigError(f"test id {test!r} starts with '-': a test command would read it as an option")
 
 
 def check_command_ids(command: str, tests: Sequence[str]) -> None:
@@ -229,4 +248,4 @@ def check_command_ids(command: str, tests: Sequence[str]) -> None:
             raise ConfigError(f"test id {test!r} contains shell metacharacters; it cannot be put into --command safely")
 
 
-__all__ = ["Run", "Runner", "check_command_ids"]
+__all__ = ["Run", "Runner", "check_command_ids", "check_ids"]

@@ -18,7 +18,7 @@ from bot.frameworks import Framework, choose
 from bot.sandbox import Confinement
 from bot.secrets import scrubbed_environment
 from bot.triage._coverage import measure, resolve_changes
-from bot.triage._runner import Run, Runner, check_command_ids
+from bot.triage._runner import Run, Runner, check_command_ids, check_ids
 from bot.triage._stats import (
     clopper_pearson,
     failures_for_regression,
@@ -318,6 +318,7 @@ def triage(repo: Path, tests: Sequence[str] | None = None, *, command: str | Non
     wanted = None if tests is None else list(dict.fromkeys(t.strip() for t in tests if t.strip()))
     if wanted is not None and not wanted:
         raise ConfigError("no test ids given to triage")
+    check_ids(wanted or [])
     if command is not None:
         if wanted is None:
             raise ConfigError("--command needs the failing test ids (--test ID): fixloop finds them by running the "
@@ -343,13 +344,13 @@ def triage(repo: Path, tests: Sequence[str] | None = None, *, command: str | Non
 def _failing_tests(runner: Runner, repo: Path) -> tuple[list[str], list[str]]:
     """Run the whole suite once: the failing ids, and every id in the order it ran."""
     suite = runner.suite()
-    if not suite.ran and not suite.failed:
-        raise ConfigError(f"the test suite in {repo} ran no test (exit code {suite.result.exit_code}):\n"
-                          + suite.output_excerpt())
     failing = list(suite.failed)
+    if not failing and suite.result.exit_code == 0 and not suite.result.timed_out:
+        raise ConfigError(f"no failing tests found: the test suite in {repo} passed; name the tests to triage "
+                          "with --test ID")
     if not failing:
-        raise ConfigError(f"no failing tests found: all {len(suite.ran)} tests in {repo} passed; "
-                          "name the tests to triage with --test ID")
+        raise ConfigError(f"the test suite in {repo} failed (exit code {suite.result.exit_code}) without naming a "
+                          "failing test:\n" + suite.output_excerpt())
     return [_rerunnable(case, repo) for case in failing], list(dict.fromkeys(suite.ran))
 
 

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from bot.frameworks import NAMES
+from bot.errors import ConfigError
 
 if TYPE_CHECKING:
     from bot.triage._triage import TriageReport
@@ -26,8 +26,9 @@ def add_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[ty
                         help="a failing test, as fixloop or the CI log names it (pytest `path::test`, Go `TestName` "
                              "or `package/path.TestName`, Jest `suite › test`); repeat for several (default: run "
                              "the suite to find them)")
-    parser.add_argument("--framework", choices=NAMES, metavar="NAME",
-                        help=f"the test framework: {', '.join(NAMES)} (default: from the repository's files)")
+    parser.add_argument("--framework", metavar="NAME",
+                        help="the test framework: pytest, unittest, go, jest, vitest, node, maven, gradle or cargo "
+                             "(default: from the repository's files)")
     parser.add_argument("--command", metavar="CMD",
                         help="for runners fixloop cannot rerun itself: a shell command with {test} for the test id, "
                              "e.g. \"bundle exec rspec {test}\"; its exit code is the outcome")
@@ -40,9 +41,11 @@ def add_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
 
 def _handle(args: argparse.Namespace) -> int:
-    from bot.frameworks import framework
+    from bot.frameworks import NAMES, framework
     from bot.triage._triage import triage
 
+    if args.framework is not None and args.framework not in NAMES:
+        raise ConfigError(f"--framework must be one of {', '.join(NAMES)}; got {args.framework!r}")
     report = triage(args.repo, args.tests, command=args.command, max_runs=args.max_runs, confidence=args.confidence,
                     jobs=args.jobs, framework=framework(args.framework) if args.framework else None)
     if args.json:
