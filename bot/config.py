@@ -196,18 +196,19 @@ class Config(_Strict):
         return parse_config_data(data, source="command line")
 
 
-def _problems(error: ValidationError) -> list[tuple[str, str]]:
+def problems_of(error: ValidationError, root: type[BaseModel]) -> list[tuple[str, str]]:
+    """(dotted key, explanation) for each problem pydantic found in a file of `root`'s model."""
     found = []
     for problem in error.errors():
         key = ".".join(str(p) for p in problem["loc"]).replace("validation", "validate") or "(top level)"
-        message = _unknown_key(problem["loc"]) if problem["type"] == "extra_forbidden" else problem["msg"]
-        found.append((key, message))
+        message = _unknown_key(problem["loc"], root) if problem["type"] == "extra_forbidden" else problem["msg"]
+        found.append((key, message.removeprefix("Value error, ")))
     return found
 
 
-def _unknown_key(loc: tuple[int | str, ...]) -> str:
+def _unknown_key(loc: tuple[int | str, ...], root: type[BaseModel]) -> str:
     """An unknown key, with the nearest known one (a typo) or the keys that are allowed there."""
-    model: type[BaseModel] | None = Config
+    model: type[BaseModel] | None = root
     for part in loc[:-1]:
         fields = model.model_fields if model else {}
         field = next((f for name, f in fields.items() if part in (name, f.alias)), None)
@@ -236,7 +237,7 @@ def parse_config_data(data: Any, *, source: str = CONFIG_PATH) -> Config:
     try:
         return Config.model_validate(data)
     except ValidationError as error:
-        problems = _problems(error)
+        problems = problems_of(error, Config)
         raise ConfigError(_describe(problems, source), problems) from None
 
 

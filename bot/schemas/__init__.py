@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from bot.campaign import Campaign
 from bot.config import Config
 from bot.trajectory import report_schema
 
@@ -33,7 +34,15 @@ def _state_defaults(schema: dict[str, Any], node: dict[str, Any], defaults: dict
             prop.setdefault("default", defaults[name])
 
 
+def campaign_schema() -> dict[str, Any]:
+    schema = Campaign.model_json_schema(by_alias=True)
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "fixloop campaign file"
+    return schema
+
+
 GENERATORS: dict[str, Callable[[], dict[str, Any]]] = {
+    "campaign.schema.json": campaign_schema,
     "report.schema.json": report_schema,
     "config.schema.json": config_schema,
 }
