@@ -12,6 +12,7 @@ import signal
 import stat
 import subprocess
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,6 +65,17 @@ def _kill_group(proc: subprocess.Popen[bytes]) -> None:
     proc.wait()
 
 
+# How many commands this process ran outside a sandbox. fixloop's own files can only have changed if
+# one did (confined code sees them read-only), so their check is skipped while this stays where it was.
+_unconfined = 0
+_unconfined_lock = threading.Lock()
+
+
+def unconfined_runs() -> int:
+    """How many commands `run_shell` ran without `confined=True` in this process so far."""
+    return _unconfined
+
+
 def run_shell(
     command: str | list[str],
     *,
@@ -72,13 +84,18 @@ def run_shell(
     timeout: float,
     output_limit: int = 30_000,
     stdin: Path | None = None,
+    confined: bool = False,
 ) -> CommandResult:
     """Run `command` (a bash script, or an argv list) in its own process group, reading `stdin`
-    (a file; none by default).
+    (a file; none by default). `confined`: the command is wrapped in a sandbox (see `unconfined_runs`).
 
     On timeout, cancellation or any other interruption the whole group is killed, so no
     grandchild outlives the call.
     """
+    global _unconfined
+    if not confined:
+        with _unconfined_lock:
+            _unconfined += 1
     argv = ["bash", "-c", command] if isinstance(command, str) else command
     started = time.monotonic()
     with tempfile.NamedTemporaryFile(prefix="fixloop-out-", delete=False) as out, \

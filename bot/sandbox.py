@@ -256,7 +256,8 @@ class Confinement:
         argv = ["bash", "-c", command] if isinstance(command, str) else command
         if self.sandbox is not None:
             argv = self.sandbox.wrap(argv, cwd=cwd)
-        return run_shell(argv, cwd=cwd, env=self.environment(env), timeout=timeout, output_limit=output_limit)
+        return run_shell(argv, cwd=cwd, env=self.environment(env), timeout=timeout, output_limit=output_limit,
+                         confined=self.sandbox is not None)
 
     def offline(self, readable: Iterable[Path]) -> Sandbox | None:
         """The sandbox of a search program: the same hidden places, read-only, without network."""

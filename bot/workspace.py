@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bot._git import git_executable
+from bot._process import unconfined_runs
 from bot.errors import WorkspaceError
 from bot.secrets import scrubbed_environment
 
@@ -191,6 +192,7 @@ class OwnFiles:
 
     def __init__(self, trees: Sequence[Path], skip: Sequence[Path]) -> None:
         self.trees, self.skip = tuple(trees), frozenset(str(path) for path in skip)
+        self.unconfined_at = unconfined_runs()
         self.recorded = self._scan()
 
     def _scan(self) -> dict[str, tuple[int, int, int, int] | str]:
@@ -234,14 +236,22 @@ _own_files: OwnFiles | None = None
 
 
 def watch_own_files(environ: Mapping[str, str]) -> None:
-    """Record fixloop's own files as they are now, unless they were recorded already."""
+    """Record fixloop's own files as they are now, unless they were recorded already; then, if commands ran
+    outside the sandbox since they were last seen unchanged, check them now, so that a session that runs
+    none itself need not check them again."""
     global _own_files
     if _own_files is None:
         _own_files = OwnFiles(*fixloop_files(environ))
+    elif (now := unconfined_runs()) != _own_files.unconfined_at and not _own_files.changed():
+        _own_files.unconfined_at = now
 
 
 def verify_own_files() -> None:
-    if _own_files is not None and (changed := _own_files.changed()):
+    # Only a command run outside the sandbox can have changed them. Once one did, every check scans again:
+    # it may have left a process behind (in a session of its own) that writes later.
+    if _own_files is None or unconfined_runs() == _own_files.unconfined_at:
+        return
+    if changed := _own_files.changed():
         raise WorkspaceError(
             f"fixloop's own files changed during the session ({_names(changed)}), by a setup command or by code that "
             "ran without a sandbox: fixloop will not conclude or push, because the code it would run next may not be "

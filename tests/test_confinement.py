@@ -19,10 +19,11 @@ import pytest
 
 import bot.workspace
 from bot._git import find_trusted_git, ownership_problem, unsafe_reason
+from bot._process import run_shell, unconfined_runs
 from bot.agent.model import ScriptedModel, tool_use
 from bot.agent.tools import BASH, EDITOR, Toolbox
 from bot.config import Config
-from bot.errors import ConfigError
+from bot.errors import ConfigError, WorkspaceError
 from bot.sandbox import INSTALL_HINT, Confinement, bubblewrap
 from bot.secrets import scrubbed_environment
 from bot.session import SessionSpec, run_session
@@ -253,6 +254,43 @@ def test_confinement_sets_a_private_home_and_keeps_user_installed_packages_impor
         env = confinement.environment({**environ, "GITHUB_OUTPUT": "/x", "XDG_CONFIG_HOME": str(home / ".config")})
     assert env["HOME"] != str(home) and "GITHUB_OUTPUT" not in env and "XDG_CONFIG_HOME" not in env
     assert env["PYTHONUSERBASE"] == str((home / ".local").resolve())
+
+
+def test_own_files_are_checked_again_only_after_a_command_ran_outside_the_sandbox(tmp_path, monkeypatch):
+    """Confined code sees fixloop's files read-only, so until a command runs unconfined there is nothing to
+    check (a change made here, by the test itself, shows it is not looked for); after one, every check
+    scans, since it may have left a process behind; a new session's watch scans once and starts afresh."""
+    own = tmp_path / "fixloop-install"
+    own.mkdir()
+    module = own / "module.py"
+    module.write_text("x = 1\n")
+    monkeypatch.setattr(bot.workspace, "fixloop_files", lambda environ: ([own], []))
+    monkeypatch.setattr(bot.workspace, "_own_files", None)  # restored (unwatched) after the test
+    bot.workspace.watch_own_files({})
+    recorded = module.stat()
+    module.write_text("x = 2\n")
+    bot.workspace.verify_own_files()  # nothing ran unconfined: not scanned
+    confined = Confinement("off", environ=os.environ)
+    with confined:
+        confined.run("true", cwd=tmp_path, env={}, timeout=30)  # mode off: unconfined
+    with pytest.raises(WorkspaceError, match="fixloop's own files changed"):
+        bot.workspace.verify_own_files()
+    module.write_text("x = 1\n")  # as recorded again (the check compares size, time and inode)
+    os.utime(module, ns=(recorded.st_atime_ns, recorded.st_mtime_ns))
+    bot.workspace.watch_own_files({})  # a new session: scanned, unchanged, afresh
+    module.write_text("x = 3\n")
+    bot.workspace.verify_own_files()
+    run_shell("true", cwd=tmp_path, env={}, timeout=30)
+    with pytest.raises(WorkspaceError, match=r"module\.py"):
+        bot.workspace.verify_own_files()
+
+
+@needs_bwrap
+def test_a_sandboxed_command_leaves_the_own_files_check_alone(tmp_path, monkeypatch):
+    before = unconfined_runs()
+    with Confinement("required", environ=os.environ, writable=[tmp_path]) as confinement:
+        assert confinement.run("true", cwd=tmp_path, env={}, timeout=30).exit_code == 0
+    assert unconfined_runs() == before
 
 
 def test_a_setup_command_that_changes_fixloop_own_files_is_caught_even_with_the_sandbox(make_repo, tmp_path,

@@ -111,7 +111,10 @@ def test_the_readme_keeps_the_two_commands_and_ci_runs_its_test_command():
             "fixloop demo          # the main job: fixes a real bug in a bundled sample project\n"
             "python -m pytest      # the tests") in readme
     ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
-    assert [line for line in ci.splitlines() if line and not line.startswith("#")][-1] == "python -m pytest"
+    lines = [line for line in ci.splitlines() if line and not line.startswith("#")]
+    # The command exactly, its status the script's (types and docs are checked while it runs).
+    assert "python -m pytest || status=$?" in lines and lines[-1] == 'exit "$status"'
+    assert lines.index("python -m pytest || status=$?") == lines.index("status=0") + 1
 
 
 def test_the_readme_links_to_files_that_exist():

@@ -103,7 +103,7 @@ def run_program(program: str, *, root: Path, evidence: list[dict[str, Any]] | No
         request_file.write_text(request, encoding="utf-8")
         # The child's own output limit (RLIMIT_FSIZE) keeps what it writes within answer_bytes.
         ran = run_shell(argv, cwd=root, env=env, timeout=limits.wall_seconds, output_limit=limits.answer_bytes,
-                        stdin=request_file)
+                        stdin=request_file, confined=sandbox is not None)
     return _result(ran, limits)
 
 
