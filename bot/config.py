@@ -241,16 +241,20 @@ def parse_config_data(data: Any, *, source: str = CONFIG_PATH) -> Config:
         raise ConfigError(_describe(problems, source), problems) from None
 
 
-def parse_config(text: str, *, source: str = CONFIG_PATH) -> Config:
+def read_yaml(text: str, *, source: str) -> Any:
+    """The YAML document `text` (from `source`, for messages); ConfigError when it cannot be read."""
     try:
-        data = yaml.safe_load(text)
+        return yaml.safe_load(text)
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = [(f"line {mark.line + 1}", str(getattr(error, "problem", "") or error))] if mark else []
         raise ConfigError(f"{source} is not valid YAML: {error}", where) from None
     except (RecursionError, ValueError) as error:  # absurdly deep nesting, integers too long to read
         raise ConfigError(f"{source} cannot be read: {type(error).__name__}: {str(error)[:200]}") from None
-    return parse_config_data(data, source=source)
+
+
+def parse_config(text: str, *, source: str = CONFIG_PATH) -> Config:
+    return parse_config_data(read_yaml(text, source=source), source=source)
 
 
 def key_line(text: str, dotted: str) -> int | None:

@@ -65,3 +65,14 @@ def make_repo(tmp_path: Path) -> MakeRepo:
 # and SIGTERM stop the whole suite, leaving no process behind (tests/processes.py).
 from tests.fakes.github.fixture import fake_github, github_app_key, make_fake_github  # noqa: F401
 from tests.processes import pytest_configure, pytest_runtest_protocol  # noqa: F401
+
+
+@pytest.fixture(scope="session")
+def go_build_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("go-build")
+
+
+@pytest.fixture
+def one_go_build_cache(go_build_cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`go` builds into one cache for all the tests of a worker (a cold one costs seconds a test)."""
+    monkeypatch.setenv("GOCACHE", str(go_build_cache))

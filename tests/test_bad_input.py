@@ -610,11 +610,11 @@ def fuzz(app, count: int, seed: int, *, skip_known_bugs: bool) -> dict[str, Any]
 
 
 def test_a_small_fuzz_gets_no_5xx_and_leaves_the_server_healthy(make_app):
-    """500 random requests from benchmarks/webhook_fuzz.py, less those that hit the xfailed bugs."""
+    """300 random requests from benchmarks/webhook_fuzz.py, less those that hit the xfailed bugs."""
     app = make_app()
-    result = fuzz(app, 500, seed=7, skip_known_bugs=True)
+    result = fuzz(app, 300, seed=7, skip_known_bugs=True)
     assert result["server_errors"] == [], result
-    assert result["skipped"] < 100 and sum(result["statuses"].values()) == 500 - result["skipped"]
+    assert result["skipped"] < 60 and sum(result["statuses"].values()) == 300 - result["skipped"]
     assert set(result["statuses"]) <= {200, 202, 400, 401}, result["statuses"]
     healthy(app)
     settle(app, timeout=60)
@@ -624,7 +624,7 @@ def test_a_small_fuzz_gets_no_5xx_and_leaves_the_server_healthy(make_app):
 
 def test_a_small_fuzz_with_everything_gets_no_5xx_and_keeps_its_workers(make_app):
     app = make_app()
-    result = fuzz(app, 500, seed=7, skip_known_bugs=False)
+    result = fuzz(app, 300, seed=7, skip_known_bugs=False)
     check(result["server_errors"] == [], f"5xx: {result['statuses']}")
     settle(app, timeout=30)
     check(all(w.is_alive() for w in app.service.workers), "a worker died")

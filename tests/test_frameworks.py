@@ -24,6 +24,8 @@ from bot.validation import Validator
 GO_CALC = Path(__file__).parent / "fixtures" / "projects" / "go-calc"
 needs_go = pytest.mark.skipif(shutil.which("go") is None, reason="Go is not installed (.ci/run installs golang-go)")
 needs_node = pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed (.ci/run installs nodejs)")
+# One Go build cache for the tests (a cold one costs seconds a test).
+pytestmark = pytest.mark.usefixtures("one_go_build_cache")
 CARGO = shutil.which("cargo") or shutil.which(str(Path.home() / ".cargo" / "bin" / "cargo"))
 needs_cargo = pytest.mark.skipif(CARGO is None, reason="cargo is not installed (.ci/run does not install Rust)")
 
@@ -52,17 +54,6 @@ func TestSplit(t *testing.T) {
 	}
 }
 """
-
-
-@pytest.fixture(scope="module")
-def go_build_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("go-build")
-
-
-@pytest.fixture(autouse=True)
-def _one_go_build_cache(go_build_cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The module's tests share one build cache (a cold one costs seconds a test)."""
-    monkeypatch.setenv("GOCACHE", str(go_build_cache))
 
 
 def go_project(tmp_path: Path, *, words: bool = True) -> Path:

@@ -50,7 +50,7 @@ def interrupt(tmp_path: Path, workers: str, stop: str) -> tuple[int, str, float,
     marks = tmp_path / "marks"
     marks.mkdir()
     command = [sys.executable, "-m", "pytest", "-c", str(ROOT / "pyproject.toml"), "--rootdir", str(ROOT),
-               "-p", "tests.conftest", "-p", "no:cacheprovider", "-n", workers, str(tmp_path / "test_probe.py")]
+               "-p", "tests.processes", "-p", "no:cacheprovider", "-n", workers, str(tmp_path / "test_probe.py")]
     with adopting_orphans() as left_behind:
         suite = subprocess.Popen(command, cwd=ROOT, env={**os.environ, "PROBE_MARKS": str(marks)},
                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
@@ -113,7 +113,7 @@ def test_after():
 def test_a_signal_to_a_forked_child_does_not_stop_the_suite(tmp_path):
     (tmp_path / "test_forking.py").write_text(FORKING)
     command = [sys.executable, "-m", "pytest", "-c", str(ROOT / "pyproject.toml"), "--rootdir", str(ROOT),
-               "-p", "tests.conftest", "-p", "no:cacheprovider", "-n", "0", str(tmp_path / "test_forking.py")]
+               "-p", "tests.processes", "-p", "no:cacheprovider", "-n", "0", str(tmp_path / "test_forking.py")]
     result = subprocess.run(command, cwd=ROOT, env={**os.environ, "PROBE_MARKS": str(tmp_path)},
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0 and (tmp_path / "after").exists(), result.stdout + result.stderr

@@ -27,17 +27,8 @@ from tests.test_frameworks import needs_go, needs_node
 
 PROJECTS = Path(__file__).parent / "fixtures" / "projects"
 GO_MODULE = "example.com/inventory"
-
-
-@pytest.fixture(scope="module")
-def go_build_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("go-build")
-
-
-@pytest.fixture(autouse=True)
-def _one_go_build_cache(go_build_cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The module's tests share one build cache (a cold one costs seconds a test)."""
-    monkeypatch.setenv("GOCACHE", str(go_build_cache))
+# One Go build cache for the tests (a cold one costs seconds a test).
+pytestmark = pytest.mark.usefixtures("one_go_build_cache")
 
 
 def copy(tmp_path: Path, name: str) -> Path:

@@ -19,10 +19,9 @@ from fnmatch import fnmatchcase
 from pathlib import PurePosixPath
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from bot.config import problems_of
+from bot.config import problems_of, read_yaml
 from bot.errors import ConfigError
 
 # The placeholders of the branch and pull request templates.
@@ -231,12 +230,7 @@ def _names(template: str) -> set[str]:
 
 def parse_campaign(text: str, *, source: str) -> Campaign:
     """The campaign in YAML `text` (from `source`, for messages); ConfigError listing every problem."""
-    try:
-        data: Any = yaml.safe_load(text)
-    except yaml.YAMLError as error:
-        raise ConfigError(f"{source} is not valid YAML: {error}") from None
-    except (RecursionError, ValueError) as error:
-        raise ConfigError(f"{source} cannot be read: {type(error).__name__}: {str(error)[:200]}") from None
+    data = read_yaml(text, source=source)
     if not isinstance(data, dict):
         raise ConfigError(f"{source} must be a mapping of keys to values, not {type(data).__name__}.")
     try:

@@ -118,6 +118,12 @@ def _same_test(requested: str, case: str) -> bool:
     return bool(titles) and titles in (case_titles[-len(titles):], case_titles[: len(titles)])
 
 
+def _files_and_titles(ids: Sequence[str]) -> tuple[list[str], list[list[str]]]:
+    """The test files the ids name, and the titles of each id that has some."""
+    split = [_split_id(i) for i in ids]
+    return sorted({file for file, _ in split if file}), [titles for _, titles in split if titles]
+
+
 def _title_pattern(titles: Sequence[Sequence[str]], separator: str) -> str:
     """A JavaScript regular expression matching exactly the tests' names."""
     escape = re.compile(r"[.*+?^${}()|[\]\\/]")
@@ -129,9 +135,22 @@ def _insert_after(command: str, tool: str, flags: str) -> str:
     return re.sub(rf"(^|[\s;&|(`/])({tool})(?=$|[\s;&|)`])", lambda m: f"{m[1]}{m[2]} {flags}", command, count=1)
 
 
-class Jest(Framework):
-    name = "jest"
+class _ByFileAndTitles(Framework):
+    """A JavaScript runner: a test is its file and titles; a file runs its tests in source order, and the
+    report lists every test that ran."""
+
+    orders = "source"
     lists_ran = True
+
+    def matches(self, requested: str, case: str) -> bool:
+        return _same_test(requested, case)
+
+    def group(self, test_id: str) -> str:
+        return _split_id(test_id)[0] or ""
+
+
+class Jest(_ByFileAndTitles):
+    name = "jest"
     tool = r"jest"
 
     def recognises(self, root: Path) -> bool:
@@ -153,17 +172,11 @@ class Jest(Framework):
             return command.rstrip() + (" -- " if manager["tool"] == "npm" else " ") + flags, dict(env)
         return command, dict(env)
 
-    orders = "source"
-
-    def matches(self, requested: str, case: str) -> bool:
-        return _same_test(requested, case)
 
     def run_tests(self, ids: Sequence[str], *, shuffle: bool = False) -> str | None:
         if self.run is not None or shuffle or not ids:
             return super().run_tests(ids, shuffle=shuffle)
-        split = [_split_id(i) for i in ids]
-        files = sorted({file for file, _ in split if file})
-        titles = [t for _, t in split if t]
+        files, titles = _files_and_titles(ids)
         return self.chosen(files, _title_pattern(titles, " ") if titles else None)
 
     def chosen(self, files: Sequence[str], pattern: str | None) -> str:
@@ -217,10 +230,8 @@ class Vitest(Jest):
         return "npx vitest run --no-file-parallelism"
 
 
-class NodeTest(Framework):
+class NodeTest(_ByFileAndTitles):
     name = "node"
-    lists_ran = True
-    orders = "source"
 
     def recognises(self, root: Path) -> bool:
         return self.recognises_command(_test_script(root))
@@ -264,16 +275,13 @@ class NodeTest(Framework):
         """node's spec reporter shows the test's own title, `✖ adds`."""
         return test_id.split(" > ")[-1]
 
-    def matches(self, requested: str, case: str) -> bool:
-        return _same_test(requested, case)
 
     def run_tests(self, ids: Sequence[str], *, shuffle: bool = False) -> str | None:
         """node --test on the tests' files, only the tests with those titles (a pattern matches one title)."""
         if self.run is not None or shuffle or not ids:
             return super().run_tests(ids, shuffle=shuffle)
-        split = [_split_id(i) for i in ids]
-        files = sorted({file for file, _ in split if file})
-        names = [[t[-1]] for _, t in split if t]
+        files, titles = _files_and_titles(ids)
+        names = [[t[-1]] for t in titles]
         pattern = f" --test-name-pattern={shlex.quote(_title_pattern(names, ''))}" if names else ""
         return "node --test" + pattern + "".join(f" {shlex.quote(f)}" for f in files)
 
