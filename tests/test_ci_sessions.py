@@ -256,3 +256,32 @@ def test_a_flaky_node_test_from_ci_gets_a_deflake_validated_by_repeated_runs(pol
     assert "`reserves payment in time`: flaky" in prompt and "Do not add retries, sleeps or skip markers" in prompt
     (pull,) = ci.github.pulls(REPO)
     assert "7 consecutive passes" in pull.body and "90% confidence" in pull.body
+
+
+def test_a_failure_whose_tests_fixloop_cannot_rerun_gets_a_fix_session_that_says_triage_was_skipped(polyglot):
+    """A Maven project without `tests.run`: fixloop cannot run one JVM test by itself. The failure (named from
+    Surefire 3's log) still gets a fix session built on the log's evidence, and the triage note says plainly
+    that triage was skipped and why; nothing crashes."""
+    ci = polyglot("jvm-stock", "validate: [\"grep -q 'int i = 0' src/main/java/com/example/inventory/Stock.java\"]\n"
+                               "ci: {auto: true}\nlimits: {iterations: 2}\n")
+    log = actions_log([
+        "[INFO] Running com.example.inventory.StockTest",
+        "[ERROR] Tests run: 1, Failures: 1, Errors: 0, Skipped: 0, Time elapsed: 0.041 s <<< FAILURE! -- in "
+        "com.example.inventory.StockTest",
+        "[ERROR] com.example.inventory.StockTest.totals -- Time elapsed: 0.012 s <<< FAILURE!",
+        "org.opentest4j.AssertionFailedError: expected: <9> but was: <7>",
+        "\tat com.example.inventory.StockTest.totals(StockTest.java:10)",
+        "[ERROR] Tests run: 1, Failures: 1, Errors: 0, Skipped: 0", "[INFO] BUILD FAILURE",
+        "##[error]Process completed with exit code 1."])
+    ci.api.push(Reply([edit("str_replace", "src/main/java/com/example/inventory/Stock.java", old_str="int i = 1",
+                            new_str="int i = 0")]), Reply([text("The loop skipped the first count.")]))
+    assert ci.run("workflow_run", failed_run(ci, ci.origin.head, log)) == 0
+    prompt = ci.api.requests[0].body["messages"][0]["content"][0]["text"]
+    assert "Triage skipped: the failing tests could not be rerun:" in prompt
+    assert "fixloop cannot run chosen maven tests by itself; set `tests.run`" in prompt
+    assert "expected: <9> but was: <7>" in prompt, "the log's evidence reached the model"
+    (pull,) = ci.github.pulls(REPO)
+    assert "Triage skipped" in pull.body and "int i = 0" in ci.origin.show(pull.pull.head_ref, STOCK)
+
+
+STOCK = "src/main/java/com/example/inventory/Stock.java"

@@ -528,6 +528,20 @@ def test_lines_only_the_failed_log_has_are_preferred() -> None:
             ["com.example.BarTest.testFoo", "BazTest.handlesNull"],
             id="maven-gradle",
         ),
+        pytest.param(
+            "[ERROR] Tests run: 2, Failures: 1, Errors: 0, Skipped: 0, Time elapsed: 0.04 s <<< FAILURE! -- in "
+            "com.example.StockTest\n"
+            "[ERROR] com.example.StockTest.totals -- Time elapsed: 0.012 s <<< FAILURE!\n"
+            "[ERROR] parses(com.example.SkuTest) -- Time elapsed: 0.003 s <<< ERROR!\n",
+            ["com.example.StockTest.totals", "com.example.SkuTest.parses"],
+            id="surefire-3",
+        ),
+        pytest.param(
+            "TAP version 13\n# Subtest: cart\n    not ok 1 - adds up prices\n    ok 2 - makes slugs\n"
+            "not ok 1 - cart\nnot ok 2 - reserves payment in time\n",
+            ["adds up prices", "reserves payment in time"],
+            id="node-tap",
+        ),
     ],
 )
 def test_failing_tests_for_each_runner(log: str, expected: list[str]) -> None:

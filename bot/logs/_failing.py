@@ -23,8 +23,10 @@ _RUNNERS: list[re.Pattern[str]] = [
     re.compile(r"^test (?P<id>\S+) \.\.\. FAILED$"),
     # Gradle (`Class > test() FAILED`) and Maven Surefire (`test(Class)  Time elapsed: ... <<< FAILURE!`)
     re.compile(r"^(?P<where>[\w.$]+) > (?P<name>[^\s(]+)(?:\(\))?(?: .*)? FAILED$"),
-    re.compile(r"^(?:\[ERROR\]\s+)?(?P<name>\w+)\((?P<where>[\w.$]+)\)\s+Time elapsed:.*<<< (?:FAILURE|ERROR)!"),
-    re.compile(r"^(?:\[ERROR\]\s+)?(?P<id>[\w.$\[\]]+)\s+Time elapsed:.*<<< (?:FAILURE|ERROR)!"),
+    # (Surefire 3 puts ` -- ` before `Time elapsed`)
+    re.compile(r"^(?:\[ERROR\]\s+)?(?P<name>\w+)\((?P<where>[\w.$]+)\)(?:\s+--)?\s+Time elapsed:.*"
+               r"<<< (?:FAILURE|ERROR)!"),
+    re.compile(r"^(?:\[ERROR\]\s+)?(?P<id>[\w.$\[\]]+)(?:\s+--)?\s+Time elapsed:.*<<< (?:FAILURE|ERROR)!"),
 ]
 
 
