@@ -42,6 +42,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Self
 
+from bot._git import unsafe_reason
 from bot._process import CommandResult, run_shell
 from bot.errors import ConfigError
 from bot.secrets import RUNNER_FILE_COMMANDS
@@ -65,10 +66,19 @@ _HOME_SETTINGS = ("XDG_CONFIG_HOME", "XDG_CACHE_HOME", "XDG_DATA_HOME", "XDG_STA
 INSTALL_HINT = "install bubblewrap (Debian/Ubuntu: sudo apt-get install -y bubblewrap)"
 
 
+_SYSTEM_BWRAPS = ("/usr/bin/bwrap", "/bin/bwrap", "/usr/local/bin/bwrap")
+
+
 @functools.cache
 def bubblewrap() -> str | None:
-    """The bwrap executable, if it is installed and can create namespaces on this machine."""
-    path = shutil.which("bwrap")
+    """The bwrap executable, if it is installed and can create namespaces on this machine: the first on
+    PATH (then in the system's folders) that the job cannot have written, like fixloop's git (a `bwrap`
+    planted in ~/.local/bin would confine nothing). Resolved once per process; fixloop asks before any
+    code of the repository runs."""
+    folders = [folder for folder in os.environ.get("PATH", os.defpath).split(os.pathsep) if folder]
+    candidates = [Path(folder) / "bwrap" for folder in folders] + [Path(path) for path in _SYSTEM_BWRAPS]
+    path = next((str(c.resolve()) for c in dict.fromkeys(candidates) if c.is_file() and os.access(c, os.X_OK)
+                 and unsafe_reason(c.resolve(), os.environ) is None), None)
     if path is None:
         return None
     probe = [path, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--unshare-pid",

@@ -49,7 +49,7 @@ from bot.errors import (
     WorkspaceError,
 )
 from bot.paths import matches_any
-from bot.sandbox import Confinement
+from bot.sandbox import Confinement, bubblewrap
 from bot.search import SearchCode, search_sandbox_paths
 from bot.secrets import Redactor, scrubbed_environment
 from bot.task import Task, branch_name
@@ -154,7 +154,8 @@ def run_session(spec: SessionSpec) -> Report:
     Raises only for what stops a session from starting (ConfigError: `sandbox: required` without
     bubblewrap, no trustworthy git; WorkspaceError: no such repository or commit); everything
     after that becomes the report's typed ending."""
-    trusted_git()  # chosen before any code of the repository runs
+    trusted_git()  # git and bubblewrap are chosen before any code of the repository runs
+    bubblewrap()
     repo = repository_root(spec.repo)
     base = resolve_commit(repo, spec.base)
     config = spec.config

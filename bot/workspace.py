@@ -238,7 +238,8 @@ _own_files: OwnFiles | None = None
 def watch_own_files(environ: Mapping[str, str]) -> None:
     """Record fixloop's own files as they are now, unless they were recorded already; then, if commands ran
     outside the sandbox since they were last seen unchanged, check them now, so that a session that runs
-    none itself need not check them again."""
+    none itself need not check them again. That starting afresh matters only where one process runs
+    several sessions (the test suite): the action and `fixloop run` run one, and the App none."""
     global _own_files
     if _own_files is None:
         _own_files = OwnFiles(*fixloop_files(environ))

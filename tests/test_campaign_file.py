@@ -117,6 +117,18 @@ def test_a_query_is_left_to_the_api_and_filters_repositories(tmp_path, capsys):
     ({"tracking": "platform"}, "tracking: 'platform' is not a repository; write owner/name"),
     ({"targets": {"query": {"org": "octo corp"}}}, "targets.query.org: 'octo corp' is not a GitHub organisation"),
     ({"concurency": 3}, "concurency: unknown key; did you mean `concurrency`?"),
+    ({"concurrency": "7"}, "concurrency: Input should be a valid integer"),
+    ({"tracking": "octo/platform\n"}, "tracking: 'octo/platform\\n' is not a repository"),
+    ({"targets": {"repository": "octo/m", "paths": ["pkg/.git"]}}, "targets.paths: 'pkg/.git' is not a folder"),
+    ({"targets": {"repository": "octo/m", "paths": ["a", "a/b"]}, "branch": "f/{path}"},
+     "(top level): branches f/a and f/a/b cannot both exist in git"),
+    ({"targets": {"repository": "octo/m", "paths": ["c d", "c-d"]}, "branch": "f/{path}"},
+     "(top level): two packages of the repository get the same branch"),
+    ({"branch": "{path}"}, "(top level): `branch` gives octo/billing no branch name"),
+    ({"pull_request": {"title": "{target}" + "x" * 248}},
+     "(top level): the pull request title of octo/billing is 260 characters"),
+    ({"pull_request": {"title": "a\x00b"}}, "pull_request.title: control characters are not allowed"),
+    ({"pull_request": {"labels": ["deps", "deps"]}}, "pull_request.labels: 'deps' is listed twice"),
 ])
 def test_every_mistake_is_named_with_its_key_and_exit_code_2(tmp_path, capsys, change, problem):
     data = yaml.safe_load(UPGRADE) | change
@@ -129,9 +141,11 @@ def test_every_mistake_is_named_with_its_key_and_exit_code_2(tmp_path, capsys, c
 
 
 def _schema_can_tell(problem: str) -> bool:
-    """The JSON Schema holds the per-field rules; the rules across fields are the validator's alone."""
-    return any(rule in problem for rule in (" is not a campaign name", "is not a repository", "not a GitHub",
-                                            "at least 1", "greater than", "unknown key"))
+    """The JSON Schema holds the per-field rules; the rules across fields are the validator's alone (and a
+    pattern's `$` lets a final newline through in Python's `re`, which jsonschema uses)."""
+    rules = (" is not a campaign name", "is not a repository", "not a GitHub", "at least 1", "greater than",
+             "unknown key", "valid integer")
+    return "\\n'" not in problem and any(rule in problem for rule in rules)
 
 
 @pytest.mark.parametrize(("text", "message"), [
@@ -154,6 +168,7 @@ def test_branch_names_are_made_safe_for_git_and_templates_render_every_placehold
     campaign = parse_campaign(MONOREPO, source="c.yml")
     weird = Target("octo/monorepo", "packages/a b..c")
     assert campaign.branch_for(weird) == "fixloop/node-20/packages/a-b-c"
+    assert campaign.branch_for(Target("octo/monorepo", "pkg/.hidden/x.lock")) == "fixloop/node-20/pkg/hidden/x"
     assert campaign.render("{campaign}|{target}|{repository}|{path}", weird) == (
         "node-20|octo/monorepo:packages/a b..c|octo/monorepo|packages/a b..c")
     with pytest.raises(ConfigError):

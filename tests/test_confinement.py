@@ -286,11 +286,28 @@ def test_own_files_are_checked_again_only_after_a_command_ran_outside_the_sandbo
 
 
 @needs_bwrap
-def test_a_sandboxed_command_leaves_the_own_files_check_alone(tmp_path, monkeypatch):
-    before = unconfined_runs()
+def test_a_sandboxed_command_cannot_write_fixloops_files_and_leaves_their_check_alone(tmp_path):
+    """What skipping the check rests on: confined code sees fixloop's own files read-only."""
+    own = Path(bot.workspace.__file__)
+    before, stamp = unconfined_runs(), own.stat()
     with Confinement("required", environ=os.environ, writable=[tmp_path]) as confinement:
-        assert confinement.run("true", cwd=tmp_path, env={}, timeout=30).exit_code == 0
-    assert unconfined_runs() == before
+        tried = confinement.run(f"echo '# planted' >> {shlex.quote(str(own))}", cwd=tmp_path, env={}, timeout=30)
+    assert tried.exit_code != 0 and "Read-only file system" in tried.output
+    assert own.stat().st_mtime_ns == stamp.st_mtime_ns and unconfined_runs() == before
+
+
+def test_a_bwrap_the_job_could_have_written_is_never_the_sandbox(tmp_path, monkeypatch):
+    """A `bwrap` planted early on PATH (~/.local/bin) would confine nothing: like git, it must be root's, outside
+    the job's folders."""
+    from bot.sandbox import bubblewrap
+
+    planted = tmp_path / "bin" / "bwrap"
+    planted.parent.mkdir()
+    planted.write_text("#!/bin/sh\nexit 0\n")
+    planted.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{planted.parent}{os.pathsep}{os.environ['PATH']}")
+    chosen = bubblewrap.__wrapped__()
+    assert chosen != str(planted) and (chosen is None or Path(chosen).parent != planted.parent)
 
 
 def test_a_setup_command_that_changes_fixloop_own_files_is_caught_even_with_the_sandbox(make_repo, tmp_path,

@@ -36,6 +36,7 @@ from bot.github.limits import fit
 from bot.github.rules import SESSION_CHECK
 from bot.handler import Answered, Handler, acknowledge
 from bot.reporting.terminal import TerminalReporter
+from bot.sandbox import bubblewrap
 from bot.secrets import Redactor, scrubbed_environment
 from bot.session import SessionSpec, run_session
 from bot.task import Context, FailedRun
@@ -152,6 +153,7 @@ class ActionRunner:
     def _session(self, plan: Plan, config: Config, check_id: int) -> int:
         model = make_model(config)  # first: missing credentials stop the session before any other work
         watch_own_files(self.environ)  # before any code of the repository runs (triage's setup, the session's)
+        bubblewrap()  # chosen before it too: a `bwrap` the setup commands planted is never used
         if not has_commit(self.env.workspace, plan.base_sha):
             fetch(self.env.workspace, plan.fetch_ref, env=self.git_env)
         deflake, notes = None, None

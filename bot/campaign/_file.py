@@ -12,6 +12,7 @@ targets that need no API call, each with its branch and pull request title rende
 
 from __future__ import annotations
 
+import itertools
 import re
 import string
 from dataclasses import dataclass
@@ -40,7 +41,7 @@ _REF_UNSAFE = re.compile(r"[^A-Za-z0-9._/-]+|\.\.+|/{2,}")
 def _matching(pattern: str, what: str) -> Any:
     """A validator of a string field that must match `pattern` (shown in the JSON Schema too), saying `what`."""
     def check(cls: type, value: str | None) -> str | None:
-        if value is not None and not re.match(pattern, value):
+        if value is not None and not re.fullmatch(pattern, value):
             raise ValueError(f"{value!r} is not {what}")
         return value
     return classmethod(check)
@@ -52,6 +53,8 @@ class _Strict(BaseModel):
 
 def _template(text: str) -> str:
     """A template may use only PLACEHOLDERS, plainly (no attribute, index, conversion or format)."""
+    if any(ord(c) < 32 and c not in "\n\t" for c in text):
+        raise ValueError("control characters are not allowed")
     try:
         fields = list(string.Formatter().parse(text))
     except ValueError as error:
@@ -100,7 +103,7 @@ class Targets(_Strict):
     @classmethod
     def _repositories(cls, value: list[str] | None) -> list[str] | None:
         for name in value or []:
-            if not re.match(_REPOSITORY, name):
+            if not re.fullmatch(_REPOSITORY, name):
                 raise ValueError(f"{name!r} is not a repository; write owner/name")
         _no_repeats(value or [])
         return value
@@ -110,7 +113,8 @@ class Targets(_Strict):
     def _paths(cls, value: list[str] | None) -> list[str] | None:
         for path in value or []:
             pure = PurePosixPath(path)
-            if not path or pure.is_absolute() or ".." in pure.parts or path != pure.as_posix() or path == ".":
+            if (not path or pure.is_absolute() or ".." in pure.parts or path != pure.as_posix() or path == "."
+                    or ".git" in pure.parts):
                 raise ValueError(f"{path!r} is not a folder of the repository; write it relative, e.g. packages/api")
         _no_repeats(value or [])
         return value
@@ -165,11 +169,20 @@ class PullRequest(_Strict):
     def _templates(cls, value: str) -> str:
         return _template(value)
 
+    @field_validator("labels")
+    @classmethod
+    def _labels(cls, value: list[str]) -> list[str]:
+        for label in value:
+            if not label.strip() or len(label) > 50 or any(ord(c) < 32 for c in label):
+                raise ValueError(f"{label!r} is not a label GitHub takes (1 to 50 printable characters)")
+        _no_repeats(value)
+        return value
+
     @field_validator("reviewers")
     @classmethod
     def _logins(cls, value: list[str]) -> list[str]:
         for login in value:
-            if not re.match(_LOGIN, login):
+            if not re.fullmatch(_LOGIN, login):
                 raise ValueError(f"{login!r} is not a GitHub login")
         return value
 
@@ -189,10 +202,11 @@ class Campaign(_Strict):
     branch: str = Field("fixloop/campaign/{campaign}", min_length=1, max_length=200,
                         description="Branch template; with `paths` it must name the target ({target} or {path}).")
     pull_request: PullRequest = Field(default_factory=PullRequest, description="The draft pull request of each target.")
-    concurrency: int = Field(5, ge=1, le=1_000, description="Sessions running at once, in all.")
-    max_cost_usd: float | None = Field(None, gt=0, allow_inf_nan=False,
+    concurrency: int = Field(5, ge=1, le=1_000, strict=True, description="Sessions running at once, in all.")
+    max_cost_usd: float | None = Field(None, gt=0, le=1_000_000, allow_inf_nan=False, strict=True,
                                        description="Stop starting targets once the campaign's spending reaches this.")
-    pilot: int = Field(0, ge=0, description="Run this many targets first, then wait for a person to continue.")
+    pilot: int = Field(0, ge=0, le=10_000, strict=True,
+                       description="Run this many targets first, then wait for a person to continue.")
     tracking: str = Field(json_schema_extra={"pattern": _REPOSITORY},
                           description="The repository (owner/name) of the tracking issue.")
 
@@ -213,15 +227,37 @@ class Campaign(_Strict):
         listed = self.targets.listed()
         if listed is not None and self.pilot > len(listed):
             raise ValueError(f"`pilot` is {self.pilot}, but there are {len(listed)} targets")
+        for target in listed or []:
+            if not self.branch_for(target):
+                raise ValueError(f"`branch` gives {target.name} no branch name")
+            if len(title := self.render(self.pull_request.title, target)) > 256:
+                raise ValueError(f"the pull request title of {target.name} is {len(title)} characters long; GitHub "
+                                 "takes 256")
+        if self.targets.paths is not None:
+            self._branches_apart([self.branch_for(t) for t in listed or []])
         return self
+
+    @staticmethod
+    def _branches_apart(branches: list[str]) -> None:
+        """The packages of one repository need branches git can hold together."""
+        if len(set(branches)) < len(branches):
+            raise ValueError("two packages of the repository get the same branch; make `branch` name them apart")
+        # git cannot hold both `a` and `a/b`: one would be a folder of the other.
+        ordered = sorted(branches)
+        clash = next(((a, b) for a, b in itertools.pairwise(ordered) if b.startswith(a + "/")), None)
+        if clash is not None:
+            raise ValueError(f"branches {clash[0]} and {clash[1]} cannot both exist in git (one is a folder of the "
+                             "other); make `branch` name them apart")
 
     def render(self, template: str, target: Target) -> str:
         return template.format(campaign=self.name, target=target.name, repository=target.repository,
                                path=target.path)
 
     def branch_for(self, target: Target) -> str:
-        """The target's branch: the template, with what git refuses in a branch name made dashes."""
-        return _REF_UNSAFE.sub("-", self.render(self.branch, target).replace(":", "/")).strip("/.-")
+        """The target's branch: the template, with what git refuses in a branch name made dashes (and no
+        part that starts with a dot or ends in `.lock`)."""
+        parts = _REF_UNSAFE.sub("-", self.render(self.branch, target).replace(":", "/")).split("/")
+        return "/".join(p for p in (re.sub(r"(?:\.lock)+$", "", part).strip(".-") for part in parts) if p)
 
 
 def _names(template: str) -> set[str]:
