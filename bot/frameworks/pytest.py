@@ -81,6 +81,7 @@ def normalise_id(test: str) -> str:
 class Pytest(Framework):
     name = "pytest"
     lists_ran = True
+    nothing_ran_exit_codes = (4, 5)  # usage error (an id not found), no tests collected
     orders = "given"
     coverage_suffixes = (".py",)
 

@@ -38,9 +38,6 @@ T = TypeVar("T")
 # Characters refused in test ids substituted into a shell command template.
 _SHELL_META = re.compile(r"[`$;&|<>\\\n\"']")
 _EXCERPT_LIMIT = 3_000
-# Exit codes that mean "nothing to run" when no requested test ran: pytest's 4 (usage error, e.g. id not
-# found) and 5 (no tests collected); any other framework's 0 (`go test -run` matching nothing passes).
-_NOTHING_RAN = {"pytest": (4, 5)}
 
 
 @dataclass(frozen=True)
@@ -182,13 +179,14 @@ class Runner:
         for leftover in self.scratch.glob(f"{run.report.stem}.*"):
             leftover.unlink(missing_ok=True)
         requested_ran = _ran_any(framework, ids, found)
-        nothing_ran = result.exit_code in _NOTHING_RAN.get(framework.name, (0,)) and not result.timed_out
+        if framework.nothing_ran_exit_codes:  # its exit code says so, unless the results show them
+            nothing_ran = result.exit_code in framework.nothing_ran_exit_codes and requested_ran is not True
+        else:  # a run that matches no test passes (`go test -run`): only the results can say
+            nothing_ran = result.exit_code == 0 and requested_ran is False
         # No test at all, and a failure: the ids name no package or file the framework could load (a
         # build that fails shows here too: the tests cannot be rerun).
-        no_test = (framework.lists_ran and found is not None and not found.ran and not found.failed
-                   and not result.timed_out)
-        if ids and (no_test or (nothing_ran and (requested_ran is False or (
-                requested_ran is None and framework.name == "pytest")))):
+        no_test = framework.lists_ran and found is not None and not found.ran and not found.failed
+        if ids and not result.timed_out and (no_test or nothing_ran):
             raise ConfigError(f"{framework.name} ran no test named {' '.join(ids)} in {self.repo}:\n"
                               + relevant_excerpt(framework.transcript(result.output), 1_500))
         if found is None:
