@@ -11,6 +11,9 @@ the search programs all run code the agent may have written, and so all run alik
   (read-only) the toolchains on `PATH` that live there (`~/.pyenv`, `~/.cargo` with `~/.rustup`,
   a node version of `~/.nvm`, `~/go`, `~/.local`, a venv and the Python it was made from), minus
   the credential files known to live inside them and any hidden place inside them;
+- so are, read-only, the dependency caches that builds before it filled (Maven's local repository
+  `~/.m2/repository`, without `~/.m2/settings.xml` and its passwords; Go's module cache): a test
+  rerun resolves what the build downloaded, offline;
 - `GITHUB_ENV`, `GITHUB_PATH`, `GITHUB_OUTPUT`, `GITHUB_STATE` and `GITHUB_STEP_SUMMARY` are not
   in the environment: nothing confined can change a later step of the job;
 - the Docker, containerd, podman and system-bus sockets are masked, and `/run/user` (session
@@ -33,6 +36,7 @@ from __future__ import annotations
 
 import functools
 import os
+import pwd
 import shutil
 import subprocess
 import tempfile
@@ -157,7 +161,7 @@ def sandbox(mode: str, *, environ: Mapping[str, str], readable: Iterable[Path] =
     if environ.get("RUNNER_TEMP"):
         hidden |= {folder for folder in Path(environ["RUNNER_TEMP"]).parents if (folder / ".runner").is_file()}
     existing = sorted((p for p in hidden if p.is_dir()), key=lambda p: len(p.parts))
-    toolchains = _toolchains(environ.get("PATH", ""), existing)
+    toolchains = [*_toolchains(environ.get("PATH", ""), existing), *dependency_caches(environ)]
     docker = environ.get("DOCKER_HOST", "")
     sockets = (*_SOCKETS, docker.removeprefix("unix://")) if docker.startswith("unix://") else _SOCKETS
     credentials = tuple(environ[name] for name in CREDENTIAL_FILE_VARIABLES if environ.get(name, "").startswith("/"))
@@ -181,6 +185,34 @@ def _toolchains(path_variable: str, hidden: list[Path]) -> list[Path]:
             found += [toolchain, *(place / companion for companion in _COMPANIONS.get(toolchain.name, ())),
                       *_venv_base(toolchain)]
     return found
+
+
+def dependency_caches(environ: Mapping[str, str]) -> list[Path]:
+    """The package caches of the runner's build tools that exist: Maven's local repository (in the
+    home Java sees, the account's, and in $HOME) and Go's module cache."""
+    homes = [*_account_home(), *([Path(environ["HOME"])] if environ.get("HOME") else [])]
+    caches = [home / ".m2" / "repository" for home in dict.fromkeys(homes)]
+    go = go_module_cache(environ)
+    return [cache for cache in (*caches, *([go] if go else [])) if cache.is_dir()]
+
+
+def go_module_cache(environ: Mapping[str, str]) -> Path | None:
+    """Where `go` keeps downloaded modules for the runner: $GOMODCACHE, else the first $GOPATH's
+    `pkg/mod`, else `~/go/pkg/mod`."""
+    if environ.get("GOMODCACHE"):
+        return Path(environ["GOMODCACHE"])
+    gopath = next(iter(filter(None, environ.get("GOPATH", "").split(os.pathsep))), None)
+    if gopath:
+        return Path(gopath) / "pkg" / "mod"
+    return Path(environ["HOME"]) / "go" / "pkg" / "mod" if environ.get("HOME") else None
+
+
+def _account_home() -> list[Path]:
+    """The home of the account fixloop runs as (Java's `user.home`, whatever $HOME says)."""
+    try:
+        return [Path(pwd.getpwuid(os.getuid()).pw_dir)]
+    except KeyError:
+        return []
 
 
 def _venv_base(folder: Path) -> list[Path]:
@@ -254,6 +286,10 @@ class Confinement:
         if user_base in (self.sandbox.readable if self.sandbox is not None else ()) or (
                 self.sandbox is None and user_base.is_dir()):
             kept["PYTHONUSERBASE"] = str(user_base)
+        # Go's downloaded modules, which the private home lacks (Java finds Maven's from the account's home).
+        modules = go_module_cache(self.environ)
+        if modules is not None and modules.is_dir():
+            kept["GOMODCACHE"] = str(modules)
         return kept
 
     def tempdir(self, prefix: str) -> Path:

@@ -9,6 +9,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
@@ -183,6 +184,8 @@ def test_papering_over_finds_added_retries_sleeps_and_skips_only():
 PROJECTS = Path(__file__).parent / "fixtures" / "projects"
 needs_go = pytest.mark.skipif(shutil.which("go") is None, reason="Go is not installed (.ci/run installs golang-go)")
 needs_node = pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed (.ci/run installs nodejs)")
+needs_maven = pytest.mark.skipif(shutil.which("mvn") is None or shutil.which("javac") is None,
+                                 reason="Maven and a JDK are not installed (.ci/run installs maven)")
 
 
 def project_files(name: str, config: str) -> dict[str, str]:
@@ -193,10 +196,13 @@ def project_files(name: str, config: str) -> dict[str, str]:
 
 @pytest.fixture
 def polyglot(tmp_path, fake_github, monkeypatch):
-    """A repository made of one of the fixture projects (`polyglot(name, config)`)."""
+    """A repository made of one of the fixture projects (`polyglot(name, config, changes)`: files replaced,
+    or removed where None)."""
     with MessagesAPIServer() as api:
-        def make(name: str, config: str) -> Runner:
-            runner = Runner(tmp_path, fake_github, api, monkeypatch, files=project_files(name, config))
+        def make(name: str, config: str, changes: Mapping[str, str | None] | None = None) -> Runner:
+            files = project_files(name, config) | dict(changes or {})
+            runner = Runner(tmp_path, fake_github, api, monkeypatch,
+                            files={path: text for path, text in files.items() if text is not None})
             fake_github.add_workflow(REPO, "ci.yml", name="CI")
             return runner
         yield make
@@ -259,29 +265,72 @@ def test_a_flaky_node_test_from_ci_gets_a_deflake_validated_by_repeated_runs(pol
 
 
 def test_a_failure_whose_tests_fixloop_cannot_rerun_gets_a_fix_session_that_says_triage_was_skipped(polyglot):
-    """A Maven project without `tests.run`: fixloop cannot run one JVM test by itself. The failure (named from
-    Surefire 3's log) still gets a fix session built on the log's evidence, and the triage note says plainly
+    """A Gradle project without `tests.run`: fixloop cannot run one Gradle test by itself. The failure (named
+    from Gradle's log) still gets a fix session built on the log's evidence, and the triage note says plainly
     that triage was skipped and why; nothing crashes."""
     ci = polyglot("jvm-stock", "validate: [\"grep -q 'int i = 0' src/main/java/com/example/inventory/Stock.java\"]\n"
-                               "ci: {auto: true}\nlimits: {iterations: 2}\n")
+                               "ci: {auto: true}\nlimits: {iterations: 2}\n",
+                  {"pom.xml": None, ".mvn/jvm.config": None,
+                   "build.gradle": "plugins { id 'java' }\nrepositories { mavenCentral() }\n"
+                                   "dependencies { testImplementation 'org.junit.jupiter:junit-jupiter:5.10.2' }\n"
+                                   "test { useJUnitPlatform() }\n"})
     log = actions_log([
-        "[INFO] Running com.example.inventory.StockTest",
-        "[ERROR] Tests run: 1, Failures: 1, Errors: 0, Skipped: 0, Time elapsed: 0.041 s <<< FAILURE! -- in "
-        "com.example.inventory.StockTest",
-        "[ERROR] com.example.inventory.StockTest.totals -- Time elapsed: 0.012 s <<< FAILURE!",
-        "org.opentest4j.AssertionFailedError: expected: <9> but was: <7>",
-        "\tat com.example.inventory.StockTest.totals(StockTest.java:10)",
-        "[ERROR] Tests run: 1, Failures: 1, Errors: 0, Skipped: 0", "[INFO] BUILD FAILURE",
+        "> Task :test", "", "StockTest > totals() FAILED",
+        "    org.opentest4j.AssertionFailedError: expected: <9> but was: <7>",
+        "        at app//com.example.inventory.StockTest.totals(StockTest.java:10)", "",
+        "1 test completed, 1 failed", "", "> Task :test FAILED", "", "FAILURE: Build failed with an exception.",
         "##[error]Process completed with exit code 1."])
-    ci.api.push(Reply([edit("str_replace", "src/main/java/com/example/inventory/Stock.java", old_str="int i = 1",
-                            new_str="int i = 0")]), Reply([text("The loop skipped the first count.")]))
+    ci.api.push(Reply([edit("str_replace", STOCK, old_str="int i = 1", new_str="int i = 0")]),
+                Reply([text("The loop skipped the first count.")]))
     assert ci.run("workflow_run", failed_run(ci, ci.origin.head, log)) == 0
     prompt = ci.api.requests[0].body["messages"][0]["content"][0]["text"]
     assert "Triage skipped: the failing tests could not be rerun:" in prompt
-    assert "fixloop cannot run chosen maven tests by itself; set `tests.run`" in prompt
+    assert "fixloop cannot run chosen gradle tests by itself; set `tests.run`" in prompt
     assert "expected: <9> but was: <7>" in prompt, "the log's evidence reached the model"
     (pull,) = ci.github.pulls(REPO)
     assert "Triage skipped" in pull.body and "int i = 0" in ci.origin.show(pull.pull.head_ref, STOCK)
+
+
+@needs_maven
+def test_a_maven_failure_is_triaged_by_rerunning_junit_tests_and_its_regression_fixed(polyglot):
+    """Surefire's log names three failing tests; fixloop reruns them with Maven, offline and confined: one
+    fails every time (a regression), one fails only after the test that changes a shared currency (order
+    dependent, its polluter found by bisection), one fails every other run (flaky). The regression gets a
+    fix session, validated by Maven."""
+    ci = polyglot("jvm-stock", "validate: [mvn --batch-mode --offline --quiet test -Dtest=StockTest]\n"
+                               "ci: {auto: true}\nlimits: {iterations: 2}\ndeflake: {confidence: 0.8}\n")
+    log = actions_log([
+        "[INFO] Running com.example.inventory.PriceTest",
+        "[ERROR] Tests run: 1, Failures: 1, Errors: 0, Skipped: 0, Time elapsed: 0.049 s <<< FAILURE! -- in "
+        "com.example.inventory.PriceTest",
+        "[ERROR] com.example.inventory.PriceTest.formatsInDollars -- Time elapsed: 0.031 s <<< FAILURE!",
+        "org.opentest4j.AssertionFailedError: prices are in dollars unless a test chose otherwise ==> "
+        "expected: <$2.50> but was: <EUR 2.50>",
+        "\tat com.example.inventory.PriceTest.formatsInDollars(PriceTest.java:10)",
+        "[INFO] Running com.example.inventory.ReservationTest",
+        "[ERROR] com.example.inventory.ReservationTest.reservesInTime -- Time elapsed: 0.034 s <<< FAILURE!",
+        "org.opentest4j.AssertionFailedError: reservation service did not answer within 50ms ==> "
+        "expected: <true> but was: <false>",
+        "[INFO] Running com.example.inventory.StockTest",
+        "[ERROR] com.example.inventory.StockTest.totals -- Time elapsed: 0.025 s <<< FAILURE!",
+        "org.opentest4j.AssertionFailedError: expected: <9> but was: <7>",
+        "\tat com.example.inventory.StockTest.totals(StockTest.java:10)",
+        "[ERROR] Tests run: 8, Failures: 3, Errors: 0, Skipped: 0", "[INFO] BUILD FAILURE",
+        "##[error]Process completed with exit code 1."])
+    ci.api.push(Reply([edit("str_replace", STOCK, old_str="int i = 1", new_str="int i = 0")]),
+                Reply([text("The loop skipped the first count.")]))
+    assert ci.run("workflow_run", failed_run(ci, ci.origin.head, log)) == 0
+    prompt = ci.api.requests[0].body["messages"][0]["content"][0]["text"]
+    if "has not been downloaded from it before" in prompt:
+        pytest.skip("Maven cannot build the project offline here: its plugins are not in this machine's local "
+                    "repository (~/.m2), and there is no network to fetch them")
+    assert "`com.example.inventory.StockTest.totals`: regression (3/3 runs failed)" in prompt
+    assert "`com.example.inventory.PriceTest.formatsInDollars`: order_dependent" in prompt
+    assert "polluter `com.example.inventory.LedgerTest.recordsInEuros`" in prompt
+    assert "`com.example.inventory.ReservationTest.reservesInTime`: flaky" in prompt
+    (pull,) = ci.github.pulls(REPO)
+    assert "regression" in pull.body and "int i = 0" in ci.origin.show(pull.pull.head_ref, STOCK)
+    assert "target/" not in run_git(ci.origin.bare, "show", "--stat", "--format=", pull.pull.head_ref)
 
 
 STOCK = "src/main/java/com/example/inventory/Stock.java"

@@ -17,7 +17,7 @@ import pytest
 
 from bot import config  # its class Tests, imported by name, would be collected as tests
 from bot.config import TestFramework
-from bot.frameworks import NAMES, Run, choose, framework
+from bot.frameworks import NAMES, Results, Run, choose, framework
 from bot.secrets import scrubbed_environment
 from bot.validation import Validator
 
@@ -360,8 +360,39 @@ def test_commands_for_chosen_tests_where_the_framework_allows():
         "npx vitest run --no-file-parallelism -t '^(?:sum adds)$' src/sum.test.ts")
     assert framework("node").run_tests(["sum.test.js > sum > adds"]) == (
         "node --test --test-name-pattern='^(?:adds)$' sum.test.js")
-    assert framework("maven").run_tests(["pkg.CalcTest.parse"]) is None, "no way known without tests.run: none"
+    by_name = ("mvn --batch-mode --offline test -Dsurefire.runOrder=alphabetical "
+               "-Djunit.jupiter.testmethod.order.default='org.junit.jupiter.api.MethodOrderer$MethodName'")
+    assert framework("maven").run_tests(["pkg.CalcTest.parse", "CalcTest > adds()", "pkg.CalcTest.sums(int)[2]",
+                                         "pkg.Other$Inner.works"]) == (
+        f"{by_name} -Dtest='pkg.CalcTest#parse+sums,CalcTest#adds,pkg.Other$Inner#works'")
+    assert "-Dsurefire.runOrder=random" in (framework("maven").run_tests(["pkg.A.b"], shuffle=True) or "")
+    assert framework("gradle").run_tests(["pkg.CalcTest.parse"]) is None, "no way known without tests.run: none"
     assert framework("go").run_tests([]) is None
+
+
+def test_maven_runs_read_their_own_reports_only_and_leave_none_behind(tmp_path):
+    """fixloop names each run's reports (Surefire adds the name to the class too); another run's reports
+    written at the same moment are not read, and a build that fails before any test ran no test."""
+    root = tmp_path / "jvm"
+    reports = root / "target" / "surefire-reports"
+    reports.mkdir(parents=True)
+    adapter = framework("maven")
+    run = run_at(tmp_path, root)
+    command, env = adapter.prepare("mvn -q test", {"MAVEN_OPTS": "-Xmx1g"}, run)
+    suffix = env["MAVEN_OPTS"].split("-Dsurefire.reportNameSuffix=")[1]
+    assert command == "mvn -q test" and env["MAVEN_OPTS"].startswith("-Xmx1g ")
+    (reports / "TEST-com.example.CalcTest.xml").write_text(SUREFIRE.replace("CalcTest", "OtherRunTest"))
+    (reports / f"TEST-com.example.CalcTest-{suffix}.xml").write_text(
+        SUREFIRE.replace('classname="com.example.CalcTest"', f'classname="com.example.CalcTest({suffix})"'))
+    (reports / f"com.example.CalcTest-{suffix}.txt").write_text("summary\n")
+    results = adapter.results(run, "")
+    assert results is not None and results.ran == ("com.example.CalcTest.parses", "com.example.CalcTest.rejectsWords")
+    assert [f.id for f in results.failed] == ["com.example.CalcTest.parses"]
+    assert sorted(p.name for p in reports.iterdir()) == ["TEST-com.example.CalcTest.xml"]
+    later = run_at(tmp_path, root)
+    os.utime(reports / "TEST-com.example.CalcTest.xml", (time.time() - 3600, time.time() - 3600))
+    assert adapter.results(later, "[ERROR] No tests matching pattern \"X#y\" were executed!") == Results(0)
+    assert adapter.results(later, "[INFO] BUILD SUCCESS") is None
 
 
 def test_each_framework_knows_its_tests_by_the_names_ci_logs_give_them():

@@ -192,6 +192,31 @@ def test_toolchains_on_path_inside_the_home_stay_usable_but_their_credentials_do
 
 
 @needs_bwrap
+def test_dependency_caches_stay_readable_for_offline_reruns_but_maven_passwords_do_not(tmp_path):
+    """Maven's local repository and Go's module cache, filled by the build before, come back read-only:
+    a rerun of the tests resolves offline. `~/.m2/settings.xml` (server passwords) stays hidden."""
+    home = tmp_path / "home"
+    jar = home / ".m2" / "repository" / "org" / "junit" / "junit-5.jar"
+    module = home / "go" / "pkg" / "mod" / "example.com" / "lib@v1.0.0" / "lib.go"
+    for path in (jar, module):
+        path.parent.mkdir(parents=True)
+        path.write_text("package contents\n")
+    (home / ".m2" / "settings.xml").write_text("<password>maven-secret</password>\n")
+    work = tmp_path / "work"
+    work.mkdir()
+    environ = {"HOME": str(home), "PATH": os.environ["PATH"]}
+    with Confinement("required", environ=environ, writable=[work]) as confinement:
+        env = confinement.environment(environ)
+        assert env["GOMODCACHE"] == str(home / "go" / "pkg" / "mod")
+        script = (f"cat {jar} {module}; cat {home}/.m2/settings.xml 2>&1; touch {jar.parent}/planted 2>&1; "
+                  f"ls {home}")
+        out = confinement.run(script, cwd=work, env=environ, timeout=30).output
+    assert out.count("package contents") == 2
+    assert "maven-secret" not in out and "No such file" in out and "Read-only file system" in out
+    assert not (jar.parent / "planted").exists()
+
+
+@needs_bwrap
 def test_a_toolchain_in_the_workspace_does_not_bring_back_the_runner_temp_folder(tmp_path):
     # A GitHub runner: the workspace and $RUNNER_TEMP (step scripts, file commands) both under the home.
     home = tmp_path / "home"

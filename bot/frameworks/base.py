@@ -112,6 +112,7 @@ class Framework(ABC):
     lists_ran: bool = False  # its results name every test that ran (`Results.ran`), not only the failures
     nothing_ran_exit_codes: tuple[int, ...] = ()  # exit codes that mean the command ran no test at all
     shuffles: bool = False  # `run_tests(..., shuffle=True)` works: the framework has random orders of its own
+    concurrent: bool = True  # runs in one checkout can overlap (no shared build folder)
     coverage_suffixes: tuple[str, ...] = ()  # the source files its coverage tool measures (none: no tool)
 
     def matches(self, requested: str, case: str) -> bool:

@@ -1,12 +1,18 @@
 """The JVM: Maven (Surefire, Failsafe) and Gradle leave JUnit XML reports in the repository
 (`target/surefire-reports`, `build/test-results/test`); those written during the run are read. A
 test is named `package.Class.method`; its file:line is the first frame of its stack trace in the
-test class."""
+test class.
+
+fixloop reruns Maven tests itself (`-Dtest=Class#method`), offline: a rerun uses what the build
+before it downloaded. Its runs order classes and JUnit 5 methods by name, an order a subset of the
+tests keeps, or at random for shuffled runs. Runs of one checkout share `target/`, so they go one at a
+time, and each names its reports (`surefire.reportNameSuffix`) so that no run reads another's."""
 
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+import shlex
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from bot.frameworks.base import (
@@ -23,6 +29,14 @@ from bot.frameworks.base import (
 
 _FRAME = re.compile(r"at (?P<method>[\w$.<>]+)\((?P<file>[\w$]+\.(?:java|kt|scala|groovy)):(?P<line>\d+)\)")
 _SOURCES = ("src/test/java", "src/test/kotlin", "src/test/scala", "src/test/groovy")
+_MAVEN = "mvn --batch-mode --offline test"
+_BY_NAME = ("-Dsurefire.runOrder=alphabetical "
+            "-Djunit.jupiter.testmethod.order.default='org.junit.jupiter.api.MethodOrderer$MethodName'")
+_AT_RANDOM = ("-Dsurefire.runOrder=random "
+              "-Djunit.jupiter.testmethod.order.default='org.junit.jupiter.api.MethodOrderer$Random'")
+# The build failed before any test ran (no reports): tests that match nothing, code that does not
+# compile, dependencies missing from the local repository.
+_NO_TEST = re.compile(r"No tests (?:matching pattern .*)?were executed|BUILD FAILURE")
 
 
 def _location(text: str, classname: str, root: Path) -> tuple[str | None, int | None]:
@@ -39,23 +53,35 @@ def _location(text: str, classname: str, root: Path) -> tuple[str | None, int | 
     return None, None
 
 
+def _read(reports: Sequence[Path], root: Path, suffix: str = "") -> Results:
+    """The tests of JUnit reports, in the order the reports were written (a report per class, written
+    as the class ends). Surefire adds a report name's `suffix` to its class names: `pkg.Class(suffix)`."""
+    ran, failed = [], []
+    for report in sorted(reports, key=lambda path: (path.stat().st_mtime_ns, path.name)):
+        for case in junit_cases(report):
+            classname = case.classname.removesuffix(f"({suffix})") if suffix else case.classname
+            test_id = f"{classname}.{case.name}"
+            ran.append(test_id)
+            if case.failed:
+                file, line = _location(case.text, classname, root)
+                failed.append(FailedTest(id=test_id, file=file, line=line,
+                                         message=capped(case.message, MESSAGE_LIMIT), details=capped(case.text)))
+    return Results(len(ran), failed, tuple(ran))
+
+
+def _class_and_method(test_id: str) -> tuple[str, str]:
+    """`package.Class` (or `Class`, as Surefire logs it) and the method without its parameters."""
+    classname, _, method = test_id.replace(" > ", ".").removesuffix("()").rpartition(".")
+    return classname, re.split(r"[(\[]", method, maxsplit=1)[0]
+
+
 class _JUnitReports(Framework):
     patterns: Sequence[str] = ()
+    concurrent = False  # its runs share the build folder
 
     def results(self, run: Run, output: str) -> Results | None:
         reports = reports_since(run, self.patterns)
-        if not reports:
-            return None
-        total, failed = 0, []
-        for report in reports:
-            for case in junit_cases(report):
-                total += 1
-                if not case.failed:
-                    continue
-                file, line = _location(case.text, case.classname, run.root)
-                failed.append(FailedTest(id=f"{case.classname}.{case.name}", file=file, line=line,
-                                         message=capped(case.message, MESSAGE_LIMIT), details=capped(case.text)))
-        return Results(total, failed)
+        return _read(reports, run.root) if reports else None
 
     def matches(self, requested: str, case: str) -> bool:
         """`package.Class.method`, or `Class.method` as Surefire logs it (`Class > method` in Gradle's log)."""
@@ -66,6 +92,52 @@ class _JUnitReports(Framework):
 class Maven(_JUnitReports):
     name = "maven"
     patterns = ("**/target/surefire-reports/TEST-*.xml", "**/target/failsafe-reports/TEST-*.xml")
+    orders = "source"
+    lists_ran = True
+    shuffles = True
+
+    def prepare(self, command: str, env: Mapping[str, str], run: Run) -> tuple[str, dict[str, str]]:
+        """Reports named for this run, however the command starts Maven (Maven reads MAVEN_OPTS)."""
+        env = dict(env)
+        env["MAVEN_OPTS"] = f"{env.get('MAVEN_OPTS', '')} -Dsurefire.reportNameSuffix={_suffix(run)}".strip()
+        return command, env
+
+    def results(self, run: Run, output: str) -> Results | None:
+        """This run's reports (removed once read: every rerun writes a set); a Maven older than
+        Surefire's suffix leaves the reports written during the run. A build that failed without
+        reports ran no test."""
+        named = reports_since(run, [pattern.replace("*.xml", f"*-{_suffix(run)}.xml") for pattern in self.patterns])
+        if named:
+            own = _read(named, run.root, _suffix(run))
+            for report in named:
+                report.unlink(missing_ok=True)
+                report.with_name(report.name.removeprefix("TEST-").replace(".xml", ".txt")).unlink(missing_ok=True)
+            return own
+        found = super().results(run, output)
+        return Results(0) if found is None and _NO_TEST.search(output) else found
+
+    def run_tests(self, ids: Sequence[str], *, shuffle: bool = False) -> str | None:
+        """`-Dtest=pkg.A#one+two,pkg.B#three`: the classes in name order (the given order at random when
+        `shuffle`)."""
+        if self.run is not None:
+            return super().run_tests(ids, shuffle=shuffle)
+        if not ids:
+            return None
+        methods: dict[str, list[str]] = {}
+        for test_id in dict.fromkeys(ids):
+            classname, method = _class_and_method(test_id)
+            methods.setdefault(classname, []).append(method)
+        selection = ",".join(f"{classname}#{'+'.join(dict.fromkeys(names))}" for classname, names in methods.items())
+        return f"{_MAVEN} {_AT_RANDOM if shuffle else _BY_NAME} -Dtest={shlex.quote(selection)}"
+
+    def focus(self, command: str, ids: Sequence[str]) -> str | None:
+        return self.run_tests(ids)
+
+    def suite(self) -> str:
+        return f"{_MAVEN} {_BY_NAME}"
+
+    def group(self, test_id: str) -> str:
+        return _class_and_method(test_id)[0]
 
     def recognises(self, root: Path) -> bool:
         return (root / "pom.xml").is_file()
@@ -77,6 +149,10 @@ class Maven(_JUnitReports):
         """Surefire: `CalcTest.parse:12 expected...` (the class without its package)."""
         classname, _, method = test_id.rpartition(".")
         return f"{classname.rpartition('.')[2]}.{method}"
+
+
+def _suffix(run: Run) -> str:
+    return f"fixloop-{run.report.stem}"
 
 
 class Gradle(_JUnitReports):

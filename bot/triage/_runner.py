@@ -92,7 +92,8 @@ class Runner:
         self._pool = ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="fixloop-triage")
         self._serial = itertools.count(1)
         self._lock = threading.Lock()
-        self._slots = threading.BoundedSemaphore(jobs)  # at most `jobs` test processes at once, whoever asks
+        # At most `jobs` test processes at once, whoever asks; one where runs share a build folder.
+        self._slots = threading.BoundedSemaphore(jobs if framework.concurrent else 1)
         self.runs_total = 0
         self._given = framework
         self._framework: Framework | None = None

@@ -18,7 +18,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[ty
     parser = commands.add_parser("triage", help="decide whether failing tests are regressions or flaky", description=(
         "Rerun failing tests until the evidence decides: regression (fails every time), flaky (fails sometimes), "
         "order_dependent (fails only after another test, which is named) or passes (could not reproduce). "
-        "The tests run through their framework (pytest, unittest, go, jest, vitest, node --test, cargo; "
+        "The tests run through their framework (pytest, unittest, go, jest, vitest, node --test, maven, cargo; "
         "found from the repository's files, or --framework). Without --test, the suite runs once to find the "
         "failing tests."))
     parser.add_argument("--repo", type=Path, default=Path("."), metavar="DIR", help="the project to test (default: .)")
