@@ -6,10 +6,13 @@ import os
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+
+from tests import postgres
+from tests.postgres import Cluster
 
 # The pytest runs the tests start in their sample repositories (validation, triage, reruns) load no
 # plugins from this environment: hypothesis's alone costs ~1 s a run, and the samples use none.
@@ -76,3 +79,20 @@ def go_build_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def one_go_build_cache(go_build_cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """`go` builds into one cache for all the tests of a worker (a cold one costs seconds a test)."""
     monkeypatch.setenv("GOCACHE", str(go_build_cache))
+
+
+@pytest.fixture(scope="session")
+def postgres_cluster() -> Iterator[Cluster]:
+    """A PostgreSQL server for the tests of one worker (started on first use, removed at the end)."""
+    try:
+        cluster = postgres.start()
+    except FileNotFoundError as missing:
+        pytest.skip(str(missing))
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture
+def postgres_url(postgres_cluster: Cluster) -> str:
+    """The URL of a new, empty database on the tests' PostgreSQL server."""
+    return postgres_cluster.database()

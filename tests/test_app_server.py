@@ -404,29 +404,3 @@ def test_settings_errors_say_what_to_set(tmp_path, github_app_key):
     settings = AppSettings.from_environ({"APP_ID": "12", "PRIVATE_KEY_PATH": str(key_file), "WEBHOOK_SECRET": "s",
                                          "FIXLOOP_DB": str(tmp_path / "db.sqlite3")})
     assert settings.private_key.startswith("-----BEGIN") and settings.database == Path(tmp_path / "db.sqlite3")
-
-
-def test_eight_workers_racing_on_one_target_start_exactly_one_session(tmp_path):
-    """Checking for an active session and recording the new one are one transaction, even across
-    connections (each worker here has its own, as replicas on one database would)."""
-    database = tmp_path / "race.sqlite3"
-    stores = [Store(database) for _ in range(8)]
-    start = threading.Barrier(len(stores))
-    outcomes: list[bool] = []
-
-    def worker(index: int) -> None:
-        start.wait()
-        _, started = stores[index].start_session(repository=REPO, kind="issue", target="issue:7",
-                                                 requester="maintainer", correlation_id=f"delivery-{index}",
-                                                 active_since=0)
-        outcomes.append(started)
-
-    threads = [threading.Thread(target=worker, args=(index,)) for index in range(len(stores))]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert sorted(outcomes) == [False] * 7 + [True]
-    assert len(stores[0].sessions()) == 1
-    for store in stores:
-        store.close()

@@ -2,8 +2,10 @@
 
 POST /webhook verifies the signature over the raw body before anything else is read from it,
 records the delivery (deduplicated by `X-GitHub-Delivery`, also across restarts), answers at
-once, and leaves the GitHub calls to worker threads. Deliveries still pending after a restart
-are processed at start-up, so none is lost.
+once, and leaves the GitHub calls to worker threads. The recorded deliveries are the queue: the
+workers of every replica claim them from the database (see `store`), so none is lost to a restart
+and none is processed twice. On SIGTERM a replica stops claiming at once, gives the deliveries in
+hand a few seconds, and hands back the rest.
 """
 
 from __future__ import annotations
@@ -11,7 +13,8 @@ from __future__ import annotations
 import hmac
 import json
 import os
-import queue
+import secrets
+import socket
 import threading
 import time
 from collections.abc import AsyncIterator
@@ -38,7 +41,10 @@ from bot.task import DispatchKind, FailedRun, Origin, Task, Thread
 from bot.telemetry.app_spans import AppTracing
 
 MAX_BODY = 25 * 1024 * 1024  # GitHub caps payloads at 25 MB
-STOP = object()
+POLL = 0.5  # seconds between looks for deliveries that other replicas received
+HEARTBEAT = 2.0  # seconds between "alive" records, and looks for deliveries a stopped replica held
+STALE = 15.0  # seconds of silence after which a replica counts as stopped
+STOP_GRACE = 7.0  # seconds the deliveries in hand get to finish on stop (SIGTERM exits within 10 s)
 
 
 class SessionRequest(BaseModel):
@@ -74,9 +80,12 @@ class Service:
                                                           redactor=Redactor(settings.secrets))
         self.processor = Processor(settings, self.store, self.tokens, self.metrics, policy=policy,
                                    resume_pause=resume_pause, tracing=self.tracing)
-        self.queue: queue.Queue[Any] = queue.Queue()
+        self.replica = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+        self._stopping = threading.Event()
+        self._arrived = threading.Semaphore(0)  # a delivery this replica recorded: a worker looks at once
         self.workers = [threading.Thread(target=self._work, name=f"fixloop-worker-{i}", daemon=True)
                         for i in range(workers)]
+        self._heart = threading.Thread(target=self._beat, name="fixloop-heartbeat", daemon=True)
 
     def start(self) -> None:
         if self.processor.app_slug is None:
@@ -85,27 +94,53 @@ class Service:
             except GitHubError as error:
                 logger.warning("the App's slug is unknown (%s): set APP_SLUG so fixloop can tell its own check runs",
                                error)
-        for pending in self.store.pending_deliveries():  # cut short by a restart: finish them now
-            self.queue.put((pending.id, pending.event, pending.payload))
+        self.store.heartbeat(self.replica)
+        self.store.reclaim(STALE)  # deliveries a stopped replica held (this one, before a restart): finish them
+        self._heart.start()
         for worker in self.workers:
             worker.start()
 
     def stop(self) -> None:
+        """Stop claiming at once; the deliveries in hand get STOP_GRACE seconds, then go back to the queue
+        for the other replicas (or this one's restart)."""
+        self._stopping.set()
         for _ in self.workers:
-            self.queue.put(STOP)
-        for worker in self.workers:
-            worker.join(timeout=30)
+            self._arrived.release()
+        deadline = time.monotonic() + STOP_GRACE
+        for worker in (*self.workers, self._heart):
+            worker.join(timeout=max(0.0, deadline - time.monotonic()))
+        self.store.leave(self.replica)
         self.tracing.close()
 
+    def arrived(self) -> None:
+        """A delivery was recorded here: wake a worker rather than wait for its next look."""
+        self._arrived.release()
+
     def _work(self) -> None:
-        while (item := self.queue.get()) is not STOP:
+        while not self._stopping.is_set():
             try:
-                self._handle(*item)
+                pending = self.store.next_delivery(self.replica)
+            except Exception:  # noqa: BLE001 - the database away for a moment: look again later
+                self.metrics.error("worker")
+                logger.exception("the delivery queue could not be read")
+                pending = None
+            if pending is None:
+                self._arrived.acquire(timeout=POLL)
+                continue
+            try:
+                self._handle(pending.id, pending.event, pending.payload)
             except Exception:  # noqa: BLE001 - nothing about one delivery may stop a worker
                 self.metrics.error("worker")
-                logger.exception("delivery could not be recorded", extra={"delivery": str(item[0])})
-            finally:
-                self.queue.task_done()
+                logger.exception("delivery could not be recorded", extra={"delivery": pending.id})
+
+    def _beat(self) -> None:
+        while not self._stopping.wait(HEARTBEAT):
+            try:
+                self.store.heartbeat(self.replica)
+                if self.store.reclaim(STALE):
+                    self._arrived.release()
+            except Exception:  # noqa: BLE001 - the database away for a moment: beat again later
+                logger.exception("the replica's heartbeat could not be recorded")
 
     def _handle(self, delivery: str, event: str, payload: Any) -> None:
         with self.tracing.delivery(delivery, event, payload) as decided:
@@ -122,9 +157,13 @@ class Service:
         self.metrics.delivery(event, outcome.split(":", 1)[0].split(" ", 1)[0])
         logger.info(outcome, extra={"delivery": delivery, "event": event, "outcome": outcome})
 
-    def drain(self) -> None:
-        """Wait until every queued delivery has been processed (tests, shutdown)."""
-        self.queue.join()
+    def drain(self, timeout: float = 120.0) -> None:
+        """Wait until every recorded delivery has been processed, by any replica (tests)."""
+        deadline = time.monotonic() + timeout
+        while self.store.unfinished_deliveries():
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"deliveries still unprocessed after {timeout:.0f} s")
+            time.sleep(0.02)
 
 
 def create_app(settings: AppSettings, service: Service | None = None, *,
@@ -183,7 +222,7 @@ def create_app(settings: AppSettings, service: Service | None = None, *,
         if not await run_in_threadpool(service.store.claim_delivery, delivery[:200], event, payload):
             service.metrics.delivery(event, "duplicate")
             return JSONResponse({"duplicate": delivery}, status_code=200)
-        service.queue.put((delivery[:200], event, payload))
+        service.arrived()
         return JSONResponse({"accepted": delivery}, status_code=202)
 
     def authorize(authorization: str | None = Header(None)) -> None:
@@ -236,7 +275,7 @@ def create_app(settings: AppSettings, service: Service | None = None, *,
 
     @app.get("/healthz")
     async def healthz() -> dict[str, Any]:
-        return {"status": "ok", "queued": service.queue.qsize()}
+        return {"status": "ok", "queued": await run_in_threadpool(service.store.unfinished_deliveries)}
 
     @app.get("/metrics")
     async def metrics() -> PlainTextResponse:

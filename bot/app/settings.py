@@ -9,6 +9,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
+from bot.app._database import is_postgres_url
 from bot.errors import ConfigError
 from bot.task import WORKFLOW_FILE
 
@@ -22,7 +23,7 @@ class AppSettings:
     private_key: str  # PEM
     webhook_secret: str
     api_url: str = "https://api.github.com"
-    database: Path = Path("fixloop.sqlite3")
+    database: Path | str = Path("fixloop.sqlite3")  # an SQLite file, or a PostgreSQL URL
     api_token: str | None = None  # bearer token for /api/sessions; the API is off without it
     workflow_file: str = WORKFLOW_FILE
     app_slug: str | None = None  # the App's own slug, to ignore its own check suites and buttons
@@ -63,10 +64,17 @@ class AppSettings:
         if problems:
             raise ConfigError("fixloop serve cannot start:\n" + "\n".join(f"  - {p}" for p in problems) + f"\n{HOW_TO}")
         return cls(app_id=app_id, private_key=key, webhook_secret=secret, api_url=api_url,
-                   database=Path(environ.get("FIXLOOP_DB") or cls.database),
+                   database=_database(environ.get("FIXLOOP_DB", "")) or cls.database,
                    api_token=environ.get("FIXLOOP_API_TOKEN") or None,
                    workflow_file=environ.get("FIXLOOP_WORKFLOW") or cls.workflow_file,
                    app_slug=environ.get("APP_SLUG") or None)
+
+
+def _database(value: str) -> Path | str | None:
+    """FIXLOOP_DB: a PostgreSQL URL as it is, else an SQLite file's path; None when unset."""
+    if not value:
+        return None
+    return value if is_postgres_url(value) else Path(value)
 
 
 def _check_key(pem: str) -> list[str]:

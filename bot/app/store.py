@@ -1,43 +1,27 @@
-"""The App's state in SQLite: deliveries seen, sessions dispatched, installations, CI attempts.
+"""The App's state: deliveries and their queue, sessions dispatched, installations, CI attempts;
+in SQLite (a file, the default) or PostgreSQL (`FIXLOOP_DB=postgresql://…`), see `_database`.
 
 A delivery is recorded (with its payload) before it is acknowledged, so a redelivery is
-recognised even across restarts, and a delivery whose processing was cut short by a restart is
-picked up again at start-up. One connection, serialised by a lock; WAL keeps readers cheap.
+recognised even across restarts. The recorded deliveries are the work queue: a worker of any
+replica claims the oldest pending one (`next_delivery`), passing over those another replica is
+claiming, so each is processed once. A delivery held by a replica that stopped (its heartbeat
+stale, or its process gone from this host) goes back to the queue (`reclaim`).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import secrets
-import sqlite3
-import threading
+import socket
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS deliveries (
-    id TEXT PRIMARY KEY, event TEXT NOT NULL, received REAL NOT NULL,
-    status TEXT NOT NULL, outcome TEXT, payload TEXT
-);
-CREATE TABLE IF NOT EXISTS sessions (
-    id TEXT PRIMARY KEY, repository TEXT NOT NULL, kind TEXT NOT NULL, target TEXT NOT NULL,
-    requester TEXT, correlation_id TEXT UNIQUE, status TEXT NOT NULL, conclusion TEXT, reason TEXT,
-    run_id INTEGER, run_url TEXT, pull_request_url TEXT, created REAL NOT NULL, updated REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS sessions_by_target ON sessions (repository, target);
-CREATE INDEX IF NOT EXISTS sessions_by_run ON sessions (run_id);
-CREATE TABLE IF NOT EXISTS installations (
-    id INTEGER PRIMARY KEY, account TEXT, repositories TEXT NOT NULL, active INTEGER NOT NULL, updated REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS ci_attempts (
-    repository TEXT NOT NULL, branch TEXT NOT NULL, count INTEGER NOT NULL, PRIMARY KEY (repository, branch)
-);
-"""
+from bot.app._database import connect
+
 ACTIVE = ("dispatching", "dispatched", "in_progress")
 
 
@@ -65,56 +49,73 @@ class PendingDelivery(BaseModel):
 
 
 class Store:
-    def __init__(self, path: Path, clock: Any = time.time) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+    def __init__(self, location: str | Path, clock: Any = time.time) -> None:
+        """`location`: a PostgreSQL URL, else the path of an SQLite file."""
         self.clock = clock
-        self._lock = threading.Lock()
-        self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
-        self._db.row_factory = sqlite3.Row
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(SCHEMA)
-
-    @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
+        self._db = connect(location)
 
     def close(self) -> None:
-        with self._lock:
-            self._db.close()
+        self._db.close()
 
-    # -- deliveries ----------------------------------------------------------------------------
+    # -- deliveries and their queue ------------------------------------------------------------
     def claim_delivery(self, delivery_id: str, event: str, payload: Any) -> bool:
-        """Record a delivery; False if this id was seen before (a redelivery)."""
-        with self._tx() as db:
-            cursor = db.execute(
-                "INSERT OR IGNORE INTO deliveries (id, event, received, status, payload) "
-                "VALUES (?, ?, ?, 'pending', ?)",
-                (delivery_id, event, self.clock(), json.dumps(payload)))
-            return cursor.rowcount == 1
+        """Record a delivery, pending; False if this id was seen before (a redelivery)."""
+        with self._db.transaction() as tx:
+            return tx.execute("INSERT INTO deliveries (id, event, received, status, payload) "
+                              "VALUES (?, ?, ?, 'pending', ?) ON CONFLICT (id) DO NOTHING",
+                              (delivery_id, event, self.clock(), json.dumps(payload))).rowcount == 1
+
+    def next_delivery(self, replica: str) -> PendingDelivery | None:
+        """Claim the oldest pending delivery for `replica`; None when there is none to claim."""
+        with self._db.transaction() as tx:
+            row = tx.execute(
+                "UPDATE deliveries SET status = 'processing', claimed_by = ?, claimed_at = ? WHERE id = ("
+                "SELECT id FROM deliveries WHERE status = 'pending' ORDER BY received LIMIT 1"
+                f"{self._db.skip_locked}) RETURNING id, event, payload", (replica, self.clock())).one()
+        return PendingDelivery(id=row["id"], event=row["event"], payload=json.loads(row["payload"])) if row else None
 
     def finish_delivery(self, delivery_id: str, outcome: str) -> None:
-        with self._tx() as db:
-            db.execute("UPDATE deliveries SET status = 'done', outcome = ?, payload = NULL WHERE id = ?",
+        with self._db.transaction() as tx:
+            tx.execute("UPDATE deliveries SET status = 'done', outcome = ?, payload = NULL WHERE id = ?",
                        (outcome[:500], delivery_id))
 
-    def pending_deliveries(self) -> list[PendingDelivery]:
-        with self._lock:
-            rows = self._db.execute("SELECT id, event, payload FROM deliveries WHERE status = 'pending' "
-                                    "ORDER BY received").fetchall()
-        return [PendingDelivery(id=r["id"], event=r["event"], payload=json.loads(r["payload"])) for r in rows]
+    def unfinished_deliveries(self) -> int:
+        """Deliveries pending or being processed, by any replica."""
+        rows = self._db.read("SELECT COUNT(*) AS n FROM deliveries WHERE status IN ('pending', 'processing')")
+        return int(rows[0]["n"])
 
     def delivery_outcome(self, delivery_id: str) -> tuple[str, str | None] | None:
-        with self._lock:
-            row = self._db.execute("SELECT status, outcome FROM deliveries WHERE id = ?", (delivery_id,)).fetchone()
-        return (row["status"], row["outcome"]) if row else None
+        rows = self._db.read("SELECT status, outcome FROM deliveries WHERE id = ?", (delivery_id,))
+        return (rows[0]["status"], rows[0]["outcome"]) if rows else None
+
+    # -- replicas ------------------------------------------------------------------------------
+    def heartbeat(self, replica: str) -> None:
+        """`replica` (this process) is alive."""
+        with self._db.transaction() as tx:
+            tx.execute("INSERT INTO replicas (id, host, pid, seen) VALUES (?, ?, ?, ?) "
+                       "ON CONFLICT (id) DO UPDATE SET seen = excluded.seen",
+                       (replica, socket.gethostname(), os.getpid(), self.clock()))
+
+    def leave(self, replica: str) -> None:
+        """`replica` stops: what it still holds goes back to the queue at once."""
+        with self._db.transaction() as tx:
+            tx.execute("DELETE FROM replicas WHERE id = ?", (replica,))
+            tx.execute("UPDATE deliveries SET status = 'pending', claimed_by = NULL WHERE status = 'processing' "
+                       "AND claimed_by = ?", (replica,))
+
+    def reclaim(self, stale_after: float) -> int:
+        """Put back in the queue the deliveries held by replicas that stopped: silent for `stale_after`
+        seconds, or whose process no longer runs on this host. Returns how many."""
+        host = socket.gethostname()
+        with self._db.transaction() as tx:
+            tx.lock("fixloop-reclaim")
+            for row in tx.execute("SELECT id, pid FROM replicas WHERE host = ?", (host,)).rows:
+                if not _alive(int(row["pid"])):
+                    tx.execute("DELETE FROM replicas WHERE id = ?", (row["id"],))
+            tx.execute("DELETE FROM replicas WHERE seen < ?", (self.clock() - stale_after,))
+            return tx.execute("UPDATE deliveries SET status = 'pending', claimed_by = NULL WHERE status = "
+                              "'processing' AND (claimed_by IS NULL OR claimed_by NOT IN (SELECT id FROM replicas))"
+                              ).rowcount
 
     # -- sessions ------------------------------------------------------------------------------
     def start_session(self, *, repository: str, kind: str, target: str, requester: str | None,
@@ -126,13 +127,14 @@ class Store:
         record = SessionRecord(id=f"ses_{secrets.token_hex(8)}", repository=repository, kind=kind, target=target,
                                requester=requester, correlation_id=correlation_id, status="dispatching",
                                created=now, updated=now)
-        with self._tx() as db:
-            busy = db.execute(f"SELECT * FROM sessions WHERE repository = ? AND target = ? AND status IN {ACTIVE} "
+        with self._db.transaction() as tx:
+            tx.lock(f"session:{repository}:{target}")
+            busy = tx.execute(f"SELECT * FROM sessions WHERE repository = ? AND target = ? AND status IN {ACTIVE} "
                               "AND created > ? ORDER BY created DESC LIMIT 1",
-                              (repository, target, active_since)).fetchone()
+                              (repository, target, active_since)).one()
             if busy is not None:
-                return SessionRecord(**dict(busy)), False
-            db.execute(
+                return SessionRecord(**busy), False
+            tx.execute(
                 "INSERT INTO sessions "
                 "(id, repository, kind, target, requester, correlation_id, status, created, updated) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -143,15 +145,13 @@ class Store:
         allowed = {"status", "conclusion", "reason", "run_id", "run_url", "pull_request_url"}
         assert set(fields) <= allowed, set(fields) - allowed
         assignments = ", ".join(f"{name} = ?" for name in fields)
-        with self._tx() as db:
-            db.execute(f"UPDATE sessions SET {assignments}, updated = ? WHERE id = ?",  # names are fixed
+        with self._db.transaction() as tx:
+            tx.execute(f"UPDATE sessions SET {assignments}, updated = ? WHERE id = ?",  # names are fixed
                        (*fields.values(), self.clock(), session_id))
 
     def _sessions(self, where: str, args: tuple[Any, ...], limit: int = 100) -> list[SessionRecord]:
-        with self._lock:
-            rows = self._db.execute(f"SELECT * FROM sessions WHERE {where} ORDER BY created DESC LIMIT ?",
-                                    (*args, limit)).fetchall()
-        return [SessionRecord(**dict(row)) for row in rows]
+        rows = self._db.read(f"SELECT * FROM sessions WHERE {where} ORDER BY created DESC LIMIT ?", (*args, limit))
+        return [SessionRecord(**row) for row in rows]
 
     def session(self, session_id: str) -> SessionRecord | None:
         found = self._sessions("id = ?", (session_id,), 1)
@@ -172,9 +172,8 @@ class Store:
         found = self._sessions("run_id = ?", (run_id,), 1)
         if found:
             return found[0]
-        with self._lock:
-            rows = self._db.execute("SELECT correlation_id FROM sessions WHERE run_id IS NULL AND status IN "
-                                    "('dispatching', 'dispatched')").fetchall()
+        rows = self._db.read("SELECT correlation_id FROM sessions WHERE run_id IS NULL AND status IN "
+                             "('dispatching', 'dispatched')")
         for row in rows:
             if row["correlation_id"] and row["correlation_id"] in title:
                 return self.session_for_correlation(row["correlation_id"])
@@ -183,35 +182,45 @@ class Store:
     # -- installations -------------------------------------------------------------------------
     def record_installation(self, installation_id: int, account: str | None, *, added: list[str],
                             removed: list[str], active: bool) -> list[str]:
-        with self._tx() as db:
-            row = db.execute("SELECT repositories FROM installations WHERE id = ?", (installation_id,)).fetchone()
+        with self._db.transaction() as tx:
+            tx.lock(f"installation:{installation_id}")
+            row = tx.execute("SELECT repositories FROM installations WHERE id = ?", (installation_id,)).one()
             repositories = set(json.loads(row["repositories"])) if row else set()
             repositories = (repositories | set(added)) - set(removed)
-            db.execute("INSERT OR REPLACE INTO installations (id, account, repositories, active, updated) "
-                       "VALUES (?, ?, ?, ?, ?)",
+            tx.execute("INSERT INTO installations (id, account, repositories, active, updated) VALUES (?, ?, ?, ?, ?) "
+                       "ON CONFLICT (id) DO UPDATE SET account = excluded.account, repositories = "
+                       "excluded.repositories, active = excluded.active, updated = excluded.updated",
                        (installation_id, account, json.dumps(sorted(repositories)), int(active), self.clock()))
         return sorted(repositories)
 
     def installation_repositories(self, installation_id: int) -> list[str] | None:
-        with self._lock:
-            row = self._db.execute("SELECT repositories, active FROM installations WHERE id = ?",
-                                   (installation_id,)).fetchone()
-        return json.loads(row["repositories"]) if row and row["active"] else None
+        rows = self._db.read("SELECT repositories, active FROM installations WHERE id = ?", (installation_id,))
+        return json.loads(rows[0]["repositories"]) if rows and rows[0]["active"] else None
 
     # -- automatic CI sessions -----------------------------------------------------------------
     def ci_attempt(self, repository: str, branch: str, cap: int) -> bool:
         """Count one automatic CI session on `branch`; False (and no count) once `cap` is reached."""
-        with self._tx() as db:
-            row = db.execute("SELECT count FROM ci_attempts WHERE repository = ? AND branch = ?",
-                             (repository, branch)).fetchone()
-            count = row["count"] if row else 0
-            if count >= cap:
+        with self._db.transaction() as tx:
+            counted = tx.execute("INSERT INTO ci_attempts (repository, branch, count) VALUES (?, ?, 1) "
+                                 "ON CONFLICT (repository, branch) DO UPDATE SET count = ci_attempts.count + 1 "
+                                 "WHERE ci_attempts.count < ? RETURNING count", (repository, branch, cap)).one()
+            if counted is not None and counted["count"] > cap:  # a cap of 0: the first insert counted one
+                tx.execute("DELETE FROM ci_attempts WHERE repository = ? AND branch = ?", (repository, branch))
                 return False
-            db.execute("INSERT OR REPLACE INTO ci_attempts (repository, branch, count) VALUES (?, ?, ?)",
-                       (repository, branch, count + 1))
-            return True
+            return counted is not None
 
     def ci_passed(self, repository: str, branch: str) -> None:
         """A green run on the branch starts the count afresh."""
-        with self._tx() as db:
-            db.execute("DELETE FROM ci_attempts WHERE repository = ? AND branch = ?", (repository, branch))
+        with self._db.transaction() as tx:
+            tx.execute("DELETE FROM ci_attempts WHERE repository = ? AND branch = ?", (repository, branch))
+
+
+def _alive(pid: int) -> bool:
+    """Whether a process `pid` runs on this host (one of another user counts as running)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -1,0 +1,211 @@
+"""The two databases the App's store runs on, behind one small interface: SQLite (embedded, the
+default: a file) and PostgreSQL (`FIXLOOP_DB=postgresql://…`, psycopg 3, for replicas on any hosts).
+
+The store writes one SQL for both: `?` placeholders, `ON CONFLICT`, `RETURNING`, types both know.
+What differs is here: how a transaction starts, how it takes a named lock (Postgres: an advisory
+lock for the transaction; SQLite: its one writer already excludes the others), and whether a
+claimed row can be skipped while another transaction holds it (`FOR UPDATE SKIP LOCKED`).
+
+Migrations are numbered and applied in order, once, under a lock, at start-up: every replica may
+start at the same moment.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import zlib
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from bot.errors import ConfigError
+
+# Each entry is one version of the schema; a database records the last one it has. Never edit one
+# that has shipped: add the next.
+MIGRATIONS: tuple[str, ...] = (
+    # 1: the App's state as fixloop 0.x kept it (statements that a database of that time already satisfies)
+    """
+    CREATE TABLE IF NOT EXISTS deliveries (
+        id TEXT PRIMARY KEY, event TEXT NOT NULL, received DOUBLE PRECISION NOT NULL,
+        status TEXT NOT NULL, outcome TEXT, payload TEXT
+    );
+    CREATE TABLE IF NOT EXISTS sessions (
+        id TEXT PRIMARY KEY, repository TEXT NOT NULL, kind TEXT NOT NULL, target TEXT NOT NULL,
+        requester TEXT, correlation_id TEXT UNIQUE, status TEXT NOT NULL, conclusion TEXT, reason TEXT,
+        run_id BIGINT, run_url TEXT, pull_request_url TEXT, created DOUBLE PRECISION NOT NULL,
+        updated DOUBLE PRECISION NOT NULL
+    );
+    CREATE INDEX IF NOT EXISTS sessions_by_target ON sessions (repository, target);
+    CREATE INDEX IF NOT EXISTS sessions_by_run ON sessions (run_id);
+    CREATE TABLE IF NOT EXISTS installations (
+        id BIGINT PRIMARY KEY, account TEXT, repositories TEXT NOT NULL, active INTEGER NOT NULL,
+        updated DOUBLE PRECISION NOT NULL
+    );
+    CREATE TABLE IF NOT EXISTS ci_attempts (
+        repository TEXT NOT NULL, branch TEXT NOT NULL, count INTEGER NOT NULL, PRIMARY KEY (repository, branch)
+    );
+    """,
+    # 2: the delivery queue lives in the database (which replica holds a delivery), and the replicas say
+    # they are alive
+    """
+    ALTER TABLE deliveries ADD COLUMN claimed_by TEXT;
+    ALTER TABLE deliveries ADD COLUMN claimed_at DOUBLE PRECISION;
+    CREATE INDEX IF NOT EXISTS deliveries_by_status ON deliveries (status, received);
+    CREATE TABLE IF NOT EXISTS replicas (
+        id TEXT PRIMARY KEY, host TEXT NOT NULL, pid INTEGER NOT NULL, seen DOUBLE PRECISION NOT NULL
+    );
+    """,
+)
+
+
+@dataclass
+class Result:
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    rowcount: int = 0
+
+    def one(self) -> dict[str, Any] | None:
+        return self.rows[0] if self.rows else None
+
+
+class Transaction(Protocol):
+    def execute(self, sql: str, args: Sequence[Any] = ()) -> Result: ...
+
+    def lock(self, name: str) -> None:
+        """Hold the lock `name` until the transaction ends (two writers deciding on one thing)."""
+
+
+class Database(Protocol):
+    skip_locked: str  # appended to a SELECT that claims rows: other transactions' claims are passed over
+
+    @contextmanager
+    def transaction(self) -> Iterator[Transaction]: ...
+
+    def read(self, sql: str, args: Sequence[Any] = ()) -> list[dict[str, Any]]: ...
+
+    def close(self) -> None: ...
+
+
+def is_postgres_url(location: str | Path) -> bool:
+    return isinstance(location, str) and location.startswith(("postgresql://", "postgres://"))
+
+
+def connect(location: str | Path) -> Database:
+    """The database at `location` (a PostgreSQL URL, else an SQLite file), migrated to the latest schema."""
+    database: Database = _Postgres(str(location)) if is_postgres_url(location) else _SQLite(Path(location))
+    try:
+        migrate(database)
+    except BaseException:
+        database.close()
+        raise
+    return database
+
+
+def migrate(database: Database) -> int:
+    """Apply the migrations the database lacks; returns its version."""
+    with database.transaction() as tx:
+        tx.lock("fixloop-migrations")
+        tx.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+        row = tx.execute("SELECT MAX(version) AS version FROM schema_version").one()
+        current = int(row["version"]) if row and row["version"] is not None else 0
+        for version, script in enumerate(MIGRATIONS[current:], start=current + 1):
+            for statement in filter(str.strip, script.split(";")):
+                tx.execute(statement)
+            tx.execute("INSERT INTO schema_version (version) VALUES (?)", (version,))
+    return len(MIGRATIONS)
+
+
+class _SQLiteTransaction:
+    def __init__(self, connection: sqlite3.Connection) -> None:
+        self.connection = connection
+
+    def execute(self, sql: str, args: Sequence[Any] = ()) -> Result:
+        cursor = self.connection.execute(sql, tuple(args))
+        rows = [dict(row) for row in cursor.fetchall()] if cursor.description else []
+        return Result(rows, cursor.rowcount)
+
+    def lock(self, name: str) -> None:
+        """Nothing to do: `BEGIN IMMEDIATE` made this the only writer."""
+
+
+class _SQLite:
+    """One connection, serialised by a lock; WAL keeps readers cheap. Processes on one host share the file."""
+
+    skip_locked = ""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None, timeout=30)
+        self._db.row_factory = sqlite3.Row
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+
+    @contextmanager
+    def transaction(self) -> Iterator[Transaction]:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield _SQLiteTransaction(self._db)
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def read(self, sql: str, args: Sequence[Any] = ()) -> list[dict[str, Any]]:
+        with self._lock:
+            return [dict(row) for row in self._db.execute(sql, tuple(args)).fetchall()]
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+
+class _PostgresTransaction:
+    def __init__(self, connection: Any) -> None:
+        self.connection = connection
+
+    def execute(self, sql: str, args: Sequence[Any] = ()) -> Result:
+        cursor = self.connection.execute(sql.replace("?", "%s"), tuple(args))
+        rows = list(cursor.fetchall()) if cursor.description else []
+        return Result(rows, cursor.rowcount)
+
+    def lock(self, name: str) -> None:
+        # A lock of the transaction, keyed by a number: the name's CRC-32 (collisions only serialise more).
+        self.execute("SELECT pg_advisory_xact_lock(?)", (zlib.crc32(name.encode()),))
+
+
+class _Postgres:
+    """One connection per replica, serialised by a lock (transactions are short and never wait on GitHub)."""
+
+    skip_locked = " FOR UPDATE SKIP LOCKED"
+
+    def __init__(self, url: str) -> None:
+        try:
+            import psycopg  # only the App on PostgreSQL needs it
+            from psycopg.rows import dict_row
+        except ImportError:
+            raise ConfigError("FIXLOOP_DB is a PostgreSQL URL, but psycopg is not installed: "
+                              "pip install 'fixloop[postgres]'") from None
+        self._lock = threading.Lock()
+        try:
+            self._db = psycopg.connect(url, autocommit=True, row_factory=dict_row, connect_timeout=10)
+        except psycopg.Error as error:
+            where = url.split("@")[-1]  # never the password
+            raise ConfigError(f"FIXLOOP_DB: cannot connect to PostgreSQL at {where}: "
+                              f"{str(error).strip().splitlines()[0]}") from None
+
+    @contextmanager
+    def transaction(self) -> Iterator[Transaction]:
+        with self._lock, self._db.transaction():
+            yield _PostgresTransaction(self._db)
+
+    def read(self, sql: str, args: Sequence[Any] = ()) -> list[dict[str, Any]]:
+        with self._lock:
+            return list(self._db.execute(sql.replace("?", "%s"), tuple(args)).fetchall())
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
