@@ -92,6 +92,7 @@ class SessionSpec:
     out_dir: Path | None = None  # default: <repo>/.fixloop/sessions/<id>
     branch: str | None = None  # chosen by the caller (GitHub mode); default fixloop/<slug>-<id>
     deflake: DeflakeTarget | None = None  # validate by repeated runs of this test as well
+    codemod: Sequence[str] = ()  # a campaign's deterministic commands, run confined before the baseline
     sinks: Sequence[Sink] = ()
     environ: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
 
@@ -235,6 +236,13 @@ def _drive(spec: SessionSpec, worktree: Worktree, confinement: Confinement, budg
                 if result.exit_code != 0:
                     why = "timed out" if result.timed_out else f"exited with {result.exit_code}"
                     return Ending.error(f"setup command `{command}` {why}:\n{relevant_excerpt(result.output, 2_000)}")
+            # A campaign's codemod changes the code before the agent, which then fixes what it broke.
+            for command in spec.codemod:
+                result = confinement.run(command, cwd=worktree.root, env=env, timeout=config.limits.command_timeout,
+                                         output_limit=100_000)
+                if result.exit_code != 0:
+                    why = "timed out" if result.timed_out else f"exited with {result.exit_code}"
+                    return Ending.error(f"codemod command `{command}` {why}:\n{relevant_excerpt(result.output, 2_000)}")
             validator = Validator(config.validation, cwd=worktree.root, env=env, timeout=config.limits.command_timeout,
                                   scratch=confinement.tempdir("validation-"), confinement=confinement,
                                   tests=config.tests)

@@ -15,11 +15,12 @@ import re
 from collections.abc import Mapping
 from typing import Literal, cast, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 
 from bot.errors import MalformedEvent
 
-DispatchKind = Literal["issue", "command", "ci_failure", "deflake"]
+SessionKind = Literal["issue", "command", "ci_failure", "deflake"]  # what a person or an event asks for
+DispatchKind = Literal[SessionKind, "campaign"]  # "campaign": one target of a campaign, from the App
 TaskKind = Literal["local", DispatchKind]
 DISPATCH_KINDS: tuple[str, ...] = get_args(DispatchKind)  # the `kind` options of workflows/fixloop.yml
 WORKFLOW_FILE = "fixloop.yml"  # the workflow the App dispatches, in .github/workflows/ (a setting can rename it)
@@ -94,6 +95,41 @@ class FailedRun(BaseModel):
     head_sha: str | None = None
 
 
+class CampaignWork(BaseModel):
+    """One target of a campaign, as the App hands it over: the repository (a folder of it, for a
+    monorepo) is the target; the branch and the pull request are the campaign's, rendered for it."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+    id: str = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")  # the App's campaign id
+    campaign: str = Field(min_length=1, max_length=100)  # its name
+    path: str = ""  # the package's folder in a monorepo; "" for the whole repository
+    branch: str = Field(min_length=1, max_length=200)
+    title: str = Field(min_length=1, max_length=256)
+    body: str = ""
+    labels: list[str] = []
+    reviewers: list[str] = []
+    codemod: list[str] = []
+    setup: list[str] | None = None
+    validation: list[str] | None = Field(None, alias="validate")
+
+    @field_validator("branch")
+    @classmethod
+    def _branch_git_can_hold(cls, value: str) -> str:
+        parts = value.split("/")
+        if (not re.fullmatch(r"[A-Za-z0-9._/-]+", value) or ".." in value or any(
+                not part or part.startswith(".") or part.endswith((".lock", ".")) for part in parts)):
+            raise ValueError(f"{value!r} is not a branch name fixloop pushes to")
+        return value
+
+    @field_validator("path")
+    @classmethod
+    def _folder_of_the_repository(cls, value: str) -> str:
+        parts = value.split("/")
+        if value and (value.startswith("/") or any(part in ("", ".", "..", ".git") for part in parts)):
+            raise ValueError(f"{value!r} is not a folder of the repository")
+        return value
+
+
 class Comment(BaseModel):
     """The comment that asked, for a reaction."""
 
@@ -107,7 +143,7 @@ class Origin(BaseModel):
 
     model_config = ConfigDict(frozen=True)
     repository: str  # owner/name
-    target: Thread | FailedRun
+    target: Thread | FailedRun | CampaignWork
     requester: str | None = None
     comment: Comment | None = None
     correlation_id: str | None = None  # the App's delivery id, carried through the dispatch
@@ -123,6 +159,8 @@ class Origin(BaseModel):
         target = self.target
         if isinstance(target, Thread):
             return f"{'pr' if target.pull_request else 'issue'}:{target.number}"
+        if isinstance(target, CampaignWork):
+            return f"campaign:{target.id}:{target.path}"
         return f"ci:{target.run_id or 0}:{target.branch}@{target.head_sha}"
 
 
@@ -148,8 +186,11 @@ def to_inputs(task: Task, origin: Origin) -> dict[str, str]:
     target = origin.target
     inputs = {
         "kind": task.kind,
-        "target": str(target.number if isinstance(target, Thread) else target.run_id or 0),
-        "head": f"{target.branch or ''}@{target.head_sha or ''}" if isinstance(target, FailedRun) else "",
+        "target": str(target.number if isinstance(target, Thread) else
+                      0 if isinstance(target, CampaignWork) else target.run_id or 0),
+        # `head` also carries a campaign's target: GitHub Enterprise Server up to 3.19 takes 10 inputs.
+        "head": (f"{target.branch or ''}@{target.head_sha or ''}" if isinstance(target, FailedRun) else
+                 target.model_dump_json(by_alias=True) if isinstance(target, CampaignWork) else ""),
         "test": task.test or "",
         "title": task.title,
         "instructions": task.instructions,
@@ -204,8 +245,14 @@ def from_inputs(inputs: Mapping[str, object], *, repository: str, sender: str) -
     except ValidationError as error:
         raise MalformedEvent(f"workflow_dispatch input context is not a list of {{source, text}}: {error}") from None
     requester = text("requester") or sender
-    target: Thread | FailedRun
-    if kind == "ci_failure":
+    target: Thread | FailedRun | CampaignWork
+    if kind == "campaign":
+        try:
+            target = CampaignWork.model_validate_json(text("head"))
+        except ValidationError as error:
+            raise MalformedEvent(f"workflow_dispatch input head is not a campaign's target: {error}") from None
+        title = target.title
+    elif kind == "ci_failure":
         branch, sha = split_head(text("head"))
         target = FailedRun(run_id=int(raw) or None, branch=branch or None, head_sha=sha or None)
         title = f"Fix CI: {branch or f'workflow run {raw}'} failed"

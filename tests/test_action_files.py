@@ -67,7 +67,7 @@ RUN_ENV = {
 # The inputs the App's Task codec writes (bot.task.to_inputs): the workflow must declare exactly these.
 DISPATCH_INPUTS = tuple(to_inputs(Task(kind="issue", title="t", source="s"),
                                   Origin(repository="o/r", target=Thread(number=1))))
-DISPATCH_KINDS = ["issue", "command", "ci_failure", "deflake"]
+DISPATCH_KINDS = ["issue", "command", "ci_failure", "deflake", "campaign"]
 PERMISSIONS = {
     "contents": "write",
     "pull-requests": "write",

@@ -5,6 +5,8 @@
 - A command on someone's pull request: start from its head; open a draft against its branch.
 - A command on fixloop's own draft pull request: start from its head and add commits to it.
 - A failed CI run: start from the failing commit; open a draft against the failing branch.
+- A campaign's target: start from the default branch; push the campaign's branch for the target
+  (rendered by the App from the campaign file) and open a draft with the campaign's title and body.
 - A failed CI run on a pull request of a bot in `ci.allowed_bots` (a dependency update): start from
   the failing commit and push the fix onto the bot's branch; where that push is refused because the
   branch is protected, open a draft against the bot's branch instead.
@@ -18,7 +20,7 @@ from dataclasses import dataclass
 from bot.config import Config
 from bot.github.client import PullInfo, Repository
 from bot.github.dependencies import dependency_updates
-from bot.task import Context, FailedRun, Origin, Task, Thread, branch_name, ci_branch_name, stable_id
+from bot.task import CampaignWork, Context, FailedRun, Origin, Task, Thread, branch_name, ci_branch_name, stable_id
 
 
 @dataclass(frozen=True)
@@ -56,6 +58,8 @@ def plan_session(task: Task, origin: Origin, github: Repository, config: Config,
     target = origin.target
     if isinstance(target, FailedRun):
         return _ci_plan(task, origin, target, github, config)
+    if isinstance(target, CampaignWork):
+        return _campaign_plan(task, origin, target, github, default_branch)
     issue = github.issue(target.number)
     if issue.is_pull_request:
         return _pull_plan(task, origin, github, config, github.pull(target.number))
@@ -73,6 +77,21 @@ def plan_session(task: Task, origin: Origin, github: Repository, config: Config,
     return Plan(task=task, origin=origin, base_sha=base_sha, fetch_ref=default_branch, check_sha=base_sha,
                 branch=branch, expected_sha=github.branch_sha(branch), pr_base=default_branch,
                 existing_pr=github.open_pull_for(branch), fixes=issue.number, comment_on=issue.number)
+
+
+def _campaign_plan(task: Task, origin: Origin, target: CampaignWork, github: Repository,
+                   default_branch: str) -> Plan | Refusal:
+    """A campaign's target: from the default branch onto the campaign's branch for it (a retry adds to
+    the pull request it opened before)."""
+    if target.branch == default_branch:
+        return Refusal(None, f"the campaign's branch {target.branch!r} is the default branch")
+    base_sha = github.branch_sha(default_branch)
+    if base_sha is None:
+        return Refusal(None, f"the default branch {default_branch!r} was not found")
+    existing = github.open_pull_for(target.branch)
+    return Plan(task=task, origin=origin, base_sha=base_sha, fetch_ref=default_branch, check_sha=base_sha,
+                branch=target.branch, expected_sha=github.branch_sha(target.branch), pr_base=default_branch,
+                existing_pr=existing, fixes=None, comment_on=None)
 
 
 def _pull_plan(task: Task, origin: Origin, github: Repository, config: Config, pull: PullInfo) -> Plan | Refusal:

@@ -19,6 +19,7 @@ from bot.config import Config
 from bot.errors import GitHubError, WorkspaceError
 from bot.github.client import GitHubClient
 from bot.secrets import Redactor
+from bot.task import CampaignWork
 from bot.trajectory import Report
 from bot.workspace import push
 
@@ -86,9 +87,12 @@ def _open_or_update(report: Report, plan: Plan, *, github: GitHubClient, repo: P
         return Published(problem=f"git push to {plan.branch} failed: {redactor.text(str(error))}")
     if plan.onto is not None:
         return Published(plan.onto.pull.url, updated=True, onto=plan.branch)
-    title = redactor.text(f"fixloop: {plan.task.title}")[:250]
+    work = plan.origin.target if isinstance(plan.origin.target, CampaignWork) else None
+    title = redactor.text(work.title if work is not None else f"fixloop: {plan.task.title}")[:250]
     body = redactor.text(render.pull_request_body(report, task_source=plan.task.source, fixes=plan.fixes, links=links,
                                                   marker=marker(plan.origin.correlation_id), notes=notes))
+    if work is not None:
+        body = redactor.text(work.body) + "\n\n" + body
     try:
         existing = plan.existing_pr or github.open_pull_for(plan.branch)
         if existing is not None:

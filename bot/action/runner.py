@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import sys
 import tempfile
 from collections.abc import Mapping
@@ -39,7 +40,7 @@ from bot.reporting.terminal import TerminalReporter
 from bot.sandbox import bubblewrap
 from bot.secrets import Redactor, scrubbed_environment
 from bot.session import SessionSpec, run_session
-from bot.task import Context, FailedRun
+from bot.task import CampaignWork, Context, FailedRun
 from bot.triage import changed_lines, diagnose
 from bot.workspace import fetch, has_commit, watch_own_files
 
@@ -157,6 +158,9 @@ class ActionRunner:
         if not has_commit(self.env.workspace, plan.base_sha):
             fetch(self.env.workspace, plan.fetch_ref, env=self.git_env)
         deflake, notes = None, None
+        work = plan.origin.target if isinstance(plan.origin.target, CampaignWork) else None
+        if work is not None:
+            config = campaign_config(config, work)
         if plan.task.kind in ("ci_failure", "deflake"):
             prepared = self.diagnose(plan, config, check_id)
             if prepared is None:
@@ -168,7 +172,7 @@ class ActionRunner:
         report = run_session(SessionSpec(
             repo=self.env.workspace, task=plan.task, config=config, model=model, base=plan.base_sha, branch=plan.branch,
             sinks=[TerminalReporter(self.redactor, console, groups=True), checks], environ=self.environ,
-            deflake=deflake))
+            deflake=deflake, codemod=in_folder(work.codemod, work.path) if work is not None else ()))
         published = publish(report, plan, github=self.github, repo=self.env.workspace, git_env=self.git_env,
                             config=config, links=self.links, redactor=self.redactor, notes=notes)
         conclusion = "failure" if published.problem else render.conclusion_for(report.status)
@@ -241,6 +245,23 @@ class ActionRunner:
             self.github.comment(plan.comment_on, self.redactor.text(fit(body, 60_000)))
         self.log(body)
         self.finish("skipped")
+
+
+def campaign_config(config: Config, work: CampaignWork) -> Config:
+    """The repository's config with the campaign's `setup` and `validate` in place of its own, run in the
+    target's folder of a monorepo; the campaign's labels and reviewers added to the pull request's."""
+    pull_request = config.pull_request.model_copy(update={
+        "labels": list(dict.fromkeys([*config.pull_request.labels, *work.labels])),
+        "reviewers": list(dict.fromkeys([*config.pull_request.reviewers, *work.reviewers]))})
+    return config.model_copy(update={
+        "setup": in_folder(work.setup, work.path) if work.setup is not None else config.setup,
+        "validation": in_folder(work.validation, work.path) if work.validation is not None else
+        in_folder(config.validation, work.path), "pull_request": pull_request})
+
+
+def in_folder(commands: list[str], path: str) -> list[str]:
+    """`commands` run in the repository's folder `path` (each from there: `cd` is quoted, never the command)."""
+    return [f"cd {shlex.quote(path)} && {command}" for command in commands] if path else list(commands)
 
 
 def usage_outputs(usage: Usage, cost_usd: float | None) -> dict[str, str]:

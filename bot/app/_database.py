@@ -58,6 +58,27 @@ MIGRATIONS: tuple[str, ...] = (
         id TEXT PRIMARY KEY, host TEXT NOT NULL, pid INTEGER NOT NULL, seen DOUBLE PRECISION NOT NULL
     );
     """,
+    # 3: campaigns, their targets (the dispatch queue of campaigns), and the pace of writes per installation
+    """
+    CREATE TABLE IF NOT EXISTS campaigns (
+        id TEXT PRIMARY KEY, name TEXT NOT NULL, spec TEXT NOT NULL, status TEXT NOT NULL, requester TEXT,
+        tracking_repository TEXT NOT NULL, tracking_issue BIGINT, tracking_url TEXT,
+        tracking_version INTEGER NOT NULL, tracking_synced INTEGER NOT NULL, tracking_claim TEXT,
+        pilot_released INTEGER NOT NULL, created DOUBLE PRECISION NOT NULL, updated DOUBLE PRECISION NOT NULL
+    );
+    CREATE TABLE IF NOT EXISTS campaign_targets (
+        campaign_id TEXT NOT NULL, position INTEGER NOT NULL, repository TEXT NOT NULL, path TEXT NOT NULL,
+        installation_id BIGINT NOT NULL, state TEXT NOT NULL, attempt INTEGER NOT NULL, claimed_by TEXT,
+        correlation_id TEXT, run_id BIGINT, run_url TEXT, pull_request_url TEXT, cost_usd DOUBLE PRECISION,
+        reason TEXT, updated DOUBLE PRECISION NOT NULL, PRIMARY KEY (campaign_id, position)
+    );
+    CREATE INDEX IF NOT EXISTS campaign_targets_by_state ON campaign_targets (campaign_id, state, position);
+    CREATE INDEX IF NOT EXISTS campaign_targets_by_correlation ON campaign_targets (correlation_id);
+    CREATE INDEX IF NOT EXISTS campaign_targets_by_run ON campaign_targets (run_id);
+    CREATE TABLE IF NOT EXISTS installation_pace (
+        installation_id BIGINT PRIMARY KEY, next_at DOUBLE PRECISION NOT NULL
+    );
+    """,
 )
 
 

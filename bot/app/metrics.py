@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 BUCKETS: tuple[float, ...] = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, math.inf)
@@ -139,8 +139,9 @@ class Metrics:
         with self._lock:
             self._webhook_seconds.observe(seconds)
 
-    def render(self) -> str:
-        """Every metric in the text exposition format, ending with a newline."""
+    def render(self, campaign_targets: Mapping[tuple[str, str], int] | None = None) -> str:
+        """Every metric in the text exposition format, ending with a newline; `campaign_targets`, the
+        targets per (campaign, state) now, as gauges (read from the database, shared by the replicas)."""
         with self._lock:
             families = (
                 self._deliveries,
@@ -150,4 +151,9 @@ class Metrics:
                 self._errors,
             )
             lines = [line for family in families for line in family.lines()]
+        if campaign_targets is not None:
+            lines += ["# HELP fixloop_campaign_targets Targets of each campaign in each state.",
+                      "# TYPE fixloop_campaign_targets gauge"]
+            lines += [f"fixloop_campaign_targets{_labels((('campaign', name), ('state', state)))} {count}"
+                      for (name, state), count in sorted(campaign_targets.items())]
         return "\n".join(lines) + "\n"

@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bot.app.logs import logger
 from bot.app.metrics import Metrics
@@ -33,6 +33,9 @@ from bot.handler import Answered, Handler, acknowledge
 from bot.secrets import Redactor
 from bot.task import FailedRun, to_inputs
 from bot.telemetry.app_spans import AppTracing
+
+if TYPE_CHECKING:
+    from bot.app.campaigns import Campaigns
 
 # What the App itself needs in a repository (the workflow it dispatches mints its own token).
 TOKEN_PERMISSIONS = {"actions": "write", "contents": "read", "issues": "write", "pull_requests": "write",
@@ -64,6 +67,7 @@ class Processor:
         # What the App writes passes a redactor like the Action's: its own secrets, and anything shaped
         # like a token (its installation tokens included) or a key.
         self.redactor = Redactor(settings.secrets)
+        self.campaigns: Campaigns | None = None  # set by the service: runs of campaign targets are theirs
 
     def client(self, installation_id: int, repository: str) -> GitHubClient:
         token = self.tokens.token(installation_id, repository, TOKEN_PERMISSIONS)
@@ -218,6 +222,10 @@ class Processor:
         if run.path.rsplit("/", 1)[-1] != self.settings.workflow_file:
             return None
         session = self.store.session_for_run(run.id, run.display_title)
+        if session is None and self.campaigns is not None:
+            outcome = self.campaigns.run_completed(run.id, run.display_title, run.conclusion, run.html_url)
+            if outcome is not None:
+                return outcome
         if session is None:
             return "ignored: a fixloop run the App did not dispatch"
         self.store.update_session(session.id, status="completed", conclusion=run.conclusion, run_id=run.id,
@@ -231,6 +239,10 @@ class Processor:
         if not correlation:
             return "ignored: not a fixloop pull request"
         session = self.store.session_for_correlation(correlation)
+        if session is None and self.campaigns is not None:
+            target = self.store.campaigns.target_for(correlation=correlation)
+            if target is not None and target.repository == event.repository.full_name:
+                return self.campaigns.pull_opened(correlation, event.pull_request.html_url) or ""
         if session is None or session.repository != event.repository.full_name:
             return "ignored: a fixloop pull request from a session the App did not dispatch"
         self.store.update_session(session.id, pull_request_url=event.pull_request.html_url)

@@ -26,6 +26,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import BaseModel, Field, model_validator
 
+from bot.app.campaigns import Campaigns, view
 from bot.app.logs import logger
 from bot.app.metrics import CONTENT_TYPE, Metrics
 from bot.app.processor import Processor
@@ -37,7 +38,7 @@ from bot.github.client import RequestPolicy
 from bot.github.events import EVENT_NAMES, verify_signature
 from bot.github.rules import Run
 from bot.secrets import Redactor
-from bot.task import DispatchKind, FailedRun, Origin, Task, Thread
+from bot.task import FailedRun, Origin, SessionKind, Task, Thread
 from bot.telemetry.app_spans import AppTracing
 
 MAX_BODY = 25 * 1024 * 1024  # GitHub caps payloads at 25 MB
@@ -45,11 +46,12 @@ POLL = 0.5  # seconds between looks for deliveries that other replicas received
 HEARTBEAT = 2.0  # seconds between "alive" records, and looks for deliveries a stopped replica held
 STALE = 15.0  # seconds of silence after which a replica counts as stopped
 STOP_GRACE = 7.0  # seconds the deliveries in hand get to finish on stop (SIGTERM exits within 10 s)
+STEERING = ("pause", "resume", "cancel", "retry-failed")
 
 
 class SessionRequest(BaseModel):
     repository: str = Field(pattern=r"^[\w.-]+/[\w.-]+$")
-    kind: DispatchKind
+    kind: SessionKind
     target: int = Field(ge=1, description="Issue or pull request number; for ci_failure, the failed workflow run id.")
     instructions: str = Field("", max_length=10_000)
     test: str | None = Field(None, max_length=1_000, pattern=r"^[^-]", description="For deflake: the test id.")
@@ -62,6 +64,11 @@ class SessionRequest(BaseModel):
         return self
 
 
+class CampaignRequest(BaseModel):
+    file: str = Field(min_length=1, max_length=1_000_000, description="The campaign file (YAML).")
+    requester: str = "api"
+
+
 class Service:
     """The store, the processor and the worker threads behind the HTTP routes."""
 
@@ -70,7 +77,8 @@ class Service:
                  resume_pause: float = 1.0, tracing: AppTracing | None = None) -> None:
         """`policy` and `resume_pause`: see `Processor` (`policy` is also the default tokens' policy);
         `tracing`: where the spans of deliveries and dispatches go (default: OTEL_EXPORTER_OTLP_ENDPOINT's
-        collector, if it is set)."""
+        collector, if it is set). Campaigns dispatch at most one run per `settings.campaign_pace` seconds
+        in each installation."""
         self.settings = settings
         self.store = store or Store(settings.database)
         self.tokens = tokens or InstallationTokens(app_id=settings.app_id, private_key=settings.private_key,
@@ -80,12 +88,16 @@ class Service:
                                                           redactor=Redactor(settings.secrets))
         self.processor = Processor(settings, self.store, self.tokens, self.metrics, policy=policy,
                                    resume_pause=resume_pause, tracing=self.tracing)
+        self.campaigns = Campaigns(self.store, self.processor, self.tokens, pace=settings.campaign_pace)
+        self.processor.campaigns = self.campaigns
         self.replica = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
         self._stopping = threading.Event()
         self._arrived = threading.Semaphore(0)  # a delivery this replica recorded: a worker looks at once
+        self._campaign_work = threading.Event()  # a campaign started, changed or a target ended: look at once
         self.workers = [threading.Thread(target=self._work, name=f"fixloop-worker-{i}", daemon=True)
                         for i in range(workers)]
         self._heart = threading.Thread(target=self._beat, name="fixloop-heartbeat", daemon=True)
+        self._dispatcher = threading.Thread(target=self._campaign_loop, name="fixloop-campaigns", daemon=True)
 
     def start(self) -> None:
         if self.processor.app_slug is None:
@@ -97,6 +109,7 @@ class Service:
         self.store.heartbeat(self.replica)
         self.store.reclaim(STALE)  # deliveries a stopped replica held (this one, before a restart): finish them
         self._heart.start()
+        self._dispatcher.start()
         for worker in self.workers:
             worker.start()
 
@@ -106,8 +119,9 @@ class Service:
         self._stopping.set()
         for _ in self.workers:
             self._arrived.release()
+        self._campaign_work.set()
         deadline = time.monotonic() + STOP_GRACE
-        for worker in (*self.workers, self._heart):
+        for worker in (*self.workers, self._heart, self._dispatcher):
             worker.join(timeout=max(0.0, deadline - time.monotonic()))
         self.store.leave(self.replica)
         self.tracing.close()
@@ -133,6 +147,22 @@ class Service:
                 self.metrics.error("worker")
                 logger.exception("delivery could not be recorded", extra={"delivery": pending.id})
 
+    def campaign_changed(self) -> None:
+        """Campaign work may be waiting (a campaign started or was steered): look at once."""
+        self._campaign_work.set()
+
+    def _campaign_loop(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                worked = self.campaigns.step(self.replica)
+            except Exception:  # noqa: BLE001 - nothing about one campaign may stop the others
+                self.metrics.error("campaign")
+                logger.exception("campaign work failed")
+                worked = False
+            if not worked:
+                self._campaign_work.wait(POLL)
+                self._campaign_work.clear()
+
     def _beat(self) -> None:
         while not self._stopping.wait(HEARTBEAT):
             try:
@@ -154,6 +184,8 @@ class Service:
             outcome = outcome.encode("utf-8", "replace").decode("utf-8")
             decided(outcome)
         self.store.finish_delivery(delivery, outcome)
+        if outcome.startswith("campaign "):  # a target ended: its slot and its tracking issue are free to move
+            self.campaign_changed()
         self.metrics.delivery(event, outcome.split(":", 1)[0].split(" ", 1)[0])
         logger.info(outcome, extra={"delivery": delivery, "event": event, "outcome": outcome})
 
@@ -273,12 +305,65 @@ def create_app(settings: AppSettings, service: Service | None = None, *,
     async def list_sessions(repo: str | None = Query(None)) -> list[SessionRecord]:
         return await run_in_threadpool(service.store.sessions, repo)
 
+    @app.post("/api/campaigns", status_code=201, dependencies=api)
+    async def start_campaign(request: CampaignRequest) -> dict[str, Any]:
+        return await run_in_threadpool(_start_campaign, request)
+
+    def _start_campaign(request: CampaignRequest) -> dict[str, Any]:
+        try:
+            record = service.campaigns.start(request.file, request.requester)
+        except ConfigError as error:
+            raise HTTPException(422, str(error)) from None
+        service.campaign_changed()
+        return view(record, service.store.campaigns.targets(record.id))
+
+    @app.get("/api/campaigns", dependencies=api)
+    async def list_campaigns() -> list[dict[str, Any]]:
+        def listed() -> list[dict[str, Any]]:
+            return [{k: v for k, v in view(c, service.store.campaigns.targets(c.id)).items() if k != "targets"}
+                    for c in service.store.campaigns.campaigns()]
+        return await run_in_threadpool(listed)
+
+    @app.get("/api/campaigns/{campaign_id}", dependencies=api)
+    async def get_campaign(campaign_id: str) -> dict[str, Any]:
+        return await run_in_threadpool(_campaign_view, campaign_id)
+
+    def _campaign_view(campaign_id: str) -> dict[str, Any]:
+        record = service.store.campaigns.campaign(campaign_id)
+        if record is None:
+            raise HTTPException(404, f"no campaign {campaign_id}")
+        return view(record, service.store.campaigns.targets(campaign_id))
+
+    @app.post("/api/campaigns/{campaign_id}/{action}", dependencies=api)
+    async def steer_campaign(campaign_id: str, action: str) -> dict[str, Any]:
+        return await run_in_threadpool(_steer, campaign_id, action)
+
+    def _steer(campaign_id: str, action: str) -> dict[str, Any]:
+        record = service.store.campaigns.campaign(campaign_id)
+        if record is None:
+            raise HTTPException(404, f"no campaign {campaign_id}")
+        if action not in STEERING:
+            raise HTTPException(404, f"campaigns take {', '.join(STEERING)}, not {action!r}")
+        if record.status == "cancelled" and action != "retry-failed":
+            raise HTTPException(409, f"campaign {campaign_id} was cancelled")
+        if action == "pause":
+            service.store.campaigns.set_status(campaign_id, "paused")
+        elif action == "resume":  # also lets a campaign go on after its pilot
+            service.store.campaigns.set_status(campaign_id, "running", release_pilot=True)
+        elif action == "cancel":
+            service.store.campaigns.set_status(campaign_id, "cancelled")
+        else:
+            service.store.campaigns.retry_failed(campaign_id)
+        service.campaign_changed()
+        return _campaign_view(campaign_id)
+
     @app.get("/healthz")
     async def healthz() -> dict[str, Any]:
         return {"status": "ok", "queued": await run_in_threadpool(service.store.unfinished_deliveries)}
 
     @app.get("/metrics")
     async def metrics() -> PlainTextResponse:
-        return PlainTextResponse(service.metrics.render(), media_type=CONTENT_TYPE)
+        counts = await run_in_threadpool(service.store.campaigns.counts)
+        return PlainTextResponse(service.metrics.render(counts), media_type=CONTENT_TYPE)
 
     return app

@@ -27,6 +27,7 @@ class AppSettings:
     api_token: str | None = None  # bearer token for /api/sessions; the API is off without it
     workflow_file: str = WORKFLOW_FILE
     app_slug: str | None = None  # the App's own slug, to ignore its own check suites and buttons
+    campaign_pace: float = 1.0  # seconds between two campaign dispatches in one installation (GitHub's write limits)
 
     @property
     def secrets(self) -> tuple[str, ...]:

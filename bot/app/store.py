@@ -21,6 +21,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from bot.app._database import connect
+from bot.app.campaign_store import CampaignStore
 
 ACTIVE = ("dispatching", "dispatched", "in_progress")
 
@@ -53,6 +54,7 @@ class Store:
         """`location`: a PostgreSQL URL, else the path of an SQLite file."""
         self.clock = clock
         self._db = connect(location)
+        self.campaigns = CampaignStore(self._db, lambda: self.clock())
 
     def close(self) -> None:
         self._db.close()
@@ -102,6 +104,8 @@ class Store:
             tx.execute("DELETE FROM replicas WHERE id = ?", (replica,))
             tx.execute("UPDATE deliveries SET status = 'pending', claimed_by = NULL WHERE status = 'processing' "
                        "AND claimed_by = ?", (replica,))
+        self.campaigns.release_orphans("SELECT id FROM replicas")
+        self.campaigns.release_tracking("SELECT id FROM replicas")
 
     def reclaim(self, stale_after: float) -> int:
         """Put back in the queue the deliveries held by replicas that stopped: silent for `stale_after`
@@ -113,9 +117,12 @@ class Store:
                 if not _alive(int(row["pid"])):
                     tx.execute("DELETE FROM replicas WHERE id = ?", (row["id"],))
             tx.execute("DELETE FROM replicas WHERE seen < ?", (self.clock() - stale_after,))
-            return tx.execute("UPDATE deliveries SET status = 'pending', claimed_by = NULL WHERE status = "
-                              "'processing' AND (claimed_by IS NULL OR claimed_by NOT IN (SELECT id FROM replicas))"
-                              ).rowcount
+            count = tx.execute("UPDATE deliveries SET status = 'pending', claimed_by = NULL WHERE status = "
+                               "'processing' AND (claimed_by IS NULL OR claimed_by NOT IN (SELECT id FROM replicas))"
+                               ).rowcount
+        count += self.campaigns.release_orphans("SELECT id FROM replicas")
+        self.campaigns.release_tracking("SELECT id FROM replicas")
+        return count
 
     # -- sessions ------------------------------------------------------------------------------
     def start_session(self, *, repository: str, kind: str, target: str, requester: str | None,

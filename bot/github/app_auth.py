@@ -94,6 +94,37 @@ class InstallationTokens:
             raise GitHubError(f"the App is not installed on {repository} (HTTP {error.status})") from None
         return int(data["id"])
 
+    def installation_of(self, account: str) -> int:
+        """The id of the App's installation on the organisation or user `account`."""
+        try:
+            installations = self._as_app("list the App's installations", "GET", "/app/installations?per_page=100")
+        except GithubException as error:
+            raise GitHubError(f"could not list the App's installations (HTTP {error.status})") from None
+        for installation in installations:
+            if str((installation.get("account") or {}).get("login", "")).lower() == account.lower():
+                return int(installation["id"])
+        raise GitHubError(f"the App is not installed on {account}")
+
+    def repositories(self, installation_id: int) -> list[dict[str, Any]]:
+        """The repositories the installation can see (their API objects: name, topics, language, archived)."""
+        try:
+            data = self._as_app(f"get an installation token for installation {installation_id}", "POST",
+                                f"/app/installations/{installation_id}/access_tokens",
+                                {"permissions": {"metadata": "read"}})
+            requester = self.policy.github(Auth.Token(str(data["token"])), self.api_url).requester
+            found: list[dict[str, Any]] = []
+            for page in range(1, 101):  # at most 10,000 repositories
+                batch = requester.requestJsonAndCheck("GET", f"/installation/repositories?per_page=100&page={page}")[1]
+                found += batch.get("repositories") or []
+                if len(found) >= int(batch.get("total_count") or 0) or not batch.get("repositories"):
+                    return found
+            return found
+        except GithubException as error:
+            raise GitHubError(f"could not list the repositories of installation {installation_id} "
+                              f"(HTTP {error.status})") from None
+        except RequestException as error:
+            raise GitHubError(f"could not list the repositories of installation {installation_id}: {error}") from None
+
     def app_slug(self) -> str:
         """The App's own slug (GET /app)."""
         try:

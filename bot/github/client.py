@@ -306,6 +306,17 @@ class GitHubClient:
 
         return self._retried("comment", lambda: str(issue.create_comment(_tagged(body, key)).html_url), find=find)
 
+    def open_issue(self, title: str, body: str) -> tuple[int, str]:
+        """Open an issue; its number and URL."""
+        issue = self._call("open an issue", lambda: self._repo.create_issue(title=title, body=body))
+        self._created.add(f"issue:{issue.number}")
+        return int(issue.number), str(issue.html_url)
+
+    def edit_issue(self, number: int, body: str) -> None:
+        """Replace an issue's body (a PATCH: sending it again does no harm)."""
+        self._retried(f"edit issue #{number}", lambda: self._repo.get_issue(number).edit(body=body),
+                      find=None, created=f"issue:{number}")
+
     def react(self, comment_id: int, kind: str, content: str) -> None:
         """React to an issue comment (kind "issue") or a review comment (kind "review")."""
         # Comment URLs do not contain the issue number, so any lazy parent will do.

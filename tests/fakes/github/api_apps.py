@@ -34,6 +34,17 @@ def list_installations(ctx: Ctx) -> Reply:
     return Reply(200, [render.installation(ctx.urls, i, app) for i in page], headers)
 
 
+@route("GET", "/installation/repositories")
+def list_installation_repositories(ctx: Ctx) -> Reply:
+    inst = ctx.who.installation
+    if inst is None:
+        raise ApiError(403, "This endpoint needs an installation access token.")
+    repos = sorted(ctx.state.installation_repos(inst), key=lambda r: r.full_name)
+    page, headers = paginate(ctx, repos)
+    return Reply(200, {"total_count": len(repos), "repository_selection": "all" if inst.repositories is None
+                       else "selected", "repositories": [render.repository(ctx.urls, r) for r in page]}, headers)
+
+
 @route("GET", "/repos/{owner}/{repo}/installation", auth="jwt")
 def get_repo_installation(ctx: Ctx) -> Reply:
     app = _require_app(ctx)

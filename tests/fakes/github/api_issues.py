@@ -191,6 +191,34 @@ def get_issue_route(ctx: Ctx) -> Reply:
                                    ctx.state.author_association(repo, issue.user)))
 
 
+@route("POST", "/repos/{owner}/{repo}/issues", perms=[("issues", "write")])
+def create_issue(ctx: Ctx) -> Reply:
+    repo = ctx.repo
+    now = utcnow()
+    with ctx.state.lock:
+        issue = Issue(repo.next_number, ctx.state.new_id(), ctx.body["title"], ctx.body.get("body"), ctx.who.user,
+                      now, now)
+        issue.labels = [ctx.state.ensure_label(repo, name).name for name in ctx.body.get("labels") or []]
+        repo.issues[issue.number] = issue
+        repo.next_number += 1
+    return Reply(201, render.issue(ctx.urls, repo, issue, 0, ctx.state.author_association(repo, issue.user)))
+
+
+@route("PATCH", "/repos/{owner}/{repo}/issues/{issue_number}", perms=[("issues", "write")])
+def update_issue(ctx: Ctx) -> Reply:
+    repo = ctx.repo
+    issue = get_issue(repo, ctx.int_param("issue_number"))
+    for name in ("title", "body"):
+        if name in ctx.body:
+            setattr(issue, name, ctx.body[name])
+    if ctx.body.get("state") in ("open", "closed"):
+        issue.state = ctx.body["state"]
+        issue.closed_at = utcnow() if issue.state == "closed" else None
+    issue.updated_at = utcnow()
+    n_comments = sum(1 for c in repo.comments.values() if c.issue_number == issue.number)
+    return Reply(200, render.issue(ctx.urls, repo, issue, n_comments, ctx.state.author_association(repo, issue.user)))
+
+
 @route("GET", "/repos/{owner}/{repo}/issues/{issue_number}/comments", perms=ISSUE_READ)
 def list_issue_comments(ctx: Ctx) -> Reply:
     repo = ctx.repo

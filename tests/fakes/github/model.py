@@ -255,6 +255,9 @@ class Repo:
     runs: dict[int, WorkflowRun] = field(default_factory=dict)
     dispatches: list[Dispatch] = field(default_factory=list)
     next_number: int = 1
+    topics: list[str] = field(default_factory=list)
+    language: str | None = None
+    archived: bool = False
 
     @property
     def full_name(self) -> str:

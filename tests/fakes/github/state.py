@@ -218,7 +218,8 @@ class GitHubState:
 
     def add_repo(self, full_name: str, *, default_branch: str = "main", private: bool = False,
                  description: str | None = None, files: Mapping[str, str] | None = None,
-                 owner_type: str = "Organization") -> Repo:
+                 owner_type: str = "Organization", topics: Iterable[str] = (), language: str | None = None,
+                 archived: bool = False) -> Repo:
         """Create a repository whose default branch has one commit holding ``files``."""
         owner_login, name = full_name.split("/", 1)
         with self.lock:
@@ -226,7 +227,7 @@ class GitHubState:
                 raise ValueError(f"repository {full_name} already exists")
             owner = self._user(owner_login, owner_type)
             repo = Repo(owner, name, self.new_id(), private, default_branch, description,
-                        utcnow() - timedelta(days=30))
+                        utcnow() - timedelta(days=30), topics=list(topics), language=language, archived=archived)
             self._repos[full_name.lower()] = repo
             initial = dict(files) if files is not None else {"README.md": f"# {name}\n"}
             sha = self._make_commit(repo, None, initial, "Initial commit", None, owner_login)

@@ -1,0 +1,211 @@
+"""Campaigns in the App: started from a campaign file, fanned out as one workflow run per target
+(kind `campaign`, in the target repository's own fixloop workflow: GitHub Actions is the engine,
+nothing runs on the App), followed as their runs end, shown in a tracking issue, and steered.
+
+Every replica runs the same loop (`step`): claim a target the campaign may start now (see
+`campaign_store`) and dispatch it, or bring a tracking issue up to date. A target whose replica
+stopped midway is claimed again with the same correlation id, and its run is looked for before it
+is dispatched again: no target runs twice, none is forgotten.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from bot.app.campaign_store import ENDED, ENDINGS, STATES, CampaignRecord, CampaignTarget, Claim
+from bot.app.logs import logger
+from bot.app.processor import Processor
+from bot.app.store import Store
+from bot.campaign import Campaign, Target, parse_campaign
+from bot.errors import ConfigError, GitHubError
+from bot.github.app_auth import InstallationTokens
+from bot.task import CampaignWork, Origin, Task, to_inputs
+
+MARKER = "<!-- fixloop campaign={id} -->"
+FIND_RUN_ATTEMPTS = 5
+ISSUE_TABLE_ROWS = 2_000  # an issue body holds 65,536 characters: a longer table says how many it left out
+
+
+class Campaigns:
+    def __init__(self, store: Store, processor: Processor, tokens: InstallationTokens, *, pace: float,
+                 clock: Callable[[], float] = time.time, sleep: Callable[[float], None] = time.sleep) -> None:
+        """`pace`: seconds between two dispatches in one installation (GitHub's limits on writes)."""
+        self.store, self.processor, self.tokens = store, processor, tokens
+        self.pace, self.clock, self.sleep = pace, clock, sleep
+
+    # -- starting --------------------------------------------------------------------------------
+    def start(self, text: str, requester: str | None) -> CampaignRecord:
+        """Check the campaign file, find its targets (and the App's installation on each), and record it;
+        ConfigError for a file or a target the App cannot serve."""
+        campaign = parse_campaign(text, source="the campaign file")
+        targets = self._targets(campaign)
+        if not targets:
+            raise ConfigError("the campaign's query matches no repository the App is installed on")
+        if campaign.pilot > len(targets):
+            raise ConfigError(f"`pilot` is {campaign.pilot}, but the query found {len(targets)} targets")
+        self._installation(campaign.tracking)  # the tracking issue needs the App there too
+        record = self.store.campaigns.create(
+            name=campaign.name, spec=campaign.model_dump(mode="json", by_alias=True), requester=requester,
+            tracking_repository=campaign.tracking,
+            targets=[(target.repository, target.path, installation) for target, installation in targets])
+        logger.info("campaign %s started: %d targets", record.id, len(targets),
+                    extra={"campaign": record.id, "requester": requester})
+        return record
+
+    def _targets(self, campaign: Campaign) -> list[tuple[Target, int]]:
+        listed = campaign.targets.listed()
+        if listed is not None:
+            return [(target, self._installation(target.repository)) for target in listed]
+        query = campaign.targets.query
+        assert query is not None
+        try:
+            installation = self.tokens.installation_of(query.org)
+            repositories = self.tokens.repositories(installation)
+        except GitHubError as error:
+            raise ConfigError(f"targets.query: {error}") from None
+        found = sorted(str(repo["full_name"]) for repo in repositories
+                       if str(repo.get("owner", {}).get("login", "")).lower() == query.org.lower()
+                       and query.matches(str(repo["name"]), list(repo.get("topics") or []), repo.get("language"),
+                                         bool(repo.get("archived"))))
+        return [(Target(name, ""), installation) for name in found]
+
+    def _installation(self, repository: str) -> int:
+        try:
+            return self.tokens.installation_for(repository)
+        except GitHubError as error:
+            raise ConfigError(f"{error}: install the App there, or leave {repository} out of the campaign") from None
+
+    # -- the loop every replica runs -----------------------------------------------------------------
+    def step(self, replica: str) -> bool:
+        """One unit of campaign work for `replica`; False when there was none to do now."""
+        claim = self.store.campaigns.claim(replica, pace=self.pace, max_cost=lambda c: _spec(c).max_cost_usd,
+                                           concurrency=lambda c: _spec(c).concurrency, pilot=lambda c: _spec(c).pilot)
+        if claim is not None:
+            self._dispatch(claim)
+            return True
+        tracking = self.store.campaigns.claim_tracking(replica)
+        if tracking is not None:
+            self._track(tracking)
+            return True
+        return False
+
+    def _dispatch(self, claim: Claim) -> None:
+        campaign, target = _spec(claim.campaign), claim.target
+        correlation = target.correlation_id or ""
+        work = Target(target.repository, target.path)
+        scope = (f"\n\nThis session covers the package in `{target.path}/` of the repository; leave the other "
+                 "packages alone." if target.path else "")
+        task = Task(kind="campaign", title=campaign.render(campaign.pull_request.title, work),
+                    instructions=campaign.instructions + scope,
+                    source=f"the campaign {campaign.name}" + (f" started by @{claim.campaign.requester}"
+                                                              if claim.campaign.requester else ""))
+        origin = Origin(repository=target.repository, requester=claim.campaign.requester, correlation_id=correlation,
+                        target=CampaignWork(id=claim.campaign.id, campaign=campaign.name, path=target.path,
+                                            branch=campaign.branch_for(work), title=task.title,
+                                            body=campaign.render(campaign.pull_request.body, work),
+                                            labels=campaign.pull_request.labels,
+                                            reviewers=campaign.pull_request.reviewers, codemod=campaign.codemod,
+                                            setup=campaign.setup, validation=campaign.validation))
+        workflow = self.processor.settings.workflow_file
+        try:
+            github = self.processor.client(target.installation_id, target.repository)
+            if claim.resume and (found := github.find_run(workflow, correlation)):  # dispatched before a stop
+                self.store.campaigns.dispatched(target.campaign_id, target.position, *found)
+                return
+            run_id, run_url = github.dispatch(workflow, github.default_branch(), to_inputs(task, origin))
+            for attempt in range(FIND_RUN_ATTEMPTS if run_id is None else 0):  # no run details (GHES)
+                if found := github.find_run(workflow, correlation):
+                    run_id, run_url = found
+                    break
+                self.sleep(0.5 * 2**attempt)
+        except GitHubError as error:
+            logger.warning("campaign %s: %s could not be dispatched: %s", target.campaign_id, target.name, error,
+                           extra={"campaign": target.campaign_id})
+            self.store.campaigns.dispatch_failed(target.campaign_id, target.position, f"dispatch failed: {error}")
+            return
+        self.store.campaigns.dispatched(target.campaign_id, target.position, run_id, run_url)
+
+    def _track(self, campaign: CampaignRecord) -> None:
+        """Write the tracking issue (open it the first time) from the targets as they are now."""
+        version = campaign.tracking_version
+        body = render_tracking(campaign, self.store.campaigns.targets(campaign.id))
+        try:
+            github = self.processor.client(self.tokens.installation_for(campaign.tracking_repository),
+                                           campaign.tracking_repository)
+            number: int = campaign.tracking_issue or 0
+            url: str | None = campaign.tracking_url
+            if not number:
+                number, url = github.open_issue(f"Campaign: {campaign.name}", body)
+            else:
+                github.edit_issue(number, body)
+        except GitHubError as error:
+            logger.warning("campaign %s: the tracking issue could not be written: %s", campaign.id, error,
+                           extra={"campaign": campaign.id})
+            self.store.campaigns.tracked(campaign, version=version, issue=None, url=None)
+            return
+        self.store.campaigns.tracked(campaign, version=version, issue=number, url=url)
+
+    # -- following runs ----------------------------------------------------------------------------
+    def run_completed(self, run_id: int, title: str, conclusion: str | None, url: str) -> str | None:
+        """A fixloop workflow run ended; the outcome if it was a campaign target's, else None."""
+        target = self.store.campaigns.target_for(run_id=run_id, title=title)
+        if target is None:
+            return None
+        state = ENDINGS.get(conclusion or "", "failed")
+        reason = None if state == "validated" else f"the workflow run concluded {conclusion or 'without a conclusion'}"
+        self.store.campaigns.ended(target.model_copy(update={"run_id": run_id}), state, reason, run_url=url)
+        return f"campaign {target.campaign_id}: {target.name} {state}"
+
+    def pull_opened(self, correlation: str, url: str) -> str | None:
+        target = self.store.campaigns.target_for(correlation=correlation)
+        if target is None:
+            return None
+        self.store.campaigns.pull_request(target, url)
+        return f"campaign {target.campaign_id}: {target.name} has pull request {url}"
+
+
+def _spec(campaign: CampaignRecord) -> Campaign:
+    return Campaign.model_validate(campaign.spec)
+
+
+def view(campaign: CampaignRecord, targets: list[CampaignTarget]) -> dict[str, Any]:
+    """The campaign as the API shows it: its status, counts per state, and every target."""
+    counts = {state: sum(1 for t in targets if t.state == state) for state in STATES}
+    spec = _spec(campaign)
+    spent = sum(t.cost_usd or 0 for t in targets)
+    status: str = campaign.status
+    if status == "running" and all(t.state in ENDED for t in targets):
+        status = "finished"
+    elif status == "running" and spec.pilot and not campaign.pilot_released and (
+            len(targets) - counts["queued"] >= spec.pilot and counts["queued"]):
+        status = "waiting after the pilot (resume to continue)"
+    elif status == "running" and spec.max_cost_usd is not None and spent >= spec.max_cost_usd and counts["queued"]:
+        status = f"stopped: the budget of ${spec.max_cost_usd:,.2f} is spent"
+    return {"id": campaign.id, "name": campaign.name, "status": status, "requester": campaign.requester,
+            "concurrency": spec.concurrency, "pilot": spec.pilot, "max_cost_usd": spec.max_cost_usd,
+            "cost_usd": round(spent, 4), "counts": counts, "tracking_issue": campaign.tracking_url,
+            "targets": [{"target": t.name, "state": t.state, "run": t.run_url, "pull_request": t.pull_request_url,
+                         "cost_usd": t.cost_usd, "reason": t.reason, "attempt": t.attempt} for t in targets]}
+
+
+def render_tracking(campaign: CampaignRecord, targets: list[CampaignTarget]) -> str:
+    """The tracking issue's body: the whole table, rendered from the database (so writing it again is
+    harmless)."""
+    shown = view(campaign, targets)
+    counts = ", ".join(f"{n} {state.replace('_', ' ')}" for state, n in shown["counts"].items() if n)
+    lines = [MARKER.format(id=campaign.id), f"**Campaign `{campaign.name}`**: {shown['status']}. {counts}.", "",
+             "| target | state | pull request | run | cost | reason |", "|---|---|---|---|---|---|"]
+    for target in targets[:ISSUE_TABLE_ROWS]:
+        cost = f"${target.cost_usd:,.2f}" if target.cost_usd is not None else ""
+        run = f"[run]({target.run_url})" if target.run_url else ""
+        lines.append(f"| `{_cell(target.name)}` | {target.state.replace('_', ' ')} | {target.pull_request_url or ''} "
+                     f"| {run} | {cost} | {_cell(target.reason or '')} |")
+    if len(targets) > ISSUE_TABLE_ROWS:
+        lines.append(f"\n{len(targets) - ISSUE_TABLE_ROWS} more targets: `fixloop campaign status {campaign.id}`.")
+    return "\n".join(lines)
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")[:300]
