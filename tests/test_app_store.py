@@ -4,7 +4,6 @@ installations and the schema's migrations. Several `Store`s on one database stan
 
 from __future__ import annotations
 
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -16,7 +15,7 @@ import pytest
 
 from bot.app._database import MIGRATIONS
 from bot.app.settings import AppSettings
-from bot.app.store import Store
+from bot.app.store import Store, machine
 from bot.errors import ConfigError
 
 REPO = "octo/widgets"
@@ -77,34 +76,44 @@ def test_replicas_racing_for_the_queue_process_every_delivery_exactly_once(open_
 
 
 def test_what_a_stopped_replica_held_goes_back_to_the_queue(open_store: OpenStore) -> None:
-    store, clock = open_store(), [1000.0]
-    store.clock = lambda: clock[0]
-    for name in ("gone", "silent", "alive", "leaving"):
+    store = open_store()
+    for name in ("gone", "silent", "alive", "leaving", "stuck"):
         store.claim_delivery(f"held-by-{name}", "issues", {})
-    # A replica of this host whose process has ended; one elsewhere that stopped beating; one alive.
+    # A replica of this machine whose process has ended; one elsewhere that stopped beating; one alive.
     ended = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
                            text=True, check=True)
-    store.heartbeat("alive")
-    store.heartbeat("silent")
-    store.heartbeat("leaving")
+    for name in ("alive", "silent", "leaving", "stuck"):
+        assert not store.heartbeat(name), "a replica's first beat records it"
     with store._db.transaction() as tx:
-        tx.execute("INSERT INTO replicas (id, host, pid, seen) VALUES ('gone', ?, ?, ?)",
-                   (socket.gethostname(), int(ended.stdout), clock[0]))
+        tx.execute(f"INSERT INTO replicas (id, host, pid, seen) VALUES ('gone', ?, ?, {store._db.now})",
+                   (machine(), int(ended.stdout)))
         tx.execute("UPDATE replicas SET host = 'elsewhere' WHERE id = 'silent'")
-    for name in ("gone", "silent", "alive", "leaving"):
+    for name in ("gone", "silent", "alive", "leaving", "stuck"):
         assert store.next_delivery(name) is not None
-    clock[0] += 10
-    store.heartbeat("alive")
-    store.heartbeat("leaving")
     assert store.reclaim(stale_after=30) == 1, "only the replica whose process ended, so far"
-    clock[0] += 25
-    store.heartbeat("alive")
-    store.heartbeat("leaving")
-    assert store.reclaim(stale_after=30) == 1, "then the one silent for longer than 30 s"
-    store.leave("leaving")
-    back = {store.next_delivery("alive").id for _ in range(3)}  # type: ignore[union-attr]
-    assert back == {"held-by-gone", "held-by-silent", "held-by-leaving"}
+    with store._db.transaction() as tx:  # the database's clock decides, not the replicas' own
+        tx.execute("UPDATE replicas SET seen = seen - 60 WHERE id = 'silent'")
+        tx.execute("UPDATE deliveries SET claimed_at = claimed_at - 3600 WHERE id = 'held-by-stuck'")
+    assert store.heartbeat("alive") and store.heartbeat("stuck")
+    assert store.reclaim(stale_after=30) == 2, "then the one silent for longer, and one held past its lease"
+    store.leave("leaving")  # a replica leaves once it holds nothing; were it to hold something, it is freed
+    assert store.reclaim(stale_after=30) == 1
+    back = {store.next_delivery("alive").id for _ in range(4)}  # type: ignore[union-attr]
+    assert back == {"held-by-gone", "held-by-silent", "held-by-leaving", "held-by-stuck"}
     assert store.next_delivery("alive") is None, "the live replica keeps what it holds"
+    assert not store.heartbeat("silent"), "a replica taken for stopped learns it at its next beat"
+
+
+def test_an_outcome_counts_only_from_the_replica_that_holds_the_delivery(open_store: OpenStore) -> None:
+    store = open_store()
+    store.claim_delivery("d-1", "issues", {})
+    assert store.next_delivery("slow") is not None
+    with store._db.transaction() as tx:
+        tx.execute("UPDATE deliveries SET status = 'pending', claimed_by = NULL")  # taken for stopped
+    assert store.next_delivery("fast") is not None
+    assert store.finish_delivery("d-1", "dispatched session ses_1", "fast")
+    assert not store.finish_delivery("d-1", "dispatched session ses_2", "slow"), "the late one records nothing"
+    assert store.delivery_outcome("d-1") == ("done", "dispatched session ses_1")
 
 
 def test_replicas_racing_on_one_target_start_exactly_one_session(open_store: OpenStore) -> None:
@@ -207,4 +216,27 @@ def test_fixloop_db_takes_a_postgres_url_and_a_bad_one_is_a_clear_error(github_a
     with pytest.raises(ConfigError) as refused:
         Store(url)
     assert "cannot connect to PostgreSQL at 127.0.0.1:1/fixloop" in str(refused.value)
-    assert "hunter2" not in str(refused.value)
+    for leaky in ("postgresql://127.0.0.1:1/x?user=postgres&password=hunter2", "postgresql://u:hunter2@[bad/db",
+                  "postgresql://u:hunt@er2@127.0.0.1:1/db"):
+        with pytest.raises(ConfigError) as refused:
+            Store(leaky)
+        assert "hunter2" not in str(refused.value) and "er2@" not in str(refused.value), str(refused.value)
+
+
+def test_a_replica_reconnects_after_postgres_dropped_its_connection(postgres_url: str) -> None:
+    """A failover or an idle timeout ends the server side of the connection: the call that finds out fails,
+    the next one gets a new connection (the replica does not stay broken)."""
+    import psycopg
+
+    store = Store(postgres_url)
+    try:
+        store.claim_delivery("before", "issues", {})
+        with psycopg.connect(postgres_url, autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() "
+                          "AND pid <> pg_backend_pid()")
+        with pytest.raises(psycopg.OperationalError):
+            store.unfinished_deliveries()
+        assert store.claim_delivery("after", "issues", {})
+        assert store.unfinished_deliveries() == 2
+    finally:
+        store.close()

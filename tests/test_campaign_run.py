@@ -68,7 +68,8 @@ def test_a_codemod_that_fails_ends_the_target_as_an_error_before_any_model_call(
         assert runner.run("workflow_dispatch", campaign_dispatch(work, "Rename.")) == 3
         assert api.requests == [] and fake_github.pulls(REPO) == []
     assert runner.outputs_map()["status"] == "error"
-    assert "codemod command `cd packages/api && exit 3` exited with 3" in (checks(fake_github)["fixloop"].output_summary or "")
+    summary = checks(fake_github)["fixloop"].output_summary or ""
+    assert "codemod command `cd packages/api && exit 3` exited with 3" in summary
 
 
 @pytest.mark.parametrize("branch", ["main", "../evil"])

@@ -360,11 +360,12 @@ def test_commands_for_chosen_tests_where_the_framework_allows():
         "npx vitest run --no-file-parallelism -t '^(?:sum adds)$' src/sum.test.ts")
     assert framework("node").run_tests(["sum.test.js > sum > adds"]) == (
         "node --test --test-name-pattern='^(?:adds)$' sum.test.js")
-    by_name = ("mvn --batch-mode --offline test -Dsurefire.runOrder=alphabetical "
+    by_name = ("mvn --batch-mode --offline test -Dsurefire.failIfNoSpecifiedTests=false -DfailIfNoTests=false "
+               "-Dsurefire.runOrder=alphabetical "
                "-Djunit.jupiter.testmethod.order.default='org.junit.jupiter.api.MethodOrderer$MethodName'")
     assert framework("maven").run_tests(["pkg.CalcTest.parse", "CalcTest > adds()", "pkg.CalcTest.sums(int)[2]",
-                                         "pkg.Other$Inner.works"]) == (
-        f"{by_name} -Dtest='pkg.CalcTest#parse+sums,CalcTest#adds,pkg.Other$Inner#works'")
+                                         "pkg.Other$Inner.works", "pkg.FibTest.test[1: fib(1.5)=2.0]"]) == (
+        f"{by_name} -Dtest='pkg.CalcTest#parse+sums,CalcTest#adds,pkg.Other$Inner#works,pkg.FibTest#test'")
     assert "-Dsurefire.runOrder=random" in (framework("maven").run_tests(["pkg.A.b"], shuffle=True) or "")
     assert framework("gradle").run_tests(["pkg.CalcTest.parse"]) is None, "no way known without tests.run: none"
     assert framework("go").run_tests([]) is None
@@ -385,6 +386,7 @@ def test_maven_runs_read_their_own_reports_only_and_leave_none_behind(tmp_path):
     (reports / f"TEST-com.example.CalcTest-{suffix}.xml").write_text(
         SUREFIRE.replace('classname="com.example.CalcTest"', f'classname="com.example.CalcTest({suffix})"'))
     (reports / f"com.example.CalcTest-{suffix}.txt").write_text("summary\n")
+    (reports / f"com.example.CalcTest-{suffix}-output.txt").write_text("printed\n")
     results = adapter.results(run, "")
     assert results is not None and results.ran == ("com.example.CalcTest.parses", "com.example.CalcTest.rejectsWords")
     assert [f.id for f in results.failed] == ["com.example.CalcTest.parses"]
@@ -392,7 +394,8 @@ def test_maven_runs_read_their_own_reports_only_and_leave_none_behind(tmp_path):
     later = run_at(tmp_path, root)
     os.utime(reports / "TEST-com.example.CalcTest.xml", (time.time() - 3600, time.time() - 3600))
     assert adapter.results(later, "[ERROR] No tests matching pattern \"X#y\" were executed!") == Results(0)
-    assert adapter.results(later, "[INFO] BUILD SUCCESS") is None
+    assert adapter.results(later, "[INFO] BUILD SUCCESS") == Results(0), "another module had them, none here"
+    assert adapter.results(later, "some script's output") is None, "not Maven's output: nothing to read"
 
 
 def test_each_framework_knows_its_tests_by_the_names_ci_logs_give_them():

@@ -12,6 +12,7 @@ start at the same moment.
 
 from __future__ import annotations
 
+import importlib.util
 import sqlite3
 import threading
 import zlib
@@ -100,6 +101,7 @@ class Transaction(Protocol):
 
 class Database(Protocol):
     skip_locked: str  # appended to a SELECT that claims rows: other transactions' claims are passed over
+    now: str  # the database's clock in seconds since the epoch, as SQL: one clock for replicas on many hosts
 
     @contextmanager
     def transaction(self) -> Iterator[Transaction]: ...
@@ -155,6 +157,7 @@ class _SQLite:
     """One connection, serialised by a lock; WAL keeps readers cheap. Processes on one host share the file."""
 
     skip_locked = ""
+    now = "((julianday('now') - 2440587.5) * 86400.0)"
 
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -198,34 +201,65 @@ class _PostgresTransaction:
         self.execute("SELECT pg_advisory_xact_lock(?)", (zlib.crc32(name.encode()),))
 
 
+# Settings of every connection: a server that stops answering (a partition, a failover) is noticed in
+# seconds, and no statement holds the replica's connection for long.
+_CONNECTION: dict[str, Any] = {"connect_timeout": 10, "keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 5,
+               "keepalives_count": 3, "tcp_user_timeout": 30_000, "options": "-c statement_timeout=30000"}
+
+
 class _Postgres:
-    """One connection per replica, serialised by a lock (transactions are short and never wait on GitHub)."""
+    """One connection per replica, serialised by a lock (transactions are short and never wait on GitHub);
+    a connection the server or the network dropped is replaced before the next use."""
 
     skip_locked = " FOR UPDATE SKIP LOCKED"
+    now = "EXTRACT(EPOCH FROM clock_timestamp())::double precision"
 
     def __init__(self, url: str) -> None:
-        try:
-            import psycopg  # only the App on PostgreSQL needs it
-            from psycopg.rows import dict_row
-        except ImportError:
+        if importlib.util.find_spec("psycopg") is None:  # only the App on PostgreSQL needs it
             raise ConfigError("FIXLOOP_DB is a PostgreSQL URL, but psycopg is not installed: "
-                              "pip install 'fixloop[postgres]'") from None
+                              "pip install 'fixloop[postgres]'")
+        self._url = url
         self._lock = threading.Lock()
+        self._db = self._connect()
+
+    def _connect(self) -> Any:
+        import psycopg
+        from psycopg.conninfo import conninfo_to_dict
+        from psycopg.rows import dict_row
+
         try:
-            self._db = psycopg.connect(url, autocommit=True, row_factory=dict_row, connect_timeout=10)
+            settings = conninfo_to_dict(self._url)
+            if "@" in str(settings.get("host") or ""):  # an "@" of the password, not percent-encoded
+                raise psycopg.ProgrammingError("an @ in the host")
+        except psycopg.Error:
+            raise ConfigError("FIXLOOP_DB is not a PostgreSQL URL psycopg can read: write it as "
+                              "postgresql://user:password@host:5432/database (percent-encode reserved characters "
+                              "in the password)") from None
+        try:
+            return psycopg.connect(self._url, autocommit=True, row_factory=dict_row, **_CONNECTION)
         except psycopg.Error as error:
-            where = url.split("@")[-1]  # never the password
-            raise ConfigError(f"FIXLOOP_DB: cannot connect to PostgreSQL at {where}: "
-                              f"{str(error).strip().splitlines()[0]}") from None
+            where = f"{settings.get('host', 'localhost')}:{settings.get('port', 5432)}/{settings.get('dbname', '')}"
+            detail = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            password = str(settings.get("password") or "")
+            if password:
+                detail = detail.replace(password, "[REDACTED]")
+            raise ConfigError(f"FIXLOOP_DB: cannot connect to PostgreSQL at {where}: {detail}") from None
+
+    def _connection(self) -> Any:
+        if self._db.closed or self._db.broken:
+            self._db = self._connect()
+        return self._db
 
     @contextmanager
     def transaction(self) -> Iterator[Transaction]:
-        with self._lock, self._db.transaction():
-            yield _PostgresTransaction(self._db)
+        with self._lock:
+            connection = self._connection()
+            with connection.transaction():
+                yield _PostgresTransaction(connection)
 
     def read(self, sql: str, args: Sequence[Any] = ()) -> list[dict[str, Any]]:
         with self._lock:
-            return list(self._db.execute(sql.replace("?", "%s"), tuple(args)).fetchall())
+            return list(self._connection().execute(sql.replace("?", "%s"), tuple(args)).fetchall())
 
     def close(self) -> None:
         with self._lock:

@@ -123,7 +123,12 @@ class Service:
         deadline = time.monotonic() + STOP_GRACE
         for worker in (*self.workers, self._heart, self._dispatcher):
             worker.join(timeout=max(0.0, deadline - time.monotonic()))
-        self.store.leave(self.replica)
+        busy = [worker.name for worker in (*self.workers, self._dispatcher) if worker.is_alive()]
+        if busy:  # still holding work: handed over once this process is gone, never while it may still act
+            logger.warning("stopping with %d worker(s) still busy; the other replicas take over what they hold once "
+                           "this process has exited", len(busy))
+        else:
+            self.store.leave(self.replica)
         self.tracing.close()
 
     def arrived(self) -> None:
@@ -166,7 +171,9 @@ class Service:
     def _beat(self) -> None:
         while not self._stopping.wait(HEARTBEAT):
             try:
-                self.store.heartbeat(self.replica)
+                if not self.store.heartbeat(self.replica):
+                    logger.error("this replica was taken for stopped (its heartbeat was late): the others took over "
+                                 "what it held; check the database's reachability")
                 if self.store.reclaim(STALE):
                     self._arrived.release()
             except Exception:  # noqa: BLE001 - the database away for a moment: beat again later
@@ -183,11 +190,25 @@ class Service:
             # Outcomes can echo payload text; lone surrogates cannot be stored or logged as UTF-8.
             outcome = outcome.encode("utf-8", "replace").decode("utf-8")
             decided(outcome)
-        self.store.finish_delivery(delivery, outcome)
+        self._record(delivery, outcome)
         if outcome.startswith("campaign "):  # a target ended: its slot and its tracking issue are free to move
             self.campaign_changed()
         self.metrics.delivery(event, outcome.split(":", 1)[0].split(" ", 1)[0])
         logger.info(outcome, extra={"delivery": delivery, "event": event, "outcome": outcome})
+
+    def _record(self, delivery: str, outcome: str) -> None:
+        """The delivery's outcome, retried through a brief loss of the database (else its lease runs out and
+        another replica processes it again, which finds its session and does nothing twice)."""
+        for attempt in range(4):
+            try:
+                if not self.store.finish_delivery(delivery, outcome, self.replica):
+                    logger.warning("delivery %s was taken over by another replica before it finished here", delivery,
+                                   extra={"delivery": delivery})
+                return
+            except Exception:  # the database away for a moment: try again
+                if attempt == 3:
+                    raise
+                time.sleep(0.5 * 2**attempt)
 
     def drain(self, timeout: float = 120.0) -> None:
         """Wait until every recorded delivery has been processed, by any replica (tests)."""

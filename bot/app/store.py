@@ -23,6 +23,7 @@ from pydantic import BaseModel
 from bot.app._database import connect
 from bot.app.campaign_store import CampaignStore
 
+LEASE = 600.0  # seconds a replica may hold a delivery: processing one takes seconds
 ACTIVE = ("dispatching", "dispatched", "in_progress")
 
 
@@ -71,15 +72,18 @@ class Store:
         """Claim the oldest pending delivery for `replica`; None when there is none to claim."""
         with self._db.transaction() as tx:
             row = tx.execute(
-                "UPDATE deliveries SET status = 'processing', claimed_by = ?, claimed_at = ? WHERE id = ("
+                f"UPDATE deliveries SET status = 'processing', claimed_by = ?, claimed_at = {self._db.now} WHERE id = ("
                 "SELECT id FROM deliveries WHERE status = 'pending' ORDER BY received LIMIT 1"
-                f"{self._db.skip_locked}) RETURNING id, event, payload", (replica, self.clock())).one()
+                f"{self._db.skip_locked}) RETURNING id, event, payload", (replica,)).one()
         return PendingDelivery(id=row["id"], event=row["event"], payload=json.loads(row["payload"])) if row else None
 
-    def finish_delivery(self, delivery_id: str, outcome: str) -> None:
+    def finish_delivery(self, delivery_id: str, outcome: str, replica: str | None = None) -> bool:
+        """Record the outcome of a delivery; with `replica`, only while that replica still holds it (another
+        may have taken it over, and its outcome is the one that counts). Whether it was recorded."""
         with self._db.transaction() as tx:
-            tx.execute("UPDATE deliveries SET status = 'done', outcome = ?, payload = NULL WHERE id = ?",
-                       (outcome[:500], delivery_id))
+            held = "" if replica is None else " AND claimed_by = ?"
+            return tx.execute(f"UPDATE deliveries SET status = 'done', outcome = ?, payload = NULL WHERE id = ?{held}",
+                              (outcome[:500], delivery_id, *(() if replica is None else (replica,)))).rowcount == 1
 
     def unfinished_deliveries(self) -> int:
         """Deliveries pending or being processed, by any replica."""
@@ -91,35 +95,34 @@ class Store:
         return (rows[0]["status"], rows[0]["outcome"]) if rows else None
 
     # -- replicas ------------------------------------------------------------------------------
-    def heartbeat(self, replica: str) -> None:
-        """`replica` (this process) is alive."""
+    def heartbeat(self, replica: str) -> bool:
+        """`replica` (this process) is alive, by the database's clock (replicas' clocks differ). False when
+        its record was gone: the others took it for stopped, and took over what it held."""
         with self._db.transaction() as tx:
-            tx.execute("INSERT INTO replicas (id, host, pid, seen) VALUES (?, ?, ?, ?) "
-                       "ON CONFLICT (id) DO UPDATE SET seen = excluded.seen",
-                       (replica, socket.gethostname(), os.getpid(), self.clock()))
+            known = tx.execute(f"UPDATE replicas SET seen = {self._db.now} WHERE id = ?", (replica,)).rowcount
+            if not known:
+                tx.execute(f"INSERT INTO replicas (id, host, pid, seen) VALUES (?, ?, ?, {self._db.now})",
+                           (replica, machine(), os.getpid()))
+        return bool(known)
 
     def leave(self, replica: str) -> None:
-        """`replica` stops: what it still holds goes back to the queue at once."""
+        """`replica` stops, holding nothing: the others need not wait for it."""
         with self._db.transaction() as tx:
             tx.execute("DELETE FROM replicas WHERE id = ?", (replica,))
-            tx.execute("UPDATE deliveries SET status = 'pending', claimed_by = NULL WHERE status = 'processing' "
-                       "AND claimed_by = ?", (replica,))
-        self.campaigns.release_orphans("SELECT id FROM replicas")
-        self.campaigns.release_tracking("SELECT id FROM replicas")
 
-    def reclaim(self, stale_after: float) -> int:
-        """Put back in the queue the deliveries held by replicas that stopped: silent for `stale_after`
-        seconds, or whose process no longer runs on this host. Returns how many."""
-        host = socket.gethostname()
+    def reclaim(self, stale_after: float, lease: float = LEASE) -> int:
+        """Put back in the queue what replicas that stopped held: replicas silent for `stale_after` seconds
+        (by the database's clock), or whose process no longer runs on this machine; and a delivery held
+        longer than `lease`, whoever holds it (its outcome could not be recorded). Returns how many."""
         with self._db.transaction() as tx:
             tx.lock("fixloop-reclaim")
-            for row in tx.execute("SELECT id, pid FROM replicas WHERE host = ?", (host,)).rows:
+            for row in tx.execute("SELECT id, pid FROM replicas WHERE host = ?", (machine(),)).rows:
                 if not _alive(int(row["pid"])):
                     tx.execute("DELETE FROM replicas WHERE id = ?", (row["id"],))
-            tx.execute("DELETE FROM replicas WHERE seen < ?", (self.clock() - stale_after,))
+            tx.execute(f"DELETE FROM replicas WHERE seen < {self._db.now} - ?", (stale_after,))
             count = tx.execute("UPDATE deliveries SET status = 'pending', claimed_by = NULL WHERE status = "
-                               "'processing' AND (claimed_by IS NULL OR claimed_by NOT IN (SELECT id FROM replicas))"
-                               ).rowcount
+                               "'processing' AND (claimed_by IS NULL OR claimed_by NOT IN (SELECT id FROM replicas) "
+                               f"OR claimed_at < {self._db.now} - ?)", (lease,)).rowcount
         count += self.campaigns.release_orphans("SELECT id FROM replicas")
         self.campaigns.release_tracking("SELECT id FROM replicas")
         return count
@@ -220,6 +223,17 @@ class Store:
         """A green run on the branch starts the count afresh."""
         with self._db.transaction() as tx:
             tx.execute("DELETE FROM ci_attempts WHERE repository = ? AND branch = ?", (repository, branch))
+
+
+def machine() -> str:
+    """This machine as replicas tell it apart: its host name, boot and process namespace (containers that
+    share a host name, or a host's network, still differ), so that a process id means one process."""
+    try:
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text(encoding="ascii").strip()
+        namespace = os.stat("/proc/self/ns/pid").st_ino
+    except OSError:
+        return socket.gethostname()
+    return f"{socket.gethostname()}/{boot}/{namespace}"
 
 
 def _alive(pid: int) -> bool:

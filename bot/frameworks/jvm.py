@@ -29,14 +29,15 @@ from bot.frameworks.base import (
 
 _FRAME = re.compile(r"at (?P<method>[\w$.<>]+)\((?P<file>[\w$]+\.(?:java|kt|scala|groovy)):(?P<line>\d+)\)")
 _SOURCES = ("src/test/java", "src/test/kotlin", "src/test/scala", "src/test/groovy")
-_MAVEN = "mvn --batch-mode --offline test"
+# A module without the chosen tests is no failure (a multi-module build runs them in the one that has them).
+_MAVEN = "mvn --batch-mode --offline test -Dsurefire.failIfNoSpecifiedTests=false -DfailIfNoTests=false"
 _BY_NAME = ("-Dsurefire.runOrder=alphabetical "
             "-Djunit.jupiter.testmethod.order.default='org.junit.jupiter.api.MethodOrderer$MethodName'")
 _AT_RANDOM = ("-Dsurefire.runOrder=random "
               "-Djunit.jupiter.testmethod.order.default='org.junit.jupiter.api.MethodOrderer$Random'")
-# The build failed before any test ran (no reports): tests that match nothing, code that does not
-# compile, dependencies missing from the local repository.
-_NO_TEST = re.compile(r"No tests (?:matching pattern .*)?were executed|BUILD FAILURE")
+# Maven ran and left no report: no test ran (the chosen tests match nothing, the code does not
+# compile, dependencies are missing from the local repository).
+_MAVEN_RAN = re.compile(r"No tests (?:matching pattern .*)?were executed|BUILD (?:FAILURE|SUCCESS)")
 
 
 def _location(text: str, classname: str, root: Path) -> tuple[str | None, int | None]:
@@ -70,9 +71,11 @@ def _read(reports: Sequence[Path], root: Path, suffix: str = "") -> Results:
 
 
 def _class_and_method(test_id: str) -> tuple[str, str]:
-    """`package.Class` (or `Class`, as Surefire logs it) and the method without its parameters."""
-    classname, _, method = test_id.replace(" > ", ".").removesuffix("()").rpartition(".")
-    return classname, re.split(r"[(\[]", method, maxsplit=1)[0]
+    """`package.Class` (or `Class`, as Surefire logs it) and the method without its parameters (which
+    may hold dots: `test[1: fib(1.5)=2.0]`)."""
+    named = re.split(r"[(\[]", test_id.replace(" > ", "."), maxsplit=1)[0]
+    classname, _, method = named.rpartition(".")
+    return classname, method
 
 
 class _JUnitReports(Framework):
@@ -111,10 +114,12 @@ class Maven(_JUnitReports):
             own = _read(named, run.root, _suffix(run))
             for report in named:
                 report.unlink(missing_ok=True)
-                report.with_name(report.name.removeprefix("TEST-").replace(".xml", ".txt")).unlink(missing_ok=True)
+                text = report.name.removeprefix("TEST-").removesuffix(".xml")
+                for written in (f"{text}.txt", f"{text}-output.txt"):
+                    report.with_name(written).unlink(missing_ok=True)
             return own
         found = super().results(run, output)
-        return Results(0) if found is None and _NO_TEST.search(output) else found
+        return Results(0) if found is None and _MAVEN_RAN.search(output) else found
 
     def run_tests(self, ids: Sequence[str], *, shuffle: bool = False) -> str | None:
         """`-Dtest=pkg.A#one+two,pkg.B#three`: the classes in name order (the given order at random when
