@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
 from bot.campaign import cli as campaign_cli
-from bot.errors import EXIT_CODES, EXIT_USAGE, ConfigError, GitHubError, WorkspaceError
+from bot.errors import EXIT_CODES, EXIT_USAGE, ConfigError, FixloopError, WorkspaceError
 from bot.logs import cli as logs_cli
 from bot.secrets import protect_this_process
 from bot.triage import cli as triage_cli
@@ -469,7 +469,7 @@ def main(argv: Sequence[str] | None = None, *, policy: RequestPolicy | None = No
     except (ConfigError, WorkspaceError) as error:
         print(f"fixloop: {error}", file=sys.stderr)
         return EXIT_USAGE
-    except GitHubError as error:
+    except FixloopError as error:  # GitHub, a model API or the App failed: said in one line
         print(f"fixloop: {error}", file=sys.stderr)
         return EXIT_CODES["error"]
     except KeyboardInterrupt:

@@ -7,13 +7,30 @@ issue, and is steered (pause, resume after a pilot, cancel, retry)."""
 from __future__ import annotations
 
 import json
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
+import requests
 
+from bot.app.server import Service, create_app
+from bot.app.settings import AppSettings
+from bot.app.store import Store
+from bot.cli import main
+from bot.github.events import signature_for
 from bot.task import CampaignWork, Origin, Task, to_inputs
+from tests.fakes.github import FakeGitHub
+from tests.fakes.github.fixture import LOOPBACK_POLICY, TEST_APP_ID, AppKey
+from tests.fakes.live_server import LiveServer
 from tests.fakes.messages_api import MessagesAPIServer, Reply, edit, text
 from tests.fixtures import load_payload
 from tests.test_action_e2e import REPO, Runner, checks
+from tests.test_app_restart import Server
+from tests.test_app_server import API_TOKEN, SECRET
 
 MONOREPO = {
     ".github/fixloop.yml": "validate: [python -m pytest -q]\n",
@@ -82,3 +99,291 @@ def test_a_campaign_branch_that_is_the_default_or_unsafe_is_refused(tmp_path, fa
         payload["inputs"]["head"] = payload["inputs"]["head"].replace('"branch":"x"', unsafe)
         assert runner.run("workflow_dispatch", payload) == 0
         assert api.requests == [] and fake_github.pulls(REPO) == []
+
+
+# ---------------------------------------------------------------------------------------------- the App
+CAMPAIGN_REPOS = [f"platform/svc-{n:02d}" for n in range(1, 31)]
+
+
+class FakeActions:
+    """GitHub Actions as the campaign sees it: every dispatch starts a run, which ends (`finish`) with the
+    conclusion `outcome` gives its repository, announced by a signed `workflow_run` delivery to one of
+    the App's replicas. Counts the runs in flight at every dispatch."""
+
+    def __init__(self, github: FakeGitHub, outcome: Callable[[str], str] = lambda repository: "success") -> None:
+        self.github, self.outcome = github, outcome
+        self.lock = threading.Lock()
+        self.waiting: list[tuple[str, int, str, dict]] = []  # (repository, run id, title, inputs)
+        self.in_flight = self.most_in_flight = 0
+        self.dispatched: list[dict] = []
+        self.last_dispatch = time.monotonic()
+        github.on_dispatch(self._dispatched)
+
+    def _dispatched(self, dispatch: Any, run: Any) -> None:
+        with self.lock:
+            self.dispatched.append(dict(dispatch.inputs))
+            self.last_dispatch = time.monotonic()
+            if dispatch.inputs.get("kind") == "campaign":
+                self.in_flight += 1
+                self.most_in_flight = max(self.most_in_flight, self.in_flight)
+                self.waiting.append((dispatch.repo, run.id, run.display_title, dict(dispatch.inputs)))
+
+    def finish(self, urls: Callable[[], list[str]], *, until: Callable[[], bool], timeout: float = 120,
+               batch: int = 1) -> None:
+        """End the waiting runs one by one, oldest first, until `until()` holds; each once `batch` runs are
+        waiting, or no run was dispatched for a moment (so that the App can fill its slots)."""
+        deadline = time.monotonic() + timeout
+        while not until():
+            assert time.monotonic() < deadline, "the campaign did not finish"
+            with self.lock:
+                ready = len(self.waiting) >= batch or time.monotonic() - self.last_dispatch > 0.5
+                item = self.waiting.pop(0) if self.waiting and ready else None
+            if item is None:
+                time.sleep(0.02)
+                continue
+            repository, run_id, title, _ = item
+            conclusion = self.outcome(repository)
+            self.github.update_workflow_run(run_id, conclusion=conclusion)
+            with self.lock:
+                self.in_flight -= 1
+            payload = load_payload("workflow_run.completed")
+            payload["workflow_run"].update(id=run_id, conclusion=conclusion, status="completed", name="fixloop",
+                                           path=".github/workflows/fixloop.yml", display_title=title,
+                                           html_url=f"https://github.test/{repository}/actions/runs/{run_id}",
+                                           event="workflow_dispatch", head_branch="main")
+            owner, name = repository.split("/")
+            payload["repository"].update(full_name=repository, name=name)
+            payload["repository"]["owner"]["login"] = owner
+            payload["installation"] = {"id": self.github.installation_id(owner)}
+            deliver(urls(), "workflow_run", payload)
+
+
+def deliver(urls: list[str], event: str, payload: dict) -> None:
+    """A signed delivery to the first replica that answers (GitHub retries nothing; a load balancer would
+    route around a dead replica)."""
+    body = json.dumps(payload).encode()
+    headers = {"X-GitHub-Event": event, "X-GitHub-Delivery": str(uuid.uuid4()), "Content-Type": "application/json",
+               "X-Hub-Signature-256": signature_for(SECRET, body)}
+    for url in urls:
+        try:
+            if requests.post(f"{url}/webhook", data=body, headers=headers, timeout=10).status_code == 202:
+                return
+        except requests.RequestException:
+            continue
+    raise AssertionError(f"no replica took the {event} delivery")
+
+
+def campaign_github(make_fake_github: Callable[..., FakeGitHub], repositories: list[str]) -> FakeGitHub:
+    github = make_fake_github(supports_run_details=True)
+    for repository in repositories:
+        github.add_repo(repository, files={".github/fixloop.yml": "validate: [python -m pytest -q]\n"},
+                        topics=["python"] if repository.endswith(("1", "3", "5")) else [], language="Python")
+        github.add_workflow(repository, "fixloop.yml", run_name="fixloop {kind} #{target} ({correlation_id})")
+    github.add_repo("platform/tracking")
+    return github
+
+
+def campaign_file(targets: str, *, concurrency: int = 4, extra: str = "") -> str:
+    return (f"name: requests-3\ninstructions: Move from requests 2 to requests 3.\ntracking: platform/tracking\n"
+            f"concurrency: {concurrency}\n{targets}{extra}")
+
+
+def api(url: str, method: str, path: str, **kwargs: Any) -> requests.Response:
+    return requests.request(method, f"{url}{path}", headers={"Authorization": f"Bearer {API_TOKEN}"}, timeout=30,
+                            **kwargs)
+
+
+@pytest.fixture
+def app_on(github_app_key: AppKey, tmp_path: Path) -> Iterator[Callable[..., Any]]:
+    """An in-process App (`fixloop serve`'s ASGI app on loopback) on `database`."""
+    started: list[Any] = []
+
+    def start(github: FakeGitHub, database: str | Path | None = None) -> Any:
+        settings = AppSettings(app_id=str(TEST_APP_ID), private_key=github_app_key.private_pem, webhook_secret=SECRET,
+                               api_url=github.url, database=database or tmp_path / "fixloop.sqlite3",
+                               api_token=API_TOKEN, app_slug="fixloop", campaign_pace=0.0)
+        service = Service(settings, store=Store(settings.database), policy=LOOPBACK_POLICY)
+        live = LiveServer(create_app(settings, service)).__enter__()
+        started.append((live, service))
+        return live, service
+
+    yield start
+    for live, service in started:
+        live.__exit__(None, None, None)
+        service.store.close()
+
+
+def test_a_campaign_fans_out_within_its_concurrency_and_its_tracking_issue_lists_every_outcome(
+        make_fake_github, app_on) -> None:
+    repositories = CAMPAIGN_REPOS[:8]
+    github = campaign_github(make_fake_github, repositories)
+    actions = FakeActions(github, outcome=lambda repository: "neutral" if repository.endswith("04") else "success")
+    live, service = app_on(github)
+    targets = "targets:\n  repositories: [" + ", ".join(repositories) + "]\n"
+    started = api(live.url, "POST", "/api/campaigns", json={"file": campaign_file(targets, concurrency=3),
+                                                            "requester": "platform-lead"})
+    assert started.status_code == 201, started.text
+    campaign = started.json()["id"]
+
+    def finished() -> bool:
+        return api(live.url, "GET", f"/api/campaigns/{campaign}").json()["status"] == "finished"
+
+    actions.finish(lambda: [live.url], until=finished, batch=3)
+    service.drain()
+    shown = api(live.url, "GET", f"/api/campaigns/{campaign}").json()
+    assert actions.most_in_flight == 3, "concurrency reached and never exceeded"
+    assert shown["counts"]["validated"] == 7 and shown["counts"]["not_validated"] == 1
+    inputs = [d for d in actions.dispatched if d["kind"] == "campaign"]
+    assert sorted(json.loads(d["head"])["title"] for d in inputs) == sorted(f"requests-3: {r}" for r in repositories)
+    assert len({d["correlation_id"] for d in inputs}) == 8
+    # The tracking issue, written once the last target ended, lists every target with its outcome.
+    wait_for(lambda: "finished" in tracking_issue(github).body)
+    body = tracking_issue(github).body
+    for repository in repositories:
+        state = "not validated" if repository.endswith("04") else "validated"
+        assert f"| `{repository}` | {state} |" in body
+    assert len(github.issues("platform/tracking")) == 1, "one tracking issue, edited in place"
+    metrics = requests.get(f"{live.url}/metrics", timeout=10).text
+    assert 'fixloop_campaign_targets{campaign="requests-3",state="validated"} 7' in metrics
+    # A failed target is retried alone, as a new attempt.
+    retried = api(live.url, "POST", f"/api/campaigns/{campaign}/retry-failed").json()
+    assert retried["counts"]["queued"] + retried["counts"]["dispatching"] + retried["counts"]["running"] == 1
+    actions.outcome = lambda repository: "success"
+    actions.finish(lambda: [live.url], until=finished)
+    again = [d for d in actions.dispatched if d["kind"] == "campaign"][8:]
+    assert [json.loads(d["head"])["title"] for d in again] == ["requests-3: platform/svc-04"]
+    assert again[0]["correlation_id"].endswith("-a2")
+
+
+def test_a_pilot_waits_for_a_person_and_pause_and_cancel_stop_dispatching(make_fake_github, app_on) -> None:
+    repositories = CAMPAIGN_REPOS[:6]
+    github = campaign_github(make_fake_github, repositories)
+    actions = FakeActions(github)
+    live, _ = app_on(github)
+    targets = "targets:\n  query: {org: platform, topic: python}\n"
+    started = api(live.url, "POST", "/api/campaigns", json={"file": campaign_file(targets, extra="pilot: 1\n")})
+    assert started.status_code == 201, started.text
+    assert [t["target"] for t in started.json()["targets"]] == ["platform/svc-01", "platform/svc-03",
+                                                                "platform/svc-05"], "the query, through the API"
+    campaign = started.json()["id"]
+
+    def shown() -> dict:
+        return api(live.url, "GET", f"/api/campaigns/{campaign}").json()
+
+    actions.finish(lambda: [live.url], until=lambda: shown()["counts"]["validated"] == 1)
+    time.sleep(1.5)  # three looks of the dispatcher: nothing more may start
+    assert shown()["status"].startswith("waiting after the pilot") and len(actions.dispatched) == 1
+    api(live.url, "POST", f"/api/campaigns/{campaign}/pause")
+    api(live.url, "POST", f"/api/campaigns/{campaign}/resume")  # a person continues after the pilot
+    wait_for(lambda: len(actions.dispatched) == 3)
+    assert api(live.url, "POST", f"/api/campaigns/{campaign}/cancel").json()["status"] == "cancelled"
+    assert api(live.url, "POST", f"/api/campaigns/{campaign}/resume").status_code == 409
+    assert api(live.url, "POST", f"/api/campaigns/{campaign}/explode").status_code == 404
+
+
+def test_a_monorepo_campaign_runs_one_session_per_package_on_a_branch_each(make_fake_github, app_on) -> None:
+    github = campaign_github(make_fake_github, ["platform/mono"])
+    actions = FakeActions(github)
+    live, _ = app_on(github)
+    packages = [f"packages/p{n}" for n in range(1, 6)]
+    targets = "targets:\n  repository: platform/mono\n  paths: [" + ", ".join(packages) + "]\n"
+    extra = "branch: fixloop/requests-3/{path}\ncodemod: [\"sed -i s/requests==2/requests==3/ requirements.txt\"]\n"
+    started = api(live.url, "POST", "/api/campaigns", json={"file": campaign_file(targets, concurrency=5, extra=extra)})
+    assert started.status_code == 201, started.text
+    campaign = started.json()["id"]
+    actions.finish(lambda: [live.url], until=lambda: api(live.url, "GET", f"/api/campaigns/{campaign}").json()[
+        "status"] == "finished")
+    works = [json.loads(d["head"]) for d in actions.dispatched]
+    assert sorted(w["path"] for w in works) == packages
+    assert sorted(w["branch"] for w in works) == [f"fixloop/requests-3/{p}" for p in packages]
+    assert all(w["codemod"] == ["sed -i s/requests==2/requests==3/ requirements.txt"] for w in works)
+
+
+def test_a_campaign_the_app_cannot_serve_is_refused_with_the_reason(make_fake_github, app_on) -> None:
+    github = campaign_github(make_fake_github, CAMPAIGN_REPOS[:1])
+    live, _ = app_on(github)
+    missing = api(live.url, "POST", "/api/campaigns", json={"file": campaign_file(
+        "targets:\n  repositories: [platform/svc-01, elsewhere/repo]\n")})
+    assert missing.status_code == 422 and "elsewhere/repo" in missing.json()["detail"]
+    invalid = api(live.url, "POST", "/api/campaigns", json={"file": "name: x\n"})
+    assert invalid.status_code == 422 and "instructions" in invalid.json()["detail"]
+    assert api(live.url, "GET", "/api/campaigns").json() == []
+
+
+def tracking_issue(github: FakeGitHub) -> Any:
+    (issue,) = github.issues("platform/tracking")
+    return issue
+
+
+def wait_for(condition: Callable[[], bool], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "the condition did not come true"
+        time.sleep(0.05)
+
+
+def test_thirty_repositories_through_two_replicas_on_postgres_one_killed_and_restarted_midway(
+        make_fake_github, github_app_key: AppKey, tmp_path: Path, postgres_url: str) -> None:
+    """The campaign is durable in the database: a replica killed while it dispatches is restarted later, the
+    other carries on meanwhile; every target is dispatched exactly once, `concurrency` is never exceeded,
+    and the tracking issue ends listing all 30 targets with their outcome."""
+    github = campaign_github(make_fake_github, CAMPAIGN_REPOS)
+    actions = FakeActions(github)
+    replicas = [Server(github, github_app_key, tmp_path / name, database=postgres_url) for name in ("a", "b")]
+    for replica in replicas:
+        replica.env.update(FIXLOOP_CAMPAIGN_PACE="0", WEBHOOK_SECRET=SECRET, FIXLOOP_API_TOKEN=API_TOKEN)
+        replica.start()
+    doomed, survivor = replicas
+    targets = "targets:\n  query: {org: platform, name: svc-*}\n"
+    started = api(doomed.url, "POST", "/api/campaigns", json={"file": campaign_file(targets, concurrency=4)})
+    assert started.status_code == 201, started.text
+    campaign = started.json()["id"]
+    assert len(started.json()["targets"]) == 30
+
+    def alive() -> list[str]:
+        return [r.url for r in replicas if r.process is not None and r.process.poll() is None]
+
+    def done(count: int) -> Callable[[], bool]:
+        return lambda: api(alive()[0], "GET", f"/api/campaigns/{campaign}").json()["counts"]["validated"] >= count
+
+    actions.finish(alive, until=done(10), batch=4)
+    doomed.kill()
+    actions.finish(alive, until=done(20), batch=4)
+    doomed.start()  # the same database: it takes its share again
+    actions.finish(alive, until=done(30), batch=4)
+
+    campaign_runs = [d for d in actions.dispatched if d["kind"] == "campaign"]
+    titles = [json.loads(d["head"])["title"] for d in campaign_runs]
+    assert sorted(titles) == sorted(f"requests-3: {r}" for r in CAMPAIGN_REPOS), "each target exactly once"
+    assert 1 <= actions.most_in_flight <= 4, f"{actions.most_in_flight} runs at once"
+    wait_for(lambda: "finished" in tracking_issue(github).body)
+    body = tracking_issue(github).body
+    assert all(f"| `{repository}` | validated |" in body for repository in CAMPAIGN_REPOS)
+    replica_ids = survivor.db("SELECT COUNT(DISTINCT id) FROM replicas")[0][0]
+    print(f"30 targets, at most {actions.most_in_flight} runs at once, {replica_ids} replicas alive at the end")
+
+
+def test_the_campaign_command_starts_shows_and_steers_through_the_apps_api(make_fake_github, app_on, tmp_path,
+                                                                           monkeypatch, capsys) -> None:
+    github = campaign_github(make_fake_github, CAMPAIGN_REPOS[:2])
+    FakeActions(github)
+    live, _ = app_on(github)
+    path = tmp_path / "campaign.yml"
+    path.write_text(campaign_file("targets:\n  repositories: [platform/svc-01, platform/svc-02]\n", concurrency=1))
+    monkeypatch.setenv("FIXLOOP_API_TOKEN", API_TOKEN)
+    monkeypatch.setenv("FIXLOOP_APP_URL", live.url)
+    assert main(["campaign", "start", str(path), "--json"]) == 0
+    campaign = json.loads(capsys.readouterr().out)["id"]
+    wait_for(lambda: api(live.url, "GET", f"/api/campaigns/{campaign}").json()["counts"]["running"] == 1)
+    assert main(["campaign", "pause", campaign]) == 0
+    shown = capsys.readouterr().out
+    assert shown.startswith(f"{campaign}  requests-3: paused, 1 queued, 1 running")
+    assert "running        platform/svc-01" in shown and "queued         platform/svc-02" in shown
+    assert main(["campaign", "status"]) == 0 and f"{campaign}  requests-3: paused" in capsys.readouterr().out
+    assert main(["campaign", "cancel", "cmp_nonexistent"]) == 2
+    assert capsys.readouterr().err.strip() == "fixloop: the App refused: no campaign cmp_nonexistent"
+    monkeypatch.setenv("FIXLOOP_API_TOKEN", "wrong")
+    assert main(["campaign", "status"]) == 2
+    assert capsys.readouterr().err.strip() == "fixloop: the App refused: a valid bearer token is required"
+    monkeypatch.delenv("FIXLOOP_APP_URL")
+    assert main(["campaign", "status"]) == 2 and "--app URL or FIXLOOP_APP_URL" in capsys.readouterr().err

@@ -62,13 +62,22 @@ class AppSettings:
         if not api_url.startswith(("https://", "http://")):
             problems.append(f"GITHUB_API_URL must be a URL such as https://api.github.com or https://HOST/api/v3, "
                             f"not {api_url!r}")
+        pace = environ.get("FIXLOOP_CAMPAIGN_PACE", "").strip()
+        try:
+            campaign_pace = float(pace) if pace else cls.campaign_pace
+            if not 0 <= campaign_pace <= 3600:
+                raise ValueError(pace)
+        except ValueError:
+            problems.append(f"FIXLOOP_CAMPAIGN_PACE must be the seconds between two campaign dispatches in one "
+                            f"installation, from 0 to 3600, not {pace!r}")
+            campaign_pace = cls.campaign_pace
         if problems:
             raise ConfigError("fixloop serve cannot start:\n" + "\n".join(f"  - {p}" for p in problems) + f"\n{HOW_TO}")
         return cls(app_id=app_id, private_key=key, webhook_secret=secret, api_url=api_url,
                    database=_database(environ.get("FIXLOOP_DB", "")) or cls.database,
                    api_token=environ.get("FIXLOOP_API_TOKEN") or None,
                    workflow_file=environ.get("FIXLOOP_WORKFLOW") or cls.workflow_file,
-                   app_slug=environ.get("APP_SLUG") or None)
+                   app_slug=environ.get("APP_SLUG") or None, campaign_pace=campaign_pace)
 
 
 def _database(value: str) -> Path | str | None:

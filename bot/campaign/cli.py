@@ -1,13 +1,18 @@
-"""`fixloop campaign validate FILE`: check a campaign file before anyone starts it."""
+"""`fixloop campaign`: `validate FILE` checks a campaign file before anyone starts it; `start FILE`,
+`status [ID]`, `pause|resume|retry-failed|cancel ID` talk to the App's API (`--app URL` or
+FIXLOOP_APP_URL, with the bearer token in FIXLOOP_API_TOKEN)."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 from pathlib import Path
 from typing import Any
 
-from bot.errors import ConfigError
+from bot.errors import ConfigError, FixloopError
+
+STEERING = ("pause", "resume", "retry-failed", "cancel")
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -24,6 +29,24 @@ def add_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[ty
     validate.add_argument("file", type=Path, metavar="FILE", help="the campaign file (YAML)")
     validate.add_argument("--json", action="store_true", help="print the campaign as fixloop reads it, as JSON")
     validate.set_defaults(handler=_validate)
+    start = verbs.add_parser("start", help="start a campaign on the App", description=(
+        "Send a campaign file to the fixloop App, which finds its targets and dispatches one workflow run per "
+        "target, at most `concurrency` at once. Prints the campaign's id and targets."))
+    start.add_argument("file", type=Path, metavar="FILE", help="the campaign file (YAML)")
+    status = verbs.add_parser("status", help="where a campaign stands (all campaigns without ID)",
+                              description="Show a campaign's status, its targets by state, and each target.")
+    status.add_argument("id", nargs="?", metavar="ID", help="the campaign's id (cmp_...)")
+    for verb, what in zip(STEERING, ("stop starting targets (those running go on)",
+                                     "start targets again; after a pilot, go on with the rest",
+                                     "queue again the targets that failed or did not validate",
+                                     "start no more targets (those running go on)"), strict=True):
+        steer = verbs.add_parser(verb, help=what, description=f"{what[0].upper()}{what[1:]}.")
+        steer.add_argument("id", metavar="ID", help="the campaign's id (cmp_...)")
+    for verb in ("start", "status", *STEERING):
+        sub = verbs.choices[verb]
+        sub.add_argument("--app", metavar="URL", help="the App's URL (default: $FIXLOOP_APP_URL)")
+        sub.add_argument("--json", action="store_true", help="print the App's answer as JSON")
+        sub.set_defaults(handler=_remote)
 
 
 def _read(path: Path) -> str:
@@ -65,6 +88,58 @@ def _validate(args: argparse.Namespace) -> int:
     lines += [f"  - {t['target']}: branch {t['branch']}, \"{t['title']}\"" for t in targets]
     print("\n".join(line for line in lines if line))
     return 0
+
+
+def _remote(args: argparse.Namespace) -> int:
+    app = (args.app or os.environ.get("FIXLOOP_APP_URL", "")).rstrip("/")
+    token = os.environ.get("FIXLOOP_API_TOKEN", "")
+    if not app.startswith(("https://", "http://")):
+        raise ConfigError("give the App's URL with --app URL or FIXLOOP_APP_URL, e.g. https://fixloop.example.com")
+    if not token:
+        raise ConfigError("set FIXLOOP_API_TOKEN to the App's API token (the App's own FIXLOOP_API_TOKEN)")
+    if args.verb == "start":
+        answer = _call(app, token, "POST", "/api/campaigns", {"file": _read(args.file),
+                                                              "requester": os.environ.get("USER", "cli")})
+    elif args.verb == "status":
+        answer = _call(app, token, "GET", f"/api/campaigns/{args.id}" if args.id else "/api/campaigns")
+    else:
+        answer = _call(app, token, "POST", f"/api/campaigns/{args.id}/{args.verb}")
+    if args.json:
+        print(json.dumps(answer, indent=2))
+    elif isinstance(answer, list):
+        print("\n".join(f"{c['id']}  {c['name']}: {c['status']}, {_counts(c)}" for c in answer) or "no campaigns")
+    else:
+        print(f"{answer['id']}  {answer['name']}: {answer['status']}, {_counts(answer)}")
+        if answer.get("tracking_issue"):
+            print(f"  tracking issue: {answer['tracking_issue']}")
+        for target in answer.get("targets", []):
+            extra = target.get("pull_request") or target.get("reason") or target.get("run") or ""
+            print(f"  {target['state']:<14} {target['target']}" + (f"  {extra}" if extra else ""))
+    return 0
+
+
+def _counts(campaign: dict[str, Any]) -> str:
+    return ", ".join(f"{n} {state.replace('_', ' ')}" for state, n in campaign["counts"].items() if n) or "no targets"
+
+
+def _call(app: str, token: str, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+    import requests
+
+    try:
+        response = requests.request(method, f"{app}{path}", json=body, timeout=60,
+                                    headers={"Authorization": f"Bearer {token}"})
+    except requests.RequestException as error:
+        raise ConfigError(f"the App at {app} did not answer ({type(error).__name__}): check --app or "
+                          "FIXLOOP_APP_URL") from None
+    if response.status_code in (401, 404, 409, 422):
+        try:
+            detail = response.json().get("detail", response.text)
+        except ValueError:
+            detail = response.text
+        raise ConfigError(f"the App refused: {detail}")
+    if response.status_code >= 300:
+        raise FixloopError(f"the App answered HTTP {response.status_code}: {response.text[:500]}")
+    return response.json()
 
 
 __all__ = ["add_parser"]
