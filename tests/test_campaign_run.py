@@ -110,8 +110,10 @@ class FakeActions:
     conclusion `outcome` gives its repository, announced by a signed `workflow_run` delivery to one of
     the App's replicas. Counts the runs in flight at every dispatch."""
 
-    def __init__(self, github: FakeGitHub, outcome: Callable[[str], str] = lambda repository: "success") -> None:
-        self.github, self.outcome = github, outcome
+    def __init__(self, github: FakeGitHub, outcome: Callable[[str], str] = lambda repository: "success",
+                 report: Callable[[str], dict] | None = None) -> None:
+        """`report`: the session's report.json for a repository's run, uploaded as the workflow does."""
+        self.github, self.outcome, self.report = github, outcome, report
         self.lock = threading.Lock()
         self.waiting: list[tuple[str, int, str, dict]] = []  # (repository, run id, title, inputs)
         self.in_flight = self.most_in_flight = 0
@@ -143,6 +145,9 @@ class FakeActions:
                 continue
             repository, run_id, title, _ = item
             conclusion = self.outcome(repository)
+            if self.report is not None:
+                self.github.add_artifact(run_id, f"fixloop-session-{run_id}",
+                                         {"report.json": json.dumps(self.report(repository)), "trajectory.jsonl": ""})
             self.github.update_workflow_run(run_id, conclusion=conclusion)
             with self.lock:
                 self.in_flight -= 1
@@ -279,6 +284,36 @@ def test_a_pilot_waits_for_a_person_and_pause_and_cancel_stop_dispatching(make_f
     assert api(live.url, "POST", f"/api/campaigns/{campaign}/cancel").json()["status"] == "cancelled"
     assert api(live.url, "POST", f"/api/campaigns/{campaign}/resume").status_code == 409
     assert api(live.url, "POST", f"/api/campaigns/{campaign}/explode").status_code == 404
+
+
+def test_a_campaign_stops_dispatching_once_its_budget_is_spent_by_the_sessions_reports(make_fake_github,
+                                                                                       app_on) -> None:
+    """What each target cost comes from its session's own report (the run's artifact), with its ending and
+    reason; once the spending reaches `max_cost_usd`, no more targets start."""
+    repositories = CAMPAIGN_REPOS[:6]
+    github = campaign_github(make_fake_github, repositories)
+    actions = FakeActions(github, outcome=lambda repository: "success", report=lambda repository: (
+        {"status": "not_validated", "reason": "iteration limit reached: 2 of 2", "cost_usd": 0.4}
+        if repository.endswith("02") else {"status": "validated", "reason": "validation passed", "cost_usd": 0.4}))
+    live, _ = app_on(github)
+    targets = "targets:\n  repositories: [" + ", ".join(repositories) + "]\n"
+    started = api(live.url, "POST", "/api/campaigns", json={"file": campaign_file(
+        targets, concurrency=1, extra="max_cost_usd: 1.0\n")})
+    campaign = started.json()["id"]
+
+    def shown() -> dict:
+        return api(live.url, "GET", f"/api/campaigns/{campaign}").json()
+
+    actions.finish(lambda: [live.url], until=lambda: shown()["status"].startswith("stopped"))
+    time.sleep(1.5)  # three looks of the dispatcher: nothing more may start
+    final = shown()
+    assert final["status"] == "stopped: the budget of $1.00 is spent" and final["cost_usd"] == pytest.approx(1.2)
+    assert final["counts"] == {"queued": 3, "dispatching": 0, "running": 0, "validated": 2, "not_validated": 1,
+                               "failed": 0, "cancelled": 0}
+    assert len(actions.dispatched) == 3
+    failed = next(t for t in final["targets"] if t["target"] == "platform/svc-02")
+    assert failed["reason"] == "iteration limit reached: 2 of 2", "the session's own reason, not the run's conclusion"
+    wait_for(lambda: "$0.40" in tracking_issue(github).body and "stopped" in tracking_issue(github).body)
 
 
 def test_a_monorepo_campaign_runs_one_session_per_package_on_a_branch_each(make_fake_github, app_on) -> None:

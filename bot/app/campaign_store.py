@@ -183,23 +183,31 @@ class CampaignStore:
                               f"claimed_by IS NOT NULL AND claimed_by NOT IN ({live_replicas_sql})").rowcount
 
     def dispatched(self, campaign_id: str, position: int, run_id: int | None, run_url: str | None) -> None:
-        self._set(campaign_id, position, "running", run_id=run_id, run_url=run_url, claimed_by=None)
+        """The target's run exists (unless it already ended: its run can end before the dispatch's answer)."""
+        self._set(campaign_id, position, "running", run_id=run_id, run_url=run_url, claimed_by=None,
+                  only_if="dispatching")
 
     def dispatch_failed(self, campaign_id: str, position: int, reason: str) -> None:
         self._set(campaign_id, position, "failed", reason=reason[:500], claimed_by=None)
 
     def ended(self, target: CampaignTarget, state: TargetState, reason: str | None = None,
-              run_url: str | None = None) -> None:
-        self._set(target.campaign_id, target.position, state, reason=reason, run_url=run_url or target.run_url)
+              run_url: str | None = None, cost_usd: float | None = None) -> None:
+        """The target's run ended; its cost adds to the campaign's spending (a retry's to the earlier ones')."""
+        cost = None if cost_usd is None and target.cost_usd is None else (target.cost_usd or 0) + (cost_usd or 0)
+        self._set(target.campaign_id, target.position, state, reason=reason, run_url=run_url or target.run_url,
+                  cost_usd=cost, run_id=target.run_id, claimed_by=None)
 
     def pull_request(self, target: CampaignTarget, url: str) -> None:
         self._set(target.campaign_id, target.position, target.state, pull_request_url=url)
 
-    def _set(self, campaign_id: str, position: int, state: TargetState, **fields: Any) -> None:
+    def _set(self, campaign_id: str, position: int, state: TargetState, only_if: TargetState | None = None,
+             **fields: Any) -> None:
         assignments = "".join(f", {name} = ?" for name in fields)  # names fixed above
+        condition = "" if only_if is None else " AND state = ?"
         with self._db.transaction() as tx:
             tx.execute(f"UPDATE campaign_targets SET state = ?, updated = ?{assignments} WHERE campaign_id = ? AND "
-                       "position = ?", (state, self.clock(), *fields.values(), campaign_id, position))
+                       f"position = ?{condition}", (state, self.clock(), *fields.values(), campaign_id, position,
+                                                   *(() if only_if is None else (only_if,))))
             tx.execute("UPDATE campaigns SET tracking_version = tracking_version + 1, updated = ? WHERE id = ?",
                        (self.clock(), campaign_id))
 

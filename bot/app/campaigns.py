@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
-from bot.app.campaign_store import ENDED, ENDINGS, STATES, CampaignRecord, CampaignTarget, Claim
+from pydantic import BaseModel, Field, ValidationError
+
+from bot.app.campaign_store import ENDED, ENDINGS, STATES, CampaignRecord, CampaignTarget, Claim, TargetState
 from bot.app.logs import logger
 from bot.app.processor import Processor
 from bot.app.store import Store
@@ -149,14 +151,42 @@ class Campaigns:
 
     # -- following runs ----------------------------------------------------------------------------
     def run_completed(self, run_id: int, title: str, conclusion: str | None, url: str) -> str | None:
-        """A fixloop workflow run ended; the outcome if it was a campaign target's, else None."""
+        """A fixloop workflow run ended; the outcome if it was a campaign target's, else None. The session's
+        own report (in the run's artifact) says how it ended, why, and what it cost; without one, the
+        run's conclusion says what it can."""
         target = self.store.campaigns.target_for(run_id=run_id, title=title)
         if target is None:
             return None
-        state = ENDINGS.get(conclusion or "", "failed")
-        reason = None if state == "validated" else f"the workflow run concluded {conclusion or 'without a conclusion'}"
-        self.store.campaigns.ended(target.model_copy(update={"run_id": run_id}), state, reason, run_url=url)
-        return f"campaign {target.campaign_id}: {target.name} {state}"
+        if target.state in ENDED and target.run_id == run_id:  # told twice: its cost counts once
+            return f"campaign {target.campaign_id}: {target.name} already ended ({target.state})"
+        report = self._report(target, run_id)
+        if report is not None:
+            state: TargetState = _REPORTED[report.status]
+            reason = None if state == "validated" else report.reason[:500] or None
+            cost = report.cost_usd
+        else:
+            state = ENDINGS.get(conclusion or "", "failed")
+            reason = None if state == "validated" else \
+                f"the workflow run concluded {conclusion or 'without a conclusion'}"
+            cost = None
+        self.store.campaigns.ended(target.model_copy(update={"run_id": run_id}), state, reason, run_url=url,
+                                   cost_usd=cost)
+        return f"campaign {target.campaign_id}: {target.name} {state}" + (f", ${cost:.4f}" if cost is not None else "")
+
+    def _report(self, target: CampaignTarget, run_id: int) -> _RunReport | None:
+        try:
+            github = self.processor.client(target.installation_id, target.repository)
+            data = github.artifact_file(run_id, f"{ARTIFACT_PREFIX}{run_id}", "report.json")
+        except GitHubError as error:
+            logger.warning("campaign %s: the report of run %d could not be read: %s", target.campaign_id, run_id,
+                           error, extra={"campaign": target.campaign_id})
+            return None
+        if data is None:
+            return None
+        try:
+            return _RunReport.model_validate_json(data)
+        except ValidationError:
+            return None
 
     def pull_opened(self, correlation: str, url: str) -> str | None:
         target = self.store.campaigns.target_for(correlation=correlation)
@@ -164,6 +194,19 @@ class Campaigns:
             return None
         self.store.campaigns.pull_request(target, url)
         return f"campaign {target.campaign_id}: {target.name} has pull request {url}"
+
+
+class _RunReport(BaseModel):
+    """What the App reads of a session's report.json (written in the runner, so checked like input)."""
+
+    status: Literal["validated", "not_validated", "error", "cancelled"]
+    reason: str = Field("", max_length=100_000)
+    cost_usd: float | None = Field(None, ge=0, le=1_000_000, allow_inf_nan=False)
+
+
+_REPORTED: dict[str, TargetState] = {"validated": "validated", "not_validated": "not_validated", "error": "failed",
+                                     "cancelled": "cancelled"}
+ARTIFACT_PREFIX = "fixloop-session-"  # workflows/fixloop.yml uploads the session folder as fixloop-session-<run id>
 
 
 def _spec(campaign: CampaignRecord) -> Campaign:

@@ -13,9 +13,11 @@ by branch, dispatched runs by correlation id). Right after a create, GitHub's re
 
 from __future__ import annotations
 
+import io
 import re
 import time
 import uuid
+import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -30,6 +32,9 @@ from requests import RequestException
 
 from bot.errors import GitHubError
 from bot.github.limits import CHECK_TEXT_LIMIT
+
+ARTIFACT_LIMIT = 100 * 1024 * 1024  # the largest artifact fixloop downloads (a session folder is far smaller)
+ARTIFACT_FILE_LIMIT = 5 * 1024 * 1024  # the largest file it reads out of one
 
 # How far back to look for a comment an earlier attempt may have made: GitHub's clock and the
 # runner's can disagree by a little.
@@ -179,6 +184,7 @@ class Repository(Protocol):
 class GitHubClient:
     def __init__(self, *, token: str, api_url: str, repository: str, policy: RequestPolicy = RequestPolicy()) -> None:
         self.repository, self.policy = repository, policy
+        self._token = token
         self._github = policy.github(Auth.Token(token), api_url)
         self._repo = self._github.get_repo(repository)  # lazy, like the client
         self._created: set[str] = set()  # "check-run:<id>", "issue:<number>": what this client made
@@ -420,6 +426,37 @@ class GitHubClient:
         except RequestException as error:
             raise GitHubError(f"could not download the log of job {job_id}: {error}") from None
         return True
+
+    def artifact_file(self, run_id: int, artifact: str, path: str, limit: int = ARTIFACT_FILE_LIMIT) -> bytes | None:
+        """The file `path` in the run's artifact named `artifact` (GitHub answers the download with a
+        redirect to the zip); None when there is no such artifact or file, or it has expired."""
+        try:
+            found = [a for a in self._repo.get_workflow_run(run_id).get_artifacts() if a.name == artifact]
+        except GithubException as error:
+            raise GitHubError(f"could not list the artifacts of run {run_id}: HTTP {error.status}") from None
+        except RequestException as error:
+            raise GitHubError(f"could not list the artifacts of run {run_id}: {error}") from None
+        if not found or found[0].expired:
+            return None
+        try:
+            with requests.get(found[0].archive_download_url, headers={"Authorization": f"Bearer {self._token}"},
+                              stream=True, timeout=60) as response:
+                if response.status_code in (404, 410):
+                    return None
+                response.raise_for_status()
+                data = response.raw.read(ARTIFACT_LIMIT + 1, decode_content=True)
+        except RequestException as error:
+            raise GitHubError(f"could not download the artifact {artifact} of run {run_id}: {error}") from None
+        if len(data) > ARTIFACT_LIMIT:
+            return None
+        try:
+            with zipfile.ZipFile(io.BytesIO(data)) as archive:
+                member = archive.getinfo(path)
+                if member.file_size > limit:
+                    return None
+                return archive.read(member)
+        except (KeyError, zipfile.BadZipFile):
+            return None
 
     def dispatch(self, workflow_file: str, ref: str, inputs: dict[str, str]) -> tuple[int | None, str | None]:
         """Start the workflow; the run's id and URL when the server returns them (github.com does)."""

@@ -162,6 +162,35 @@ def cancel_run(ctx: Ctx) -> Reply:
     return Reply(202, {})
 
 
+@route("GET", "/repos/{owner}/{repo}/actions/runs/{run_id}/artifacts", perms=[("actions", "read")])
+def list_run_artifacts(ctx: Ctx) -> Reply:
+    repo = ctx.repo
+    run = repo.runs.get(ctx.int_param("run_id"))
+    if run is None:
+        raise not_found()
+    artifacts = [a for a in run.artifacts if ctx.q("name") in (None, a.name)]
+    page, headers = paginate(ctx, artifacts)
+    return Reply(200, {"total_count": len(artifacts),
+                       "artifacts": [render.artifact(ctx.urls, repo, run, a) for a in page]}, headers)
+
+
+@route("GET", "/repos/{owner}/{repo}/actions/artifacts/{artifact_id}/{archive_format}", perms=[("actions", "read")])
+def download_artifact(ctx: Ctx) -> Reply:
+    repo = ctx.repo
+    artifact_id = ctx.int_param("artifact_id")
+    if ctx.params["archive_format"] != "zip":
+        raise not_found()
+    for run in repo.runs.values():
+        for artifact in run.artifacts:
+            if artifact.id == artifact_id:
+                if artifact.expired:
+                    raise ApiError(410, "Artifact has expired")
+                location = (f"{ctx.options.api_root}/_fake/artifacts/{quote(repo.full_name)}/{artifact.id}"
+                            f"?sig={secrets.token_hex(8)}")
+                return Reply(302, None, {"Location": location})
+    raise not_found()
+
+
 @route("GET", "/repos/{owner}/{repo}/actions/jobs/{job_id}/logs", perms=[("actions", "read")])
 def job_logs(ctx: Ctx) -> Reply:
     repo = ctx.repo

@@ -200,6 +200,17 @@ class Job:
 
 
 @dataclass
+class Artifact:
+    """A workflow run's artifact: a zip archive (GitHub keeps them for the retention period)."""
+
+    id: int
+    name: str
+    data: bytes
+    created_at: datetime
+    expired: bool = False
+
+
+@dataclass
 class WorkflowRun:
     id: int
     workflow_id: int
@@ -217,6 +228,7 @@ class WorkflowRun:
     run_attempt: int = 1
     inputs: dict[str, Any] | None = None
     jobs: list[Job] = field(default_factory=list)
+    artifacts: list[Artifact] = field(default_factory=list)
 
 
 @dataclass

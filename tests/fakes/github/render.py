@@ -7,6 +7,7 @@ allows it); URLs point back at the fake so PyGithub can follow them.
 from __future__ import annotations
 
 import base64
+import hashlib
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -16,6 +17,7 @@ from .model import (
     ACCESS_RANK,
     LEGACY_PERMISSION,
     App,
+    Artifact,
     CheckRun,
     Commit,
     Installation,
@@ -486,3 +488,16 @@ def rate_limit(limit: int, used: int, reset: datetime) -> JsonObj:
 
 def permission_allows(granted: dict[str, str], name: str, level: str) -> bool:
     return ACCESS_RANK.get(granted.get(name, "none"), 0) >= ACCESS_RANK[level]
+
+
+def artifact(urls: Urls, repo: Repo, run: WorkflowRun, a: Artifact) -> JsonObj:
+    api = f"{urls.repo(repo)}/actions/artifacts/{a.id}"
+    expires = a.created_at + timedelta(days=14)
+    return {
+        "id": a.id, "node_id": node_id("MDg6QXJ0aWZhY3Q", a.id), "name": a.name, "size_in_bytes": len(a.data),
+        "url": api, "archive_download_url": f"{api}/zip", "expired": a.expired, "created_at": iso(a.created_at),
+        "updated_at": iso(a.created_at), "expires_at": iso(expires),
+        "digest": "sha256:" + hashlib.sha256(a.data).hexdigest(),
+        "workflow_run": {"id": run.id, "repository_id": repo.id, "head_repository_id": repo.id,
+                         "head_branch": run.head_branch, "head_sha": run.head_sha},
+    }

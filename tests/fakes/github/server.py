@@ -35,6 +35,7 @@ JSON_TYPE = "application/json; charset=utf-8"
 ROUTE_MODULES = (api_actions, api_apps, api_issues, api_repos)  # imported to register routes
 GIT_RECEIVE = "/_fake/git-receive"  # a post-receive hook reports real pushes here (see tests/fakes/git_origin.py)
 LOG_DOWNLOAD = re.compile(r"^/_fake/job-logs/(?P<owner>[^/]+)/(?P<repo>[^/]+)/(?P<job>\d+)$")
+ARTIFACT_DOWNLOAD = re.compile(r"^/_fake/artifacts/(?P<owner>[^/]+)/(?P<repo>[^/]+)/(?P<artifact>\d+)$")
 
 
 @dataclass
@@ -193,6 +194,9 @@ class FakeGitHub(GitHubState):
         log = LOG_DOWNLOAD.match(parts.path)
         if log and method == "GET":
             return self._serve_log(parts.path, query, lower_headers, log)
+        archive = ARTIFACT_DOWNLOAD.match(parts.path)
+        if archive and method == "GET":
+            return self._serve_artifact(archive)
         if parts.path == GIT_RECEIVE and method == "POST":
             return self._git_receive(body)
 
@@ -427,6 +431,16 @@ class FakeGitHub(GitHubState):
                     if job.id == job_id and job.log_text is not None:
                         return Answer(200, job.log_text.encode(),
                                       {"Content-Type": "text/plain; charset=utf-8"})
+        return Answer(404, b"Not Found", {"Content-Type": "text/plain"})
+
+
+    def _serve_artifact(self, m: re.Match[str]) -> Answer:
+        with self.lock:
+            repo = self.find_repo(unquote(m["owner"]), unquote(m["repo"]))
+            for run in (repo.runs.values() if repo else []):
+                for artifact in run.artifacts:
+                    if artifact.id == int(m["artifact"]):
+                        return Answer(200, artifact.data, {"Content-Type": "application/zip"})
         return Answer(404, b"Not Found", {"Content-Type": "text/plain"})
 
 

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import io
 import itertools
 import re
 import secrets
 import string
 import threading
+import zipfile
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
 from datetime import timedelta
@@ -23,6 +25,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from .model import (
     App,
+    Artifact,
     CheckRun,
     Commit,
     Dispatch,
@@ -449,6 +452,19 @@ class GitHubState:
                       [dict(s) for s in steps] if steps is not None else default_steps)
             run.jobs.append(job)
             return job.id
+
+    def add_artifact(self, run_id: int, name: str, files: Mapping[str, str | bytes], *,
+                     expired: bool = False) -> int:
+        """Attach an artifact holding ``files`` (path -> content) to a workflow run, as upload-artifact does."""
+        buffer = io.BytesIO()
+        with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+            for path, content in files.items():
+                archive.writestr(path, content)
+        with self.lock:
+            _, run = self._find_run(run_id)
+            artifact = Artifact(self.new_id(), name, buffer.getvalue(), utcnow(), expired)
+            run.artifacts.append(artifact)
+            return artifact.id
 
     def on_dispatch(self, hook: DispatchHook) -> None:
         """Call ``hook(dispatch, run)`` after every accepted workflow dispatch (e.g. to add jobs
