@@ -208,6 +208,7 @@ def app_on(github_app_key: AppKey, tmp_path: Path) -> Iterator[Callable[..., Any
                                api_url=github.url, database=database or tmp_path / "fixloop.sqlite3",
                                api_token=API_TOKEN, app_slug="fixloop", campaign_pace=0.0)
         service = Service(settings, store=Store(settings.database), policy=LOOPBACK_POLICY)
+        service.campaigns.tracking_every = 0.0
         live = LiveServer(create_app(settings, service)).__enter__()
         started.append((live, service))
         return live, service

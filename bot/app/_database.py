@@ -65,6 +65,7 @@ MIGRATIONS: tuple[str, ...] = (
         id TEXT PRIMARY KEY, name TEXT NOT NULL, spec TEXT NOT NULL, status TEXT NOT NULL, requester TEXT,
         tracking_repository TEXT NOT NULL, tracking_issue BIGINT, tracking_url TEXT,
         tracking_version INTEGER NOT NULL, tracking_synced INTEGER NOT NULL, tracking_claim TEXT,
+        tracking_at DOUBLE PRECISION,
         pilot_released INTEGER NOT NULL, created DOUBLE PRECISION NOT NULL, updated DOUBLE PRECISION NOT NULL
     );
     CREATE TABLE IF NOT EXISTS campaign_targets (

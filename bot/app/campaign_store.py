@@ -64,6 +64,7 @@ class CampaignRecord(BaseModel):
     tracking_version: int
     tracking_synced: int
     tracking_claim: str | None = None
+    tracking_at: float | None = None
     pilot_released: bool
     created: float
     updated: float
@@ -252,12 +253,14 @@ class CampaignStore:
         return count
 
     # -- the tracking issue ------------------------------------------------------------------------
-    def claim_tracking(self, replica: str) -> CampaignRecord | None:
-        """A campaign whose tracking issue is behind its targets, claimed for `replica` to render (one
-        replica at a time, so an older table never overwrites a newer one)."""
+    def claim_tracking(self, replica: str, every: float) -> CampaignRecord | None:
+        """A campaign whose tracking issue is behind its targets and was not written in the last `every`
+        seconds, claimed for `replica` to render (one replica at a time, so an older table never
+        overwrites a newer one)."""
         with self._db.transaction() as tx:
-            row = tx.execute("SELECT * FROM campaigns WHERE tracking_version > tracking_synced AND "
-                             f"tracking_claim IS NULL ORDER BY updated LIMIT 1{self._db.skip_locked}").one()
+            row = tx.execute("SELECT * FROM campaigns WHERE tracking_version > tracking_synced AND tracking_claim IS "
+                             "NULL AND (tracking_at IS NULL OR tracking_at <= ?) ORDER BY updated LIMIT 1"
+                             f"{self._db.skip_locked}", (self.clock() - every,)).one()
             if row is None:
                 return None
             tx.execute("UPDATE campaigns SET tracking_claim = ? WHERE id = ?", (replica, row["id"]))
@@ -266,9 +269,10 @@ class CampaignStore:
     def tracked(self, campaign: CampaignRecord, *, version: int, issue: int | None, url: str | None) -> None:
         """The tracking issue now shows `version` (or could not be written: `issue` None, tried again later)."""
         with self._db.transaction() as tx:
-            tx.execute("UPDATE campaigns SET tracking_claim = NULL, tracking_synced = CASE WHEN ? THEN ? ELSE "
-                       "tracking_synced END, tracking_issue = COALESCE(?, tracking_issue), tracking_url = "
-                       "COALESCE(?, tracking_url) WHERE id = ?", (issue is not None, version, issue, url, campaign.id))
+            tx.execute("UPDATE campaigns SET tracking_claim = NULL, tracking_at = ?, tracking_synced = CASE WHEN ? "
+                       "THEN ? ELSE tracking_synced END, tracking_issue = COALESCE(?, tracking_issue), tracking_url = "
+                       "COALESCE(?, tracking_url) WHERE id = ?",
+                       (self.clock(), issue is not None, version, issue, url, campaign.id))
 
     def release_tracking(self, live_replicas_sql: str) -> None:
         with self._db.transaction() as tx:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field, ValidationError
@@ -27,15 +28,21 @@ from bot.task import CampaignWork, Origin, Task, to_inputs
 
 MARKER = "<!-- fixloop campaign={id} -->"
 FIND_RUN_ATTEMPTS = 5
+TRACKING_EVERY = 5.0  # seconds: a busy campaign's tracking issue is rewritten at most this often
 ISSUE_TABLE_ROWS = 2_000  # an issue body holds 65,536 characters: a longer table says how many it left out
 
 
 class Campaigns:
     def __init__(self, store: Store, processor: Processor, tokens: InstallationTokens, *, pace: float,
-                 clock: Callable[[], float] = time.time, sleep: Callable[[float], None] = time.sleep) -> None:
-        """`pace`: seconds between two dispatches in one installation (GitHub's limits on writes)."""
+                 tracking_every: float = TRACKING_EVERY, clock: Callable[[], float] = time.time,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        """`pace`: seconds between two dispatches in one installation (GitHub's limits on writes);
+        `tracking_every`: the fewest seconds between two writes of a tracking issue."""
         self.store, self.processor, self.tokens = store, processor, tokens
-        self.pace, self.clock, self.sleep = pace, clock, sleep
+        self.pace, self.tracking_every, self.clock, self.sleep = pace, tracking_every, clock, sleep
+        # The campaign's pace per installation (in the database, across replicas) spaces its writes,
+        # not PyGithub's per-client spacing, which would hold every dispatch for a second.
+        self._policy = replace(processor.policy, throttle=False)
 
     # -- starting --------------------------------------------------------------------------------
     def start(self, text: str, requester: str | None) -> CampaignRecord:
@@ -58,8 +65,18 @@ class Campaigns:
 
     def _targets(self, campaign: Campaign) -> list[tuple[Target, int]]:
         listed = campaign.targets.listed()
-        if listed is not None:
-            return [(target, self._installation(target.repository)) for target in listed]
+        if listed is not None:  # one look per owner, not one per repository
+            owners = {target.repository.split("/")[0].lower() for target in listed}
+            visible = {owner: self._visible(owner) for owner in owners}
+            found = []
+            for target in listed:
+                owner = target.repository.split("/")[0].lower()
+                installation, names = visible[owner]
+                if installation is None or target.repository.lower() not in names:
+                    raise ConfigError(f"the App is not installed on {target.repository}: install it there, or leave "
+                                      f"{target.repository} out of the campaign")
+                found.append((target, installation))
+            return found
         query = campaign.targets.query
         assert query is not None
         try:
@@ -67,11 +84,23 @@ class Campaigns:
             repositories = self.tokens.repositories(installation)
         except GitHubError as error:
             raise ConfigError(f"targets.query: {error}") from None
-        found = sorted(str(repo["full_name"]) for repo in repositories
-                       if str(repo.get("owner", {}).get("login", "")).lower() == query.org.lower()
-                       and query.matches(str(repo["name"]), list(repo.get("topics") or []), repo.get("language"),
-                                         bool(repo.get("archived"))))
-        return [(Target(name, ""), installation) for name in found]
+        matching = sorted(str(repo["full_name"]) for repo in repositories
+                          if str(repo.get("owner", {}).get("login", "")).lower() == query.org.lower()
+                          and query.matches(str(repo["name"]), list(repo.get("topics") or []), repo.get("language"),
+                                            bool(repo.get("archived"))))
+        return [(Target(name, ""), installation) for name in matching]
+
+    def _visible(self, owner: str) -> tuple[int | None, set[str]]:
+        """The App's installation on `owner` and the repositories it can see there (none: not installed)."""
+        try:
+            installation = self.tokens.installation_of(owner)
+        except GitHubError:
+            return None, set()
+        try:
+            return installation, {str(repo["full_name"]).lower() for repo in self.tokens.repositories(installation)}
+        except GitHubError as error:
+            raise ConfigError(f"the repositories of the App's installation on {owner} could not be listed: "
+                              f"{error}") from None
 
     def _installation(self, repository: str) -> int:
         try:
@@ -87,7 +116,7 @@ class Campaigns:
         if claim is not None:
             self._dispatch(claim)
             return True
-        tracking = self.store.campaigns.claim_tracking(replica)
+        tracking = self.store.campaigns.claim_tracking(replica, self.tracking_every)
         if tracking is not None:
             self._track(tracking)
             return True
@@ -112,7 +141,7 @@ class Campaigns:
                                             setup=campaign.setup, validation=campaign.validation))
         workflow = self.processor.settings.workflow_file
         try:
-            github = self.processor.client(target.installation_id, target.repository)
+            github = self.processor.client(target.installation_id, target.repository, policy=self._policy)
             if claim.resume and (found := github.find_run(workflow, correlation)):  # dispatched before a stop
                 self.store.campaigns.dispatched(target.campaign_id, target.position, *found)
                 return

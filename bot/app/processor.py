@@ -69,9 +69,12 @@ class Processor:
         self.redactor = Redactor(settings.secrets)
         self.campaigns: Campaigns | None = None  # set by the service: runs of campaign targets are theirs
 
-    def client(self, installation_id: int, repository: str) -> GitHubClient:
+    def client(self, installation_id: int, repository: str, *, policy: RequestPolicy | None = None) -> GitHubClient:
+        """A client for `repository` with a token scoped to it; `policy`: other than the App's (campaigns
+        pace their dispatches per installation themselves)."""
         token = self.tokens.token(installation_id, repository, TOKEN_PERMISSIONS)
-        return GitHubClient(token=token, api_url=self.settings.api_url, repository=repository, policy=self.policy)
+        return GitHubClient(token=token, api_url=self.settings.api_url, repository=repository,
+                            policy=policy or self.policy)
 
     def process(self, delivery: str, name: str, payload: Any) -> str:
         """Handle one delivery; returns its outcome in words (recorded and logged)."""

@@ -68,6 +68,7 @@ class FakeGitHub(GitHubState):
         git_base_url: str | None = None,
         host: str = "127.0.0.1",
         port: int = 0,
+        installation_write_interval: float = 0.0,
     ) -> None:
         """
         tokens: accepted static tokens; a mapping gives the login each one acts as
@@ -81,6 +82,9 @@ class FakeGitHub(GitHubState):
             violations (GitHub ignores them silently; a typo like "summery" then goes unseen).
         dispatch_creates_runs: a dispatch creates a queued workflow run.
         git_base_url: root of the repositories' ``clone_url`` (e.g. a file:// directory).
+        installation_write_interval: the fewest seconds between two writes (POST, PATCH, PUT, DELETE)
+            made with the tokens of one installation; a faster write gets GitHub's 403 for its
+            secondary rate limit (with ``retry-after``), counted in ``rate_limited``.
         """
         if app_public_key is not None and app_id is None:
             app_id = 12345
@@ -98,6 +102,9 @@ class FakeGitHub(GitHubState):
         self._lags: list[ReplicaLag] = []
         self._lagging: dict[str, int] = {}  # API path of a created object -> 404s still to answer
         self._rate_used: dict[str, int] = {}
+        self._write_interval = installation_write_interval
+        self._last_write: dict[int, float] = {}  # installation id -> monotonic time of its last accepted write
+        self.rate_limited = 0
         self._spec = spec.load_spec()
         self._httpd = _Server((host, port), _RequestHandler, self)
         self._thread: threading.Thread | None = None
@@ -232,6 +239,10 @@ class FakeGitHub(GitHubState):
             lagging = (fault is None or fault.apply) and self._take_lag(api_path)
         if fault is not None and not fault.apply:
             return self._fail(fault, caller)
+        if self._too_fast(method, caller):
+            return self._answer(Reply(403, ApiError(403, "You have exceeded a secondary rate limit. Please wait a few "
+                                                         "minutes before you try again.").body(),
+                                      {"retry-after": "1"}), caller)
         if lagging:
             return self._answer(Reply(404, ApiError(404, "Not Found").body()), caller)
         answer = self._route(method, api_path, in_prefix, pairs, query, headers, raw_body, body,
@@ -239,6 +250,20 @@ class FakeGitHub(GitHubState):
         if method == "POST" and answer.status == 201:
             self._remember_lag(api_path, answer)
         return answer if fault is None else self._fail(fault, caller)
+
+    def _too_fast(self, method: str, caller: Caller | None) -> bool:
+        """A write by an installation sooner than `installation_write_interval` after its last one."""
+        if not self._write_interval or method not in ("POST", "PATCH", "PUT", "DELETE") or caller is None \
+                or caller.installation is None:
+            return False
+        with self.lock:
+            now = time.monotonic()
+            last = self._last_write.get(caller.installation.id)
+            if last is not None and now - last < self._write_interval:
+                self.rate_limited += 1
+                return True
+            self._last_write[caller.installation.id] = now
+            return False
 
     def _route(self, method: str, api_path: str, in_prefix: bool, pairs: list[tuple[str, str]],
                query: dict[str, list[str]], headers: dict[str, str], raw_body: bytes, body: Any,
