@@ -12,17 +12,21 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 import requests
 
+from bot.app.campaign_store import CampaignRecord, CampaignTarget
+from bot.app.campaigns import render_tracking
 from bot.app.server import Service, create_app
 from bot.app.settings import AppSettings
 from bot.app.store import Store
 from bot.cli import main
 from bot.github.events import signature_for
 from bot.task import CampaignWork, Origin, Task, to_inputs
+from tests.conftest import run_git
 from tests.fakes.github import FakeGitHub
 from tests.fakes.github.fixture import LOOPBACK_POLICY, TEST_APP_ID, AppKey
 from tests.fakes.live_server import LiveServer
@@ -67,7 +71,7 @@ def test_a_campaign_target_runs_its_codemod_then_the_agent_and_opens_the_campaig
     prompt = api.requests[0].body["messages"][0]["content"][0]["text"]
     assert "Rename old_api to new_api." in prompt
     assert "ImportError" in prompt or "cannot import name 'new_api'" in prompt, "the codemod's breakage reached it"
-    assert "cd packages/api && python -m pytest -q" in prompt, "the campaign's validation, in the package"
+    assert "cd packages/api || exit 2; python -m pytest -q" in prompt, "the campaign's validation, in the package"
     (pull,) = fake_github.pulls(REPO)
     assert pull.pull.head_ref == work.branch and pull.pull.draft and pull.title == work.title
     assert pull.body.startswith("Part of the campaign `rename-api`.") and "correlation=cmp_1-t1-a1" in pull.body
@@ -86,7 +90,7 @@ def test_a_codemod_that_fails_ends_the_target_as_an_error_before_any_model_call(
         assert api.requests == [] and fake_github.pulls(REPO) == []
     assert runner.outputs_map()["status"] == "error"
     summary = checks(fake_github)["fixloop"].output_summary or ""
-    assert "codemod command `cd packages/api && exit 3` exited with 3" in summary
+    assert "codemod command `cd packages/api || exit 2; exit 3` exited with 3" in summary
 
 
 @pytest.mark.parametrize("branch", ["main", "../evil"])
@@ -112,12 +116,17 @@ class FakeActions:
 
     def __init__(self, github: FakeGitHub, outcome: Callable[[str], str] = lambda repository: "success",
                  report: Callable[[str], dict] | None = None) -> None:
-        """`report`: the session's report.json for a repository's run, uploaded as the workflow does."""
-        self.github, self.outcome, self.report = github, outcome, report
+        """`report`: the session's report.json for a repository's run, uploaded as the workflow does (by
+        default: validated for a successful run, not validated for a neutral one)."""
+        self.github, self.outcome = github, outcome
+        self.report = report or (lambda repository: {
+            "status": {"success": "validated", "neutral": "not_validated"}.get(self.outcome(repository), "error"),
+            "reason": "iteration limit reached: 3 of 3", "cost_usd": None})
         self.lock = threading.Lock()
         self.waiting: list[tuple[str, int, str, dict]] = []  # (repository, run id, title, inputs)
         self.in_flight = self.most_in_flight = 0
         self.dispatched: list[dict] = []
+        self.ended: list[tuple[str, int, str]] = []  # (repository, run id, title) of the runs ended so far
         self.last_dispatch = time.monotonic()
         github.on_dispatch(self._dispatched)
 
@@ -145,22 +154,26 @@ class FakeActions:
                 continue
             repository, run_id, title, _ = item
             conclusion = self.outcome(repository)
-            if self.report is not None:
-                self.github.add_artifact(run_id, f"fixloop-session-{run_id}",
-                                         {"report.json": json.dumps(self.report(repository)), "trajectory.jsonl": ""})
+            self.github.add_artifact(run_id, f"fixloop-session-{run_id}",
+                                     {"report.json": json.dumps(self.report(repository)), "trajectory.jsonl": ""})
             self.github.update_workflow_run(run_id, conclusion=conclusion)
             with self.lock:
                 self.in_flight -= 1
-            payload = load_payload("workflow_run.completed")
-            payload["workflow_run"].update(id=run_id, conclusion=conclusion, status="completed", name="fixloop",
-                                           path=".github/workflows/fixloop.yml", display_title=title,
-                                           html_url=f"https://github.test/{repository}/actions/runs/{run_id}",
-                                           event="workflow_dispatch", head_branch="main")
-            owner, name = repository.split("/")
-            payload["repository"].update(full_name=repository, name=name)
-            payload["repository"]["owner"]["login"] = owner
-            payload["installation"] = {"id": self.github.installation_id(owner)}
-            deliver(urls(), "workflow_run", payload)
+                self.ended.append((repository, run_id, title))
+            self.announce(urls(), repository, run_id, title, conclusion)
+
+    def announce(self, urls: list[str], repository: str, run_id: int, title: str, conclusion: str) -> None:
+        """The `workflow_run` delivery of a run that ended, as GitHub sends it."""
+        payload = load_payload("workflow_run.completed")
+        payload["workflow_run"].update(id=run_id, conclusion=conclusion, status="completed", name="fixloop",
+                                       path=".github/workflows/fixloop.yml", display_title=title,
+                                       html_url=f"https://github.test/{repository}/actions/runs/{run_id}",
+                                       event="workflow_dispatch", head_branch="main")
+        owner, name = repository.split("/")
+        payload["repository"].update(full_name=repository, name=name)
+        payload["repository"]["owner"]["login"] = owner
+        payload["installation"] = {"id": self.github.installation_id(owner)}
+        deliver(urls, "workflow_run", payload)
 
 
 def deliver(urls: list[str], event: str, payload: dict) -> None:
@@ -247,13 +260,18 @@ def test_a_campaign_fans_out_within_its_concurrency_and_its_tracking_issue_lists
     body = tracking_issue(github).body
     for repository in repositories:
         state = "not validated" if repository.endswith("04") else "validated"
-        assert f"| `{repository}` | {state} |" in body
+        assert f"| <code>{repository}</code> | {state} |" in body
     assert len(github.issues("platform/tracking")) == 1, "one tracking issue, edited in place"
     metrics = requests.get(f"{live.url}/metrics", timeout=10).text
     assert 'fixloop_campaign_targets{campaign="requests-3",state="validated"} 7' in metrics
-    # A failed target is retried alone, as a new attempt.
+    # A failed target is retried alone, as a new attempt; its earlier run, ending again, changes nothing.
     retried = api(live.url, "POST", f"/api/campaigns/{campaign}/retry-failed").json()
     assert retried["counts"]["queued"] + retried["counts"]["dispatching"] + retried["counts"]["running"] == 1
+    (old,) = [(run_id, title) for repository, run_id, title in actions.ended if repository.endswith("04")]
+    actions.announce([live.url], "platform/svc-04", *old, "neutral")
+    service.drain()
+    again_shown = api(live.url, "GET", f"/api/campaigns/{campaign}").json()
+    assert again_shown["counts"]["not_validated"] == 0, "the earlier attempt's run does not end the retry"
     actions.outcome = lambda repository: "success"
     actions.finish(lambda: [live.url], until=finished)
     again = [d for d in actions.dispatched if d["kind"] == "campaign"][8:]
@@ -347,8 +365,10 @@ def test_a_campaign_the_app_cannot_serve_is_refused_with_the_reason(make_fake_gi
 
 
 def tracking_issue(github: FakeGitHub) -> Any:
-    (issue,) = github.issues("platform/tracking")
-    return issue
+    """The campaign's tracking issue (one with an empty body until it is opened)."""
+    issues = github.issues("platform/tracking")
+    assert len(issues) <= 1, "one tracking issue, edited in place"
+    return issues[0] if issues else SimpleNamespace(body="")
 
 
 def wait_for(condition: Callable[[], bool], timeout: float = 60) -> None:
@@ -394,7 +414,7 @@ def test_thirty_repositories_through_two_replicas_on_postgres_one_killed_and_res
     assert 1 <= actions.most_in_flight <= 4, f"{actions.most_in_flight} runs at once"
     wait_for(lambda: "finished" in tracking_issue(github).body)
     body = tracking_issue(github).body
-    assert all(f"| `{repository}` | validated |" in body for repository in CAMPAIGN_REPOS)
+    assert all(f"| <code>{repository}</code> | validated |" in body for repository in CAMPAIGN_REPOS)
     replica_ids = survivor.db("SELECT COUNT(DISTINCT id) FROM replicas")[0][0]
     print(f"30 targets, at most {actions.most_in_flight} runs at once, {replica_ids} replicas alive at the end")
 
@@ -423,3 +443,46 @@ def test_the_campaign_command_starts_shows_and_steers_through_the_apps_api(make_
     assert capsys.readouterr().err.strip() == "fixloop: the App refused: a valid bearer token is required"
     monkeypatch.delenv("FIXLOOP_APP_URL")
     assert main(["campaign", "status"]) == 2 and "--app URL or FIXLOOP_APP_URL" in capsys.readouterr().err
+
+
+def test_the_tracking_table_shows_untrusted_text_as_plain_text() -> None:
+    """A session's reason comes from the repository (a setup command's output): no mention, link, image,
+    comment or code span of it renders in the tracking issue."""
+    campaign = CampaignRecord(id="cmp_1", name="c", spec={}, status="running", tracking_repository="o/t",
+                              tracking_version=1, tracking_synced=0, pilot_released=False, created=0, updated=0)
+    hostile = "<!-- hide --> @octocat [click](https://evil.test) ![x](y) `code` | cell"
+    target = CampaignTarget(campaign_id="cmp_1", position=1, repository="o/r", path="a`b", installation_id=1,
+                            state="failed", attempt=1, reason=hostile, updated=0)
+    spec = {"name": "c", "instructions": "x", "tracking": "o/t", "targets": {"repositories": ["o/r"]}}
+    body = render_tracking(campaign.model_copy(update={"spec": spec}), [target])
+    row = body.splitlines()[-1]
+    for markup in ("<!--", "@octocat", "[click]", "![x]", "`code`", "a`b", "| cell"):
+        assert markup not in row, markup
+    assert "&lt;!-- hide --&gt; &#64;octocat &#91;click](https://evil.test)" in row
+
+
+def test_a_target_that_cannot_be_handed_over_fails_alone_instead_of_holding_its_slot(make_fake_github, app_on) -> None:
+    github = campaign_github(make_fake_github, CAMPAIGN_REPOS[:2])
+    actions = FakeActions(github)
+    live, _ = app_on(github)
+    huge = "x" * 70_000  # more than GitHub takes as workflow_dispatch inputs
+    targets = "targets:\n  repositories: [platform/svc-01, platform/svc-02]\n"
+    started = api(live.url, "POST", "/api/campaigns", json={"file": campaign_file(
+        targets, concurrency=1, extra=f"pull_request: {{body: '{huge}'}}\n")})
+    campaign = started.json()["id"]
+    wait_for(lambda: api(live.url, "GET", f"/api/campaigns/{campaign}").json()["status"] == "finished")
+    shown = api(live.url, "GET", f"/api/campaigns/{campaign}").json()
+    assert shown["counts"]["failed"] == 2 and actions.dispatched == []
+    assert all(t["reason"].startswith("dispatch failed: MalformedEvent") for t in shown["targets"])
+
+
+def test_a_campaign_never_replaces_a_branch_that_is_not_its_own_draft(tmp_path, fake_github, monkeypatch) -> None:
+    with MessagesAPIServer() as api_server:
+        runner = Runner(tmp_path, fake_github, api_server, monkeypatch, files=MONOREPO)
+        workspace = runner.origin.workspace
+        run_git(workspace, "push", "-q", "origin", "HEAD:refs/heads/fixloop/campaign/x")  # someone's work
+        before = run_git(runner.origin.bare, "rev-parse", "fixloop/campaign/x")
+        work = CampaignWork(id="cmp_1", campaign="c", branch="fixloop/campaign/x", title="c: octo/calc")
+        assert runner.run("workflow_dispatch", campaign_dispatch(work, "Change.")) == 0
+        assert api_server.requests == [] and fake_github.pulls(REPO) == []
+    assert run_git(runner.origin.bare, "rev-parse", "fixloop/campaign/x") == before

@@ -6,7 +6,9 @@
 - A command on fixloop's own draft pull request: start from its head and add commits to it.
 - A failed CI run: start from the failing commit; open a draft against the failing branch.
 - A campaign's target: start from the default branch; push the campaign's branch for the target
-  (rendered by the App from the campaign file) and open a draft with the campaign's title and body.
+  (rendered by the App from the campaign file, one of fixloop's) and open a draft with the campaign's
+  title and body; a retry goes on from that draft's tip. An existing branch that is not the
+  campaign's draft is never replaced.
 - A failed CI run on a pull request of a bot in `ci.allowed_bots` (a dependency update): start from
   the failing commit and push the fix onto the bot's branch; where that push is refused because the
   branch is protected, open a draft against the bot's branch instead.
@@ -59,7 +61,7 @@ def plan_session(task: Task, origin: Origin, github: Repository, config: Config,
     if isinstance(target, FailedRun):
         return _ci_plan(task, origin, target, github, config)
     if isinstance(target, CampaignWork):
-        return _campaign_plan(task, origin, target, github, default_branch)
+        return _campaign_plan(task, origin, target, github, config, default_branch)
     issue = github.issue(target.number)
     if issue.is_pull_request:
         return _pull_plan(task, origin, github, config, github.pull(target.number))
@@ -79,19 +81,28 @@ def plan_session(task: Task, origin: Origin, github: Repository, config: Config,
                 existing_pr=github.open_pull_for(branch), fixes=issue.number, comment_on=issue.number)
 
 
-def _campaign_plan(task: Task, origin: Origin, target: CampaignWork, github: Repository,
+def _campaign_plan(task: Task, origin: Origin, target: CampaignWork, github: Repository, config: Config,
                    default_branch: str) -> Plan | Refusal:
-    """A campaign's target: from the default branch onto the campaign's branch for it (a retry adds to
-    the pull request it opened before)."""
-    if target.branch == default_branch:
-        return Refusal(None, f"the campaign's branch {target.branch!r} is the default branch")
+    """A campaign's target: from the default branch onto the campaign's branch for it, which must be one
+    of fixloop's (`branch_prefix`) and either new or this campaign's own draft (a retry goes on from its
+    tip, keeping what people added there); never another branch, which it would replace."""
+    if not target.branch.startswith(config.branch_prefix) or target.branch == default_branch:
+        return Refusal(None, f"the campaign's branch {target.branch!r} is not one of fixloop's: it must start with "
+                             f"{config.branch_prefix!r} (the repository's `branch_prefix`)")
+    tip = github.branch_sha(target.branch)
+    existing = github.open_pull_for(target.branch) if tip is not None else None
+    if tip is not None and (existing is None or f"correlation={target.id}-" not in existing.body):
+        return Refusal(None, f"{target.branch} exists and is not this campaign's draft; fixloop does not replace it")
+    if existing is not None:
+        return Plan(task=task, origin=origin, base_sha=existing.head_sha, fetch_ref=target.branch,
+                    check_sha=existing.head_sha, branch=target.branch, expected_sha=existing.head_sha,
+                    pr_base=existing.base_ref, existing_pr=existing, fixes=None, comment_on=None)
     base_sha = github.branch_sha(default_branch)
     if base_sha is None:
         return Refusal(None, f"the default branch {default_branch!r} was not found")
-    existing = github.open_pull_for(target.branch)
     return Plan(task=task, origin=origin, base_sha=base_sha, fetch_ref=default_branch, check_sha=base_sha,
-                branch=target.branch, expected_sha=github.branch_sha(target.branch), pr_base=default_branch,
-                existing_pr=existing, fixes=None, comment_on=None)
+                branch=target.branch, expected_sha=None, pr_base=default_branch, existing_pr=None, fixes=None,
+                comment_on=None)
 
 
 def _pull_plan(task: Task, origin: Origin, github: Repository, config: Config, pull: PullInfo) -> Plan | Refusal:

@@ -260,8 +260,9 @@ def campaign_config(config: Config, work: CampaignWork) -> Config:
 
 
 def in_folder(commands: list[str], path: str) -> list[str]:
-    """`commands` run in the repository's folder `path` (each from there: `cd` is quoted, never the command)."""
-    return [f"cd {shlex.quote(path)} && {command}" for command in commands] if path else list(commands)
+    """`commands` run in the repository's folder `path` (each from there, as a whole: a `cd` that fails runs
+    nothing; the folder is quoted, never the command)."""
+    return [f"cd {shlex.quote(path)} || exit 2; {command}" for command in commands] if path else list(commands)
 
 
 def usage_outputs(usage: Usage, cost_usd: float | None) -> dict[str, str]:

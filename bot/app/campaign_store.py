@@ -199,16 +199,18 @@ class CampaignStore:
                   cost_usd=cost, run_id=target.run_id, claimed_by=None)
 
     def pull_request(self, target: CampaignTarget, url: str) -> None:
-        self._set(target.campaign_id, target.position, target.state, pull_request_url=url)
+        """The target's draft (its state is left as it is: its run may have ended meanwhile)."""
+        self._set(target.campaign_id, target.position, None, pull_request_url=url)
 
-    def _set(self, campaign_id: str, position: int, state: TargetState, only_if: TargetState | None = None,
+    def _set(self, campaign_id: str, position: int, state: TargetState | None, only_if: TargetState | None = None,
              **fields: Any) -> None:
         assignments = "".join(f", {name} = ?" for name in fields)  # names fixed above
         condition = "" if only_if is None else " AND state = ?"
         with self._db.transaction() as tx:
-            tx.execute(f"UPDATE campaign_targets SET state = ?, updated = ?{assignments} WHERE campaign_id = ? AND "
-                       f"position = ?{condition}", (state, self.clock(), *fields.values(), campaign_id, position,
-                                                   *(() if only_if is None else (only_if,))))
+            tx.execute(f"UPDATE campaign_targets SET state = COALESCE(?, state), updated = ?{assignments} WHERE "
+                       f"campaign_id = ? AND position = ?{condition}",
+                       (state, self.clock(), *fields.values(), campaign_id, position,
+                        *(() if only_if is None else (only_if,))))
             tx.execute("UPDATE campaigns SET tracking_version = tracking_version + 1, updated = ? WHERE id = ?",
                        (self.clock(), campaign_id))
 
@@ -231,12 +233,17 @@ class CampaignStore:
         return None
 
     # -- steering ----------------------------------------------------------------------------------
-    def set_status(self, campaign_id: str, status: CampaignStatus, *, release_pilot: bool = False) -> None:
+    def set_status(self, campaign_id: str, status: CampaignStatus, *, pilot: int = 0) -> None:
+        """`status`; with `pilot`, resuming also ends the wait after a pilot of that many targets, once they
+        have all started (resuming during the pilot does not skip it)."""
         with self._db.transaction() as tx:
             tx.lock(f"campaign:{campaign_id}")
+            started = (tx.execute("SELECT COUNT(*) AS n FROM campaign_targets WHERE campaign_id = ? AND state <> "
+                                  "'queued'", (campaign_id,)).one() or {}).get("n", 0)
+            release = status == "running" and pilot > 0 and int(started or 0) >= pilot
             tx.execute("UPDATE campaigns SET status = ?, pilot_released = CASE WHEN ? THEN 1 ELSE pilot_released END, "
                        "tracking_version = tracking_version + 1, updated = ? WHERE id = ?",
-                       (status, release_pilot, self.clock(), campaign_id))
+                       (status, release, self.clock(), campaign_id))
             if status == "cancelled":
                 tx.execute("UPDATE campaign_targets SET state = 'cancelled', reason = 'the campaign was cancelled', "
                            "updated = ? WHERE campaign_id = ? AND state = 'queued'", (self.clock(), campaign_id))
@@ -245,11 +252,13 @@ class CampaignStore:
         """Queue again the targets that failed or did not validate; returns how many."""
         with self._db.transaction() as tx:
             tx.lock(f"campaign:{campaign_id}")
+            # The earlier run is forgotten: only the new attempt's run (its own correlation id) can end it.
             count = tx.execute("UPDATE campaign_targets SET state = 'queued', claimed_by = NULL, reason = NULL, "
-                               "updated = ? WHERE campaign_id = ? AND state IN ('failed', 'not_validated')",
-                               (self.clock(), campaign_id)).rowcount
-            tx.execute("UPDATE campaigns SET status = 'running', tracking_version = tracking_version + 1, updated = ? "
-                       "WHERE id = ?", (self.clock(), campaign_id))
+                               "run_id = NULL, run_url = NULL, updated = ? WHERE campaign_id = ? AND state IN "
+                               "('failed', 'not_validated')", (self.clock(), campaign_id)).rowcount
+            # A paused campaign stays paused; a cancelled one runs again, for these targets.
+            tx.execute("UPDATE campaigns SET status = CASE WHEN status = 'cancelled' THEN 'running' ELSE status END, "
+                       "tracking_version = tracking_version + 1, updated = ? WHERE id = ?", (self.clock(), campaign_id))
         return count
 
     # -- the tracking issue ------------------------------------------------------------------------

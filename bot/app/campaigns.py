@@ -10,6 +10,7 @@ is dispatched again: no target runs twice, none is forgotten.
 
 from __future__ import annotations
 
+import html
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -29,7 +30,7 @@ from bot.task import CampaignWork, Origin, Task, to_inputs
 MARKER = "<!-- fixloop campaign={id} -->"
 FIND_RUN_ATTEMPTS = 5
 TRACKING_EVERY = 5.0  # seconds: a busy campaign's tracking issue is rewritten at most this often
-ISSUE_TABLE_ROWS = 2_000  # an issue body holds 65,536 characters: a longer table says how many it left out
+ISSUE_BODY_LIMIT = 65_000  # GitHub takes 65,536 characters in an issue body
 
 
 class Campaigns:
@@ -54,6 +55,13 @@ class Campaigns:
             raise ConfigError("the campaign's query matches no repository the App is installed on")
         if campaign.pilot > len(targets):
             raise ConfigError(f"`pilot` is {campaign.pilot}, but the query found {len(targets)} targets")
+        for target, _ in targets:  # a query's targets are known only now
+            branch, title = campaign.branch_for(target), campaign.render(campaign.pull_request.title, target)
+            if not branch or len(branch) > 200:
+                raise ConfigError(f"`branch` gives {target.name} the branch {branch!r}: 1 to 200 characters, please")
+            if len(title) > 256:
+                raise ConfigError(f"the pull request title of {target.name} is {len(title)} characters long; GitHub "
+                                  "takes 256")
         self._installation(campaign.tracking)  # the tracking issue needs the App there too
         record = self.store.campaigns.create(
             name=campaign.name, spec=campaign.model_dump(mode="json", by_alias=True), requester=requester,
@@ -123,15 +131,24 @@ class Campaigns:
         return False
 
     def _dispatch(self, claim: Claim) -> None:
+        target = claim.target
+        try:
+            self._dispatch_claimed(claim)
+        except Exception as error:  # noqa: BLE001 - whatever happened, the target must not hold its slot forever
+            logger.warning("campaign %s: %s could not be dispatched: %s", target.campaign_id, target.name, error,
+                           extra={"campaign": target.campaign_id})
+            reason = str(error) if isinstance(error, GitHubError) else f"{type(error).__name__}: {error}"
+            self.store.campaigns.dispatch_failed(target.campaign_id, target.position, f"dispatch failed: {reason}")
+
+    def _dispatch_claimed(self, claim: Claim) -> None:
         campaign, target = _spec(claim.campaign), claim.target
         correlation = target.correlation_id or ""
         work = Target(target.repository, target.path)
         scope = (f"\n\nThis session covers the package in `{target.path}/` of the repository; leave the other "
                  "packages alone." if target.path else "")
+        started_by = f" started by {claim.campaign.requester}" if claim.campaign.requester else ""
         task = Task(kind="campaign", title=campaign.render(campaign.pull_request.title, work),
-                    instructions=campaign.instructions + scope,
-                    source=f"the campaign {campaign.name}" + (f" started by @{claim.campaign.requester}"
-                                                              if claim.campaign.requester else ""))
+                    instructions=campaign.instructions + scope, source=f"the campaign {campaign.name}{started_by}")
         origin = Origin(repository=target.repository, requester=claim.campaign.requester, correlation_id=correlation,
                         target=CampaignWork(id=claim.campaign.id, campaign=campaign.name, path=target.path,
                                             branch=campaign.branch_for(work), title=task.title,
@@ -139,64 +156,69 @@ class Campaigns:
                                             labels=campaign.pull_request.labels,
                                             reviewers=campaign.pull_request.reviewers, codemod=campaign.codemod,
                                             setup=campaign.setup, validation=campaign.validation))
+        inputs = to_inputs(task, origin)
         workflow = self.processor.settings.workflow_file
-        try:
-            github = self.processor.client(target.installation_id, target.repository, policy=self._policy)
-            if claim.resume and (found := github.find_run(workflow, correlation)):  # dispatched before a stop
-                self.store.campaigns.dispatched(target.campaign_id, target.position, *found)
-                return
-            run_id, run_url = github.dispatch(workflow, github.default_branch(), to_inputs(task, origin))
-            for attempt in range(FIND_RUN_ATTEMPTS if run_id is None else 0):  # no run details (GHES)
-                if found := github.find_run(workflow, correlation):
-                    run_id, run_url = found
-                    break
-                self.sleep(0.5 * 2**attempt)
-        except GitHubError as error:
-            logger.warning("campaign %s: %s could not be dispatched: %s", target.campaign_id, target.name, error,
-                           extra={"campaign": target.campaign_id})
-            self.store.campaigns.dispatch_failed(target.campaign_id, target.position, f"dispatch failed: {error}")
+        github = self.processor.client(target.installation_id, target.repository, policy=self._policy)
+        if claim.resume and (found := github.find_run(workflow, correlation)):  # dispatched before a stop
+            self.store.campaigns.dispatched(target.campaign_id, target.position, *found)
             return
+        run_id, run_url = github.dispatch(workflow, github.default_branch(), inputs)
+        for attempt in range(FIND_RUN_ATTEMPTS if run_id is None else 0):  # no run details (GHES)
+            if found := github.find_run(workflow, correlation):
+                run_id, run_url = found
+                break
+            self.sleep(0.5 * 2**attempt)
         self.store.campaigns.dispatched(target.campaign_id, target.position, run_id, run_url)
 
     def _track(self, campaign: CampaignRecord) -> None:
-        """Write the tracking issue (open it the first time) from the targets as they are now."""
-        version = campaign.tracking_version
-        body = render_tracking(campaign, self.store.campaigns.targets(campaign.id))
+        """Write the tracking issue (open it the first time) from the targets as they are now. A write that
+        fails is tried again after `tracking_every` seconds; the claim is released whatever happens."""
+        version, number, url = campaign.tracking_version, campaign.tracking_issue, campaign.tracking_url
+        written = False
         try:
+            body = render_tracking(campaign, self.store.campaigns.targets(campaign.id))
             github = self.processor.client(self.tokens.installation_for(campaign.tracking_repository),
                                            campaign.tracking_repository)
-            number: int = campaign.tracking_issue or 0
-            url: str | None = campaign.tracking_url
-            if not number:
+            if number is None:
                 number, url = github.open_issue(f"Campaign: {campaign.name}", body)
             else:
                 github.edit_issue(number, body)
+            written = True
         except GitHubError as error:
             logger.warning("campaign %s: the tracking issue could not be written: %s", campaign.id, error,
                            extra={"campaign": campaign.id})
-            self.store.campaigns.tracked(campaign, version=version, issue=None, url=None)
-            return
-        self.store.campaigns.tracked(campaign, version=version, issue=number, url=url)
+        finally:
+            self.store.campaigns.tracked(campaign, version=version, issue=number if written else None,
+                                         url=url if written else None)
 
     # -- following runs ----------------------------------------------------------------------------
-    def run_completed(self, run_id: int, title: str, conclusion: str | None, url: str) -> str | None:
-        """A fixloop workflow run ended; the outcome if it was a campaign target's, else None. The session's
-        own report (in the run's artifact) says how it ended, why, and what it cost; without one, the
-        run's conclusion says what it can."""
+    def run_completed(self, repository: str, run_id: int, title: str, conclusion: str | None,
+                      url: str) -> str | None:
+        """A fixloop workflow run of `repository` ended; the outcome if it was a campaign target's current
+        run, else None. The session's own report (in the run's artifact) says how it ended, why, and what
+        it cost; without one, nothing says it validated."""
         target = self.store.campaigns.target_for(run_id=run_id, title=title)
-        if target is None:
+        if target is None or target.repository.lower() != repository.lower():
             return None
-        if target.state in ENDED and target.run_id == run_id:  # told twice: its cost counts once
+        if target.run_id is not None and target.run_id != run_id:
+            return None  # an earlier attempt's run
+        if target.state in ENDED:  # told twice: its cost counts once
             return f"campaign {target.campaign_id}: {target.name} already ended ({target.state})"
         report = self._report(target, run_id)
-        if report is not None:
-            state: TargetState = _REPORTED[report.status]
+        state: TargetState
+        reason: str | None
+        if report is not None and report.status == "validated" and conclusion != "success":
+            state, reason, cost = "failed", f"validated, but publishing failed (the run concluded {conclusion})", \
+                report.cost_usd
+        elif report is not None:
+            state = _REPORTED[report.status]
             reason = None if state == "validated" else report.reason[:500] or None
             cost = report.cost_usd
         else:
             state = ENDINGS.get(conclusion or "", "failed")
-            reason = None if state == "validated" else \
-                f"the workflow run concluded {conclusion or 'without a conclusion'}"
+            if state == "validated":  # a run that started no session (refused, skipped) also succeeds
+                state = "failed"
+            reason = f"the workflow run concluded {conclusion or 'without a conclusion'} and left no session report"
             cost = None
         self.store.campaigns.ended(target.model_copy(update={"run_id": run_id}), state, reason, run_url=url,
                                    cost_usd=cost)
@@ -217,9 +239,14 @@ class Campaigns:
         except ValidationError:
             return None
 
-    def pull_opened(self, correlation: str, url: str) -> str | None:
+    def pull_opened(self, correlation: str, repository: str, head: str, url: str) -> str | None:
+        """A pull request carrying a target's correlation id; taken only from the target's repository and its
+        campaign branch (anyone can write a marker into a pull request)."""
         target = self.store.campaigns.target_for(correlation=correlation)
-        if target is None:
+        campaign = self.store.campaigns.campaign(target.campaign_id) if target is not None else None
+        if target is None or campaign is None or target.repository.lower() != repository.lower():
+            return None
+        if head != _spec(campaign).branch_for(Target(target.repository, target.path)):
             return None
         self.store.campaigns.pull_request(target, url)
         return f"campaign {target.campaign_id}: {target.name} has pull request {url}"
@@ -264,20 +291,28 @@ def view(campaign: CampaignRecord, targets: list[CampaignTarget]) -> dict[str, A
 
 def render_tracking(campaign: CampaignRecord, targets: list[CampaignTarget]) -> str:
     """The tracking issue's body: the whole table, rendered from the database (so writing it again is
-    harmless)."""
+    harmless), within GitHub's limit on an issue body (the rows that do not fit are counted)."""
     shown = view(campaign, targets)
     counts = ", ".join(f"{n} {state.replace('_', ' ')}" for state, n in shown["counts"].items() if n)
-    lines = [MARKER.format(id=campaign.id), f"**Campaign `{campaign.name}`**: {shown['status']}. {counts}.", "",
-             "| target | state | pull request | run | cost | reason |", "|---|---|---|---|---|---|"]
-    for target in targets[:ISSUE_TABLE_ROWS]:
+    lines = [MARKER.format(id=campaign.id), f"**Campaign {_cell(campaign.name)}**: {shown['status']}. {counts}.",
+             "", "| target | state | pull request | run | cost | reason |", "|---|---|---|---|---|---|"]
+    size = sum(len(line) + 1 for line in lines)
+    for index, target in enumerate(targets):
         cost = f"${target.cost_usd:,.2f}" if target.cost_usd is not None else ""
+        pull = f"[draft]({target.pull_request_url})" if target.pull_request_url else ""
         run = f"[run]({target.run_url})" if target.run_url else ""
-        lines.append(f"| `{_cell(target.name)}` | {target.state.replace('_', ' ')} | {target.pull_request_url or ''} "
-                     f"| {run} | {cost} | {_cell(target.reason or '')} |")
-    if len(targets) > ISSUE_TABLE_ROWS:
-        lines.append(f"\n{len(targets) - ISSUE_TABLE_ROWS} more targets: `fixloop campaign status {campaign.id}`.")
+        row = (f"| <code>{_cell(target.name)}</code> | {target.state.replace('_', ' ')} | {pull} | {run} | {cost} "
+               f"| {_cell(target.reason or '', 200)} |")
+        if size + len(row) + 200 > ISSUE_BODY_LIMIT:
+            lines.append(f"\n{len(targets) - index} more targets: `fixloop campaign status {campaign.id}`.")
+            break
+        lines.append(row)
+        size += len(row) + 1
     return "\n".join(lines)
 
 
-def _cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")[:300]
+def _cell(text: str, limit: int = 300) -> str:
+    """Untrusted text (a session's reason, a repository's name) as plain text in a table cell: no markup,
+    no mention, no link, no comment that would hide the rows after it."""
+    plain = html.escape(text.replace("\n", " ")[:limit], quote=True)
+    return plain.replace("|", "&#124;").replace("@", "&#64;").replace("[", "&#91;").replace("`", "&#96;")

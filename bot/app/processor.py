@@ -226,7 +226,8 @@ class Processor:
             return None
         session = self.store.session_for_run(run.id, run.display_title)
         if session is None and self.campaigns is not None:
-            outcome = self.campaigns.run_completed(run.id, run.display_title, run.conclusion, run.html_url)
+            outcome = self.campaigns.run_completed(event.repository.full_name, run.id, run.display_title,
+                                                   run.conclusion, run.html_url)
             if outcome is not None:
                 return outcome
         if session is None:
@@ -243,9 +244,10 @@ class Processor:
             return "ignored: not a fixloop pull request"
         session = self.store.session_for_correlation(correlation)
         if session is None and self.campaigns is not None:
-            target = self.store.campaigns.target_for(correlation=correlation)
-            if target is not None and target.repository == event.repository.full_name:
-                return self.campaigns.pull_opened(correlation, event.pull_request.html_url) or ""
+            opened = self.campaigns.pull_opened(correlation, event.repository.full_name,
+                                                event.pull_request.head.ref, event.pull_request.html_url)
+            if opened is not None:
+                return opened
         if session is None or session.repository != event.repository.full_name:
             return "ignored: a fixloop pull request from a session the App did not dispatch"
         self.store.update_session(session.id, pull_request_url=event.pull_request.html_url)

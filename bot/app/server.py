@@ -66,7 +66,8 @@ class SessionRequest(BaseModel):
 
 class CampaignRequest(BaseModel):
     file: str = Field(min_length=1, max_length=1_000_000, description="The campaign file (YAML).")
-    requester: str = "api"
+    requester: str | None = Field(None, pattern=r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})$",
+                                  description="The GitHub login of the person who starts it, for the record.")
 
 
 class Service:
@@ -370,7 +371,7 @@ def create_app(settings: AppSettings, service: Service | None = None, *,
         if action == "pause":
             service.store.campaigns.set_status(campaign_id, "paused")
         elif action == "resume":  # also lets a campaign go on after its pilot
-            service.store.campaigns.set_status(campaign_id, "running", release_pilot=True)
+            service.store.campaigns.set_status(campaign_id, "running", pilot=int(record.spec.get("pilot") or 0))
         elif action == "cancel":
             service.store.campaigns.set_status(campaign_id, "cancelled")
         else:

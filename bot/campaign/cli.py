@@ -9,6 +9,7 @@ import json
 import os
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from bot.errors import ConfigError, FixloopError
 
@@ -33,6 +34,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[ty
         "Send a campaign file to the fixloop App, which finds its targets and dispatches one workflow run per "
         "target, at most `concurrency` at once. Prints the campaign's id and targets."))
     start.add_argument("file", type=Path, metavar="FILE", help="the campaign file (YAML)")
+    start.add_argument("--requester", metavar="LOGIN", help="your GitHub login, recorded with the campaign")
     status = verbs.add_parser("status", help="where a campaign stands (all campaigns without ID)",
                               description="Show a campaign's status, its targets by state, and each target.")
     status.add_argument("id", nargs="?", metavar="ID", help="the campaign's id (cmp_...)")
@@ -98,12 +100,12 @@ def _remote(args: argparse.Namespace) -> int:
     if not token:
         raise ConfigError("set FIXLOOP_API_TOKEN to the App's API token (the App's own FIXLOOP_API_TOKEN)")
     if args.verb == "start":
-        answer = _call(app, token, "POST", "/api/campaigns", {"file": _read(args.file),
-                                                              "requester": os.environ.get("USER", "cli")})
+        body = {"file": _read(args.file), **({"requester": args.requester} if args.requester else {})}
+        answer = _call(app, token, "POST", "/api/campaigns", body)
     elif args.verb == "status":
-        answer = _call(app, token, "GET", f"/api/campaigns/{args.id}" if args.id else "/api/campaigns")
+        answer = _call(app, token, "GET", f"/api/campaigns/{quote(args.id, safe='')}" if args.id else "/api/campaigns")
     else:
-        answer = _call(app, token, "POST", f"/api/campaigns/{args.id}/{args.verb}")
+        answer = _call(app, token, "POST", f"/api/campaigns/{quote(args.id, safe='')}/{args.verb}")
     if args.json:
         print(json.dumps(answer, indent=2))
     elif isinstance(answer, list):
@@ -131,15 +133,18 @@ def _call(app: str, token: str, method: str, path: str, body: dict[str, Any] | N
     except requests.RequestException as error:
         raise ConfigError(f"the App at {app} did not answer ({type(error).__name__}): check --app or "
                           "FIXLOOP_APP_URL") from None
+    try:
+        answer = response.json()
+    except ValueError:
+        answer = None
     if response.status_code in (401, 404, 409, 422):
-        try:
-            detail = response.json().get("detail", response.text)
-        except ValueError:
-            detail = response.text
-        raise ConfigError(f"the App refused: {detail}")
+        detail = answer.get("detail") if isinstance(answer, dict) else None
+        raise ConfigError(f"the App refused: {detail if isinstance(detail, str) else response.text[:300]}")
     if response.status_code >= 300:
-        raise FixloopError(f"the App answered HTTP {response.status_code}: {response.text[:500]}")
-    return response.json()
+        raise FixloopError(f"the App answered HTTP {response.status_code}: {response.text[:300]}")
+    if not isinstance(answer, (dict, list)):
+        raise ConfigError(f"{app} did not answer as the fixloop App does (no JSON): check --app or FIXLOOP_APP_URL")
+    return answer
 
 
 __all__ = ["add_parser"]

@@ -32,6 +32,16 @@ def get_repository(ctx: Ctx) -> Reply:
     return Reply(200, render.repository(ctx.urls, repo, full=True, permissions=perms))
 
 
+@route("GET", "/orgs/{org}/repos")
+def list_organisation_repositories(ctx: Ctx) -> Reply:
+    """The organisation's repositories the caller can see (public ones, and private ones it has a role in)."""
+    org = ctx.params["org"].lower()
+    repos = sorted((r for r in ctx.state.repositories() if r.owner.login.lower() == org and (
+        not r.private or ctx.state.role_of(r, ctx.who.user.login) != "none")), key=lambda r: r.name)
+    page, headers = paginate(ctx, repos)
+    return Reply(200, [render.repository(ctx.urls, r) for r in page], headers)
+
+
 @route("GET", "/repos/{owner}/{repo}/contents/{path}", perms=[("contents", "read")])
 def get_contents(ctx: Ctx) -> Reply:
     repo = ctx.repo
@@ -43,7 +53,7 @@ def get_contents(ctx: Ctx) -> Reply:
     path = ctx.params["path"].strip("/")
     if path in files:
         return Reply(200, render.file_content(ctx.urls, repo, path, files[path], ref))
-    prefix = path + "/"
+    prefix = path + "/" if path else ""
     children: dict[str, str | None] = {}
     for file_path, text in files.items():
         if file_path.startswith(prefix):

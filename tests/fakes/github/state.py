@@ -109,6 +109,9 @@ class GitHubState:
         with self.lock:
             return self._repos[repo.lower()]
 
+    def repositories(self) -> list[Repo]:
+        return list(self._repos.values())
+
     def find_repo(self, owner: str, name: str) -> Repo | None:
         return self._repos.get(f"{owner}/{name}".lower())
 
