@@ -1,4 +1,5 @@
-"""`fixloop campaign`: `validate FILE` checks a campaign file before anyone starts it; `start FILE`,
+"""`fixloop campaign`: `validate FILE` checks a campaign file before anyone starts it; `upgrade
+PACKAGE --to VERSION --org ORG` writes one for a dependency upgrade; `start FILE`,
 `status [ID]`, `pause|resume|retry-failed|cancel ID` talk to the App's API (`--app URL` or
 FIXLOOP_APP_URL, with the bearer token in FIXLOOP_API_TOKEN)."""
 
@@ -30,6 +31,19 @@ def add_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[ty
     validate.add_argument("file", type=Path, metavar="FILE", help="the campaign file (YAML)")
     validate.add_argument("--json", action="store_true", help="print the campaign as fixloop reads it, as JSON")
     validate.set_defaults(handler=_validate)
+    upgrade = verbs.add_parser("upgrade", help="write a campaign that upgrades a dependency everywhere", description=(
+        "Find the repositories of an organisation that depend on PACKAGE (pyproject.toml, requirements*.txt, "
+        "package.json, go.mod on their default branch, through GitHub's API with GITHUB_TOKEN) and write a "
+        "campaign file whose codemod bumps it to VERSION with each ecosystem's own tool, and whose agent fixes what "
+        "breaks. Review the file, then `fixloop campaign start` it."))
+    upgrade.add_argument("package", metavar="PACKAGE", help="the dependency: a Python or npm package, or a Go module")
+    upgrade.add_argument("--to", required=True, metavar="VERSION", help="the version to move to, e.g. 3.0.0")
+    upgrade.add_argument("--org", required=True, metavar="ORG", help="the organisation whose repositories to search")
+    upgrade.add_argument("--tracking", metavar="OWNER/NAME",
+                         help="the repository of the campaign's tracking issue (default: ORG/.github)")
+    upgrade.add_argument("--output", type=Path, metavar="FILE",
+                         help="where to write the campaign (default: upgrade-PACKAGE-VERSION.yml here; - for stdout)")
+    upgrade.set_defaults(handler=_upgrade)
     start = verbs.add_parser("start", help="start a campaign on the App", description=(
         "Send a campaign file to the fixloop App, which finds its targets and dispatches one workflow run per "
         "target, at most `concurrency` at once. Prints the campaign's id and targets."))
@@ -89,6 +103,71 @@ def _validate(args: argparse.Namespace) -> int:
              f"  tracking issue in {campaign.tracking}"]
     lines += [f"  - {t['target']}: branch {t['branch']}, \"{t['title']}\"" for t in targets]
     print("\n".join(line for line in lines if line))
+    return 0
+
+
+def _upgrade(args: argparse.Namespace) -> int:
+    import re
+
+    from github import Auth, GithubException
+    from requests import RequestException
+
+    from bot.campaign import _upgrade as upgrade
+    from bot.campaign import parse_campaign
+    from bot.github.client import RequestPolicy
+
+    upgrade.check(args.package, args.to)
+    if not re.fullmatch(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})", args.org):
+        raise ConfigError(f"--org {args.org!r} is not a GitHub organisation or user")
+    token = os.environ.get("GITHUB_TOKEN") or os.environ.get("GH_TOKEN") or ""
+    if not token:
+        raise ConfigError("set GITHUB_TOKEN (or GH_TOKEN) to a token that can read the organisation's repositories")
+    api_url = os.environ.get("GITHUB_API_URL", "https://api.github.com")
+    github = RequestPolicy().github(Auth.Token(token), api_url)
+
+    def repositories(org: str) -> list[dict[str, object]]:
+        return [{"full_name": r.full_name, "archived": r.archived} for r in github.get_organization(org).get_repos()]
+
+    def listing(repository: str) -> list[str]:
+        try:
+            found = github.get_repo(repository).get_contents("")
+        except GithubException:
+            return []
+        return [c.path for c in (found if isinstance(found, list) else [found]) if c.type == "file"]
+
+    def read(repository: str, path: str) -> str | None:
+        try:
+            found = github.get_repo(repository).get_contents(path)
+        except GithubException:
+            return None
+        return None if isinstance(found, list) else found.decoded_content.decode("utf-8", "replace")
+
+    try:
+        found = upgrade.dependents(args.org, args.package, repositories=repositories, read=read, listing=listing)
+    except GithubException as error:
+        raise ConfigError(f"GitHub refused to list the repositories of {args.org}: HTTP {error.status}") from None
+    except RequestException as error:
+        raise ConfigError(f"GitHub at {api_url} did not answer: {type(error).__name__}") from None
+    if not found:
+        print(f"no repository of {args.org} depends on {args.package}; no campaign written")
+        return 0
+    text = upgrade.campaign_text(args.package, args.to, args.org, found, args.tracking or f"{args.org}/.github")
+    parse_campaign(text, source="the upgrade campaign")  # what it writes is a campaign `start` takes
+    if str(args.output) == "-":
+        print(text, end="")
+        return 0
+    slug = re.sub(r"[^a-z0-9]+", "-", f"upgrade-{args.package.rsplit('/', 1)[-1]}-{args.to}".lower()).strip("-")
+    output = args.output or Path(f"{slug}.yml")
+    try:
+        with output.open("x", encoding="utf-8") as handle:  # never over a file someone wrote
+            handle.write(text)
+    except FileExistsError:
+        raise ConfigError(f"{output} exists; choose another with --output") from None
+    except OSError as error:
+        raise ConfigError(f"{output} cannot be written: {error.strerror}") from None
+    print(f"{output}: {len(found)} repositories of {args.org} depend on {args.package} "
+          f"({', '.join(sorted({e for d in found for e in d.ecosystems}))}); review it, then "
+          f"`fixloop campaign start {output}`")
     return 0
 
 

@@ -128,7 +128,9 @@ def _compile(template: str) -> re.Pattern[str]:
     for literal, name in re.findall(r"([^{]*)(?:\{(\w+)\})?", template):
         pattern += re.escape(literal)
         if name:
-            pattern += f"(?P<{name}>.+)" if name in GREEDY_PARAMS else f"(?P<{name}>[^/]+)"
+            # A file path may be empty (`/contents/` lists the root, as on GitHub); refs and branches may not.
+            shape = ".*" if name == "path" else ".+" if name in GREEDY_PARAMS else "[^/]+"
+            pattern += f"(?P<{name}>{shape})"
     return re.compile(f"^{pattern}$")
 
 
