@@ -17,6 +17,7 @@ from bot.github.events import Event
 from bot.github.limits import ANNOTATIONS_PER_REQUEST, fit
 from bot.github.rules import (
     SESSION_CHECK,
+    CampaignAsk,
     Ignore,
     PermissionOf,
     Reply,
@@ -50,7 +51,8 @@ class Handler:
     def __init__(self, github: Repository, *, redactor: Redactor, workflow_file: str, app_slug: str | None = None,
                  config_path: str = CONFIG_PATH, config_required: bool = True, own_run: int | None = None,
                  check_sha: str | None = None, details_url: str | None = None,
-                 on_stop: Callable[[Stop], None] = lambda stop: None) -> None:
+                 on_stop: Callable[[Stop], None] = lambda stop: None,
+                 on_campaign: Callable[[CampaignAsk], str] | None = None) -> None:
         """`config_path`: the Action's `config` input may name another file. `config_required`: whether
         a missing config file is a mistake (the App passes False: a workflow may read its config from
         another file, and the Action checks that one). `own_run`: the workflow run
@@ -61,6 +63,7 @@ class Handler:
         self.config_path, self.config_required = config_path, config_required
         self.workflow_file, self.app_slug, self.own_run = workflow_file, app_slug, own_run
         self.check_sha, self.details_url, self.on_stop = check_sha, details_url, on_stop
+        self.on_campaign = on_campaign  # the App runs campaigns (its answer is the reply); the Action cannot
 
     def handle(self, event: Event, permission_of: PermissionOf, *,
                overrides: Mapping[str, object] | None = None) -> Answered | Start:
@@ -83,6 +86,12 @@ class Handler:
             return Answered("replied")
         if isinstance(decision, Stop):
             return self._stop(decision)
+        if isinstance(decision, CampaignAsk):
+            answer = self.on_campaign(decision) if self.on_campaign is not None else (
+                "Campaigns run on the fixloop App (`fixloop serve`), which fans their targets out to each "
+                "repository's workflow; this workflow alone cannot. See docs/campaigns.md.")
+            self.github.comment(decision.number, self.redactor.text(answer))
+            return Answered(f"campaign {decision.action}: replied")
         return Start(decision, config, default_branch)
 
     def _stop(self, stop: Stop) -> Answered:

@@ -486,3 +486,53 @@ def test_a_campaign_never_replaces_a_branch_that_is_not_its_own_draft(tmp_path, 
         assert runner.run("workflow_dispatch", campaign_dispatch(work, "Change.")) == 0
         assert api_server.requests == [] and fake_github.pulls(REPO) == []
     assert run_git(runner.origin.bare, "rev-parse", "fixloop/campaign/x") == before
+
+
+def test_a_campaign_started_and_steered_by_comments_on_its_issue(make_fake_github, app_on) -> None:
+    """`/fixloop campaign` on an issue whose body holds the campaign file starts it, when the person who asks
+    may write to every target; `status`, `pause` and the others then steer it from the same issue."""
+    github = campaign_github(make_fake_github, CAMPAIGN_REPOS[:3])
+    actions = FakeActions(github)
+    live, service = app_on(github)
+    file = campaign_file("targets:\n  repositories: [platform/svc-01, platform/svc-02, platform/svc-03]\n",
+                         concurrency=1)
+    issue = github.add_issue("platform/tracking", "Move to requests 3", f"The plan:\n\n```yaml\n{file}```\n",
+                             user="lead")
+    for repository in CAMPAIGN_REPOS[:2]:
+        github.set_permission(repository, "lead", "write")
+    github.set_permission("platform/tracking", "lead", "write")
+
+    def comment(body: str) -> str:
+        payload = load_payload("issue_comment.created", comment__body=body)
+        payload["issue"].update(number=issue, body=github.issues("platform/tracking")[0].body, title="Move")
+        payload["issue"].pop("pull_request", None)
+        payload["repository"].update(full_name="platform/tracking", name="tracking", default_branch="main")
+        payload["repository"]["owner"].update(login="platform", type="Organization")
+        payload["sender"]["login"] = "lead"
+        payload["comment"]["id"] = github.add_issue_comment("platform/tracking", issue, body, user="lead")
+        payload["installation"] = {"id": github.installation_id("platform")}
+        deliver([live.url], "issue_comment", payload)
+        service.drain()
+        return [c.body for c in github.comments("platform/tracking", issue) if "fixloop" not in c.body[:9]][-1]
+
+    refused = comment("/fixloop campaign")
+    assert "The campaign was not started" in refused and "@lead has no write access to platform/svc-03" in refused
+    assert actions.dispatched == []
+    github.set_permission("platform/svc-03", "lead", "write")
+    started = comment("/fixloop campaign start")
+    assert started.startswith("Started campaign `cmp_") and "as @lead asked" in started
+    wait_for(lambda: len(actions.dispatched) == 1)
+    assert "paused" in comment("/fixloop campaign pause")
+    actions.finish(lambda: [live.url], until=lambda: "1 validated" in comment("/fixloop campaign status"))
+    assert len(actions.dispatched) == 1, "paused: nothing more started"
+    assert "running, " in comment("/fixloop campaign resume")
+    wait_for(lambda: len(actions.dispatched) == 2)
+
+
+def test_the_action_alone_says_campaigns_need_the_app(tmp_path, fake_github, monkeypatch) -> None:
+    with MessagesAPIServer() as api_server:
+        runner = Runner(tmp_path, fake_github, api_server, monkeypatch)
+        assert runner.run("issue_comment", runner.comment("/fixloop campaign", runner.issue)) == 0
+        assert api_server.requests == []
+    replies = [c.body for c in fake_github.comments(REPO, runner.issue)]
+    assert any(body.startswith("Campaigns run on the fixloop App") for body in replies)

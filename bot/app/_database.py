@@ -63,6 +63,7 @@ MIGRATIONS: tuple[str, ...] = (
     """
     CREATE TABLE IF NOT EXISTS campaigns (
         id TEXT PRIMARY KEY, name TEXT NOT NULL, spec TEXT NOT NULL, status TEXT NOT NULL, requester TEXT,
+        origin TEXT,
         tracking_repository TEXT NOT NULL, tracking_issue BIGINT, tracking_url TEXT,
         tracking_version INTEGER NOT NULL, tracking_synced INTEGER NOT NULL, tracking_claim TEXT,
         tracking_at DOUBLE PRECISION,

@@ -58,6 +58,7 @@ class CampaignRecord(BaseModel):
     spec: dict[str, Any]  # the campaign file, as data
     status: CampaignStatus
     requester: str | None = None
+    origin: str | None = None  # the issue it was started from (owner/name#number), for its commands
     tracking_repository: str
     tracking_issue: int | None = None
     tracking_url: str | None = None
@@ -87,15 +88,15 @@ class CampaignStore:
         self._db, self.clock = database, clock
 
     def create(self, *, name: str, spec: dict[str, Any], requester: str | None, tracking_repository: str,
-               targets: list[tuple[str, str, int]]) -> CampaignRecord:
+               targets: list[tuple[str, str, int]], origin: str | None = None) -> CampaignRecord:
         """A running campaign with `targets` (repository, path, installation id), all queued."""
         now = self.clock()
         campaign_id = f"cmp_{secrets.token_hex(6)}"
         with self._db.transaction() as tx:
-            tx.execute("INSERT INTO campaigns (id, name, spec, status, requester, tracking_repository, "
+            tx.execute("INSERT INTO campaigns (id, name, spec, status, requester, origin, tracking_repository, "
                        "tracking_version, tracking_synced, pilot_released, created, updated) "
-                       "VALUES (?, ?, ?, 'running', ?, ?, 1, 0, 0, ?, ?)",
-                       (campaign_id, name, json.dumps(spec), requester, tracking_repository, now, now))
+                       "VALUES (?, ?, ?, 'running', ?, ?, ?, 1, 0, 0, ?, ?)",
+                       (campaign_id, name, json.dumps(spec), requester, origin, tracking_repository, now, now))
             for position, (repository, path, installation) in enumerate(targets, start=1):
                 tx.execute("INSERT INTO campaign_targets (campaign_id, position, repository, path, installation_id, "
                            "state, attempt, updated) VALUES (?, ?, ?, ?, ?, 'queued', 0, ?)",
@@ -106,6 +107,11 @@ class CampaignStore:
 
     def campaign(self, campaign_id: str) -> CampaignRecord | None:
         rows = self._db.read("SELECT * FROM campaigns WHERE id = ?", (campaign_id,))
+        return _campaign(rows[0]) if rows else None
+
+    def started_from(self, origin: str) -> CampaignRecord | None:
+        """The latest campaign started from the issue `origin` (owner/name#number)."""
+        rows = self._db.read("SELECT * FROM campaigns WHERE origin = ? ORDER BY created DESC LIMIT 1", (origin,))
         return _campaign(rows[0]) if rows else None
 
     def campaigns(self, limit: int = 100) -> list[CampaignRecord]:

@@ -11,6 +11,7 @@ is dispatched again: no target runs twice, none is forgotten.
 from __future__ import annotations
 
 import html
+import re
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -25,9 +26,11 @@ from bot.app.store import Store
 from bot.campaign import Campaign, Target, parse_campaign
 from bot.errors import ConfigError, GitHubError
 from bot.github.app_auth import InstallationTokens
+from bot.github.rules import CampaignAsk
 from bot.task import CampaignWork, Origin, Task, to_inputs
 
 MARKER = "<!-- fixloop campaign={id} -->"
+STEERING = ("pause", "resume", "retry-failed", "cancel")
 FIND_RUN_ATTEMPTS = 5
 TRACKING_EVERY = 5.0  # seconds: a busy campaign's tracking issue is rewritten at most this often
 ISSUE_BODY_LIMIT = 65_000  # GitHub takes 65,536 characters in an issue body
@@ -46,11 +49,20 @@ class Campaigns:
         self._policy = replace(processor.policy, throttle=False)
 
     # -- starting --------------------------------------------------------------------------------
-    def start(self, text: str, requester: str | None) -> CampaignRecord:
+    def start(self, text: str, requester: str | None, *, origin: str | None = None,
+              may_write: Callable[[str, int], bool] | None = None) -> CampaignRecord:
         """Check the campaign file, find its targets (and the App's installation on each), and record it;
-        ConfigError for a file or a target the App cannot serve."""
+        ConfigError for a file or a target the App cannot serve. `may_write(repository, installation)`:
+        whether the person who asked may change that repository (a comment command: every target needs
+        it); `origin`: the issue it was asked on."""
         campaign = parse_campaign(text, source="the campaign file")
         targets = self._targets(campaign)
+        if may_write is not None:
+            refused = sorted({t.repository for t, installation in targets if not may_write(t.repository, installation)})
+            if refused:
+                listed = ", ".join(refused[:10]) + (f" and {len(refused) - 10} more" if len(refused) > 10 else "")
+                raise ConfigError(f"@{requester} has no write access to {listed}; a campaign starts only where the "
+                                  "person who asks may change every target")
         if not targets:
             raise ConfigError("the campaign's query matches no repository the App is installed on")
         if campaign.pilot > len(targets):
@@ -65,7 +77,7 @@ class Campaigns:
         self._installation(campaign.tracking)  # the tracking issue needs the App there too
         record = self.store.campaigns.create(
             name=campaign.name, spec=campaign.model_dump(mode="json", by_alias=True), requester=requester,
-            tracking_repository=campaign.tracking,
+            tracking_repository=campaign.tracking, origin=origin,
             targets=[(target.repository, target.path, installation) for target, installation in targets])
         logger.info("campaign %s started: %d targets", record.id, len(targets),
                     extra={"campaign": record.id, "requester": requester})
@@ -115,6 +127,50 @@ class Campaigns:
             return self.tokens.installation_for(repository)
         except GitHubError as error:
             raise ConfigError(f"{error}: install the App there, or leave {repository} out of the campaign") from None
+
+    def steer(self, campaign_id: str, action: str) -> CampaignRecord:
+        """pause, resume (after a pilot too), cancel or retry-failed; ConfigError when it cannot be done."""
+        record = self.store.campaigns.campaign(campaign_id)
+        if record is None:
+            raise LookupError(f"no campaign {campaign_id}")
+        if record.status == "cancelled" and action != "retry-failed":
+            raise ConfigError(f"campaign {campaign_id} was cancelled")
+        if action == "pause":
+            self.store.campaigns.set_status(campaign_id, "paused")
+        elif action == "resume":
+            self.store.campaigns.set_status(campaign_id, "running", pilot=_spec(record).pilot)
+        elif action == "cancel":
+            self.store.campaigns.set_status(campaign_id, "cancelled")
+        elif action == "retry-failed":
+            self.store.campaigns.retry_failed(campaign_id)
+        else:
+            raise ConfigError(f"campaigns take {', '.join(STEERING)}, not {action!r}")
+        updated = self.store.campaigns.campaign(campaign_id)
+        assert updated is not None
+        return updated
+
+    def command(self, ask: CampaignAsk, repository: str, may_write: Callable[[str, int], bool]) -> str:
+        """The reply to `/fixloop campaign <action>` on issue `ask.number` of `repository`."""
+        origin = f"{repository}#{ask.number}"
+        if ask.action == "start":
+            try:
+                started = self.start(campaign_yaml(ask.text), ask.requester, origin=origin, may_write=may_write)
+            except ConfigError as error:
+                return f"The campaign was not started.\n\n```\n{error}\n```"
+            return (f"Started campaign `{started.id}` ({summary(started, self.store.campaigns.targets(started.id))}),"
+                    f" as @{ask.requester} asked. Its tracking issue opens in {started.tracking_repository}; steer it "
+                    "here with `/fixloop campaign status|pause|resume|retry-failed|cancel`.")
+        record = self.store.campaigns.started_from(origin)
+        if record is None:
+            return "No campaign was started from this issue: `/fixloop campaign start` starts the one in its body."
+        if ask.action != "status":
+            try:
+                record = self.steer(record.id, ask.action)
+            except ConfigError as error:
+                return f"Not done: {error}."
+        shown = summary(record, self.store.campaigns.targets(record.id))
+        return f"Campaign `{record.id}`: {shown}" + (f". Tracking issue: {record.tracking_url}"
+                                                     if record.tracking_url else ".")
 
     # -- the loop every replica runs -----------------------------------------------------------------
     def step(self, replica: str) -> bool:
@@ -287,6 +343,19 @@ def view(campaign: CampaignRecord, targets: list[CampaignTarget]) -> dict[str, A
             "cost_usd": round(spent, 4), "counts": counts, "tracking_issue": campaign.tracking_url,
             "targets": [{"target": t.name, "state": t.state, "run": t.run_url, "pull_request": t.pull_request_url,
                          "cost_usd": t.cost_usd, "reason": t.reason, "attempt": t.attempt} for t in targets]}
+
+
+def summary(campaign: CampaignRecord, targets: list[CampaignTarget]) -> str:
+    """The campaign's status and its targets by state, in words."""
+    shown = view(campaign, targets)
+    counts = ", ".join(f"{n} {state.replace('_', ' ')}" for state, n in shown["counts"].items() if n)
+    return f"{shown['status']}, {counts or 'no targets'}"
+
+
+def campaign_yaml(body: str) -> str:
+    """The campaign file in an issue's body: its first ```yaml block, else the whole body."""
+    found = re.search(r"^```ya?ml[ \t]*\n(.*?)^```", body, re.MULTILINE | re.DOTALL)
+    return found[1] if found else body
 
 
 def render_tracking(campaign: CampaignRecord, targets: list[CampaignTarget]) -> str:

@@ -28,7 +28,7 @@ from bot.github.events import (
     WorkflowRunCompleted,
     parse_event,
 )
-from bot.github.rules import Run, Stop
+from bot.github.rules import WRITE_ROLES, CampaignAsk, Run, Stop
 from bot.handler import Answered, Handler, acknowledge
 from bot.secrets import Redactor
 from bot.task import FailedRun, to_inputs
@@ -117,8 +117,17 @@ class Processor:
                     self.store.update_session(session.id, status="completed", conclusion="cancelled",
                                               reason=f"stopped by @{stop.requester}")
 
+        def campaign(ask: CampaignAsk) -> str:
+            if self.campaigns is None:
+                return "Campaigns are off on this App."
+
+            def may_write(repository: str, installation: int) -> bool:
+                return self.client(installation, repository).permission(ask.requester) in WRITE_ROLES
+
+            return self.campaigns.command(ask, github.repository, may_write)
+
         return Handler(github, redactor=self.redactor, workflow_file=self.settings.workflow_file,
-                       app_slug=self.app_slug, config_required=False, on_stop=stopped)
+                       app_slug=self.app_slug, config_required=False, on_stop=stopped, on_campaign=campaign)
 
     def _decide(self, delivery: str, event: Event, github: GitHubClient) -> str:
         handled = self._handler(github).handle(event, self._permission_of(github))

@@ -26,7 +26,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import BaseModel, Field, model_validator
 
-from bot.app.campaigns import Campaigns, view
+from bot.app.campaigns import STEERING, Campaigns, view
 from bot.app.logs import logger
 from bot.app.metrics import CONTENT_TYPE, Metrics
 from bot.app.processor import Processor
@@ -46,7 +46,6 @@ POLL = 0.5  # seconds between looks for deliveries that other replicas received
 HEARTBEAT = 2.0  # seconds between "alive" records, and looks for deliveries a stopped replica held
 STALE = 15.0  # seconds of silence after which a replica counts as stopped
 STOP_GRACE = 7.0  # seconds the deliveries in hand get to finish on stop (SIGTERM exits within 10 s)
-STEERING = ("pause", "resume", "cancel", "retry-failed")
 
 
 class SessionRequest(BaseModel):
@@ -361,21 +360,14 @@ def create_app(settings: AppSettings, service: Service | None = None, *,
         return await run_in_threadpool(_steer, campaign_id, action)
 
     def _steer(campaign_id: str, action: str) -> dict[str, Any]:
-        record = service.store.campaigns.campaign(campaign_id)
-        if record is None:
-            raise HTTPException(404, f"no campaign {campaign_id}")
         if action not in STEERING:
             raise HTTPException(404, f"campaigns take {', '.join(STEERING)}, not {action!r}")
-        if record.status == "cancelled" and action != "retry-failed":
-            raise HTTPException(409, f"campaign {campaign_id} was cancelled")
-        if action == "pause":
-            service.store.campaigns.set_status(campaign_id, "paused")
-        elif action == "resume":  # also lets a campaign go on after its pilot
-            service.store.campaigns.set_status(campaign_id, "running", pilot=int(record.spec.get("pilot") or 0))
-        elif action == "cancel":
-            service.store.campaigns.set_status(campaign_id, "cancelled")
-        else:
-            service.store.campaigns.retry_failed(campaign_id)
+        try:
+            service.campaigns.steer(campaign_id, action)
+        except LookupError as missing:
+            raise HTTPException(404, str(missing)) from None
+        except ConfigError as error:
+            raise HTTPException(409, str(error)) from None
         service.campaign_changed()
         return _campaign_view(campaign_id)
 

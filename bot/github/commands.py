@@ -5,6 +5,7 @@
     /fixloop stop
     /fixloop help
     /fixloop deflake <test id>
+    /fixloop campaign [start|status|pause|resume|retry-failed|cancel]
 
 Only the first line counts, case-insensitively; the rest of the comment is context. A first
 word that is not a verb starts the instructions of `fix`, unless it is the only word or looks
@@ -18,15 +19,16 @@ import unicodedata
 from dataclasses import dataclass
 from typing import Literal
 
-Verb = Literal["fix", "retry", "stop", "help", "deflake"]
-VERBS: tuple[Verb, ...] = ("fix", "retry", "stop", "help", "deflake")
+Verb = Literal["fix", "retry", "stop", "help", "deflake", "campaign"]
+VERBS: tuple[Verb, ...] = ("fix", "retry", "stop", "help", "deflake", "campaign")
+CAMPAIGN_ACTIONS = ("start", "status", "pause", "resume", "retry-failed", "cancel")
 _MAX_LINE = 2_000
 
 
 @dataclass(frozen=True)
 class Command:
     verb: Verb
-    argument: str = ""  # instructions for fix, the test id for deflake
+    argument: str = ""  # instructions for fix, the test id for deflake, the action for campaign
     rest: str = ""  # the comment's other lines
 
 
@@ -64,6 +66,8 @@ def help_text(word: str = "/fixloop") -> str:
         f"- `{word} retry`: run the last task again\n"
         f"- `{word} stop`: stop the running session\n"
         f"- `{word} deflake <test id>`: find out whether a test is flaky and fix it\n"
+        f"- `{word} campaign [start|status|pause|resume|retry-failed|cancel]`: on an issue holding a campaign file "
+        "(a `yaml` block), run it through the fixloop App; then follow and steer it\n"
         f"- `{word} help`: this list"
     )
 

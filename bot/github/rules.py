@@ -18,6 +18,7 @@ from typing import Literal
 from bot.config import Config
 from bot.errors import MalformedEvent
 from bot.github.commands import (
+    CAMPAIGN_ACTIONS,
     Command,
     UnknownCommand,
     help_text,
@@ -70,14 +71,25 @@ class Ignore:
     reason: str
 
 
-Decision = Run | Reply | Stop | Ignore
+@dataclass(frozen=True)
+class CampaignAsk:
+    """`/fixloop campaign <action>` on an issue: the campaign file is in the issue's body."""
+
+    number: int
+    requester: str
+    action: str  # one of commands.CAMPAIGN_ACTIONS
+    text: str  # the issue's body
+    comment_id: int
+
+
+Decision = Run | Reply | Stop | Ignore | CampaignAsk
 
 
 def addressed_number(decision: Decision) -> int | None:
     """The issue or pull request a decision answers on, if any."""
     if isinstance(decision, Run):
         return decision.origin.number
-    return decision.number if isinstance(decision, Reply | Stop) else None
+    return decision.number if isinstance(decision, Reply | Stop | CampaignAsk) else None
 PermissionOf = Callable[[str], str]
 
 
@@ -170,6 +182,12 @@ def _comment(event: IssueCommentCreated | ReviewCommentCreated, config: Config,
         return answer(_refusal(login, "takes commands"))
     if parsed.verb == "stop":
         return Stop(number, login)
+    if parsed.verb == "campaign":
+        action = (parsed.argument.split() or ["start"])[0].casefold()
+        if not isinstance(event, IssueCommentCreated) or is_pr or action not in CAMPAIGN_ACTIONS:
+            return answer(f"`{word} campaign` goes on an issue whose body holds a campaign file, followed by one of "
+                          + ", ".join(f"`{a}`" for a in CAMPAIGN_ACTIONS) + ".")
+        return CampaignAsk(number, login, action, event.issue.body or "", event.comment.id)
     if parsed.verb == "deflake" and (not parsed.argument or parsed.argument.startswith("-")):  # not an option
         return answer(f"`{word} deflake` needs a test id, e.g. `{word} deflake tests/test_api.py::test_timeout`.")
     origin = Origin(repository=event.repository.full_name, target=Thread(number=number, pull_request=is_pr),
