@@ -93,6 +93,7 @@ class SessionSpec:
     branch: str | None = None  # chosen by the caller (GitHub mode); default fixloop/<slug>-<id>
     deflake: DeflakeTarget | None = None  # validate by repeated runs of this test as well
     codemod: Sequence[str] = ()  # a campaign's deterministic commands, run confined before the baseline
+    start_patch: str | None = None  # an earlier attempt's kept work, applied before the baseline (instead of codemod)
     sinks: Sequence[Sink] = ()
     environ: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
 
@@ -236,6 +237,13 @@ def _drive(spec: SessionSpec, worktree: Worktree, confinement: Confinement, budg
                 if result.exit_code != 0:
                     why = "timed out" if result.timed_out else f"exited with {result.exit_code}"
                     return Ending.error(f"setup command `{command}` {why}:\n{relevant_excerpt(result.output, 2_000)}")
+            # A retry goes on from the earlier attempt's kept work.
+            if spec.start_patch is not None:
+                try:
+                    worktree.apply(spec.start_patch)
+                except WorkspaceError as error:
+                    return Ending.error(f"the earlier attempt's kept patch does not apply to {worktree.base[:12]}: "
+                                        f"{error}")
             # A campaign's codemod changes the code before the agent, which then fixes what it broke.
             for command in spec.codemod:
                 result = confinement.run(command, cwd=worktree.root, env=env, timeout=config.limits.command_timeout,

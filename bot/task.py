@@ -111,6 +111,7 @@ class CampaignWork(BaseModel):
     codemod: list[str] = []
     setup: list[str] | None = None
     validation: list[str] | None = Field(None, alias="validate")
+    resume_run: int | None = Field(None, ge=1)  # a retry from the kept work of this earlier workflow run
 
     @field_validator("branch")
     @classmethod

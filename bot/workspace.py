@@ -350,6 +350,11 @@ class Worktree:
             diff_stat=self._git("diff", "--stat", self.base, tree).strip(),
         )
 
+    def apply(self, patch: str) -> None:
+        """Apply `patch` (a `git diff --binary` from the base, as a session keeps its partial work) to the
+        worktree's files; WorkspaceError when it does not apply."""
+        self._git("apply", "--whitespace=nowarn", "-", input_text=patch)
+
     def commit(self, snapshot: Snapshot, message: str) -> str:
         name, email = FIXLOOP_AUTHOR
         identity = {

@@ -265,7 +265,7 @@ def test_a_campaign_fans_out_within_its_concurrency_and_its_tracking_issue_lists
     metrics = requests.get(f"{live.url}/metrics", timeout=10).text
     assert 'fixloop_campaign_targets{campaign="requests-3",state="validated"} 7' in metrics
     # A failed target is retried alone, as a new attempt; its earlier run, ending again, changes nothing.
-    retried = api(live.url, "POST", f"/api/campaigns/{campaign}/retry-failed").json()
+    retried = api(live.url, "POST", f"/api/campaigns/{campaign}/retry-failed?from_patch=true").json()
     assert retried["counts"]["queued"] + retried["counts"]["dispatching"] + retried["counts"]["running"] == 1
     (old,) = [(run_id, title) for repository, run_id, title in actions.ended if repository.endswith("04")]
     actions.announce([live.url], "platform/svc-04", *old, "neutral")
@@ -277,6 +277,7 @@ def test_a_campaign_fans_out_within_its_concurrency_and_its_tracking_issue_lists
     again = [d for d in actions.dispatched if d["kind"] == "campaign"][8:]
     assert [json.loads(d["head"])["title"] for d in again] == ["requests-3: platform/svc-04"]
     assert again[0]["correlation_id"].endswith("-a2")
+    assert json.loads(again[0]["head"])["resume_run"] == old[0], "it goes on from the kept work of the first run"
 
 
 def test_a_pilot_waits_for_a_person_and_pause_and_cancel_stop_dispatching(make_fake_github, app_on) -> None:
@@ -536,3 +537,34 @@ def test_the_action_alone_says_campaigns_need_the_app(tmp_path, fake_github, mon
         assert api_server.requests == []
     replies = [c.body for c in fake_github.comments(REPO, runner.issue)]
     assert any(body.startswith("Campaigns run on the fixloop App") for body in replies)
+
+
+def test_a_retry_from_the_kept_patch_goes_on_from_the_earlier_attempts_work(tmp_path, fake_github,
+                                                                          monkeypatch) -> None:
+    """The earlier run kept its partial work (changes.patch in its artifact); the retry applies it instead
+    of running the codemod again, and the agent finishes from there."""
+    with MessagesAPIServer() as api_server:
+        runner = Runner(tmp_path, fake_github, api_server, monkeypatch, files=MONOREPO)
+        workspace = runner.origin.workspace
+        app = workspace / "packages/api/app.py"
+        app.write_text(app.read_text().replace("old_api", "new_api"))
+        patch = run_git(workspace, "diff", "--binary")
+        run_git(workspace, "checkout", "--", ".")
+        earlier = fake_github.add_workflow_run(REPO, "fixloop.yml", conclusion="neutral", event="workflow_dispatch")
+        fake_github.add_artifact(earlier, f"fixloop-session-{earlier}", {"changes.patch": patch, "report.json": "{}"})
+        work = CampaignWork(id="cmp_1", campaign="rename-api", path="packages/api", branch="fixloop/campaign/r",
+                            title="rename-api: packages/api", codemod=["exit 7"], validation=["python -m pytest -q"],
+                            resume_run=earlier)
+        api_server.push(Reply([edit("str_replace", "packages/api/lib.py", old_str="def old_api(x):",
+                                    new_str="def new_api(x):")]), Reply([text("lib.py now offers new_api.")]))
+        assert runner.run("workflow_dispatch", campaign_dispatch(work, "Rename old_api to new_api.")) == 0
+        prompt = api_server.requests[0].body["messages"][0]["content"][0]["text"]
+        assert "cannot import name 'new_api'" in prompt, "the kept work was there before the agent's first turn"
+    assert "new_api(x)" in runner.origin.show(work.branch, "packages/api/app.py")
+    assert "def new_api" in runner.origin.show(work.branch, "packages/api/lib.py")
+    gone = work.model_copy(update={"resume_run": earlier + 1000})
+    with MessagesAPIServer() as api_server:
+        runner.api = api_server
+        assert runner.run("workflow_dispatch", campaign_dispatch(gone, "Rename.")) == 2
+        assert api_server.requests == []
+    assert "kept no work to go on from" in (checks(fake_github)["fixloop"].output_summary or "")

@@ -29,7 +29,7 @@ from bot.agent.model import make_model
 from bot.agent.usage import Usage
 from bot.config import Config, Provider
 from bot.deflake import DeflakeTarget
-from bot.errors import EXIT_CODES, EXIT_USAGE, ConfigError, MalformedEvent, MissingAPIKey
+from bot.errors import EXIT_CODES, EXIT_USAGE, ConfigError, GitHubError, MalformedEvent, MissingAPIKey
 from bot.frameworks import detect
 from bot.github.client import GitHubClient, RequestPolicy
 from bot.github.events import Event, parse_event
@@ -159,8 +159,11 @@ class ActionRunner:
             fetch(self.env.workspace, plan.fetch_ref, env=self.git_env)
         deflake, notes = None, None
         work = plan.origin.target if isinstance(plan.origin.target, CampaignWork) else None
+        start_patch = None
         if work is not None:
             config = campaign_config(config, work)
+            if work.resume_run is not None:
+                start_patch = self.kept_patch(work.resume_run)
         if plan.task.kind in ("ci_failure", "deflake"):
             prepared = self.diagnose(plan, config, check_id)
             if prepared is None:
@@ -172,7 +175,8 @@ class ActionRunner:
         report = run_session(SessionSpec(
             repo=self.env.workspace, task=plan.task, config=config, model=model, base=plan.base_sha, branch=plan.branch,
             sinks=[TerminalReporter(self.redactor, console, groups=True), checks], environ=self.environ,
-            deflake=deflake, codemod=in_folder(work.codemod, work.path) if work is not None else ()))
+            deflake=deflake, start_patch=start_patch,
+            codemod=in_folder(work.codemod, work.path) if work is not None and start_patch is None else ()))
         published = publish(report, plan, github=self.github, repo=self.env.workspace, git_env=self.git_env,
                             config=config, links=self.links, redactor=self.redactor, notes=notes)
         conclusion = "failure" if published.problem else render.conclusion_for(report.status)
@@ -193,6 +197,17 @@ class ActionRunner:
             return EXIT_CODES["error"]
         return report.exit_code
 
+
+    def kept_patch(self, run_id: int) -> str:
+        """The partial work an earlier run kept (its session folder's changes.patch, in its artifact)."""
+        try:
+            data = self.github.artifact_file(run_id, f"fixloop-session-{run_id}", "changes.patch")
+        except GitHubError as error:
+            raise ConfigError(f"the kept work of run {run_id} could not be read: {error}") from None
+        if data is None:
+            raise ConfigError(f"run {run_id} kept no work to go on from (its artifact holds no changes.patch, or has "
+                              "expired after its retention period); retry without --from-patch")
+        return data.decode("utf-8", "replace")
 
     def diagnose(self, plan: Plan, config: Config, check_id: int) -> tuple[Plan, DeflakeTarget | None, str] | None:
         """Evidence and triage for CI failures and deflake requests; None when no session is called for."""

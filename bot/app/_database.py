@@ -73,7 +73,7 @@ MIGRATIONS: tuple[str, ...] = (
         campaign_id TEXT NOT NULL, position INTEGER NOT NULL, repository TEXT NOT NULL, path TEXT NOT NULL,
         installation_id BIGINT NOT NULL, state TEXT NOT NULL, attempt INTEGER NOT NULL, claimed_by TEXT,
         correlation_id TEXT, run_id BIGINT, run_url TEXT, pull_request_url TEXT, cost_usd DOUBLE PRECISION,
-        reason TEXT, updated DOUBLE PRECISION NOT NULL, PRIMARY KEY (campaign_id, position)
+        reason TEXT, resume_run BIGINT, updated DOUBLE PRECISION NOT NULL, PRIMARY KEY (campaign_id, position)
     );
     CREATE INDEX IF NOT EXISTS campaign_targets_by_state ON campaign_targets (campaign_id, state, position);
     CREATE INDEX IF NOT EXISTS campaign_targets_by_correlation ON campaign_targets (correlation_id);

@@ -45,6 +45,7 @@ class CampaignTarget(BaseModel):
     pull_request_url: str | None = None
     cost_usd: float | None = None
     reason: str | None = None
+    resume_run: int | None = None  # a retry goes on from this earlier run's kept work
     updated: float
 
     @property
@@ -254,14 +255,17 @@ class CampaignStore:
                 tx.execute("UPDATE campaign_targets SET state = 'cancelled', reason = 'the campaign was cancelled', "
                            "updated = ? WHERE campaign_id = ? AND state = 'queued'", (self.clock(), campaign_id))
 
-    def retry_failed(self, campaign_id: str) -> int:
-        """Queue again the targets that failed or did not validate; returns how many."""
+    def retry_failed(self, campaign_id: str, *, from_patch: bool = False) -> int:
+        """Queue again the targets that failed or did not validate; returns how many. `from_patch`: a target
+        that did not validate goes on from its run's kept work."""
         with self._db.transaction() as tx:
             tx.lock(f"campaign:{campaign_id}")
-            # The earlier run is forgotten: only the new attempt's run (its own correlation id) can end it.
+            # The earlier run is forgotten (only the new attempt's run, with its own correlation id, can end
+            # it), except as the source of the kept work (SET reads the row as it was).
             count = tx.execute("UPDATE campaign_targets SET state = 'queued', claimed_by = NULL, reason = NULL, "
+                               "resume_run = CASE WHEN ? AND state = 'not_validated' THEN run_id END, "
                                "run_id = NULL, run_url = NULL, updated = ? WHERE campaign_id = ? AND state IN "
-                               "('failed', 'not_validated')", (self.clock(), campaign_id)).rowcount
+                               "('failed', 'not_validated')", (from_patch, self.clock(), campaign_id)).rowcount
             # A paused campaign stays paused; a cancelled one runs again, for these targets.
             tx.execute("UPDATE campaigns SET status = CASE WHEN status = 'cancelled' THEN 'running' ELSE status END, "
                        "tracking_version = tracking_version + 1, updated = ? WHERE id = ?", (self.clock(), campaign_id))

@@ -128,8 +128,9 @@ class Campaigns:
         except GitHubError as error:
             raise ConfigError(f"{error}: install the App there, or leave {repository} out of the campaign") from None
 
-    def steer(self, campaign_id: str, action: str) -> CampaignRecord:
-        """pause, resume (after a pilot too), cancel or retry-failed; ConfigError when it cannot be done."""
+    def steer(self, campaign_id: str, action: str, *, from_patch: bool = False) -> CampaignRecord:
+        """pause, resume (after a pilot too), cancel or retry-failed (`from_patch`: from the kept work of
+        the targets that did not validate); ConfigError when it cannot be done."""
         record = self.store.campaigns.campaign(campaign_id)
         if record is None:
             raise LookupError(f"no campaign {campaign_id}")
@@ -142,7 +143,7 @@ class Campaigns:
         elif action == "cancel":
             self.store.campaigns.set_status(campaign_id, "cancelled")
         elif action == "retry-failed":
-            self.store.campaigns.retry_failed(campaign_id)
+            self.store.campaigns.retry_failed(campaign_id, from_patch=from_patch)
         else:
             raise ConfigError(f"campaigns take {', '.join(STEERING)}, not {action!r}")
         updated = self.store.campaigns.campaign(campaign_id)
@@ -165,7 +166,7 @@ class Campaigns:
             return "No campaign was started from this issue: `/fixloop campaign start` starts the one in its body."
         if ask.action != "status":
             try:
-                record = self.steer(record.id, ask.action)
+                record = self.steer(record.id, ask.action, from_patch="--from-patch" in ask.options)
             except ConfigError as error:
                 return f"Not done: {error}."
         shown = summary(record, self.store.campaigns.targets(record.id))
@@ -211,7 +212,8 @@ class Campaigns:
                                             body=campaign.render(campaign.pull_request.body, work),
                                             labels=campaign.pull_request.labels,
                                             reviewers=campaign.pull_request.reviewers, codemod=campaign.codemod,
-                                            setup=campaign.setup, validation=campaign.validation))
+                                            setup=campaign.setup, validation=campaign.validation,
+                                            resume_run=target.resume_run))
         inputs = to_inputs(task, origin)
         workflow = self.processor.settings.workflow_file
         github = self.processor.client(target.installation_id, target.repository, policy=self._policy)

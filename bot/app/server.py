@@ -356,14 +356,14 @@ def create_app(settings: AppSettings, service: Service | None = None, *,
         return view(record, service.store.campaigns.targets(campaign_id))
 
     @app.post("/api/campaigns/{campaign_id}/{action}", dependencies=api)
-    async def steer_campaign(campaign_id: str, action: str) -> dict[str, Any]:
-        return await run_in_threadpool(_steer, campaign_id, action)
+    async def steer_campaign(campaign_id: str, action: str, from_patch: bool = Query(False)) -> dict[str, Any]:
+        return await run_in_threadpool(_steer, campaign_id, action, from_patch)
 
-    def _steer(campaign_id: str, action: str) -> dict[str, Any]:
+    def _steer(campaign_id: str, action: str, from_patch: bool) -> dict[str, Any]:
         if action not in STEERING:
             raise HTTPException(404, f"campaigns take {', '.join(STEERING)}, not {action!r}")
         try:
-            service.campaigns.steer(campaign_id, action)
+            service.campaigns.steer(campaign_id, action, from_patch=from_patch)
         except LookupError as missing:
             raise HTTPException(404, str(missing)) from None
         except ConfigError as error:

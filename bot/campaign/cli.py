@@ -58,6 +58,9 @@ def add_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[ty
                                      "start no more targets (those running go on)"), strict=True):
         steer = verbs.add_parser(verb, help=what, description=f"{what[0].upper()}{what[1:]}.")
         steer.add_argument("id", metavar="ID", help="the campaign's id (cmp_...)")
+        if verb == "retry-failed":
+            steer.add_argument("--from-patch", action="store_true",
+                               help="a target that did not validate goes on from its run's kept work")
     for verb in ("start", "status", *STEERING):
         sub = verbs.choices[verb]
         sub.add_argument("--app", metavar="URL", help="the App's URL (default: $FIXLOOP_APP_URL)")
@@ -184,7 +187,8 @@ def _remote(args: argparse.Namespace) -> int:
     elif args.verb == "status":
         answer = _call(app, token, "GET", f"/api/campaigns/{quote(args.id, safe='')}" if args.id else "/api/campaigns")
     else:
-        answer = _call(app, token, "POST", f"/api/campaigns/{quote(args.id, safe='')}/{args.verb}")
+        query = "?from_patch=true" if getattr(args, "from_patch", False) else ""
+        answer = _call(app, token, "POST", f"/api/campaigns/{quote(args.id, safe='')}/{args.verb}{query}")
     if args.json:
         print(json.dumps(answer, indent=2))
     elif isinstance(answer, list):

@@ -432,6 +432,8 @@ class GitHubClient:
         redirect to the zip); None when there is no such artifact or file, or it has expired."""
         try:
             found = [a for a in self._repo.get_workflow_run(run_id).get_artifacts() if a.name == artifact]
+        except UnknownObjectException:  # the run is gone (deleted, or past the retention period)
+            return None
         except GithubException as error:
             raise GitHubError(f"could not list the artifacts of run {run_id}: HTTP {error.status}") from None
         except RequestException as error:

@@ -80,6 +80,7 @@ class CampaignAsk:
     action: str  # one of commands.CAMPAIGN_ACTIONS
     text: str  # the issue's body
     comment_id: int
+    options: tuple[str, ...] = ()  # the words after the action (`--from-patch`)
 
 
 Decision = Run | Reply | Stop | Ignore | CampaignAsk
@@ -183,11 +184,11 @@ def _comment(event: IssueCommentCreated | ReviewCommentCreated, config: Config,
     if parsed.verb == "stop":
         return Stop(number, login)
     if parsed.verb == "campaign":
-        action = (parsed.argument.split() or ["start"])[0].casefold()
+        action, *options = [w.casefold() for w in parsed.argument.split()] or ["start"]
         if not isinstance(event, IssueCommentCreated) or is_pr or action not in CAMPAIGN_ACTIONS:
             return answer(f"`{word} campaign` goes on an issue whose body holds a campaign file, followed by one of "
                           + ", ".join(f"`{a}`" for a in CAMPAIGN_ACTIONS) + ".")
-        return CampaignAsk(number, login, action, event.issue.body or "", event.comment.id)
+        return CampaignAsk(number, login, action, event.issue.body or "", event.comment.id, tuple(options))
     if parsed.verb == "deflake" and (not parsed.argument or parsed.argument.startswith("-")):  # not an option
         return answer(f"`{word} deflake` needs a test id, e.g. `{word} deflake tests/test_api.py::test_timeout`.")
     origin = Origin(repository=event.repository.full_name, target=Thread(number=number, pull_request=is_pr),

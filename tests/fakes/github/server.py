@@ -12,6 +12,7 @@ import json
 import re
 import socket
 import struct
+import sys
 import threading
 import time
 import traceback
@@ -501,6 +502,11 @@ class _Server(ThreadingHTTPServer):
                  fake: FakeGitHub) -> None:
         self.fake = fake
         super().__init__(address, handler)
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        """A client that went away mid-request (a killed App replica) is no error of the fake's."""
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)  # type: ignore[arg-type]
 
 
 class _RequestHandler(BaseHTTPRequestHandler):
