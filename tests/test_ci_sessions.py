@@ -303,8 +303,8 @@ def test_a_maven_failure_is_triaged_by_rerunning_junit_tests_and_its_regression_
     """Surefire's log names three failing tests; fixloop reruns them with Maven, offline and confined: one
     fails every time (a regression), one fails only after the test that changes a shared currency (order
     dependent, its polluter found by bisection), one fails every other run (flaky). The regression gets a
-    fix session, validated by Maven."""
-    ci = polyglot("jvm-stock", "validate: [mvn --batch-mode --offline --quiet test -Dtest=StockTest]\n"
+    fix session. (Maven runs cost seconds each: a low confidence, and a validation that needs no build.)"""
+    ci = polyglot("jvm-stock", f"validate: [\"grep -q 'int i = 0' {STOCK}\"]\ntests: {{framework: maven}}\n"
                                "ci: {auto: true}\nlimits: {iterations: 2}\ndeflake: {confidence: 0.8}\n")
     log = actions_log([
         "[INFO] Running com.example.inventory.PriceTest",

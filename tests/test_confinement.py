@@ -218,7 +218,7 @@ def test_wall_time_holds_while_a_call_hangs(make_repo, where):
               tool_use(EDITOR if where == "validation" else BASH, hang[where], id="t2")],
              DONE]
     config = Config(validate=[f"test -e hang && sleep 600; {PYTEST}"],
-                    limits={"wall_time": 12, "command_timeout": 900, "tool_timeout": 900})
+                    limits={"wall_time": 9, "command_timeout": 900, "tool_timeout": 900})
     task = Task(kind="local", title="Fix add()", instructions="add(2, 3) should be 5", source="the command line")
     started = time.monotonic()
     report = run_session(SessionSpec(repo=repo, task=task, config=config, model=ScriptedModel(turns)))
