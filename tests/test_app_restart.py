@@ -185,7 +185,7 @@ def stop_mid_burst(server: Server, burst: Burst, how: signal.Signals) -> threadi
     return watcher
 
 
-def wait_until_nothing_pending(server: Server, timeout: float = 20) -> None:
+def wait_until_nothing_pending(server: Server, timeout: float = 90) -> None:
     deadline = time.monotonic() + timeout
     while server.db("SELECT id FROM deliveries WHERE status IN ('pending', 'processing')"):
         assert time.monotonic() < deadline, "deliveries still pending"
