@@ -134,6 +134,21 @@ def server(github: FakeGitHub, github_app_key: AppKey, tmp_path: Path) -> Iterat
     server.kill()
 
 
+@pytest.fixture
+def replicas(github_app_key: AppKey, tmp_path: Path) -> Iterator[Callable[..., list[Server]]]:
+    """`replicas(github, database, n)`: n `fixloop serve` processes on one database, killed after the test."""
+    made: list[Server] = []
+
+    def make(github: FakeGitHub, database: str, count: int = 2) -> list[Server]:
+        made.extend(Server(github, github_app_key, tmp_path / f"replica-{len(made) + n}", database=database)
+                    for n in range(count))
+        return made[-count:]
+
+    yield make
+    for replica in made:
+        replica.kill()
+
+
 def deliveries(installation: int) -> list[Delivery]:
     return [Delivery(f"burst-{number:04d}", number, labeled_issue(number, installation=installation, repo=REPO))
             for number in range(1, DELIVERIES + 1)]
@@ -304,15 +319,14 @@ def test_a_port_in_use_is_one_line_and_exit_2(github: FakeGitHub, github_app_key
 
 
 def test_two_replicas_on_postgres_dispatch_every_delivery_once_when_one_is_killed(
-        github: FakeGitHub, github_app_key: AppKey, tmp_path: Path, postgres_url: str) -> None:
+        github: FakeGitHub, replicas: Callable[..., list[Server]], postgres_url: str) -> None:
     """Two `fixloop serve` processes on one PostgreSQL, deliveries spread over both; one is killed once it has
     processed a few. GitHub redelivers what got no answer to the survivor, which also takes over what the
     killed one held: every delivery is processed, and every issue gets exactly one run."""
     batch = deliveries(github.installation_id("octo"))
-    replicas = [Server(github, github_app_key, tmp_path / name, database=postgres_url) for name in ("a", "b")]
-    for replica in replicas:
+    doomed, survivor = replicas(github, postgres_url)
+    for replica in (doomed, survivor):
         replica.start()
-    doomed, survivor = replicas
     assert doomed.process is not None
     mine = f"claimed_by LIKE '%:{doomed.process.pid}:%'"
 

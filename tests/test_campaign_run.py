@@ -33,7 +33,7 @@ from tests.fakes.live_server import LiveServer
 from tests.fakes.messages_api import MessagesAPIServer, Reply, edit, text
 from tests.fixtures import load_payload
 from tests.test_action_e2e import REPO, Runner, checks
-from tests.test_app_restart import Server
+from tests.test_app_restart import Server, replicas  # noqa: F401  (a fixture)
 from tests.test_app_server import API_TOKEN, SECRET
 
 MONOREPO = {
@@ -380,17 +380,16 @@ def wait_for(condition: Callable[[], bool], timeout: float = 60) -> None:
 
 
 def test_thirty_repositories_through_two_replicas_on_postgres_one_killed_and_restarted_midway(
-        make_fake_github, github_app_key: AppKey, tmp_path: Path, postgres_url: str) -> None:
+        make_fake_github, replicas: Callable[..., list[Server]], postgres_url: str) -> None:  # noqa: F811
     """The campaign is durable in the database: a replica killed while it dispatches is restarted later, the
     other carries on meanwhile; every target is dispatched exactly once, `concurrency` is never exceeded,
     and the tracking issue ends listing all 30 targets with their outcome."""
     github = campaign_github(make_fake_github, CAMPAIGN_REPOS)
     actions = FakeActions(github)
-    replicas = [Server(github, github_app_key, tmp_path / name, database=postgres_url) for name in ("a", "b")]
-    for replica in replicas:
+    doomed, survivor = replicas(github, postgres_url)
+    for replica in (doomed, survivor):
         replica.env.update(FIXLOOP_CAMPAIGN_PACE="0", WEBHOOK_SECRET=SECRET, FIXLOOP_API_TOKEN=API_TOKEN)
         replica.start()
-    doomed, survivor = replicas
     targets = "targets:\n  query: {org: platform, name: svc-*}\n"
     started = api(doomed.url, "POST", "/api/campaigns", json={"file": campaign_file(targets, concurrency=4)})
     assert started.status_code == 201, started.text
@@ -398,7 +397,7 @@ def test_thirty_repositories_through_two_replicas_on_postgres_one_killed_and_res
     assert len(started.json()["targets"]) == 30
 
     def alive() -> list[str]:
-        return [r.url for r in replicas if r.process is not None and r.process.poll() is None]
+        return [r.url for r in (doomed, survivor) if r.process is not None and r.process.poll() is None]
 
     def done(count: int) -> Callable[[], bool]:
         return lambda: api(alive()[0], "GET", f"/api/campaigns/{campaign}").json()["counts"]["validated"] >= count

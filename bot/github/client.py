@@ -33,6 +33,7 @@ from requests import RequestException
 from bot.errors import GitHubError
 from bot.github.limits import CHECK_TEXT_LIMIT
 
+FIND_RUN_DEPTH = 500  # runs looked through for a dispatch whose answer was lost
 ARTIFACT_LIMIT = 100 * 1024 * 1024  # the largest artifact fixloop downloads (a session folder is far smaller)
 ARTIFACT_FILE_LIMIT = 5 * 1024 * 1024  # the largest file it reads out of one
 
@@ -80,7 +81,7 @@ class RequestPolicy:
 
     def github(self, auth: Auth.Auth, api_url: str) -> Github:
         """A PyGithub client for `api_url` that follows this policy."""
-        return Github(auth=auth, base_url=api_url.rstrip("/"), lazy=True, timeout=self.timeout,
+        return Github(auth=auth, base_url=api_url.rstrip("/"), lazy=True, timeout=self.timeout, per_page=100,
                       seconds_between_requests=0.25 if self.throttle else None,
                       seconds_between_writes=1.0 if self.throttle else None,
                       retry=_Retry(total=self.retries, backoff_factor=self.backoff))
@@ -483,14 +484,17 @@ class GitHubClient:
             return self._retried(f"dispatch {workflow_file}", lambda: post(False), find=find)
 
     def find_run(self, workflow_file: str, title_contains: str) -> tuple[int, str] | None:
-        """A recent workflow_dispatch run whose title carries `title_contains` (the correlation id)."""
-        # islice, not [:20]: slicing an empty PaginatedList raises IndexError.
-        runs = self._call("list workflow runs", lambda: list(
-            islice(self._repo.get_workflow(workflow_file).get_runs(event="workflow_dispatch"), 20)))
-        for run in runs:
-            if title_contains in (run.display_title or ""):
-                return int(run.id), str(run.html_url)
-        return None
+        """A recent workflow_dispatch run whose title carries `title_contains` (the correlation id), among
+        the latest FIND_RUN_DEPTH (a burst of dispatches can put hundreds after it), newest first."""
+        def search() -> tuple[int, str] | None:
+            # islice, not [:n]: slicing an empty PaginatedList raises IndexError; pages load as they are read.
+            runs = self._repo.get_workflow(workflow_file).get_runs(event="workflow_dispatch")
+            for run in islice(runs, FIND_RUN_DEPTH):
+                if title_contains in (run.display_title or ""):
+                    return int(run.id), str(run.html_url)
+            return None
+
+        return self._call("list workflow runs", search)
 
     def has_workflow(self, workflow_file: str) -> bool:
         try:
