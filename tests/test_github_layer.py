@@ -70,7 +70,7 @@ def test_plan_for_an_issue_uses_a_stable_branch_and_finds_the_earlier_pull_reque
     assert plan.branch == branch and plan.base_sha == "c" * 40 and plan.expected_sha == "d" * 40
     assert plan.existing_pr.number == 9 and plan.fixes == 7 and plan.task.title == "Crash on empty input"
     assert plan.task.context[0].source == "issue #7 by @reporter" and "see log" in plan.task.context[0].text
-    assert responses.calls[-1].request.params == {"state": "open", "head": f"octo:{branch}"}
+    assert responses.calls[-1].request.params == {"state": "open", "head": f"octo:{branch}", "per_page": "100"}
 
 
 @pytest.mark.parametrize("title", ["Fix CI: tests failed on main", "Fix CI: CI failed on main", "Fix CI: main failed"],
