@@ -42,7 +42,7 @@ def test_go_triage_from_the_command_line_takes_tests_as_ci_logs_name_them(tmp_pa
     order-dependent test is triaged below, from the suite's run.)"""
     repo = copy(tmp_path, "go-inventory")
     tests = ["TestTotal", "reserve.TestReserveAnswersInTime", f"{GO_MODULE}/stock.TestParseSKU"]
-    done = subprocess.run([sys.executable, "-m", "bot", "triage", "--json", "--repo", str(repo),
+    done = subprocess.run([sys.executable, "-m", "bot", "triage", "--json", "--jobs=1", "--repo", str(repo),
                            *(f"--test={t}" for t in tests)], capture_output=True, text=True, timeout=600, check=False)
     assert done.returncode == 0, done.stderr
     verdicts = {t["test"]: t for t in json.loads(done.stdout)["tests"]}
@@ -56,11 +56,12 @@ def test_go_triage_from_the_command_line_takes_tests_as_ci_logs_name_them(tmp_pa
 @needs_go
 def test_go_triage_runs_the_suite_to_find_the_failures_and_checks_coverage_of_the_change(tmp_path):
     """Without test ids the suite runs once; DeFlaker's check reads `go test -coverprofile`: the regression
-    executes the changed line (3 failures decide), the order-dependent test does not."""
+    executes the changed line (3 failures decide), the order-dependent test does not. One run at a time: the
+    flaky test fails by a count of its runs, and runs side by side would take their numbers in any order."""
     repo = copy(tmp_path, "go-inventory")
     total_loop = next(n for n, line in enumerate((repo / "stock/stock.go").read_text().splitlines(), 1)
                       if "i := 1" in line)
-    report = triage(repo, changed_lines={"stock/stock.go": {total_loop}})
+    report = triage(repo, changed_lines={"stock/stock.go": {total_loop}}, jobs=1)
     by_test = {t.test: t for t in report.tests}
     assert {test: t.verdict for test, t in by_test.items()} == {
         f"{GO_MODULE}/stock.TestTotal": "regression", f"{GO_MODULE}/reserve.TestReserveAnswersInTime": "flaky",
