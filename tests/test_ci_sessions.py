@@ -287,10 +287,7 @@ def test_a_failure_whose_tests_fixloop_cannot_rerun_gets_a_fix_session_that_says
         "        at app//com.example.inventory.StockTest.totals(StockTest.java:10)", "",
         "1 test completed, 1 failed", "", "> Task :test FAILED", "", "FAILURE: Build failed with an exception.",
         "##[error]Process completed with exit code 1."])
-    ci.api.push(Reply([edit("str_replace", STOCK, old_str="int i = 1", new_str="int i = 0")]),
-                Reply([text("The loop skipped the first count.")]))
-    assert ci.run("workflow_run", failed_run(ci, ci.origin.head, log)) == 0
-    prompt = ci.api.requests[0].body["messages"][0]["content"][0]["text"]
+    prompt = fix_stock_from_ci(ci, log)
     assert "Triage skipped: the failing tests could not be rerun:" in prompt
     assert "fixloop cannot run chosen gradle tests by itself; set `tests.run`" in prompt
     assert "expected: <9> but was: <7>" in prompt, "the log's evidence reached the model"
@@ -324,10 +321,7 @@ def test_a_maven_failure_is_triaged_by_rerunning_junit_tests_and_its_regression_
         "\tat com.example.inventory.StockTest.totals(StockTest.java:10)",
         "[ERROR] Tests run: 8, Failures: 3, Errors: 0, Skipped: 0", "[INFO] BUILD FAILURE",
         "##[error]Process completed with exit code 1."])
-    ci.api.push(Reply([edit("str_replace", STOCK, old_str="int i = 1", new_str="int i = 0")]),
-                Reply([text("The loop skipped the first count.")]))
-    assert ci.run("workflow_run", failed_run(ci, ci.origin.head, log)) == 0
-    prompt = ci.api.requests[0].body["messages"][0]["content"][0]["text"]
+    prompt = fix_stock_from_ci(ci, log)
     assert "`com.example.inventory.StockTest.totals`: regression (3/3 runs failed)" in prompt
     assert "`com.example.inventory.PriceTest.formatsInDollars`: order_dependent" in prompt
     assert "polluter `com.example.inventory.LedgerTest.recordsInEuros`" in prompt
@@ -338,3 +332,11 @@ def test_a_maven_failure_is_triaged_by_rerunning_junit_tests_and_its_regression_
 
 
 STOCK = "src/main/java/com/example/inventory/Stock.java"
+
+
+def fix_stock_from_ci(ci: Runner, log: str) -> str:
+    """A CI failure with `log` on jvm-stock, whose session fixes Stock.total's loop; the first prompt."""
+    ci.api.push(Reply([edit("str_replace", STOCK, old_str="int i = 1", new_str="int i = 0")]),
+                Reply([text("The loop skipped the first count.")]))
+    assert ci.run("workflow_run", failed_run(ci, ci.origin.head, log)) == 0
+    return ci.api.requests[0].body["messages"][0]["content"][0]["text"]

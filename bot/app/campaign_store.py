@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import secrets
 from collections.abc import Callable
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from pydantic import BaseModel
 
@@ -70,6 +70,14 @@ class CampaignRecord(BaseModel):
     pilot_released: bool
     created: float
     updated: float
+
+
+class Limits(NamedTuple):
+    """What the campaign's file allows: targets at once, the pilot's size (0: none), the budget in USD."""
+
+    concurrency: int
+    pilot: int
+    budget: float | None
 
 
 class Claim(BaseModel):
@@ -130,8 +138,7 @@ class CampaignStore:
         return {(row["name"], row["state"]): int(row["n"]) for row in rows}
 
     # -- dispatching -----------------------------------------------------------------------------
-    def claim(self, replica: str, *, pace: float, max_cost: Callable[[CampaignRecord], float | None],
-              concurrency: Callable[[CampaignRecord], int], pilot: Callable[[CampaignRecord], int]) -> Claim | None:
+    def claim(self, replica: str, *, pace: float, limits: Callable[[CampaignRecord], Limits]) -> Claim | None:
         """The next target `replica` should dispatch, claimed; None when no campaign may dispatch now.
         A target left `dispatching` by a stopped replica comes first; otherwise the first queued target
         of a running campaign below its concurrency, its pilot and its budget, whose installation's
@@ -141,14 +148,14 @@ class CampaignStore:
             for row in tx.execute("SELECT * FROM campaigns WHERE status = 'running' ORDER BY created").rows:
                 campaign = _campaign(row)
                 tx.lock(f"campaign:{campaign.id}")
-                claimed = self._claim_in(tx, campaign, replica, now, pace, max_cost(campaign), concurrency(campaign),
-                                         pilot(campaign))
+                claimed = self._claim_in(tx, campaign, replica, now, pace, limits(campaign))
                 if claimed is not None:
                     return claimed
         return None
 
     def _claim_in(self, tx: Transaction, campaign: CampaignRecord, replica: str, now: float, pace: float,
-                  budget: float | None, concurrency: int, pilot: int) -> Claim | None:
+                  limits: Limits) -> Claim | None:
+        concurrency, pilot, budget = limits
         orphan = tx.execute("SELECT * FROM campaign_targets WHERE campaign_id = ? AND state = 'dispatching' AND "
                             f"claimed_by IS NULL ORDER BY position LIMIT 1{self._db.skip_locked}",
                             (campaign.id,)).one()
@@ -183,12 +190,12 @@ class CampaignStore:
                                    "correlation_id": correlation, "reason": None})
         return Claim(campaign=campaign, target=target, resume=False)
 
-    def release_orphans(self, live_replicas_sql: str) -> int:
-        """Targets claimed by replicas no longer alive (`live_replicas_sql` selects the live ids) are
-        claimable again; those still `dispatching` keep their correlation id."""
+    def release_orphans(self) -> int:
+        """Targets claimed by replicas no longer alive (not in `replicas`) are claimable again; those still
+        `dispatching` keep their correlation id."""
         with self._db.transaction() as tx:
             return tx.execute("UPDATE campaign_targets SET claimed_by = NULL WHERE state = 'dispatching' AND "
-                              f"claimed_by IS NOT NULL AND claimed_by NOT IN ({live_replicas_sql})").rowcount
+                              "claimed_by IS NOT NULL AND claimed_by NOT IN (SELECT id FROM replicas)").rowcount
 
     def dispatched(self, campaign_id: str, position: int, run_id: int | None, run_url: str | None) -> None:
         """The target's run exists (unless it already ended: its run can end before the dispatch's answer)."""
@@ -293,10 +300,11 @@ class CampaignStore:
                        "COALESCE(?, tracking_url) WHERE id = ?",
                        (self.clock(), issue is not None, version, issue, url, campaign.id))
 
-    def release_tracking(self, live_replicas_sql: str) -> None:
+    def release_tracking(self) -> None:
+        """Tracking issues claimed by replicas no longer alive can be written again."""
         with self._db.transaction() as tx:
             tx.execute("UPDATE campaigns SET tracking_claim = NULL WHERE tracking_claim IS NOT NULL AND "
-                       f"tracking_claim NOT IN ({live_replicas_sql})")
+                       "tracking_claim NOT IN (SELECT id FROM replicas)")
 
 
 def _campaign(row: dict[str, Any]) -> CampaignRecord:

@@ -19,18 +19,27 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, ValidationError
 
-from bot.app.campaign_store import ENDED, ENDINGS, STATES, CampaignRecord, CampaignTarget, Claim, TargetState
+from bot.app.campaign_store import (
+    ENDED,
+    ENDINGS,
+    STATES,
+    CampaignRecord,
+    CampaignTarget,
+    Claim,
+    Limits,
+    TargetState,
+)
 from bot.app.logs import logger
 from bot.app.processor import Processor
 from bot.app.store import Store
 from bot.campaign import Campaign, Target, parse_campaign
 from bot.errors import ConfigError, GitHubError
 from bot.github.app_auth import InstallationTokens
+from bot.github.commands import CAMPAIGN_STEERING
 from bot.github.rules import CampaignAsk
 from bot.task import CampaignWork, Origin, Task, to_inputs
 
 MARKER = "<!-- fixloop campaign={id} -->"
-STEERING = ("pause", "resume", "retry-failed", "cancel")
 FIND_RUN_ATTEMPTS = 5
 TRACKING_EVERY = 5.0  # seconds: a busy campaign's tracking issue is rewritten at most this often
 ISSUE_BODY_LIMIT = 65_000  # GitHub takes 65,536 characters in an issue body
@@ -145,7 +154,7 @@ class Campaigns:
         elif action == "retry-failed":
             self.store.campaigns.retry_failed(campaign_id, from_patch=from_patch)
         else:
-            raise ConfigError(f"campaigns take {', '.join(STEERING)}, not {action!r}")
+            raise ConfigError(f"campaigns take {', '.join(CAMPAIGN_STEERING)}, not {action!r}")
         updated = self.store.campaigns.campaign(campaign_id)
         assert updated is not None
         return updated
@@ -176,8 +185,7 @@ class Campaigns:
     # -- the loop every replica runs -----------------------------------------------------------------
     def step(self, replica: str) -> bool:
         """One unit of campaign work for `replica`; False when there was none to do now."""
-        claim = self.store.campaigns.claim(replica, pace=self.pace, max_cost=lambda c: _spec(c).max_cost_usd,
-                                           concurrency=lambda c: _spec(c).concurrency, pilot=lambda c: _spec(c).pilot)
+        claim = self.store.campaigns.claim(replica, pace=self.pace, limits=_limits)
         if claim is not None:
             self._dispatch(claim)
             return True
@@ -323,6 +331,11 @@ _REPORTED: dict[str, TargetState] = {"validated": "validated", "not_validated": 
 ARTIFACT_PREFIX = "fixloop-session-"  # workflows/fixloop.yml uploads the session folder as fixloop-session-<run id>
 
 
+def _limits(campaign: CampaignRecord) -> Limits:
+    spec = _spec(campaign)
+    return Limits(concurrency=spec.concurrency, pilot=spec.pilot, budget=spec.max_cost_usd)
+
+
 def _spec(campaign: CampaignRecord) -> Campaign:
     return Campaign.model_validate(campaign.spec)
 
@@ -350,8 +363,12 @@ def view(campaign: CampaignRecord, targets: list[CampaignTarget]) -> dict[str, A
 def summary(campaign: CampaignRecord, targets: list[CampaignTarget]) -> str:
     """The campaign's status and its targets by state, in words."""
     shown = view(campaign, targets)
-    counts = ", ".join(f"{n} {state.replace('_', ' ')}" for state, n in shown["counts"].items() if n)
-    return f"{shown['status']}, {counts or 'no targets'}"
+    return f"{shown['status']}, {_counts(shown) or 'no targets'}"
+
+
+def _counts(shown: dict[str, Any]) -> str:
+    """A view's targets by state, in words: "3 validated, 1 not validated"."""
+    return ", ".join(f"{n} {state.replace('_', ' ')}" for state, n in shown["counts"].items() if n)
 
 
 def campaign_yaml(body: str) -> str:
@@ -364,9 +381,9 @@ def render_tracking(campaign: CampaignRecord, targets: list[CampaignTarget]) -> 
     """The tracking issue's body: the whole table, rendered from the database (so writing it again is
     harmless), within GitHub's limit on an issue body (the rows that do not fit are counted)."""
     shown = view(campaign, targets)
-    counts = ", ".join(f"{n} {state.replace('_', ' ')}" for state, n in shown["counts"].items() if n)
-    lines = [MARKER.format(id=campaign.id), f"**Campaign {_cell(campaign.name)}**: {shown['status']}. {counts}.",
-             "", "| target | state | pull request | run | cost | reason |", "|---|---|---|---|---|---|"]
+    heading = f"**Campaign {_cell(campaign.name)}**: {shown['status']}. {_counts(shown)}."
+    lines = [MARKER.format(id=campaign.id), heading, "", "| target | state | pull request | run | cost | reason |",
+             "|---|---|---|---|---|---|"]
     size = sum(len(line) + 1 for line in lines)
     for index, target in enumerate(targets):
         cost = f"${target.cost_usd:,.2f}" if target.cost_usd is not None else ""

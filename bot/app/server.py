@@ -26,15 +26,17 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import BaseModel, Field, model_validator
 
-from bot.app.campaigns import STEERING, Campaigns, view
+from bot.app.campaigns import Campaigns, view
 from bot.app.logs import logger
 from bot.app.metrics import CONTENT_TYPE, Metrics
 from bot.app.processor import Processor
 from bot.app.settings import AppSettings
 from bot.app.store import SessionRecord, Store
+from bot.campaign import LOGIN
 from bot.errors import ConfigError, GitHubError
 from bot.github.app_auth import InstallationTokens
 from bot.github.client import RequestPolicy
+from bot.github.commands import CAMPAIGN_STEERING
 from bot.github.events import EVENT_NAMES, verify_signature
 from bot.github.rules import Run
 from bot.secrets import Redactor
@@ -65,7 +67,7 @@ class SessionRequest(BaseModel):
 
 class CampaignRequest(BaseModel):
     file: str = Field(min_length=1, max_length=1_000_000, description="The campaign file (YAML).")
-    requester: str | None = Field(None, pattern=r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})$",
+    requester: str | None = Field(None, pattern=LOGIN,
                                   description="The GitHub login of the person who starts it, for the record.")
 
 
@@ -360,8 +362,8 @@ def create_app(settings: AppSettings, service: Service | None = None, *,
         return await run_in_threadpool(_steer, campaign_id, action, from_patch)
 
     def _steer(campaign_id: str, action: str, from_patch: bool) -> dict[str, Any]:
-        if action not in STEERING:
-            raise HTTPException(404, f"campaigns take {', '.join(STEERING)}, not {action!r}")
+        if action not in CAMPAIGN_STEERING:
+            raise HTTPException(404, f"campaigns take {', '.join(CAMPAIGN_STEERING)}, not {action!r}")
         try:
             service.campaigns.steer(campaign_id, action, from_patch=from_patch)
         except LookupError as missing:

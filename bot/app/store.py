@@ -123,8 +123,8 @@ class Store:
             count = tx.execute("UPDATE deliveries SET status = 'pending', claimed_by = NULL WHERE status = "
                                "'processing' AND (claimed_by IS NULL OR claimed_by NOT IN (SELECT id FROM replicas) "
                                f"OR claimed_at < {self._db.now} - ?)", (lease,)).rowcount
-        count += self.campaigns.release_orphans("SELECT id FROM replicas")
-        self.campaigns.release_tracking("SELECT id FROM replicas")
+        count += self.campaigns.release_orphans()
+        self.campaigns.release_tracking()
         return count
 
     # -- sessions ------------------------------------------------------------------------------

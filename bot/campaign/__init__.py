@@ -8,9 +8,18 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from bot.campaign._file import PLACEHOLDERS, Campaign, PullRequest, Target, TargetQuery, Targets, parse_campaign
+    from bot.campaign._file import (
+        LOGIN,
+        PLACEHOLDERS,
+        Campaign,
+        PullRequest,
+        Target,
+        TargetQuery,
+        Targets,
+        parse_campaign,
+    )
 
-_PUBLIC = {"PLACEHOLDERS", "Campaign", "PullRequest", "Target", "TargetQuery", "Targets", "parse_campaign"}
+_PUBLIC = {"LOGIN", "PLACEHOLDERS", "Campaign", "PullRequest", "Target", "TargetQuery", "Targets", "parse_campaign"}
 
 
 def __getattr__(name: str) -> Any:
@@ -20,4 +29,4 @@ def __getattr__(name: str) -> Any:
     return getattr(importlib.import_module("bot.campaign._file"), name)
 
 
-__all__ = ["PLACEHOLDERS", "Campaign", "PullRequest", "Target", "TargetQuery", "Targets", "parse_campaign"]
+__all__ = ["LOGIN", "PLACEHOLDERS", "Campaign", "PullRequest", "Target", "TargetQuery", "Targets", "parse_campaign"]

@@ -33,7 +33,7 @@ PLACEHOLDERS = {
     "path": "the target's folder in a monorepo ('' for a whole repository)",
 }
 _REPOSITORY = r"^[A-Za-z0-9][A-Za-z0-9-]{0,38}/[A-Za-z0-9._-]{1,100}$"
-_LOGIN = r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})$"
+LOGIN = r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})$"  # a GitHub login (user or organisation)
 _NAME = r"^[a-z0-9][a-z0-9-]{0,62}$"
 _REF_UNSAFE = re.compile(r"[^A-Za-z0-9._/-]+|\.\.+|/{2,}")
 
@@ -70,14 +70,14 @@ def _template(text: str) -> str:
 
 
 class TargetQuery(_Strict):
-    org: str = Field(json_schema_extra={"pattern": _LOGIN},
+    org: str = Field(json_schema_extra={"pattern": LOGIN},
                      description="The organisation (or user) whose repositories are searched.")
     topic: str | None = Field(None, min_length=1, description="Only repositories with this topic.")
     language: str | None = Field(None, min_length=1, description="Only repositories whose main language is this.")
     name: str | None = Field(None, min_length=1, description="Only repository names matching this glob, e.g. `svc-*`.")
     archived: bool = Field(False, description="Include archived repositories (they cannot take a pull request).")
 
-    _org = field_validator("org")(_matching(_LOGIN, "a GitHub organisation or user"))
+    _org = field_validator("org")(_matching(LOGIN, "a GitHub organisation or user"))
 
     def matches(self, name: str, topics: list[str], language: str | None, archived: bool) -> bool:
         """Whether a repository of the organisation (its name without the owner) is a target."""
@@ -162,7 +162,7 @@ class PullRequest(_Strict):
     body: str = Field("Part of the campaign `{campaign}`, for `{target}`.", description="Body template, markdown.")
     labels: list[str] = Field(default_factory=list, description="Labels every pull request gets.")
     reviewers: list[str] = Field(default_factory=list, description="Logins asked to review every pull request.",
-                                 json_schema_extra={"items": {"type": "string", "pattern": _LOGIN}})
+                                 json_schema_extra={"items": {"type": "string", "pattern": LOGIN}})
 
     @field_validator("title", "body")
     @classmethod
@@ -182,7 +182,7 @@ class PullRequest(_Strict):
     @classmethod
     def _logins(cls, value: list[str]) -> list[str]:
         for login in value:
-            if not re.fullmatch(_LOGIN, login):
+            if not re.fullmatch(LOGIN, login):
                 raise ValueError(f"{login!r} is not a GitHub login")
         return value
 
@@ -278,4 +278,4 @@ def parse_campaign(text: str, *, source: str) -> Campaign:
         raise ConfigError("\n".join(lines), problems) from None
 
 
-__all__ = ["PLACEHOLDERS", "Campaign", "PullRequest", "Target", "TargetQuery", "Targets", "parse_campaign"]
+__all__ = ["LOGIN", "PLACEHOLDERS", "Campaign", "PullRequest", "Target", "TargetQuery", "Targets", "parse_campaign"]

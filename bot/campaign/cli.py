@@ -13,8 +13,7 @@ from typing import Any
 from urllib.parse import quote
 
 from bot.errors import ConfigError, FixloopError
-
-STEERING = ("pause", "resume", "retry-failed", "cancel")
+from bot.github.commands import CAMPAIGN_STEERING
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -52,7 +51,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[ty
     status = verbs.add_parser("status", help="where a campaign stands (all campaigns without ID)",
                               description="Show a campaign's status, its targets by state, and each target.")
     status.add_argument("id", nargs="?", metavar="ID", help="the campaign's id (cmp_...)")
-    for verb, what in zip(STEERING, ("stop starting targets (those running go on)",
+    for verb, what in zip(CAMPAIGN_STEERING, ("stop starting targets (those running go on)",
                                      "start targets again; after a pilot, go on with the rest",
                                      "queue again the targets that failed or did not validate",
                                      "start no more targets (those running go on)"), strict=True):
@@ -61,7 +60,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[ty
         if verb == "retry-failed":
             steer.add_argument("--from-patch", action="store_true",
                                help="a target that did not validate goes on from its run's kept work")
-    for verb in ("start", "status", *STEERING):
+    for verb in ("start", "status", *CAMPAIGN_STEERING):
         sub = verbs.choices[verb]
         sub.add_argument("--app", metavar="URL", help="the App's URL (default: $FIXLOOP_APP_URL)")
         sub.add_argument("--json", action="store_true", help="print the App's answer as JSON")
@@ -115,12 +114,12 @@ def _upgrade(args: argparse.Namespace) -> int:
     from github import Auth, GithubException
     from requests import RequestException
 
+    from bot.campaign import LOGIN, parse_campaign
     from bot.campaign import _upgrade as upgrade
-    from bot.campaign import parse_campaign
     from bot.github.client import RequestPolicy
 
     upgrade.check(args.package, args.to)
-    if not re.fullmatch(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})", args.org):
+    if not re.fullmatch(LOGIN, args.org):
         raise ConfigError(f"--org {args.org!r} is not a GitHub organisation or user")
     token = os.environ.get("GITHUB_TOKEN") or os.environ.get("GH_TOKEN") or ""
     if not token:

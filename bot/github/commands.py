@@ -21,7 +21,8 @@ from typing import Literal
 
 Verb = Literal["fix", "retry", "stop", "help", "deflake", "campaign"]
 VERBS: tuple[Verb, ...] = ("fix", "retry", "stop", "help", "deflake", "campaign")
-CAMPAIGN_ACTIONS = ("start", "status", "pause", "resume", "retry-failed", "cancel")
+CAMPAIGN_STEERING = ("pause", "resume", "retry-failed", "cancel")  # also the API's and the CLI's verbs
+CAMPAIGN_ACTIONS = ("start", "status", *CAMPAIGN_STEERING)
 _MAX_LINE = 2_000
 
 
