@@ -8,8 +8,10 @@ finds other people's processes, and other tests'). A process that double-forks l
 from __future__ import annotations
 
 import ctypes
+import faulthandler
 import os
 import signal
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, suppress
@@ -107,11 +109,26 @@ def adopting_orphans() -> Iterator[Callable[[], dict[int, str]]]:
 # written to a wakeup file descriptor, whatever handler runs, and is read after each test.
 
 
+STOP_DEADLINE = 15.0  # seconds pytest's own interrupt handling gets before the controller exits anyway
+
+
 def _stop_everything(signum: int, _frame: FrameType | None) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     kill_descendants()
+    # The KeyboardInterrupt lands wherever the controller was; execnet's teardown of workers that are
+    # already gone has been seen to hang there on a loaded machine. A stop must stop.
+    threading.Thread(target=_exit_after, args=(STOP_DEADLINE, signum), daemon=True).start()
     raise KeyboardInterrupt(f"the suite was stopped by {signal.Signals(signum).name}")
+
+
+def _exit_after(seconds: float, signum: int) -> None:
+    time.sleep(seconds)
+    os.write(2, f"\nthe suite was stopped by {signal.Signals(signum).name}; its teardown did not end within "
+                f"{seconds:.0f} s, so it exits now; where it was:\n".encode())
+    faulthandler.dump_traceback(all_threads=True)
+    kill_descendants()
+    os._exit(130)
 
 
 _wakeup: tuple[int, int] | None = None
