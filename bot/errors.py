@@ -6,6 +6,8 @@
     │   └── MalformedEvent          an event payload lacks what GitHub's events always have
     ├── WorkspaceError              git could not prepare, read or update a repository
     ├── GitHubError                 a GitHub API call failed after its retries
+    ├── NotStarted                  the App did not start (or stop, or retry) a session asked for through
+    │                               its API or web UI; `status` is the HTTP status that says why
     ├── ModelError                  the model API failed after its retries, or refused the request
     └── SessionCancelled            SIGINT/SIGTERM arrived; the session ends as `cancelled`
 
@@ -67,6 +69,14 @@ class WorkspaceError(FixloopError):
 
 class GitHubError(FixloopError):
     """A GitHub API call failed; the message says which call and why."""
+
+
+class NotStarted(FixloopError):
+    """A session the App's API or web UI was asked to start, stop or retry, and did not."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 class ModelError(FixloopError):

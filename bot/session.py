@@ -20,7 +20,7 @@ from types import FrameType
 from typing import Any
 
 from bot._git import trusted_git
-from bot._process import run_shell
+from bot._process import cap_text, run_shell
 from bot.agent.budget import Budget
 from bot.agent.events import (
     ChangesMade,
@@ -66,6 +66,8 @@ from bot.workspace import (
     watch_own_files,
 )
 
+DIFF_LIMIT = 200_000  # characters of an iteration's change kept in its event (the trajectory, the App's page)
+
 
 class _SnapshotThenValidate:
     """Validation as the loop sees it: first record what changed, then run the commands."""
@@ -78,7 +80,7 @@ class _SnapshotThenValidate:
         self.iteration += 1
         snapshot = self.worktree.snapshot()
         self.emit(ChangesMade(iteration=self.iteration, diff_stat=snapshot.diff_stat,
-                              changed_files=snapshot.changed_paths))
+                              changed_files=snapshot.changed_paths, diff=cap_text(snapshot.patch, DIFF_LIMIT)))
         return self.validator.run()
 
 

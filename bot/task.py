@@ -19,10 +19,11 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError,
 
 from bot.errors import MalformedEvent
 
-SessionKind = Literal["issue", "command", "ci_failure", "deflake"]  # what a person or an event asks for
+SessionKind = Literal["issue", "command", "ci_failure", "deflake", "task"]  # what a person or an event asks for
 DispatchKind = Literal[SessionKind, "campaign"]  # "campaign": one target of a campaign, from the App
 TaskKind = Literal["local", DispatchKind]
 DISPATCH_KINDS: tuple[str, ...] = get_args(DispatchKind)  # the `kind` options of workflows/fixloop.yml
+RUN_EVENTS_PATH = "/api/runs/events"  # where a runner posts its session's events to the App (bot.app.run_events)
 WORKFLOW_FILE = "fixloop.yml"  # the workflow the App dispatches, in .github/workflows/ (a setting can rename it)
 
 # GitHub refuses a dispatch whose inputs add up to more than this many characters; fixloop counts
@@ -95,6 +96,21 @@ class FailedRun(BaseModel):
     head_sha: str | None = None
 
 
+class Ref(BaseModel):
+    """A task in words on a branch or a commit (started from the App's web UI or API), with no issue."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    ref: str = Field(min_length=1, max_length=255, pattern=r"^[A-Za-z0-9._/-]+$")
+    iterations: int | None = Field(None, ge=1, le=100)  # at most this many, within the repository's own limit
+
+    @field_validator("ref")
+    @classmethod
+    def _a_ref_git_can_hold(cls, value: str) -> str:
+        if ".." in value or value.startswith(("-", "/", ".")) or value.endswith(("/", ".lock", ".")):
+            raise ValueError(f"{value!r} is not a branch or a commit")
+        return value
+
+
 class CampaignWork(BaseModel):
     """One target of a campaign, as the App hands it over: the repository (a folder of it, for a
     monorepo) is the target; the branch and the pull request are the campaign's, rendered for it."""
@@ -144,7 +160,7 @@ class Origin(BaseModel):
 
     model_config = ConfigDict(frozen=True)
     repository: str  # owner/name
-    target: Thread | FailedRun | CampaignWork
+    target: Thread | FailedRun | CampaignWork | Ref
     requester: str | None = None
     comment: Comment | None = None
     correlation_id: str | None = None  # the App's delivery id, carried through the dispatch
@@ -162,6 +178,8 @@ class Origin(BaseModel):
             return f"{'pr' if target.pull_request else 'issue'}:{target.number}"
         if isinstance(target, CampaignWork):
             return f"campaign:{target.id}:{target.path}"
+        if isinstance(target, Ref):  # each request its own target: tasks in words on one branch are not one
+            return f"task:{target.ref}:{self.correlation_id or ''}"
         return f"ci:{target.run_id or 0}:{target.branch}@{target.head_sha}"
 
 
@@ -188,10 +206,12 @@ def to_inputs(task: Task, origin: Origin) -> dict[str, str]:
     inputs = {
         "kind": task.kind,
         "target": str(target.number if isinstance(target, Thread) else
-                      0 if isinstance(target, CampaignWork) else target.run_id or 0),
-        # `head` also carries a campaign's target: GitHub Enterprise Server up to 3.19 takes 10 inputs.
+                      target.run_id or 0 if isinstance(target, FailedRun) else 0),
+        # `head` also carries a campaign's target, and a task's branch or commit: GitHub Enterprise Server up to
+        # 3.19 takes 10 inputs.
         "head": (f"{target.branch or ''}@{target.head_sha or ''}" if isinstance(target, FailedRun) else
-                 target.model_dump_json(by_alias=True) if isinstance(target, CampaignWork) else ""),
+                 target.model_dump_json(by_alias=True) if isinstance(target, CampaignWork) else
+                 target.model_dump_json(exclude_none=True) if isinstance(target, Ref) else ""),
         "test": task.test or "",
         "title": task.title,
         "instructions": task.instructions,
@@ -246,8 +266,18 @@ def from_inputs(inputs: Mapping[str, object], *, repository: str, sender: str) -
     except ValidationError as error:
         raise MalformedEvent(f"workflow_dispatch input context is not a list of {{source, text}}: {error}") from None
     requester = text("requester") or sender
-    target: Thread | FailedRun | CampaignWork
-    if kind == "campaign":
+    target: Thread | FailedRun | CampaignWork | Ref
+    if kind == "task":
+        try:  # the App's JSON, or a branch typed into the Actions tab
+            target = (Ref.model_validate_json(text("head")) if text("head").startswith("{") else
+                      Ref(ref=text("head")))
+        except ValidationError:
+            raise MalformedEvent(f"workflow_dispatch input head={text('head')[:80]!r} is not a branch or a commit "
+                                 "(kind task works on one)") from None
+        if not str(inputs.get("instructions") or "").strip():
+            raise MalformedEvent("workflow_dispatch input instructions is needed for kind=task (the task in words)")
+        title = text("title") or str(inputs.get("instructions")).strip().splitlines()[0][:100]
+    elif kind == "campaign":
         try:
             target = CampaignWork.model_validate_json(text("head"))
         except ValidationError as error:

@@ -67,13 +67,14 @@ RUN_ENV = {
 # The inputs the App's Task codec writes (bot.task.to_inputs): the workflow must declare exactly these.
 DISPATCH_INPUTS = tuple(to_inputs(Task(kind="issue", title="t", source="s"),
                                   Origin(repository="o/r", target=Thread(number=1))))
-DISPATCH_KINDS = ["issue", "command", "ci_failure", "deflake", "campaign"]
+DISPATCH_KINDS = ["issue", "command", "ci_failure", "deflake", "task", "campaign"]
 PERMISSIONS = {
     "contents": "write",
     "pull-requests": "write",
     "issues": "write",
     "checks": "write",
     "actions": "write",
+    "id-token": "write",  # the runner proves to the App which run reports (and keyless cloud credentials)
 }
 # The providers with an extra of their own (their cloud's SDK): the action installs every one of them,
 # since the provider may come from the config file, which the install step cannot read.
@@ -619,13 +620,12 @@ def test_with_the_app_installed_the_workflow_runs_only_on_dispatches() -> None:
 
 
 def with_cloud_credentials(text: str) -> str:
-    """The workflow as a user of Bedrock or Vertex AI makes it: the commented credential steps and
-    `id-token: write` switched on."""
+    """The workflow as a user of Bedrock or Vertex AI makes it: the commented credential steps switched on."""
     lines = text.splitlines()
     start = next(i for i, line in enumerate(lines) if line.strip().startswith("# - name: Get AWS credentials"))
     end = lines.index("", start)
     lines[start:end] = [re.sub(r"^(\s*)# ", r"\1", line) for line in lines[start:end]]
-    return "\n".join(re.sub(r"^(\s*)# (id-token: write)", r"\1\2", line) for line in lines) + "\n"
+    return "\n".join(lines) + "\n"
 
 
 def test_the_commented_cloud_credential_steps_work_once_switched_on(tmp_path: Path) -> None:
@@ -642,9 +642,9 @@ def test_the_commented_cloud_credential_steps_work_once_switched_on(tmp_path: Pa
     assert checkout_at < aws_at < fixloop_at and checkout_at < google_at < fixloop_at
     assert set(aws["with"]) == {"role-to-assume", "aws-region"}
     assert set(google["with"]) == {"workload_identity_provider", "service_account"}
-    # Pinned like every other step; the one policy difference is the permission keyless logins need.
-    assert _job(workflow)["permissions"] == {**PERMISSIONS, "id-token": "write"}
-    assert [problem for problem in workflow_problems(workflow) if "permissions" not in problem] == []
+    # Pinned like every other step, with the permission keyless logins need (the App's reports need it too).
+    assert _job(workflow)["permissions"]["id-token"] == "write"
+    assert workflow_problems(workflow) == []
     result = check_jsonschema("vendor.github-workflows", workflow_file)
     assert result.returncode == 0, result.stdout + result.stderr
     assert zizmor_findings(workflow_file) == []

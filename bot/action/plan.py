@@ -5,6 +5,9 @@
 - A command on someone's pull request: start from its head; open a draft against its branch.
 - A command on fixloop's own draft pull request: start from its head and add commits to it.
 - A failed CI run: start from the failing commit; open a draft against the failing branch.
+- A task in words (the App's web UI or API) on a branch: start from its tip; push a new
+  `fixloop/<slug>-<id>` and open a draft against that branch. On a commit: start there, draft against
+  the default branch.
 - A campaign's target: start from the default branch; push the campaign's branch for the target
   (rendered by the App from the campaign file, one of fixloop's) and open a draft with the campaign's
   title and body; a retry goes on from that draft's tip. An existing branch that is not the
@@ -17,12 +20,13 @@ Pull requests from forks are refused: fixloop never pushes to them or runs their
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from bot.config import Config
 from bot.github.client import PullInfo, Repository
 from bot.github.dependencies import dependency_updates
-from bot.task import CampaignWork, Context, FailedRun, Origin, Task, Thread, branch_name, ci_branch_name, stable_id
+from bot.task import CampaignWork, Context, FailedRun, Origin, Ref, Task, Thread, branch_name, ci_branch_name, stable_id
 
 
 @dataclass(frozen=True)
@@ -62,6 +66,8 @@ def plan_session(task: Task, origin: Origin, github: Repository, config: Config,
         return _ci_plan(task, origin, target, github, config)
     if isinstance(target, CampaignWork):
         return _campaign_plan(task, origin, target, github, config, default_branch)
+    if isinstance(target, Ref):
+        return _task_plan(task, origin, target, github, config, default_branch)
     issue = github.issue(target.number)
     if issue.is_pull_request:
         return _pull_plan(task, origin, github, config, github.pull(target.number))
@@ -103,6 +109,20 @@ def _campaign_plan(task: Task, origin: Origin, target: CampaignWork, github: Rep
     return Plan(task=task, origin=origin, base_sha=base_sha, fetch_ref=default_branch, check_sha=base_sha,
                 branch=target.branch, expected_sha=None, pr_base=default_branch, existing_pr=None, fixes=None,
                 comment_on=None)
+
+
+def _task_plan(task: Task, origin: Origin, target: Ref, github: Repository, config: Config,
+               default_branch: str) -> Plan | Refusal:
+    """A task in words: from a branch onto a new branch of fixloop's and a draft against that branch, or from a
+    commit and a draft against the default branch."""
+    tip = github.branch_sha(target.ref)
+    if tip is None and not re.fullmatch(r"[0-9a-f]{40}", target.ref):
+        return Refusal(None, f"{target.ref!r} is neither a branch of {origin.repository} nor a full commit id")
+    base_sha, onto = (tip, target.ref) if tip is not None else (target.ref, default_branch)
+    branch = branch_name(config.branch_prefix, task, stable_id(origin.repository, origin.key()))
+    return Plan(task=task, origin=origin, base_sha=base_sha, fetch_ref=onto if tip is not None else base_sha,
+                check_sha=base_sha, branch=branch, expected_sha=github.branch_sha(branch), pr_base=onto,
+                existing_pr=github.open_pull_for(branch), fixes=None, comment_on=None)
 
 
 def _pull_plan(task: Task, origin: Origin, github: Repository, config: Config, pull: PullInfo) -> Plan | Refusal:

@@ -20,6 +20,7 @@ from pathlib import Path
 from rich.console import Console
 
 from bot.action import render
+from bot.action.app_report import AppReporter
 from bot.action.checks import CheckRunReporter
 from bot.action.environment import ActionsEnvironment, WorkflowCommands, append_summary, write_outputs
 from bot.action.evidence import gather
@@ -40,7 +41,7 @@ from bot.reporting.terminal import TerminalReporter
 from bot.sandbox import bubblewrap
 from bot.secrets import Redactor, scrubbed_environment
 from bot.session import SessionSpec, run_session
-from bot.task import CampaignWork, Context, FailedRun
+from bot.task import CampaignWork, Context, FailedRun, Ref
 from bot.triage import changed_lines, diagnose
 from bot.workspace import fetch, has_commit, watch_own_files
 
@@ -63,6 +64,7 @@ class ActionRunner:
                                    policy=policy)
         self.links = render.Links(run_url=self.env.run_url, artifact=self.env.artifact)
         self.can_stop = False
+        self.app: AppReporter | None = None  # where session events go, when the App asked for them
 
     def log(self, message: str) -> None:
         print(self.redactor.text(message), flush=True)
@@ -122,15 +124,29 @@ class ActionRunner:
             output=self.redactor.data(render.session_in_progress(plan.task.title, plan.task.source)),
             details_url=self.env.run_url, external_id=plan.origin.key(),
             actions=render.session_buttons(None, can_stop=self.can_stop))
+        self.app = AppReporter.from_environ(self.environ, plan.origin.correlation_id, redactor=self.redactor,
+                                           warn=self.commands.warning)
         try:
             return self._session(plan, config, check_id)
         except ConfigError as error:  # raised before the agent runs: no credentials, `sandbox: required`, ...
+            self.tell_app("error", str(error))
             return self.cannot_start(plan, config, check_id, error)
         except BaseException as error:
+            self.tell_app("cancelled" if isinstance(error, KeyboardInterrupt) else "error",
+                          f"{type(error).__name__}: {error}")
             self.github.update_check_run(check_id, conclusion="failure", output=self.redactor.data({
                 "title": "fixloop failed before the session could finish",
                 "summary": fit(f"{type(error).__name__}: {error}")}))
             raise
+        finally:
+            if self.app is not None:
+                self.app.close()
+
+    def tell_app(self, status: str, reason: str, **ending: object) -> None:
+        """The session's ending, as the App records it (`finished`: after the pull request, unlike the
+        loop's `session_ended`)."""
+        if self.app is not None:
+            self.app.post("finished", {"status": status, "reason": reason, "run_url": self.env.run_url, **ending})
 
     def cannot_start(self, plan: Plan, config: Config, check_id: int, error: ConfigError) -> int:
         """A setting to fix stopped the session before its agent ran: said as an invalid config is (a
@@ -160,6 +176,9 @@ class ActionRunner:
         deflake, notes = None, None
         work = plan.origin.target if isinstance(plan.origin.target, CampaignWork) else None
         start_patch = None
+        if isinstance(plan.origin.target, Ref) and plan.origin.target.iterations:  # asked for fewer than the config's
+            config = config.model_copy(update={"limits": config.limits.model_copy(update={
+                "iterations": min(config.limits.iterations, plan.origin.target.iterations)})})
         if work is not None:
             config = campaign_config(config, work)
             if work.resume_run is not None:
@@ -174,7 +193,8 @@ class ActionRunner:
                                   redactor=self.redactor, warn=self.commands.warning, details_url=self.env.run_url)
         report = run_session(SessionSpec(
             repo=self.env.workspace, task=plan.task, config=config, model=model, base=plan.base_sha, branch=plan.branch,
-            sinks=[TerminalReporter(self.redactor, console, groups=True), checks], environ=self.environ,
+            sinks=[TerminalReporter(self.redactor, console, groups=True), checks,
+                   *([self.app] if self.app is not None else [])], environ=self.environ,
             deflake=deflake, start_patch=start_patch,
             codemod=in_folder(work.codemod, work.path) if work is not None and start_patch is None else ()))
         published = publish(report, plan, github=self.github, repo=self.env.workspace, git_env=self.git_env,
@@ -186,6 +206,10 @@ class ActionRunner:
             output["text"] = fit(notes)
         self.github.update_check_run(check_id, conclusion=conclusion, output=self.redactor.data(output),
                                      actions=render.session_buttons(report.status, can_stop=self.can_stop))
+        self.tell_app("error" if published.problem else report.status, published.problem or report.reason,
+                      pull_request_url=published.pull_url, cost_usd=report.cost_usd, tokens=report.usage.total,
+                      iterations=len(report.iterations), branch=plan.branch if report.commit else None,
+                      diff_stat=report.diff_stat, summary=report.summary)
         append_summary(self.env.step_summary, self.redactor.text(render.job_summary(
             report, pull_url=published.pull_url, problem=published.problem, links=self.links, onto=published.onto)))
         self.finish(report.status, **{
@@ -259,6 +283,8 @@ class ActionRunner:
         if plan.comment_on:
             self.github.comment(plan.comment_on, self.redactor.text(fit(body, 60_000)))
         self.log(body)
+        self.tell_app("not_validated", "the failure did not reproduce: likely an environment or infrastructure "
+                                       "problem; no code was changed")
         self.finish("skipped")
 
 

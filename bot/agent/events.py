@@ -107,6 +107,7 @@ class ChangesMade(Event):
     iteration: int
     diff_stat: str
     changed_files: list[str]
+    diff: str = ""  # the change itself, as a patch (cut where it is very long)
 
 
 class ValidationRan(Event):

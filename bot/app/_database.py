@@ -82,6 +82,28 @@ MIGRATIONS: tuple[str, ...] = (
         installation_id BIGINT PRIMARY KEY, next_at DOUBLE PRECISION NOT NULL
     );
     """,
+    # 4: what the runner reports (its events, and fixloop's own ending, cost and tokens), the OIDC tokens it
+    # reported with (each once), and the web UI's signed-in people
+    """
+    ALTER TABLE sessions ADD COLUMN title TEXT;
+    ALTER TABLE sessions ADD COLUMN inputs TEXT;
+    ALTER TABLE sessions ADD COLUMN ending TEXT;
+    ALTER TABLE sessions ADD COLUMN ending_reason TEXT;
+    ALTER TABLE sessions ADD COLUMN cost_usd DOUBLE PRECISION;
+    ALTER TABLE sessions ADD COLUMN tokens BIGINT;
+    ALTER TABLE sessions ADD COLUMN iterations INTEGER;
+    ALTER TABLE sessions ADD COLUMN ended DOUBLE PRECISION;
+    CREATE INDEX IF NOT EXISTS sessions_by_created ON sessions (created);
+    CREATE TABLE IF NOT EXISTS session_events (
+        session_id TEXT NOT NULL, seq INTEGER NOT NULL, type TEXT NOT NULL, data TEXT NOT NULL,
+        received DOUBLE PRECISION NOT NULL, PRIMARY KEY (session_id, seq)
+    );
+    CREATE TABLE IF NOT EXISTS oidc_tokens (jti TEXT PRIMARY KEY, expires DOUBLE PRECISION NOT NULL);
+    CREATE TABLE IF NOT EXISTS ui_sessions (
+        id TEXT PRIMARY KEY, login TEXT NOT NULL, repositories TEXT NOT NULL, csrf TEXT NOT NULL,
+        expires DOUBLE PRECISION NOT NULL
+    );
+    """,
 )
 
 

@@ -15,9 +15,7 @@ import re
 import time
 from collections.abc import Callable
 from dataclasses import replace
-from typing import Any, Literal
-
-from pydantic import BaseModel, Field, ValidationError
+from typing import Any
 
 from bot.app.campaign_store import (
     ENDED,
@@ -31,6 +29,7 @@ from bot.app.campaign_store import (
 )
 from bot.app.logs import logger
 from bot.app.processor import Processor
+from bot.app.run_events import RunReport, read_report
 from bot.app.store import Store
 from bot.campaign import Campaign, Target, parse_campaign
 from bot.errors import ConfigError, GitHubError
@@ -290,20 +289,14 @@ class Campaigns:
                                    cost_usd=cost)
         return f"campaign {target.campaign_id}: {target.name} {state}" + (f", ${cost:.4f}" if cost is not None else "")
 
-    def _report(self, target: CampaignTarget, run_id: int) -> _RunReport | None:
+    def _report(self, target: CampaignTarget, run_id: int) -> RunReport | None:
         try:
             github = self.processor.client(target.installation_id, target.repository)
-            data = github.artifact_file(run_id, f"{ARTIFACT_PREFIX}{run_id}", "report.json")
         except GitHubError as error:
             logger.warning("campaign %s: the report of run %d could not be read: %s", target.campaign_id, run_id,
                            error, extra={"campaign": target.campaign_id})
             return None
-        if data is None:
-            return None
-        try:
-            return _RunReport.model_validate_json(data)
-        except ValidationError:
-            return None
+        return read_report(github, run_id)
 
     def pull_opened(self, correlation: str, repository: str, head: str, url: str) -> str | None:
         """A pull request carrying a target's correlation id; taken only from the target's repository and its
@@ -318,17 +311,8 @@ class Campaigns:
         return f"campaign {target.campaign_id}: {target.name} has pull request {url}"
 
 
-class _RunReport(BaseModel):
-    """What the App reads of a session's report.json (written in the runner, so checked like input)."""
-
-    status: Literal["validated", "not_validated", "error", "cancelled"]
-    reason: str = Field("", max_length=100_000)
-    cost_usd: float | None = Field(None, ge=0, le=1_000_000, allow_inf_nan=False)
-
-
 _REPORTED: dict[str, TargetState] = {"validated": "validated", "not_validated": "not_validated", "error": "failed",
                                      "cancelled": "cancelled"}
-ARTIFACT_PREFIX = "fixloop-session-"  # workflows/fixloop.yml uploads the session folder as fixloop-session-<run id>
 
 
 def _limits(campaign: CampaignRecord) -> Limits:

@@ -9,6 +9,7 @@ A tiny thread-safe registry with exactly the series fixloop serves on `GET /metr
 | `fixloop_dispatches_total` | counter | `result` (`ok` / `failed`) |
 | `fixloop_dispatch_seconds` | histogram | |
 | `fixloop_errors_total` | counter | `stage` |
+| `fixloop_runner_events_total` | counter | `result` (`recorded` / `refused`) |
 
 Label values can come from requests (the `X-GitHub-Event` header of a delivery that failed
 verification, say), so each counter keeps at most `MAX_SERIES` label sets; later new ones are
@@ -117,6 +118,8 @@ class Metrics:
             "fixloop_dispatch_seconds", "Duration of workflow_dispatch requests to GitHub, in seconds."
         )
         self._errors = _Counter("fixloop_errors_total", "Errors, by the stage where they happened.", ("stage",))
+        self._runner_events = _Counter("fixloop_runner_events_total",
+                                       "Session events posted by runners, recorded or refused.", ("result",))
 
     def delivery(self, event: str, outcome: str) -> None:
         """Count one webhook delivery (`outcome`: e.g. dispatched, ignored, duplicate, bad_signature)."""
@@ -134,6 +137,11 @@ class Metrics:
         with self._lock:
             self._errors.inc(stage)
 
+    def runner_event(self, result: str) -> None:
+        """Count one session event a runner posted (`result`: recorded or refused)."""
+        with self._lock:
+            self._runner_events.inc(result)
+
     def webhook_latency(self, seconds: float) -> None:
         """Record how long POST /webhook took to answer."""
         with self._lock:
@@ -149,6 +157,7 @@ class Metrics:
                 self._dispatches,
                 self._dispatch_seconds,
                 self._errors,
+                self._runner_events,
             )
             lines = [line for family in families for line in family.lines()]
         if campaign_targets is not None:

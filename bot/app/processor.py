@@ -8,6 +8,7 @@ and `pull_request` events. It never runs the agent itself.
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Callable
@@ -15,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from bot.app.logs import logger
 from bot.app.metrics import Metrics
+from bot.app.run_events import read_report, record_report
 from bot.app.settings import AppSettings
 from bot.app.store import ACTIVE, SessionRecord, Store
 from bot.config import Config
@@ -160,7 +162,8 @@ class Processor:
                     f"{target.branch} (ci.max_sessions_per_branch); a green run resets the count")
         session, started = self.store.start_session(
             repository=github.repository, kind=run.task.kind, target=key, requester=origin.requester,
-            correlation_id=delivery, active_since=self.clock() - ACTIVE_WINDOW)
+            correlation_id=delivery, active_since=self.clock() - ACTIVE_WINDOW, title=run.task.title,
+            inputs=json.dumps(inputs))
         if not started:
             if origin.number:
                 where = f": {session.run_url}" if session.run_url else ""
@@ -243,6 +246,11 @@ class Processor:
             return "ignored: a fixloop run the App did not dispatch"
         self.store.update_session(session.id, status="completed", conclusion=run.conclusion, run_id=run.id,
                                   run_url=run.html_url)
+        if session.ending is None and event.installation is not None:  # the runner did not report it: read its report
+            github = self.client(event.installation.id, event.repository.full_name)
+            if (report := read_report(github, run.id)) is not None:
+                record_report(self.store, session, report)
+                return f"session {session.id} completed: {run.conclusion} ({report.status}, from its report)"
         return f"session {session.id} completed: {run.conclusion}"
 
     def _track_pull(self, event: PullRequestChanged) -> str:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hmac
 import json
 import os
+import re
 import secrets
 import socket
 import threading
@@ -24,23 +25,29 @@ from typing import Any
 from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, PlainTextResponse
-from pydantic import BaseModel, Field, model_validator
+from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel, Field, ValidationError, model_validator
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from bot.app import run_events
 from bot.app.campaigns import Campaigns, view
 from bot.app.logs import logger
 from bot.app.metrics import CONTENT_TYPE, Metrics
+from bot.app.oidc import ActionsTokenVerifier
 from bot.app.processor import Processor
+from bot.app.run_events import MAX_EVENT, RunEvent
 from bot.app.settings import AppSettings
-from bot.app.store import SessionRecord, Store
+from bot.app.store import ACTIVE, SessionRecord, Store
+from bot.app.ui import STATIC, error_page, ui_router
 from bot.campaign import LOGIN
-from bot.errors import ConfigError, GitHubError
+from bot.errors import ConfigError, GitHubError, MalformedEvent, NotStarted
 from bot.github.app_auth import InstallationTokens
 from bot.github.client import RequestPolicy
 from bot.github.commands import CAMPAIGN_STEERING
 from bot.github.events import EVENT_NAMES, verify_signature
 from bot.github.rules import Run
 from bot.secrets import Redactor
-from bot.task import FailedRun, Origin, SessionKind, Task, Thread
+from bot.task import RUN_EVENTS_PATH, FailedRun, Origin, Ref, SessionKind, Task, Thread, from_inputs
 from bot.telemetry.app_spans import AppTracing
 
 MAX_BODY = 25 * 1024 * 1024  # GitHub caps payloads at 25 MB
@@ -53,15 +60,27 @@ STOP_GRACE = 7.0  # seconds the deliveries in hand get to finish on stop (SIGTER
 class SessionRequest(BaseModel):
     repository: str = Field(pattern=r"^[\w.-]+/[\w.-]+$")
     kind: SessionKind
-    target: int = Field(ge=1, description="Issue or pull request number; for ci_failure, the failed workflow run id.")
+    target: int = Field(0, ge=0, description="Issue or pull request number; for ci_failure, the failed workflow run "
+                                             "id; none for task.")
     instructions: str = Field("", max_length=10_000)
     test: str | None = Field(None, max_length=1_000, pattern=r"^[^-]", description="For deflake: the test id.")
+    ref: str | None = Field(None, max_length=255, description="For task: the branch or commit (default: the "
+                                                              "repository's default branch).")
+    title: str | None = Field(None, max_length=200, description="For task: the task in a line (default: its first).")
+    iterations: int | None = Field(None, ge=1, le=100, description="For task: at most this many iterations, within "
+                                                                   "the repository's own limit.")
     requester: str = "api"
 
     @model_validator(mode="after")
-    def _deflake_names_a_test(self) -> SessionRequest:
+    def _complete(self) -> SessionRequest:
         if self.kind == "deflake" and not self.test:
             raise ValueError("kind deflake needs `test`, the id of the flaky test")
+        if self.kind == "task" and not self.instructions.strip():
+            raise ValueError("kind task needs `instructions`, the task in words")
+        if self.kind != "task" and self.target < 1:
+            raise ValueError(f"kind {self.kind} needs `target`, the issue, pull request or workflow run")
+        if self.kind == "task" and not self.title:
+            self.title = self.instructions.strip().splitlines()[0][:100]
         return self
 
 
@@ -91,6 +110,8 @@ class Service:
         self.processor = Processor(settings, self.store, self.tokens, self.metrics, policy=policy,
                                    resume_pause=resume_pause, tracing=self.tracing)
         self.campaigns = Campaigns(self.store, self.processor, self.tokens, pace=settings.campaign_pace)
+        self.verifier = (ActionsTokenVerifier(settings.oidc_issuer, settings.public_url)
+                         if settings.public_url is not None else None)
         self.processor.campaigns = self.campaigns
         self.replica = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
         self._stopping = threading.Event()
@@ -153,6 +174,61 @@ class Service:
             except Exception:  # noqa: BLE001 - nothing about one delivery may stop a worker
                 self.metrics.error("worker")
                 logger.exception("delivery could not be recorded", extra={"delivery": pending.id})
+
+    def start_session(self, task: Task, origin: Origin, *, correlation: str) -> SessionRecord:
+        """Start a session asked for through the API or the web UI (whoever asks was checked by them): the
+        repository's config applies, one session per target, then the dispatch. Raises NotStarted."""
+        try:
+            installation = self.tokens.installation_for(origin.repository)
+            github = self.processor.client(installation, origin.repository)
+            default_branch = github.default_branch()
+        except GitHubError as error:
+            raise NotStarted(404, f"the App cannot reach {origin.repository}: {error}") from None
+        target = origin.target
+        if isinstance(target, Ref):
+            if not target.ref:
+                target = target.model_copy(update={"ref": default_branch})
+                origin = origin.model_copy(update={"target": target})
+            if not re.fullmatch(r"[0-9a-f]{40}", target.ref) and github.branch_sha(target.ref) is None:
+                raise NotStarted(422, f"{target.ref!r} is neither a branch of {origin.repository} nor a full commit id")
+        try:
+            outcome = self.processor.start(correlation, github, Run(task, origin), default_branch)
+        except ConfigError as error:
+            raise NotStarted(422, str(error)) from None
+        session = self.store.session_for_correlation(correlation)
+        if session is None:
+            raise NotStarted(409, outcome)
+        if session.status == "failed":
+            raise NotStarted(502, session.reason or outcome)
+        return session
+
+    def retry_session(self, session: SessionRecord, requester: str, *, correlation: str) -> SessionRecord:
+        """The same task dispatched again, for `requester`. Raises NotStarted."""
+        if not session.inputs:
+            raise NotStarted(409, "this session was started before fixloop kept what it dispatched; start it again")
+        try:
+            task, origin = from_inputs(json.loads(session.inputs), repository=session.repository, sender=requester)
+        except MalformedEvent as error:
+            raise NotStarted(409, f"this session cannot be retried: {error}") from None
+        task = task.model_copy(update={"source": f"@{requester}, retrying {session.id}"})
+        return self.start_session(task, origin.model_copy(update={"requester": requester, "correlation_id": None}),
+                                  correlation=correlation)
+
+    def stop_session(self, session: SessionRecord, requester: str) -> SessionRecord:
+        """Cancel the session's workflow run and record who stopped it. Raises NotStarted."""
+        if session.status not in ACTIVE:
+            raise NotStarted(409, f"session {session.id} is not running ({session.status})")
+        if session.run_id is not None:
+            try:
+                installation = self.tokens.installation_for(session.repository)
+                self.processor.client(installation, session.repository).cancel_run(session.run_id)
+            except GitHubError as error:
+                raise NotStarted(502, f"GitHub did not cancel run {session.run_id}: {error}") from None
+        self.store.update_session(session.id, status="completed", conclusion="cancelled",
+                                  reason=f"stopped by @{requester}")
+        stopped = self.store.session(session.id)
+        assert stopped is not None
+        return stopped
 
     def campaign_changed(self) -> None:
         """Campaign work may be waiting (a campaign started or was steered): look at once."""
@@ -295,27 +371,17 @@ def create_app(settings: AppSettings, service: Service | None = None, *,
         return await run_in_threadpool(_start_session, request)
 
     def _start_session(request: SessionRequest) -> SessionRecord:
+        task = Task(kind=request.kind, title=request.title or f"#{request.target}", instructions=request.instructions,
+                    test=request.test, source=f"{request.requester} through the fixloop API")
+        target: Thread | FailedRun | Ref = (
+            FailedRun(run_id=request.target) if request.kind == "ci_failure" else
+            Ref(ref=request.ref or "", iterations=request.iterations) if request.kind == "task" else
+            Thread(number=request.target))
         try:
-            installation = service.tokens.installation_for(request.repository)
-            github = service.processor.client(installation, request.repository)
-            default_branch = github.default_branch()
-        except GitHubError as error:
-            raise HTTPException(404, f"the App cannot reach {request.repository}: {error}") from None
-        correlation = f"api-{time.time_ns()}"
-        task = Task(kind=request.kind, title=f"#{request.target}", instructions=request.instructions, test=request.test,
-                    source=f"{request.requester} through the fixloop API")
-        target = FailedRun(run_id=request.target) if request.kind == "ci_failure" else Thread(number=request.target)
-        origin = Origin(repository=request.repository, requester=request.requester, target=target)
-        try:
-            outcome = service.processor.start(correlation, github, Run(task, origin), default_branch)
-        except ConfigError as error:
-            raise HTTPException(422, str(error)) from None
-        session = service.store.session_for_correlation(correlation)
-        if session is None:
-            raise HTTPException(409, outcome)
-        if session.status == "failed":
-            raise HTTPException(502, session.reason or outcome)
-        return session
+            return service.start_session(task, Origin(repository=request.repository, requester=request.requester,
+                                              target=target), correlation=f"api-{time.time_ns()}")
+        except NotStarted as refused:
+            raise HTTPException(refused.status, str(refused)) from None
 
     @app.get("/api/sessions/{session_id}", dependencies=api)
     async def get_session(session_id: str) -> SessionRecord:
@@ -323,6 +389,24 @@ def create_app(settings: AppSettings, service: Service | None = None, *,
         if found is None:
             raise HTTPException(404, f"no session {session_id}")
         return found
+
+    @app.post("/api/sessions/{session_id}/{action}", dependencies=api)
+    async def steer_session(session_id: str, action: str, requester: str = Query("api", pattern=LOGIN)
+                            ) -> SessionRecord:
+        """`stop` cancels the session's run; `retry` dispatches its task again (a new session)."""
+        def steer() -> SessionRecord:
+            found = service.store.session(session_id)
+            if found is None:
+                raise HTTPException(404, f"no session {session_id}")
+            try:
+                if action == "stop":
+                    return service.stop_session(found, requester)
+                if action == "retry":
+                    return service.retry_session(found, requester, correlation=f"api-{time.time_ns()}")
+            except NotStarted as refused:
+                raise HTTPException(refused.status, str(refused)) from None
+            raise HTTPException(404, f"sessions take stop or retry, not {action!r}")
+        return await run_in_threadpool(steer)
 
     @app.get("/api/sessions", dependencies=api)
     async def list_sessions(repo: str | None = Query(None)) -> list[SessionRecord]:
@@ -377,9 +461,43 @@ def create_app(settings: AppSettings, service: Service | None = None, *,
     async def healthz() -> dict[str, Any]:
         return {"status": "ok", "queued": await run_in_threadpool(service.store.unfinished_deliveries)}
 
-    @app.get("/metrics")
-    async def metrics() -> PlainTextResponse:
-        counts = await run_in_threadpool(service.store.campaigns.counts)
-        return PlainTextResponse(service.metrics.render(counts), media_type=CONTENT_TYPE)
+    if settings.metrics:
+        @app.get("/metrics")
+        async def metrics() -> PlainTextResponse:
+            counts = await run_in_threadpool(service.store.campaigns.counts)
+            return PlainTextResponse(service.metrics.render(counts), media_type=CONTENT_TYPE)
+
+    @app.post(RUN_EVENTS_PATH)
+    async def run_event(request: Request) -> JSONResponse:
+        """A runner's session event, authenticated by its workflow run's OIDC token (`run_events`)."""
+        if service.verifier is None:
+            return JSONResponse({"error": "runner events are off: set FIXLOOP_PUBLIC_URL, the audience runners' "
+                                          "tokens name"}, status_code=404)
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not token:
+            service.metrics.runner_event("refused")
+            return JSONResponse({"error": "an OIDC token of the session's workflow run is required"}, status_code=401,
+                                headers={"WWW-Authenticate": "Bearer"})
+        body = bytearray()
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > MAX_EVENT:
+                return JSONResponse({"error": f"an event is at most {MAX_EVENT:,} bytes"}, status_code=413)
+        try:
+            event = RunEvent.model_validate_json(bytes(body))
+        except ValidationError as error:
+            return JSONResponse({"error": f"not a session event: {error.errors()[0]['msg']}"}, status_code=400)
+        try:
+            session = await run_in_threadpool(run_events.accept, service.store, service.verifier, token.strip(), event)
+        except run_events.Refused as refused:
+            service.metrics.runner_event("refused")
+            return JSONResponse({"error": str(refused)}, status_code=refused.status)
+        service.metrics.runner_event("recorded")
+        return JSONResponse({"recorded": event.seq, "session": session.id}, status_code=202)
+
+    if settings.ui:
+        app.include_router(ui_router(service))
+        app.add_exception_handler(StarletteHTTPException, error_page)  # type: ignore[arg-type]
+        app.mount("/ui/static", StaticFiles(directory=STATIC), name="ui-static")
 
     return app

@@ -42,6 +42,33 @@ class SessionRecord(BaseModel):
     pull_request_url: str | None = None
     created: float
     updated: float
+    title: str | None = None  # the task in a line
+    inputs: str | None = None  # what was dispatched (JSON of the workflow's inputs): a retry dispatches it again
+    # What the runner reported: fixloop's own ending (validated, not_validated, cancelled, error) and why,
+    # which the workflow's conclusion only approximates; what it spent; when it ended.
+    ending: str | None = None
+    ending_reason: str | None = None
+    cost_usd: float | None = None
+    tokens: int | None = None
+    iterations: int | None = None
+    ended: float | None = None
+
+
+class SessionEvent(BaseModel):
+    seq: int
+    type: str
+    data: dict[str, Any]
+    received: float
+
+
+class SessionFilter(BaseModel):
+    """Which sessions a list shows: of these repositories (None: any), and matching each field given."""
+
+    repositories: list[str] | None = None
+    repository: str | None = None
+    kind: str | None = None
+    status: str | None = None
+    requester: str | None = None
 
 
 class PendingDelivery(BaseModel):
@@ -129,14 +156,15 @@ class Store:
 
     # -- sessions ------------------------------------------------------------------------------
     def start_session(self, *, repository: str, kind: str, target: str, requester: str | None,
-                      correlation_id: str, active_since: float) -> tuple[SessionRecord, bool]:
+                      correlation_id: str, active_since: float, title: str | None = None,
+                      inputs: str | None = None) -> tuple[SessionRecord, bool]:
         """Record a new session for `target`, unless one created after `active_since` is still active: in
         one transaction, so that two workers handling two requests for one target start one session.
         Returns (the new session, True), or (the session that is still active, False)."""
         now = self.clock()
         record = SessionRecord(id=f"ses_{secrets.token_hex(8)}", repository=repository, kind=kind, target=target,
                                requester=requester, correlation_id=correlation_id, status="dispatching",
-                               created=now, updated=now)
+                               created=now, updated=now, title=title, inputs=inputs)
         with self._db.transaction() as tx:
             tx.lock(f"session:{repository}:{target}")
             busy = tx.execute(f"SELECT * FROM sessions WHERE repository = ? AND target = ? AND status IN {ACTIVE} "
@@ -146,13 +174,15 @@ class Store:
                 return SessionRecord(**busy), False
             tx.execute(
                 "INSERT INTO sessions "
-                "(id, repository, kind, target, requester, correlation_id, status, created, updated) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (record.id, repository, kind, target, requester, correlation_id, record.status, now, now))
+                "(id, repository, kind, target, requester, correlation_id, status, created, updated, title, inputs) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (record.id, repository, kind, target, requester, correlation_id, record.status, now, now, title,
+                 inputs))
         return record, True
 
     def update_session(self, session_id: str, **fields: Any) -> None:
-        allowed = {"status", "conclusion", "reason", "run_id", "run_url", "pull_request_url"}
+        allowed = {"status", "conclusion", "reason", "run_id", "run_url", "pull_request_url", "ending", "ending_reason",
+                   "cost_usd", "tokens", "iterations", "ended"}
         assert set(fields) <= allowed, set(fields) - allowed
         assignments = ", ".join(f"{name} = ?" for name in fields)
         with self._db.transaction() as tx:
@@ -176,6 +206,86 @@ class Store:
         if repository:
             return self._sessions("repository = ?", (repository,), limit)
         return self._sessions("1 = 1", (), limit)
+
+    def find_sessions(self, where: SessionFilter, *, limit: int = 100, before: float | None = None
+                      ) -> list[SessionRecord]:
+        """Sessions matching `where`, newest first; `before`: created before then (the next page)."""
+        clauses, args = self._filter(where)
+        if before is not None:
+            clauses.append("created < ?")
+            args.append(before)
+        return self._sessions(" AND ".join(clauses) or "1 = 1", tuple(args), limit)
+
+    def cost_by_week(self, where: SessionFilter) -> list[tuple[str, int, float]]:
+        """(repository, week's start as seconds since the epoch, USD) of the sessions matching `where`."""
+        clauses, args = self._filter(where)
+        clauses.append("cost_usd IS NOT NULL")
+        rows = self._db.read(f"SELECT repository, created, cost_usd FROM sessions WHERE {' AND '.join(clauses)}",
+                             tuple(args))
+        week = 7 * 86400
+        totals: dict[tuple[str, int], float] = {}
+        for row in rows:  # weeks start on Monday (the epoch was a Thursday)
+            start = int((row["created"] + 3 * 86400) // week * week - 3 * 86400)
+            totals[row["repository"], start] = totals.get((row["repository"], start), 0.0) + row["cost_usd"]
+        return sorted(((repository, start, cost) for (repository, start), cost in totals.items()),
+                      key=lambda item: (item[1], item[0]))
+
+    @staticmethod
+    def _filter(where: SessionFilter) -> tuple[list[str], list[Any]]:
+        clauses: list[str] = []
+        args: list[Any] = []
+        if where.repositories is not None:
+            if not where.repositories:
+                return ["1 = 0"], []
+            clauses.append(f"repository IN ({', '.join('?' for _ in where.repositories)})")
+            args += where.repositories
+        for name in ("repository", "kind", "status", "requester"):
+            if value := getattr(where, name):
+                clauses.append(f"{name} = ?")  # names are fixed
+                args.append(value)
+        return clauses, args
+
+    # -- what the runner reports -----------------------------------------------------------------
+    def record_event(self, session_id: str, seq: int, kind: str, data: dict[str, Any]) -> bool:
+        """Record event `seq` of a session; False when it was recorded before (a retry, or a replay)."""
+        with self._db.transaction() as tx:
+            return tx.execute("INSERT INTO session_events (session_id, seq, type, data, received) VALUES "
+                              "(?, ?, ?, ?, ?) ON CONFLICT (session_id, seq) DO NOTHING",
+                              (session_id, seq, kind, json.dumps(data), self.clock())).rowcount == 1
+
+    def events(self, session_id: str, after: int = -1) -> list[SessionEvent]:
+        rows = self._db.read("SELECT seq, type, data, received FROM session_events WHERE session_id = ? AND seq > ? "
+                             "ORDER BY seq", (session_id, after))
+        return [SessionEvent(seq=row["seq"], type=row["type"], data=json.loads(row["data"]),
+                             received=row["received"]) for row in rows]
+
+    def use_token(self, token_id: str, expires: float) -> bool:
+        """Record that an OIDC token (its `jti`) was used; False when it had been (a replayed request).
+        Tokens past their expiry are forgotten: they are refused for being expired."""
+        with self._db.transaction() as tx:
+            tx.execute("DELETE FROM oidc_tokens WHERE expires < ?", (self.clock() - 300,))
+            return tx.execute("INSERT INTO oidc_tokens (jti, expires) VALUES (?, ?) ON CONFLICT (jti) DO NOTHING",
+                              (token_id, expires)).rowcount == 1
+
+    # -- people signed in to the web UI --------------------------------------------------------
+    def open_ui_session(self, login: str, repositories: list[str], lifetime: float) -> tuple[str, str]:
+        """A signed-in person's session: (its id, its CSRF token)."""
+        session_id, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
+        with self._db.transaction() as tx:
+            tx.execute("DELETE FROM ui_sessions WHERE expires < ?", (self.clock(),))
+            tx.execute("INSERT INTO ui_sessions (id, login, repositories, csrf, expires) VALUES (?, ?, ?, ?, ?)",
+                       (session_id, login, json.dumps(sorted(repositories)), csrf, self.clock() + lifetime))
+        return session_id, csrf
+
+    def ui_session(self, session_id: str) -> tuple[str, list[str], str] | None:
+        """(login, repositories they may see, CSRF token) of a session still open."""
+        rows = self._db.read("SELECT login, repositories, csrf FROM ui_sessions WHERE id = ? AND expires > ?",
+                             (session_id, self.clock()))
+        return (rows[0]["login"], json.loads(rows[0]["repositories"]), rows[0]["csrf"]) if rows else None
+
+    def close_ui_session(self, session_id: str) -> None:
+        with self._db.transaction() as tx:
+            tx.execute("DELETE FROM ui_sessions WHERE id = ?", (session_id,))
 
     def session_for_run(self, run_id: int, title: str) -> SessionRecord | None:
         """The session a workflow run belongs to: by run id, else by the correlation id in its title."""

@@ -386,6 +386,11 @@ class GitHubClient:
                     cancelled.append(int(run.id))
         return cancelled
 
+    def cancel_run(self, run_id: int) -> None:
+        """Cancel a workflow run (GitHub answers 409 for a run that has already ended)."""
+        run = self._call(f"read workflow run {run_id}", lambda: self._repo.get_workflow_run(run_id))
+        self._retried("cancel a workflow run", run.cancel, find=_nothing_to_find)
+
     def workflow_run(self, run_id: int) -> WorkflowRunInfo:
         run = self._repo.get_workflow_run(run_id)
         self._call(f"read workflow run {run_id}", lambda: run.head_sha)

@@ -48,6 +48,8 @@ class Authenticator:
         token = token.strip()
         if scheme.lower() not in ("token", "bearer") or not token:
             raise AuthError(401, "Bad credentials")
+        if token in self.state.user_tokens:
+            return Caller(token, "user", self.state.add_user(self.state.user_tokens[token]))
         if token in self.static_tokens:
             return Caller(token, "token", self.state.add_user(self.static_tokens[token]))
         issued = self.state.issued_token(token)

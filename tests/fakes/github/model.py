@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-AuthKind = Literal["token", "installation", "jwt"]
+AuthKind = Literal["token", "installation", "jwt", "user"]  # user: a GitHub App user access token
 PermissionLevel = Literal["none", "read", "triage", "write", "maintain", "admin"]
 
 # GitHub's legacy `permission` field for a role (the collaborator-permission endpoint).

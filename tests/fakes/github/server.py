@@ -26,14 +26,15 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 from werkzeug.datastructures import Headers
 
-from . import api_actions, api_apps, api_issues, api_repos, render, spec
+from . import api_actions, api_apps, api_issues, api_repos, api_users, render, spec
 from .auth import Authenticator, AuthError, load_public_key
 from .model import Caller, Fault, RecordedRequest, ReplicaLag, utcnow
+from .oauth import OAuthFlow
 from .routes import RATE_LIMIT, ApiError, Ctx, Options, Reply, Route, match
 from .state import GitHubState
 
 JSON_TYPE = "application/json; charset=utf-8"
-ROUTE_MODULES = (api_actions, api_apps, api_issues, api_repos)  # imported to register routes
+ROUTE_MODULES = (api_actions, api_apps, api_issues, api_repos, api_users)  # imported to register routes
 GIT_RECEIVE = "/_fake/git-receive"  # a post-receive hook reports real pushes here (see tests/fakes/git_origin.py)
 LOG_DOWNLOAD = re.compile(r"^/_fake/job-logs/(?P<owner>[^/]+)/(?P<repo>[^/]+)/(?P<job>\d+)$")
 ARTIFACT_DOWNLOAD = re.compile(r"^/_fake/artifacts/(?P<owner>[^/]+)/(?P<repo>[^/]+)/(?P<artifact>\d+)$")
@@ -207,6 +208,13 @@ class FakeGitHub(GitHubState):
             return self._serve_artifact(archive)
         if parts.path == GIT_RECEIVE and method == "POST":
             return self._git_receive(body)
+        if parts.path.startswith("/login/oauth/") and self.app is not None:
+            self.record_request(RecordedRequest(method, parts.path, query, None, None, None, lower_headers, None,
+                                                f"{method} (OAuth web flow)"))
+            status, page, page_headers = OAuthFlow(self.app.client_id, self.app_client_secret, self.app.name,
+                                                   self.user_tokens, self._oauth_codes).handle(
+                method, parts.path, parts.query, raw_body, lower_headers.get("content-type", ""))
+            return Answer(status, page, page_headers)
 
         api_path = parts.path
         in_prefix = not self.prefix or api_path == self.prefix or api_path.startswith(

@@ -74,6 +74,9 @@ class GitHubState:
         self._commit_counter = itertools.count(1)
         self._manifest_codes: dict[str, tuple[User, dict[str, Any]]] = {}  # code -> (owner, manifest)
         self._manifest_apps: list[ManifestApp] = []
+        self.user_tokens: dict[str, str] = {}  # user access token (the App's OAuth web flow) -> login
+        self.app_client_secret = "fake-client-secret"  # the App's OAuth client secret
+        self._oauth_codes: dict[str, str] = {}  # code -> login, until it is exchanged for a token
         now = utcnow()
         github = self._user("github", "Organization")
         # The app behind GITHUB_TOKEN: check runs made with a plain token belong to it.

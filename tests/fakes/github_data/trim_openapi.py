@@ -79,6 +79,10 @@ OPERATIONS: tuple[tuple[str, str], ...] = (
     ("POST", "/app-manifests/{code}/conversions"),
     ("GET", "/repos/{owner}/{repo}/commits/{ref}"),
     ("GET", "/rate_limit"),
+    # A person signed in to the App's web UI, with the user token of its OAuth flow.
+    ("GET", "/user"),
+    ("GET", "/user/installations"),
+    ("GET", "/user/installations/{installation_id}/repositories"),
 )
 
 # Components kept even when no kept operation references them: the fake uses them to check the

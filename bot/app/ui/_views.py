@@ -1,0 +1,210 @@
+"""What the pages show, computed from the store's records (pure functions; the templates only lay out).
+
+A session's events come from its runner: they are read back with the session's own event models
+(`bot.agent.events`), and an event that does not fit them is left out rather than trusted.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from bot.agent.events import ChangesMade, IterationEnded, LimitReached, ModelCalled, ToolCalled, ValidationRan
+from bot.app.store import SessionEvent, SessionRecord
+from bot.search import TOOL_NAME as SEARCH_TOOL
+from bot.validation import ValidationResult
+
+ACTIVE = ("dispatching", "dispatched", "in_progress")
+
+
+@dataclass
+class Iteration:
+    n: int
+    diff_stat: str = ""
+    diff: str = ""
+    validation: ValidationResult | None = None
+    tokens: int = 0
+    turns: int = 0
+
+
+@dataclass
+class Step:
+    """One line of the timeline."""
+
+    iteration: int
+    kind: str  # model, tool, search, validation, limit
+    title: str
+    body: str = ""
+    result: str = ""
+    failed: bool = False
+
+
+@dataclass
+class SessionPage:
+    record: SessionRecord
+    baseline: ValidationResult | None = None
+    iterations: list[Iteration] = field(default_factory=list)
+    timeline: list[Step] = field(default_factory=list)
+    model: str = ""
+    last_seq: int = -1
+
+    @property
+    def live(self) -> bool:
+        return self.record.status in ACTIVE
+
+    @property
+    def outcome(self) -> str:
+        """fixloop's ending when the runner told it, else what the workflow run concluded, else where it is."""
+        record = self.record
+        return record.ending or (f"run {record.conclusion}" if record.conclusion else record.status)
+
+
+Model = TypeVar("Model", bound=BaseModel)
+
+
+def _read(model: type[Model], data: dict[str, Any]) -> Model | None:
+    try:
+        return model.model_validate(data)
+    except ValidationError:
+        return None
+
+
+def session_page(record: SessionRecord, events: list[SessionEvent]) -> SessionPage:
+    page = SessionPage(record)
+    iterations: dict[int, Iteration] = {}
+
+    def iteration(n: int) -> Iteration:
+        return iterations.setdefault(n, Iteration(n))
+
+    for event in events:
+        page.last_seq = max(page.last_seq, event.seq)
+        data = event.data
+        if event.type == "session_started":
+            page.model = str(data.get("model", ""))
+        elif event.type == "iteration_started" and isinstance(data.get("n"), int):
+            iteration(data["n"])
+        elif event.type == "model_called" and (called := _read(ModelCalled, data)):
+            if called.text.strip():
+                page.timeline.append(Step(called.iteration, "model", f"model, turn {called.turn}", called.text.strip()))
+        elif event.type == "tool_called" and (tool := _read(ToolCalled, data)):
+            if tool.name == SEARCH_TOOL:
+                page.timeline.append(Step(tool.iteration, "search", "search program",
+                                          str(tool.input.get("program", "")), tool.result, tool.is_error))
+            else:
+                page.timeline.append(Step(tool.iteration, "tool", tool.name, _inputs(tool.input), tool.result,
+                                          tool.is_error))
+        elif event.type == "changes_made" and (changes := _read(ChangesMade, data)):
+            iteration(changes.iteration).diff_stat, iteration(changes.iteration).diff = changes.diff_stat, changes.diff
+        elif event.type == "validation_ran" and (ran := _read(ValidationRan, data)):
+            if ran.iteration == 0:
+                page.baseline = ran.result
+            else:
+                iteration(ran.iteration).validation = ran.result
+                page.timeline.append(Step(ran.iteration, "validation", "validation",
+                                          "passed" if ran.result.passed else
+                                          f"failed: {len(ran.result.failed_tests)} test(s)",
+                                          failed=not ran.result.passed))
+        elif event.type == "iteration_ended" and (ended := _read(IterationEnded, data)):
+            iteration(ended.n).tokens, iteration(ended.n).turns = ended.usage.total, ended.turns
+        elif event.type == "limit_reached" and (limit := _read(LimitReached, data)):
+            page.timeline.append(Step(max(iterations, default=0), "limit", f"limit reached: {limit.limit}",
+                                      limit.detail, failed=True))
+    page.iterations = [iterations[n] for n in sorted(iterations)]
+    return page
+
+
+def _inputs(values: dict[str, Any]) -> str:
+    return "\n".join(f"{name}: {value}" for name, value in values.items())
+
+
+# -- numbers in words ------------------------------------------------------------------------------
+
+def when(seconds: float | None) -> str:
+    if seconds is None:
+        return ""
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def duration(record: SessionRecord) -> str:
+    end = record.ended or (record.updated if record.status not in ACTIVE else None)
+    if end is None:
+        return ""
+    seconds = max(0, int(end - record.created))
+    return f"{seconds // 60} min {seconds % 60:02d} s" if seconds >= 60 else f"{seconds} s"
+
+
+def dollars(value: float | None) -> str:
+    return "" if value is None else f"${value:,.2f}" if value >= 0.995 else f"${value:.4f}"
+
+
+# -- the cost chart --------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Bar:
+    x: float
+    y: float
+    width: float
+    height: float
+    colour: str
+    label: str  # for screen readers and the tooltip: repository, week, cost
+
+
+@dataclass(frozen=True)
+class Chart:
+    width: int
+    height: int
+    bars: list[Bar]
+    weeks: list[tuple[float, str]]  # x of the label, the week
+    ticks: list[tuple[float, str]]  # y of the line, the amount
+    legend: list[tuple[str, str]]  # colour, repository
+    rows: list[tuple[str, str, str]]  # the same as a table: week, repository, cost
+
+
+PALETTE = ("#1f77b4", "#d95f02", "#1b9e77", "#7570b3", "#e7298a", "#66a61e", "#a6761d", "#666666")
+
+
+def cost_chart(costs: list[tuple[str, int, float]], width: int = 720, height: int = 280) -> Chart:
+    """Stacked bars: one per week, a segment per repository (the 7 costliest each get a colour, the rest
+    share one), as SVG geometry."""
+    weeks = sorted({week for _, week, _ in costs})
+    totals: dict[str, float] = {}
+    for repository, _, cost in costs:
+        totals[repository] = totals.get(repository, 0.0) + cost
+    named = sorted(totals, key=lambda r: -totals[r])[: len(PALETTE) - 1]
+    colour = {repository: PALETTE[i] for i, repository in enumerate(named)}
+    stacks: dict[int, dict[str, float]] = {week: {} for week in weeks}
+    for repository, week, cost in costs:
+        key = repository if repository in colour else "others"
+        stacks[week][key] = stacks[week].get(key, 0.0) + cost
+    top = max((sum(stack.values()) for stack in stacks.values()), default=0.0)
+    scale_top = _nice(top)
+    left, bottom, plot_height = 64.0, 24.0, height - 40.0
+    slot = (width - left - 8) / max(1, len(weeks))
+    bars, labels = [], []
+    for index, week in enumerate(weeks):
+        x = left + index * slot + slot * 0.15
+        y = height - bottom
+        label_week = datetime.fromtimestamp(week, UTC).strftime("%Y-%m-%d")
+        for key, cost in sorted(stacks[week].items(), key=lambda item: item[0] == "others"):
+            bar_height = plot_height * cost / scale_top if scale_top else 0.0
+            y -= bar_height
+            bars.append(Bar(x, y, slot * 0.7, bar_height, colour.get(key, PALETTE[-1]),
+                            f"{key}, week of {label_week}: {dollars(cost)}"))
+        labels.append((x + slot * 0.35, label_week))
+    ticks = [(height - bottom - plot_height * step / 4, dollars(scale_top * step / 4)) for step in range(5)]
+    legend = [(colour[r], r) for r in named] + ([(PALETTE[-1], "others")] if len(totals) > len(named) else [])
+    rows = [(datetime.fromtimestamp(week, UTC).strftime("%Y-%m-%d"), repository, dollars(cost))
+            for repository, week, cost in costs]
+    return Chart(width, height, bars, labels, ticks, legend, rows)
+
+
+def _nice(value: float) -> float:
+    """A round number at or above `value`, for the top of the scale."""
+    if value <= 0:
+        return 0.0
+    magnitude = 10 ** math.floor(math.log10(value))
+    return float(next(step * magnitude for step in (1, 2, 2.5, 5, 10) if step * magnitude >= value))
