@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, ValidationError
 
+from bot.agent.events import SessionEnded
 from bot.app.logs import logger
 from bot.app.oidc import ActionsTokenVerifier, TokenRefused, check_run
 from bot.app.store import SessionRecord, Store
@@ -90,6 +91,13 @@ def _apply(store: Store, session: SessionRecord, event: RunEvent) -> None:
         fields["iterations"] = max(session.iterations or 0, event.data["n"])
     elif event.type == "model_called" and isinstance(cost := event.data.get("session_cost_usd"), (int, float)):
         fields["cost_usd"] = float(cost)
+    elif event.type == "session_ended" and session.ending is None:  # the loop's ending, until `finished` says more
+        try:
+            ended = SessionEnded.model_validate(event.data)
+        except ValidationError:
+            return
+        fields |= {"ending": ended.status, "ending_reason": ended.reason[:2_000], "cost_usd": ended.cost_usd,
+                   "tokens": ended.usage.total}
     elif event.type == "finished":
         try:
             finished = Finished.model_validate(event.data)

@@ -48,7 +48,7 @@ STATUSES = ("dispatching", "dispatched", "in_progress", "completed", "failed")
 
 _templates = Environment(loader=FileSystemLoader(Path(__file__).parent / "templates"),
                          autoescape=select_autoescape(default=True), trim_blocks=True, lstrip_blocks=True)
-_templates.filters.update(when=_views.when, dollars=_views.dollars)
+_templates.filters.update(when=_views.when, dollars=_views.dollars, outcome=_views.outcome)
 
 
 class _SignInFirst(Exception):

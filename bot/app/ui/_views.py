@@ -58,9 +58,12 @@ class SessionPage:
 
     @property
     def outcome(self) -> str:
-        """fixloop's ending when the runner told it, else what the workflow run concluded, else where it is."""
-        record = self.record
-        return record.ending or (f"run {record.conclusion}" if record.conclusion else record.status)
+        return outcome(self.record)
+
+
+def outcome(record: SessionRecord) -> str:
+    """fixloop's ending when the runner told it, else what the workflow run concluded, else where it is."""
+    return record.ending or (f"run {record.conclusion}" if record.conclusion else record.status)
 
 
 Model = TypeVar("Model", bound=BaseModel)
@@ -195,7 +198,7 @@ def cost_chart(costs: list[tuple[str, int, float]], width: int = 720, height: in
             bars.append(Bar(x, y, slot * 0.7, bar_height, colour.get(key, PALETTE[-1]),
                             f"{key}, week of {label_week}: {dollars(cost)}"))
         labels.append((x + slot * 0.35, label_week))
-    ticks = [(height - bottom - plot_height * step / 4, dollars(scale_top * step / 4)) for step in range(5)]
+    ticks = [(height - bottom - plot_height * step / 4, f"${scale_top * step / 4:,.2f}") for step in range(5)]
     legend = [(colour[r], r) for r in named] + ([(PALETTE[-1], "others")] if len(totals) > len(named) else [])
     rows = [(datetime.fromtimestamp(week, UTC).strftime("%Y-%m-%d"), repository, dollars(cost))
             for repository, week, cost in costs]

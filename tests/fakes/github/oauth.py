@@ -15,7 +15,8 @@ import secrets
 from typing import Any
 from urllib.parse import parse_qs, urlencode
 
-PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Authorize {app}</title></head>
+PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Authorize {app}</title>
+<link rel="icon" href="data:,"></head>
 <body><main><h1>Authorize {app}</h1>
 <form method="post" action="/login/oauth/authorize">
 <input type="hidden" name="client_id" value="{client_id}"><input type="hidden" name="redirect_uri" value="{redirect}">
