@@ -36,6 +36,7 @@ FAMILIES = {
     "fixloop_dispatches_total": "counter",
     "fixloop_dispatch_seconds": "histogram",
     "fixloop_errors_total": "counter",
+    "fixloop_runner_events_total": "counter",
 }
 
 # ---------------------------------------------------------------------------------------------

@@ -153,7 +153,7 @@ def conversions(github: FakeGitHub) -> list[str]:
 def registration(key: AppKey) -> Registration:
     return Registration(app_id=123456, slug="fixloop-acme", name="fixloop-acme", owner="acme",
                         client_id="Iv23liAbCdEfGhIjKlMn", html_url="https://github.com/apps/fixloop-acme",
-                        private_key=key.private_pem, webhook_secret="0f" * 20)
+                        private_key=key.private_pem, webhook_secret="0f" * 20, client_secret="c1" * 20)
 
 
 def one_error_line(err: str) -> str:
@@ -189,11 +189,14 @@ def test_registration_writes_a_private_env_file_that_fixloop_serve_accepts(
     assert stat.S_IMODE(env_file.stat().st_mode) == 0o600
     values = read_env_file(env_file)
     assert values == {"APP_ID": str(created.app.id), "APP_SLUG": "fixloop-acme", "GITHUB_API_URL": fake_github.url,
-                      "WEBHOOK_SECRET": created.webhook_secret, "PRIVATE_KEY": created.pem.replace("\n", "\\n")}
+                      "WEBHOOK_SECRET": created.webhook_secret, "PRIVATE_KEY": created.pem.replace("\n", "\\n"),
+                      "FIXLOOP_PUBLIC_URL": URL, "GITHUB_CLIENT_ID": created.app.client_id,
+                      "GITHUB_CLIENT_SECRET": created.client_secret}
     settings = AppSettings.from_environ(values)
     assert (settings.app_id, settings.app_slug, settings.api_url) == (str(created.app.id), "fixloop-acme",
                                                                        fake_github.url)
     assert settings.private_key == created.pem and settings.webhook_secret == created.webhook_secret
+    assert settings.ui and settings.client_secret == created.client_secret and settings.public_url == URL
 
     for secret in (created.pem.splitlines()[1], created.webhook_secret, created.client_secret):
         assert secret and secret not in stdout + stderr + done_page
@@ -288,7 +291,7 @@ def test_a_code_is_exchanged_once(fake_github: FakeGitHub) -> None:
 def test_the_env_file_reads_the_same_in_a_shell_and_the_printed_key_command_gives_the_pem(
         github_app_key: AppKey, tmp_path: Path) -> None:
     registered = registration(github_app_key)
-    (tmp_path / ".env").write_text(env_file_text(registered, "https://api.github.com"))
+    (tmp_path / ".env").write_text(env_file_text(registered, "https://api.github.com", "https://fixloop.example.com"))
     dump = "import json, os; print(json.dumps(dict(os.environ)))"
     shell = subprocess.run(["sh", "-c", 'set -a; . ./.env; set +a; exec "$0" -c "$1"', sys.executable, dump],
                            cwd=tmp_path, env={"PATH": os.environ["PATH"]}, capture_output=True, text=True, check=True)
@@ -317,7 +320,8 @@ def test_read_env_file_takes_what_a_shell_takes_literally_and_refuses_the_rest(t
 
 
 def test_serve_starts_from_the_env_file(fake_github: FakeGitHub, github_app_key: AppKey, tmp_path: Path) -> None:
-    (tmp_path / ".env").write_text(env_file_text(registration(github_app_key), fake_github.url))
+    (tmp_path / ".env").write_text(env_file_text(registration(github_app_key), fake_github.url,
+                                                 "https://fixloop.example.com"))
     port = free_port()
     env = {name: value for name, value in os.environ.items()
            if name not in ("APP_ID", "PRIVATE_KEY", "PRIVATE_KEY_PATH", "WEBHOOK_SECRET", "GITHUB_API_URL")}

@@ -132,6 +132,9 @@ class Database(Protocol):
 
     def read(self, sql: str, args: Sequence[Any] = ()) -> list[dict[str, Any]]: ...
 
+    def optimize(self) -> None:
+        """Refresh what the query planner knows of the tables (they grow from empty while the App runs)."""
+
     def close(self) -> None: ...
 
 
@@ -190,6 +193,10 @@ class _SQLite:
         self._db.row_factory = sqlite3.Row
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
+        # Statistics for the planner, from a sample of each index (quick at any size): without them, the sessions
+        # of a person's repositories (`repository IN (...)`, newest first) are all read and sorted.
+        self._db.execute("PRAGMA analysis_limit=1000")
+        self._db.execute("ANALYZE")
 
     @contextmanager
     def transaction(self) -> Iterator[Transaction]:
@@ -205,6 +212,10 @@ class _SQLite:
     def read(self, sql: str, args: Sequence[Any] = ()) -> list[dict[str, Any]]:
         with self._lock:
             return [dict(row) for row in self._db.execute(sql, tuple(args)).fetchall()]
+
+    def optimize(self) -> None:
+        with self._lock:
+            self._db.execute("PRAGMA optimize")
 
     def close(self) -> None:
         with self._lock:
@@ -284,6 +295,9 @@ class _Postgres:
     def read(self, sql: str, args: Sequence[Any] = ()) -> list[dict[str, Any]]:
         with self._lock:
             return list(self._connection().execute(sql.replace("?", "%s"), tuple(args)).fetchall())
+
+    def optimize(self) -> None:
+        """Nothing to do: PostgreSQL's autovacuum keeps the statistics."""
 
     def close(self) -> None:
         with self._lock:

@@ -6,8 +6,10 @@ as the form field `manifest` to `https://github.com/settings/apps/new` (or
 `code`, which `POST /app-manifests/{code}/conversions` exchanges for the App ID, the private key
 (`pem`) and the webhook secret.
 
-fixloop never acts on behalf of a user, so the manifest has no `callback_urls`, `setup_url` or
-`request_oauth_on_install`.
+People sign in to fixloop's web UI through the App's OAuth web flow, which comes back to
+`callback_urls` (`/ui/callback`); the user token only tells which repositories the person can reach
+and is then dropped: fixloop never acts on behalf of a user (no `setup_url`, no
+`request_oauth_on_install`).
 """
 
 from __future__ import annotations
@@ -46,7 +48,7 @@ DESCRIPTION = (
 MAX_NAME_LENGTH = 34  # GitHub's limit for App names
 
 
-def _base_url(url: str) -> str:
+def base_url(url: str) -> str:
     parts = urlsplit(url)
     if parts.scheme not in ("https", "http") or not parts.netloc or parts.query or parts.fragment:
         raise ConfigError(f"the App's URL must be an http(s) URL without query or fragment, got {url!r} "
@@ -64,13 +66,14 @@ def app_manifest(url: str | None = None, *, name: str = "fixloop") -> dict[str, 
     name = name.strip()
     if not name or len(name) > MAX_NAME_LENGTH:
         raise ConfigError(f"the App's name must have 1 to {MAX_NAME_LENGTH} characters, got {name!r}")
-    base = PLACEHOLDER_URL if url is None else _base_url(url)
+    base = PLACEHOLDER_URL if url is None else base_url(url)
     return {
         "name": name,
         "url": HOMEPAGE,
         "description": DESCRIPTION,
         "hook_attributes": {"url": f"{base}/webhook", "active": True},
         "redirect_url": f"{base}/",
+        "callback_urls": [f"{base}/ui/callback"],
         "public": False,
         "default_permissions": {permission: access for permission, (access, _) in PERMISSIONS.items()},
         "default_events": list(EVENTS),

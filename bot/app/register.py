@@ -32,7 +32,7 @@ from urllib.parse import parse_qs, quote, urlencode, urlsplit
 
 import requests
 
-from bot.app.manifest import app_manifest
+from bot.app.manifest import app_manifest, base_url
 from bot.errors import ConfigError, FixloopError, GitHubError
 
 GITHUB_WEB_URL = "https://github.com"
@@ -95,6 +95,7 @@ class Registration:
     html_url: str
     private_key: str = field(repr=False)  # PEM
     webhook_secret: str = field(repr=False)
+    client_secret: str = field(repr=False)  # the App's OAuth client: signing in to the web UI
 
     @property
     def install_url(self) -> str:
@@ -246,14 +247,16 @@ def _registration(response: requests.Response) -> Registration:
             owner=text(data["owner"]["login"]), client_id=text(data["client_id"]),
             html_url=text(data["html_url"]).rstrip("/"), private_key=text(data["pem"]),
             # null for an App without a webhook; written empty, `fixloop serve` then says what is missing
-            webhook_secret="" if data["webhook_secret"] is None else text(data["webhook_secret"]))
+            webhook_secret="" if data["webhook_secret"] is None else text(data["webhook_secret"]),
+            client_secret=text(data["client_secret"]))
     except (ValueError, KeyError, TypeError):
         raise GitHubError("GitHub's answer to the code exchange lacks the App's id, slug, owner or private key; "
                           "the App may have been created all the same: see GitHub's Developer settings") from None
 
 
-def env_file_text(registration: Registration, api_url: str) -> str:
-    """The .env file for `fixloop serve`: exactly the variables `AppSettings.from_environ` reads."""
+def env_file_text(registration: Registration, api_url: str, public_url: str) -> str:
+    """The .env file for `fixloop serve`: exactly the variables `AppSettings.from_environ` reads (the web UI is
+    on with these: people sign in through the App's OAuth client)."""
     values = {
         "APP_ID": str(registration.app_id),
         "APP_SLUG": registration.slug,
@@ -261,6 +264,9 @@ def env_file_text(registration: Registration, api_url: str) -> str:
         "WEBHOOK_SECRET": registration.webhook_secret,
         # On one line, so every .env reader takes it: AppSettings turns the \n back into line breaks.
         "PRIVATE_KEY": registration.private_key.replace("\n", "\\n"),
+        "FIXLOOP_PUBLIC_URL": public_url,
+        "GITHUB_CLIENT_ID": registration.client_id,
+        "GITHUB_CLIENT_SECRET": registration.client_secret,
     }
     return ENV_HEADER + "".join(f"{name}={_env_value(name, value)}\n" for name, value in values.items())
 
@@ -346,6 +352,7 @@ class _Flow:
     env_file: Path
     force: bool
     warn: Callable[[str], None]
+    public_url: str  # where `fixloop serve` will be reached (its web UI's address)
     lock: threading.Lock = field(default_factory=threading.Lock)  # held while a callback is answered
     finished: threading.Event = field(default_factory=threading.Event)
     outcome: Registration | FixloopError | None = None
@@ -377,7 +384,8 @@ class _Flow:
 
     def _save(self, registration: Registration) -> None:
         try:
-            write_env_file(self.env_file, env_file_text(registration, self.target.api_url), force=self.force)
+            write_env_file(self.env_file, env_file_text(registration, self.target.api_url, self.public_url),
+                           force=self.force)
         except OSError as error:
             raise ConfigError(
                 f"could not write {self.env_file} ({error.strerror}); the App {registration.slug} exists: on its "
@@ -471,7 +479,8 @@ def register(options: RegisterOptions, environ: Mapping[str, str], *, err: TextI
         state = secrets.token_urlsafe(24)
         page = registration_page(manifest, target.new_app_url(state), target.account)
         server.flow = _Flow(state, page_path, page, target, options.env_file, options.force,
-                            warn=lambda line: print(f"fixloop: warning: {line}", file=err, flush=True))
+                            warn=lambda line: print(f"fixloop: warning: {line}", file=err, flush=True),
+                            public_url=base_url(options.url))
         threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True).start()
         try:
             host = urlsplit(target.web_url).netloc

@@ -38,7 +38,7 @@ from bot.app.processor import Processor
 from bot.app.run_events import MAX_EVENT, RunEvent
 from bot.app.settings import AppSettings
 from bot.app.store import ACTIVE, SessionRecord, Store
-from bot.app.ui import STATIC, error_page, ui_router
+from bot.app.ui import STATIC, ServerTiming, error_page, ui_router
 from bot.campaign import LOGIN
 from bot.errors import ConfigError, GitHubError, MalformedEvent, NotStarted
 from bot.github.app_auth import InstallationTokens
@@ -54,6 +54,7 @@ MAX_BODY = 25 * 1024 * 1024  # GitHub caps payloads at 25 MB
 POLL = 0.5  # seconds between looks for deliveries that other replicas received
 HEARTBEAT = 2.0  # seconds between "alive" records, and looks for deliveries a stopped replica held
 STALE = 15.0  # seconds of silence after which a replica counts as stopped
+OPTIMIZE_EVERY = 600.0  # seconds between refreshes of the database's statistics for its query planner
 STOP_GRACE = 7.0  # seconds the deliveries in hand get to finish on stop (SIGTERM exits within 10 s)
 
 
@@ -247,8 +248,12 @@ class Service:
                 self._campaign_work.clear()
 
     def _beat(self) -> None:
+        optimized = time.monotonic()
         while not self._stopping.wait(HEARTBEAT):
             try:
+                if time.monotonic() - optimized > OPTIMIZE_EVERY:
+                    optimized = time.monotonic()
+                    self.store.optimize()
                 if not self.store.heartbeat(self.replica):
                     logger.error("this replica was taken for stopped (its heartbeat was late): the others took over "
                                  "what it held; check the database's reachability")
@@ -498,6 +503,7 @@ def create_app(settings: AppSettings, service: Service | None = None, *,
     if settings.ui:
         app.include_router(ui_router(service))
         app.add_exception_handler(StarletteHTTPException, error_page)  # type: ignore[arg-type]
+        app.add_middleware(ServerTiming)
         app.mount("/ui/static", StaticFiles(directory=STATIC), name="ui-static")
 
     return app

@@ -94,7 +94,7 @@ class AppSettings:
         client_id = environ.get("GITHUB_CLIENT_ID", "").strip() or None
         client_secret = environ.get("GITHUB_CLIENT_SECRET", "").strip() or None
         switches = {}
-        for name, default in (("FIXLOOP_UI", bool(client_id)), ("FIXLOOP_METRICS", True)):
+        for name, default in (("FIXLOOP_UI", bool(client_id and public_url)), ("FIXLOOP_METRICS", True)):
             value = environ.get(name, "").strip().lower()
             if value not in ("", "on", "off"):
                 problems.append(f"{name} must be on or off, not {value!r}")

@@ -16,7 +16,7 @@ import secrets
 import socket
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from pydantic import BaseModel
 
@@ -54,6 +54,24 @@ class SessionRecord(BaseModel):
     ended: float | None = None
 
 
+class ListedSession(NamedTuple):
+    """A session as a list shows it (a list may hold 10,000: a tuple, not a validated model)."""
+
+    id: str
+    repository: str
+    kind: str
+    target: str
+    requester: str | None
+    status: str
+    conclusion: str | None
+    title: str | None
+    ending: str | None
+    cost_usd: float | None
+    created: float
+    updated: float
+    ended: float | None
+
+
 class SessionEvent(BaseModel):
     seq: int
     type: str
@@ -86,6 +104,10 @@ class Store:
 
     def close(self) -> None:
         self._db.close()
+
+    def optimize(self) -> None:
+        """Refresh the database's statistics for its query planner (the App calls this now and then)."""
+        self._db.optimize()
 
     # -- deliveries and their queue ------------------------------------------------------------
     def claim_delivery(self, delivery_id: str, event: str, payload: Any) -> bool:
@@ -208,13 +230,15 @@ class Store:
         return self._sessions("1 = 1", (), limit)
 
     def find_sessions(self, where: SessionFilter, *, limit: int = 100, before: float | None = None
-                      ) -> list[SessionRecord]:
+                      ) -> list[ListedSession]:
         """Sessions matching `where`, newest first; `before`: created before then (the next page)."""
         clauses, args = self._filter(where)
         if before is not None:
             clauses.append("created < ?")
             args.append(before)
-        return self._sessions(" AND ".join(clauses) or "1 = 1", tuple(args), limit)
+        rows = self._db.read(f"SELECT {', '.join(ListedSession._fields)} FROM sessions WHERE "
+                             f"{' AND '.join(clauses) or '1 = 1'} ORDER BY created DESC LIMIT ?", (*args, limit))
+        return [ListedSession(**row) for row in rows]
 
     def cost_by_week(self, where: SessionFilter) -> list[tuple[str, int, float]]:
         """(repository, week's start as seconds since the epoch, USD) of the sessions matching `where`."""

@@ -17,12 +17,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
-from fastapi import APIRouter, HTTPException, Request
+from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from bot.app.campaign_store import ENDED as TARGET_ENDED
 from bot.app.campaign_store import STATES as TARGET_STATES
@@ -42,7 +43,8 @@ CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self';
        "form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
 HEADERS = {"Content-Security-Policy": CSP, "X-Content-Type-Options": "nosniff", "Referrer-Policy": "same-origin",
            "Cache-Control": "no-store", "X-Frame-Options": "DENY"}
-PAGE_SIZE = 100
+PAGE_SIZE = 100  # sessions a list page shows, unless asked for more
+MAX_PAGE = 10_000
 MAX_FORM = 64 * 1024
 STATUSES = ("dispatching", "dispatched", "in_progress", "completed", "failed")
 
@@ -154,16 +156,15 @@ def ui_router(service: Service) -> APIRouter:
     # -- sessions ---------------------------------------------------------------------------------
     @router.get("/")
     async def sessions(request: Request, repository: str = "", kind: str = "", status: str = "", requester: str = "",
-                       before: float | None = None) -> HTMLResponse:
+                       before: float | None = None, limit: int = Query(PAGE_SIZE, ge=1, le=MAX_PAGE)) -> HTMLResponse:
         who = await signed_in(request)
         where = SessionFilter(repositories=list(who.repositories), repository=repository or None, kind=kind or None,
                               status=status or None, requester=requester or None)
-        found = await run_in_threadpool(service.store.find_sessions, where, limit=PAGE_SIZE + 1, before=before)
-        more = found[PAGE_SIZE].created if len(found) > PAGE_SIZE else None
-        rows = [(record, _views.duration(record)) for record in found[:PAGE_SIZE]]
-        older = None if more is None else "?" + urlencode({**{k: v for k, v in (
+        found = await run_in_threadpool(service.store.find_sessions, where, limit=limit + 1, before=before)
+        rows = _views.rows(found[:limit])
+        older = None if len(found) <= limit else "?" + urlencode({**{k: v for k, v in (
             ("repository", repository), ("kind", kind), ("status", status), ("requester", requester)) if v},
-            "before": found[PAGE_SIZE - 1].created})
+            **({"limit": limit} if limit != PAGE_SIZE else {}), "before": found[limit - 1].created})
         return page("sessions.html", who, rows=rows, older=older, filters={
             "repository": repository, "kind": kind, "status": status, "requester": requester},
             kinds=DISPATCH_KINDS, statuses=STATUSES)
@@ -327,6 +328,28 @@ async def error_page(request: Request, error: StarletteHTTPException) -> Respons
         return RedirectResponse(error.headers["Location"], status_code=303)
     html = _templates.get_template("error.html").render(who=None, status=error.status_code, message=error.detail)
     return HTMLResponse(html, status_code=error.status_code, headers=HEADERS)
+
+
+class ServerTiming:
+    """ASGI middleware: the UI's answers say how long the App took to produce them (`Server-Timing: app;dur=`, in
+    milliseconds, up to their headers: the pages are rendered by then), for operators and the benchmark."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not scope["path"].startswith("/ui"):
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+
+        async def timed(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                took = f"app;dur={(time.perf_counter() - started) * 1000:.1f}".encode()
+                message["headers"] = [*message.get("headers", []), (b"server-timing", took)]
+            await send(message)
+
+        await self.app(scope, receive, timed)
 
 
 def _local(target: str) -> str:
