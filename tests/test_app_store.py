@@ -145,9 +145,13 @@ def test_sessions_are_found_by_id_correlation_run_and_title(open_store: OpenStor
                                            correlation_id="delivery-7", active_since=0)
     assert started and store.session(session.id) == session
     run_id = 2**40  # GitHub's run ids outgrew 32 bits long ago
-    assert store.session_for_run(run_id, "fixloop issue #7 (delivery-7)") == session, "by the title"
+    assert store.session_for_run(REPO, run_id, "fixloop issue #7 (delivery-7)") == session, "by the title"
+    # Anyone can name a run of their own repository after this session: it is not taken for the session's.
+    assert store.session_for_run("mallory/own", run_id, "fixloop issue #7 (delivery-7)") is None
+    assert store.session_for_run(REPO, run_id, "fixloop issue #7 (delivery-7x)") is None
     store.update_session(session.id, status="dispatched", run_id=run_id, run_url="https://example/run")
-    found = store.session_for_run(run_id, "")
+    assert store.session_for_run("mallory/own", run_id, "") is None
+    found = store.session_for_run(REPO, run_id, "")
     assert found is not None and found.run_id == run_id and found.status == "dispatched"
     assert store.session_for_correlation("delivery-7") == found
     assert [s.id for s in store.sessions(REPO)] == [session.id] and store.sessions("octo/other") == []

@@ -106,7 +106,8 @@ def test_a_runner_reports_as_it_goes_and_the_app_records_fixloops_own_ending(rep
                                         correlation, redactor=Redactor(["sk-secret-value-123"]), warn=warnings.append)
     assert reporter is not None
     reporter.post("iteration_started", {"n": 1})
-    reporter.post("model_called", {"iteration": 1, "session_cost_usd": 0.0123, "text": "key sk-secret-value-123"})
+    reporter.post("model_called", {"iteration": 1, "turn": 1, "session_cost_usd": 0.0123,
+                                   "text": "key sk-secret-value-123"})
     reporter.post("changes_made", {"iteration": 1, "diff_stat": " calc.py | 2 +-", "diff": "-a - b\n+a + b\n"})
     reporter.close()
     assert warnings == []
@@ -135,9 +136,9 @@ def test_a_runner_reports_as_it_goes_and_the_app_records_fixloops_own_ending(rep
     ("another issuer", 401, "not valid for this App"),
     ("another audience", 401, "not valid for this App"),
     ("expired", 401, "not valid for this App"),
-    ("another repository", 403, "octo/other"),
-    ("another run", 403, "workflow run"),
-    ("unknown session", 404, "no session"),
+    ("another repository", 403, "does not prove"),
+    ("another run", 403, "does not prove"),
+    ("unknown session", 403, "does not prove"),  # the same answer: a token of any repository learns nothing
 ])
 def test_tokens_that_do_not_prove_the_sessions_own_run_are_refused(reporting_app, forgery, status, says):
     app = reporting_app
@@ -155,6 +156,7 @@ def test_tokens_that_do_not_prove_the_sessions_own_run_are_refused(reporting_app
     answer = app.post(token, event("nobody" if forgery == "unknown session" else correlation, 0, "finished",
                                    status="validated", reason="forged"))
     assert answer.status_code == status and says in answer.json()["error"], answer.text
+    assert REPO not in answer.text and OTHER not in answer.text
     assert app.service.store.events(session_id) == []
     assert app.session(session_id)["ending"] is None
     assert "fixloop_runner_events_total{result=\"refused\"} 1.0" in requests.get(f"{app.url}/metrics", timeout=5).text
@@ -251,3 +253,51 @@ def test_fixloop_action_reports_a_task_in_words_to_the_app_as_it_runs(app_on, fa
     assert {"iteration_started", "model_called", "tool_called", "changes_made", "validation_ran"} <= set(kinds)
     diff = next(e.data for e in app.service.store.events(session.id) if e.type == "changes_made")["diff"]
     assert "+    return a + b" in diff or "+a + b" in diff.replace(" ", "")
+
+
+def test_events_that_are_not_what_their_kind_holds_are_refused(reporting_app):
+    app = reporting_app
+    session_id, run_id, correlation = app.dispatched_session()
+    for seq, (kind, data) in enumerate([
+        ("model_called", {"iteration": 1, "turn": 1, "session_cost_usd": -5}),
+        ("finished", {"status": "validated", "cost_usd": 1e308}),
+        ("iteration_started", {"n": 10**15}),
+        ("validation_ran", {"iteration": 1, "result": "all good"}),
+    ]):
+        answer = app.post(app.token(run_id), event(correlation, seq, kind, **data))
+        assert answer.status_code == 422 and f"not a {kind} event" in answer.json()["error"], answer.text
+    assert app.service.store.events(session_id) == [] and app.session(session_id)["cost_usd"] is None
+    body = json.dumps(event(correlation, 9, "finished", status="validated")).replace('"validated"', "NaN")
+    answer = requests.post(f"{app.url}{RUN_EVENTS_PATH}", data=body, timeout=10,
+                           headers={"Authorization": f"Bearer {app.token(run_id)}", "Content-Type": "application/json"})
+    assert answer.status_code in (400, 422)
+
+
+def test_a_pull_request_of_another_repository_is_not_taken_and_nothing_comes_after_the_ending(reporting_app):
+    app = reporting_app
+    session_id, run_id, correlation = app.dispatched_session()
+    answer = app.post(app.token(run_id), event(correlation, 0, "finished", status="validated", reason="done",
+                                               pull_request_url="https://github.com/mallory/phish/pull/1"))
+    assert answer.status_code == 202
+    assert app.session(session_id)["pull_request_url"] is None and app.session(session_id)["ending"] == "validated"
+    late = app.post(app.token(run_id), event(correlation, 1, "iteration_started", n=2))
+    assert late.status_code == 409 and "has ended" in late.json()["error"]
+
+
+def test_a_rerun_of_the_workflow_reports_afresh(reporting_app):
+    """A re-run keeps the run id; its events (numbered from 0 again) are its own, and the page shows them."""
+    app = reporting_app
+    session_id, run_id, correlation = app.dispatched_session()
+    assert app.post(app.token(run_id), event(correlation, 0, "iteration_started", n=1)).status_code == 202
+    again = app.post(app.token(run_id, run_attempt="2"), event(correlation, 0, "iteration_started", n=1))
+    assert again.status_code == 202, again.text
+    assert app.post(app.token(run_id, run_attempt="2"), event(correlation, 1, "iteration_started", n=2)
+                    ).status_code == 202
+    assert [e.data["n"] for e in app.service.store.events(session_id)] == [1, 2]
+
+
+def test_a_session_takes_a_bounded_number_of_events(reporting_app):
+    store = reporting_app.service.store
+    session_id, _, _ = reporting_app.dispatched_session()
+    assert [store.record_event(session_id, n, "iteration_started", {"n": n}, limit=3) for n in range(4)] == [
+        True, True, True, None]

@@ -247,7 +247,10 @@ def test_confined_commands_see_no_other_process_and_nothing_they_start_outlives_
     _, worktree, confinement = setting
     try:
         scan = ("for p in /proc/[0-9]*; do tr '\\0' '\\n' < $p/environ; done 2>/dev/null | grep -c held-secret-value; "
-                f"kill -0 {holder.pid} 2>/dev/null; echo signal=$?; (setsid sleep 301 &); echo done")
+                f"kill -0 {holder.pid} 2>/dev/null; echo signal=$?; (setsid sleep 301 &); "
+                # Until the sleep has left the group (a loaded machine may take a while to run setsid): else the
+                # command's own end takes it along, and the unconfined baseline proves nothing.
+                "for _ in $(seq 100); do pgrep -x -f 'sleep 301' > /dev/null && break; sleep 0.05; done; echo done")
         env = {"PATH": os.environ["PATH"]}
         with adopting_orphans() as started_here:
             bare = run_shell(["bash", "-c", scan], cwd=worktree.root, env=env, timeout=30).output

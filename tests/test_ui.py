@@ -269,13 +269,15 @@ def test_the_cost_page_charts_cost_per_repository_and_week(ui):
 
 
 def test_the_campaign_page_shows_progress_and_steers(ui):
-    spec = f"name: rename\ninstructions: Rename it.\ntargets: {{repositories: [{REPO}]}}\ntracking: {REPO}\n"
+    spec = (f"name: rename\ninstructions: Rename it.\ntargets: {{repositories: [{REPO}, {SECRET_REPO}]}}\n"
+            f"tracking: {REPO}\n")
     record = ui.service.campaigns.start(spec, "alice")
     alice = ui.as_("alice")
     listing = alice.get(f"{ui.url}/ui/campaigns", timeout=10).text
     assert "rename" in listing and f"/ui/campaigns/{record.id}" in listing
     page = alice.get(f"{ui.url}/ui/campaigns/{record.id}", timeout=10).text
-    assert "<progress" in page and REPO in page and "Pause</button>" in page
+    assert "<progress" in page and f"<td>{REPO}</td>" in page and "Pause</button>" in page
+    assert SECRET_REPO not in page and "1 more in others" in page and "0 of 2 targets ended" in page
     paused = alice.post(f"{ui.url}/ui/campaigns/{record.id}/pause", data={"csrf": csrf_of(page)}, timeout=10)
     assert paused.status_code == 200 and ui.store.campaigns.campaign(record.id).status == "paused"
     bob = ui.as_("bob")
@@ -334,3 +336,26 @@ def test_a_sign_in_lasts_its_lifetime(ui, monkeypatch):
     monkeypatch.setattr(ui.store, "clock", lambda: real() + 9 * 3600)
     assert alice.get(f"{ui.url}/ui/", allow_redirects=False, timeout=10).status_code == 303
     assert time.time() < real() + 60
+
+
+def test_stop_waits_until_the_run_is_known(ui):
+    session_id = record_session(ui.store, REPO, status="dispatching")
+    alice = ui.as_("alice")
+    csrf = csrf_of(alice.get(f"{ui.url}/ui/sessions/{session_id}", timeout=10).text)
+    answer = alice.post(f"{ui.url}/ui/sessions/{session_id}/stop", data={"csrf": csrf}, timeout=10)
+    assert answer.status_code == 409 and "not known yet" in answer.text
+    assert ui.store.session(session_id).status == "dispatching"
+
+
+def test_the_api_starts_a_task_on_the_default_branch_and_refuses_a_ref_that_is_none(make_ui):
+    ui = make_ui(api_token="ui-api-token")
+    headers = {"Authorization": "Bearer ui-api-token"}
+    started = requests.post(f"{ui.url}/api/sessions", headers=headers, timeout=10, json={
+        "repository": REPO, "kind": "task", "instructions": "Make add() add"})
+    assert started.status_code == 201, started.text
+    assert json.loads(ui.github.dispatches(REPO)[0].inputs["head"]) == {"ref": "main"}
+    for ref in ("-x", "a..b", "release; rm -rf /"):
+        refused = requests.post(f"{ui.url}/api/sessions", headers=headers, timeout=10, json={
+            "repository": REPO, "kind": "task", "instructions": "x", "ref": ref})
+        assert refused.status_code == 422, (ref, refused.text)
+    assert len(ui.github.dispatches(REPO)) == 1

@@ -124,8 +124,8 @@ class ActionRunner:
             output=self.redactor.data(render.session_in_progress(plan.task.title, plan.task.source)),
             details_url=self.env.run_url, external_id=plan.origin.key(),
             actions=render.session_buttons(None, can_stop=self.can_stop))
-        self.app = AppReporter.from_environ(self.environ, plan.origin.correlation_id, redactor=self.redactor,
-                                           warn=self.commands.warning)
+        reported = None if isinstance(plan.origin.target, CampaignWork) else plan.origin.correlation_id  # a session's
+        self.app = AppReporter.from_environ(self.environ, reported, redactor=self.redactor, warn=self.commands.warning)
         try:
             return self._session(plan, config, check_id)
         except ConfigError as error:  # raised before the agent runs: no credentials, `sandbox: required`, ...

@@ -95,8 +95,8 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE sessions ADD COLUMN ended DOUBLE PRECISION;
     CREATE INDEX IF NOT EXISTS sessions_by_created ON sessions (created);
     CREATE TABLE IF NOT EXISTS session_events (
-        session_id TEXT NOT NULL, seq INTEGER NOT NULL, type TEXT NOT NULL, data TEXT NOT NULL,
-        received DOUBLE PRECISION NOT NULL, PRIMARY KEY (session_id, seq)
+        session_id TEXT NOT NULL, attempt INTEGER NOT NULL, seq INTEGER NOT NULL, type TEXT NOT NULL,
+        data TEXT NOT NULL, received DOUBLE PRECISION NOT NULL, PRIMARY KEY (session_id, attempt, seq)
     );
     CREATE TABLE IF NOT EXISTS oidc_tokens (jti TEXT PRIMARY KEY, expires DOUBLE PRECISION NOT NULL);
     CREATE TABLE IF NOT EXISTS ui_sessions (

@@ -8,7 +8,6 @@ published keys, the issuer, the audience, the expiry, and then (`check_run`) tha
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +25,7 @@ class TokenRefused(Exception):
 class RunIdentity:
     repository: str
     run_id: int
+    run_attempt: int  # a re-run of the workflow keeps its run id
     token_id: str  # `jti`: each token is taken once
     expires: float
 
@@ -35,15 +35,14 @@ class ActionsTokenVerifier:
         """`issuer`: GitHub's (`GITHUB_ISSUER`), or a GitHub Enterprise Server's `https://HOST/_services/token`;
         `audience`: the App's public URL, as the runner asks for it."""
         self.issuer, self.audience = issuer.rstrip("/"), audience
-        # The issuer's keys, fetched on first use and again for a key id not seen before (a rotation).
+        # The issuer's keys, fetched on first use and again for a key id not seen before (a rotation; PyJWT
+        # 2.13 and later keep the cached keys when a fetch fails, and bind the header's algorithm to the key's).
         self._keys = jwt.PyJWKClient(f"{self.issuer}/.well-known/jwks", cache_keys=True, lifespan=3600,
-                                     timeout=int(timeout))
-        self._lock = threading.Lock()
+                                     timeout=timeout)
 
     def verify(self, token: str) -> RunIdentity:
         try:
-            with self._lock:
-                key = self._keys.get_signing_key_from_jwt(token)
+            key = self._keys.get_signing_key_from_jwt(token)
         except jwt.PyJWKClientConnectionError as error:
             raise TokenRefused(f"the issuer's keys could not be fetched from {self.issuer}: {error}") from None
         except jwt.PyJWTError as error:
@@ -54,11 +53,11 @@ class ActionsTokenVerifier:
                                                 options={"require": ["exp", "iat", "jti", "repository", "run_id"]})
         except jwt.PyJWTError as error:
             raise TokenRefused(f"the token is not valid for this App: {error}") from None
-        run_id = str(claims["run_id"])
-        if not run_id.isdigit():
-            raise TokenRefused("the token's run_id is not a workflow run id")
-        return RunIdentity(repository=str(claims["repository"]), run_id=int(run_id), token_id=str(claims["jti"]),
-                           expires=float(claims["exp"]))
+        run_id, attempt = str(claims["run_id"]), str(claims.get("run_attempt") or "1")
+        if not run_id.isdigit() or not attempt.isdigit():
+            raise TokenRefused("the token's run_id or run_attempt is not a number")
+        return RunIdentity(repository=str(claims["repository"]), run_id=int(run_id), run_attempt=int(attempt),
+                           token_id=str(claims["jti"]), expires=float(claims["exp"]))
 
 
 def check_run(identity: RunIdentity, repository: str, run_id: int | None) -> None:

@@ -236,7 +236,7 @@ class Processor:
             self.store.ci_passed(event.repository.full_name, run.head_branch)
         if run.path.rsplit("/", 1)[-1] != self.settings.workflow_file:
             return None
-        session = self.store.session_for_run(run.id, run.display_title)
+        session = self.store.session_for_run(event.repository.full_name, run.id, run.display_title)
         if session is None and self.campaigns is not None:
             outcome = self.campaigns.run_completed(event.repository.full_name, run.id, run.display_title,
                                                    run.conclusion, run.html_url)

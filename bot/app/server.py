@@ -80,8 +80,9 @@ class SessionRequest(BaseModel):
             raise ValueError("kind task needs `instructions`, the task in words")
         if self.kind != "task" and self.target < 1:
             raise ValueError(f"kind {self.kind} needs `target`, the issue, pull request or workflow run")
-        if self.kind == "task" and not self.title:
-            self.title = self.instructions.strip().splitlines()[0][:100]
+        if self.kind == "task":
+            Ref(ref=self.ref or "HEAD")  # a branch or a commit, else refused here (422), before anything else
+            self.title = self.title or self.instructions.strip().splitlines()[0][:100]
         return self
 
 
@@ -187,7 +188,7 @@ class Service:
             raise NotStarted(404, f"the App cannot reach {origin.repository}: {error}") from None
         target = origin.target
         if isinstance(target, Ref):
-            if not target.ref:
+            if target.ref == "HEAD":  # as in git: the default branch
                 target = target.model_copy(update={"ref": default_branch})
                 origin = origin.model_copy(update={"target": target})
             if not re.fullmatch(r"[0-9a-f]{40}", target.ref) and github.branch_sha(target.ref) is None:
@@ -219,12 +220,13 @@ class Service:
         """Cancel the session's workflow run and record who stopped it. Raises NotStarted."""
         if session.status not in ACTIVE:
             raise NotStarted(409, f"session {session.id} is not running ({session.status})")
-        if session.run_id is not None:
-            try:
-                installation = self.tokens.installation_for(session.repository)
-                self.processor.client(installation, session.repository).cancel_run(session.run_id)
-            except GitHubError as error:
-                raise NotStarted(502, f"GitHub did not cancel run {session.run_id}: {error}") from None
+        if session.run_id is None:  # marked stopped while its run goes on would free its target for a second one
+            raise NotStarted(409, f"session {session.id}'s workflow run is not known yet: try again in a moment")
+        try:
+            installation = self.tokens.installation_for(session.repository)
+            self.processor.client(installation, session.repository).cancel_run(session.run_id)
+        except GitHubError as error:
+            raise NotStarted(502, f"GitHub did not cancel run {session.run_id}: {error}") from None
         self.store.update_session(session.id, status="completed", conclusion="cancelled",
                                   reason=f"stopped by @{requester}")
         stopped = self.store.session(session.id)
@@ -380,11 +382,11 @@ def create_app(settings: AppSettings, service: Service | None = None, *,
                     test=request.test, source=f"{request.requester} through the fixloop API")
         target: Thread | FailedRun | Ref = (
             FailedRun(run_id=request.target) if request.kind == "ci_failure" else
-            Ref(ref=request.ref or "", iterations=request.iterations) if request.kind == "task" else
+            Ref(ref=request.ref or "HEAD", iterations=request.iterations) if request.kind == "task" else
             Thread(number=request.target))
         try:
             return service.start_session(task, Origin(repository=request.repository, requester=request.requester,
-                                              target=target), correlation=f"api-{time.time_ns()}")
+                                              target=target), correlation=f"api-{secrets.token_hex(8)}")
         except NotStarted as refused:
             raise HTTPException(refused.status, str(refused)) from None
 
@@ -407,7 +409,7 @@ def create_app(settings: AppSettings, service: Service | None = None, *,
                 if action == "stop":
                     return service.stop_session(found, requester)
                 if action == "retry":
-                    return service.retry_session(found, requester, correlation=f"api-{time.time_ns()}")
+                    return service.retry_session(found, requester, correlation=f"api-{secrets.token_hex(8)}")
             except NotStarted as refused:
                 raise HTTPException(refused.status, str(refused)) from None
             raise HTTPException(404, f"sessions take stop or retry, not {action!r}")
@@ -483,17 +485,19 @@ def create_app(settings: AppSettings, service: Service | None = None, *,
             service.metrics.runner_event("refused")
             return JSONResponse({"error": "an OIDC token of the session's workflow run is required"}, status_code=401,
                                 headers={"WWW-Authenticate": "Bearer"})
-        body = bytearray()
-        async for chunk in request.stream():
-            body += chunk
-            if len(body) > MAX_EVENT:
-                return JSONResponse({"error": f"an event is at most {MAX_EVENT:,} bytes"}, status_code=413)
         try:
-            event = RunEvent.model_validate_json(bytes(body))
-        except ValidationError as error:
-            return JSONResponse({"error": f"not a session event: {error.errors()[0]['msg']}"}, status_code=400)
-        try:
-            session = await run_in_threadpool(run_events.accept, service.store, service.verifier, token.strip(), event)
+            # The token first: a request without a valid one costs no more than its headers.
+            identity = await run_in_threadpool(run_events.identify, service.verifier, token.strip())
+            body = bytearray()
+            async for chunk in request.stream():
+                body += chunk
+                if len(body) > MAX_EVENT:
+                    raise run_events.Refused(413, f"an event is at most {MAX_EVENT:,} bytes")
+            try:
+                event = RunEvent.model_validate_json(bytes(body))
+            except ValidationError as error:
+                raise run_events.Refused(400, f"not a session event: {error.errors()[0]['msg']}") from None
+            session = await run_in_threadpool(run_events.accept, service.store, identity, event)
         except run_events.Refused as refused:
             service.metrics.runner_event("refused")
             return JSONResponse({"error": str(refused)}, status_code=refused.status)

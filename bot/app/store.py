@@ -24,6 +24,7 @@ from bot.app._database import connect
 from bot.app.campaign_store import CampaignStore
 
 LEASE = 600.0  # seconds a replica may hold a delivery: processing one takes seconds
+MAX_EVENTS = 5_000  # events a session's runner may report (a session has hundreds)
 ACTIVE = ("dispatching", "dispatched", "in_progress")
 
 
@@ -270,16 +271,24 @@ class Store:
         return clauses, args
 
     # -- what the runner reports -----------------------------------------------------------------
-    def record_event(self, session_id: str, seq: int, kind: str, data: dict[str, Any]) -> bool:
-        """Record event `seq` of a session; False when it was recorded before (a retry, or a replay)."""
+    def record_event(self, session_id: str, seq: int, kind: str, data: dict[str, Any], attempt: int = 1,
+                     limit: int = MAX_EVENTS) -> bool | None:
+        """Record event `seq` of a run attempt of a session; False when it was recorded before (a retry, or a
+        replay), None when the session has `limit` events already."""
         with self._db.transaction() as tx:
-            return tx.execute("INSERT INTO session_events (session_id, seq, type, data, received) VALUES "
-                              "(?, ?, ?, ?, ?) ON CONFLICT (session_id, seq) DO NOTHING",
-                              (session_id, seq, kind, json.dumps(data), self.clock())).rowcount == 1
+            tx.lock(f"events:{session_id}")
+            held = tx.execute("SELECT COUNT(*) AS n FROM session_events WHERE session_id = ?", (session_id,)).one()
+            if held is not None and held["n"] >= limit:
+                return None
+            return tx.execute("INSERT INTO session_events (session_id, attempt, seq, type, data, received) VALUES "
+                              "(?, ?, ?, ?, ?, ?) ON CONFLICT (session_id, attempt, seq) DO NOTHING",
+                              (session_id, attempt, seq, kind, json.dumps(data), self.clock())).rowcount == 1
 
-    def events(self, session_id: str, after: int = -1) -> list[SessionEvent]:
-        rows = self._db.read("SELECT seq, type, data, received FROM session_events WHERE session_id = ? AND seq > ? "
-                             "ORDER BY seq", (session_id, after))
+    def events(self, session_id: str) -> list[SessionEvent]:
+        """The events of the session's latest run attempt (a re-run of its workflow starts over)."""
+        rows = self._db.read("SELECT seq, type, data, received FROM session_events WHERE session_id = ? AND attempt = "
+                             "(SELECT MAX(attempt) FROM session_events WHERE session_id = ?) ORDER BY seq",
+                             (session_id, session_id))
         return [SessionEvent(seq=row["seq"], type=row["type"], data=json.loads(row["data"]),
                              received=row["received"]) for row in rows]
 
@@ -311,15 +320,17 @@ class Store:
         with self._db.transaction() as tx:
             tx.execute("DELETE FROM ui_sessions WHERE id = ?", (session_id,))
 
-    def session_for_run(self, run_id: int, title: str) -> SessionRecord | None:
-        """The session a workflow run belongs to: by run id, else by the correlation id in its title."""
-        found = self._sessions("run_id = ?", (run_id,), 1)
+    def session_for_run(self, repository: str, run_id: int, title: str) -> SessionRecord | None:
+        """The session of `repository` a workflow run belongs to: by run id, else by the correlation id its title
+        ends with, in parentheses (the workflow's `run-name`): anyone can name a run of their own repository
+        after another repository's session, so the repository must match too."""
+        found = self._sessions("run_id = ? AND repository = ?", (run_id, repository), 1)
         if found:
             return found[0]
-        rows = self._db.read("SELECT correlation_id FROM sessions WHERE run_id IS NULL AND status IN "
-                             "('dispatching', 'dispatched')")
+        rows = self._db.read("SELECT correlation_id FROM sessions WHERE run_id IS NULL AND repository = ? AND status "
+                             "IN ('dispatching', 'dispatched')", (repository,))
         for row in rows:
-            if row["correlation_id"] and row["correlation_id"] in title:
+            if row["correlation_id"] and title.endswith(f"({row['correlation_id']})"):
                 return self.session_for_correlation(row["correlation_id"])
         return None
 

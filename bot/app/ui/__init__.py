@@ -200,7 +200,7 @@ def ui_router(service: Service) -> APIRouter:
                 raise HTTPException(403, f"stopping and retrying need write access to {found.repository}")
             if action == "stop":
                 return service.stop_session(found, who.login)
-            return service.retry_session(found, who.login, correlation=f"ui-{time.time_ns()}")
+            return service.retry_session(found, who.login, correlation=f"ui-{secrets.token_hex(8)}")
 
         try:
             changed = await run_in_threadpool(steer)
@@ -232,12 +232,10 @@ def ui_router(service: Service) -> APIRouter:
             return again(422, "The task is longer than 10,000 characters.")
         if iterations and not (iterations.isdigit() and 1 <= int(iterations) <= 50):
             return again(422, "Iterations must be a whole number from 1 to 50 (the repository's limit applies too).")
-        try:
-            target = Ref(ref=ref or "main", iterations=int(iterations) if iterations else None)
+        try:  # HEAD, as in git: the repository's default branch
+            target = Ref(ref=ref or "HEAD", iterations=int(iterations) if iterations else None)
         except ValueError:
             return again(422, f"{ref!r} is not a branch or a commit.")
-        if not ref:
-            target = target.model_copy(update={"ref": ""})  # the repository's default branch, looked up on start
 
         def start() -> SessionRecord:
             if not may_write(who, repository):
@@ -245,7 +243,7 @@ def ui_router(service: Service) -> APIRouter:
             task = Task(kind="task", title=text.splitlines()[0][:100], instructions=text,
                         source=f"@{who.login} in fixloop's web UI")
             return service.start_session(task, Origin(repository=repository, requester=who.login, target=target),
-                                         correlation=f"ui-{time.time_ns()}")
+                                         correlation=f"ui-{secrets.token_hex(8)}")
 
         try:
             started = await run_in_threadpool(start)
@@ -288,8 +286,10 @@ def ui_router(service: Service) -> APIRouter:
 
         record, targets, can_write = await run_in_threadpool(shown)
         counts = {state: sum(1 for t in targets if t.state == state) for state in TARGET_STATES}
-        return page("campaign.html", who, c=record, targets=targets, counts=counts, can_write=can_write,
-                    ended=TARGET_ENDED, steering=CAMPAIGN_STEERING)
+        visible = [t for t in targets if who.may_see(t.repository)]  # the others are counted, never named
+        return page("campaign.html", who, c=record, targets=visible, total=len(targets),
+                    finished=sum(1 for t in targets if t.state in TARGET_ENDED), counts=counts, can_write=can_write,
+                    steering=CAMPAIGN_STEERING)
 
     @router.post("/campaigns/{campaign_id}/{action}")
     async def steer_campaign(request: Request, campaign_id: str, action: str) -> Response:

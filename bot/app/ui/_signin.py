@@ -23,7 +23,7 @@ from bot.errors import GitHubError
 
 SESSION_COOKIE = "fixloop_session"
 STATE_COOKIE = "fixloop_oauth_state"
-LIFETIME = 8 * 3600  # seconds a sign-in lasts (and its list of repositories)
+LIFETIME = 2 * 3600  # seconds a sign-in lasts, and its list of repositories (access revoked on GitHub ends with it)
 STATE_LIFETIME = 600  # seconds between leaving for GitHub and coming back
 
 

@@ -1,7 +1,7 @@
 """What the pages show, computed from the store's records (pure functions; the templates only lay out).
 
-A session's events come from its runner: they are read back with the session's own event models
-(`bot.agent.events`), and an event that does not fit them is left out rather than trusted.
+A session's events come from its runner: they are read back with the App's models of them
+(`bot.app.run_events.READERS`, which checked them when they arrived).
 """
 
 from __future__ import annotations
@@ -11,12 +11,22 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from html import escape
-from typing import Any, TypeVar
+from typing import Any
 
 from markupsafe import Markup
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
-from bot.agent.events import ChangesMade, IterationEnded, LimitReached, ModelCalled, ToolCalled, ValidationRan
+from bot.app.run_events import (
+    READERS,
+    Changes,
+    IterationBegun,
+    IterationDone,
+    LimitHit,
+    ModelTurn,
+    Started,
+    ToolUse,
+    Validated,
+)
 from bot.app.store import ListedSession, SessionEvent, SessionRecord
 from bot.search import TOOL_NAME as SEARCH_TOOL
 from bot.validation import ValidationResult
@@ -69,16 +79,6 @@ def outcome(record: SessionRecord | ListedSession) -> str:
     return record.ending or (f"run {record.conclusion}" if record.conclusion else record.status)
 
 
-Model = TypeVar("Model", bound=BaseModel)
-
-
-def _read(model: type[Model], data: dict[str, Any]) -> Model | None:
-    try:
-        return model.model_validate(data)
-    except ValidationError:
-        return None
-
-
 def session_page(record: SessionRecord, events: list[SessionEvent]) -> SessionPage:
     page = SessionPage(record)
     iterations: dict[int, Iteration] = {}
@@ -88,37 +88,40 @@ def session_page(record: SessionRecord, events: list[SessionEvent]) -> SessionPa
 
     for event in events:
         page.last_seq = max(page.last_seq, event.seq)
-        data = event.data
-        if event.type == "session_started":
-            page.model = str(data.get("model", ""))
-        elif event.type == "iteration_started" and isinstance(data.get("n"), int):
-            iteration(data["n"])
-        elif event.type == "model_called" and (called := _read(ModelCalled, data)):
-            if called.text.strip():
-                page.timeline.append(Step(called.iteration, "model", f"model, turn {called.turn}", called.text.strip()))
-        elif event.type == "tool_called" and (tool := _read(ToolCalled, data)):
-            if tool.name == SEARCH_TOOL:
-                page.timeline.append(Step(tool.iteration, "search", "search program",
-                                          str(tool.input.get("program", "")), tool.result, tool.is_error))
+        reader = READERS.get(event.type)
+        try:
+            read = reader.model_validate(event.data) if reader else None
+        except ValidationError:  # checked on arrival: only an event of an older App's schema
+            continue
+        if isinstance(read, Started):
+            page.model = read.model
+        elif isinstance(read, IterationBegun):
+            iteration(read.n)
+        elif isinstance(read, ModelTurn) and read.text.strip():
+            page.timeline.append(Step(read.iteration, "model", f"model, turn {read.turn}", read.text.strip()))
+        elif isinstance(read, ToolUse):
+            if read.name == SEARCH_TOOL:
+                page.timeline.append(Step(read.iteration, "search", "search program",
+                                          str(read.input.get("program", "")), read.result, read.is_error))
             else:
-                page.timeline.append(Step(tool.iteration, "tool", tool.name, _inputs(tool.input), tool.result,
-                                          tool.is_error))
-        elif event.type == "changes_made" and (changes := _read(ChangesMade, data)):
-            iteration(changes.iteration).diff_stat, iteration(changes.iteration).diff = changes.diff_stat, changes.diff
-        elif event.type == "validation_ran" and (ran := _read(ValidationRan, data)):
-            if ran.iteration == 0:
-                page.baseline = ran.result
+                page.timeline.append(Step(read.iteration, "tool", read.name, _inputs(read.input), read.result,
+                                          read.is_error))
+        elif isinstance(read, Changes):
+            iteration(read.iteration).diff_stat, iteration(read.iteration).diff = read.diff_stat, read.diff
+        elif isinstance(read, Validated):
+            if read.iteration == 0:
+                page.baseline = read.result
             else:
-                iteration(ran.iteration).validation = ran.result
-                page.timeline.append(Step(ran.iteration, "validation", "validation",
-                                          "passed" if ran.result.passed else
-                                          f"failed: {len(ran.result.failed_tests)} test(s)",
-                                          failed=not ran.result.passed))
-        elif event.type == "iteration_ended" and (ended := _read(IterationEnded, data)):
-            iteration(ended.n).tokens, iteration(ended.n).turns = ended.usage.total, ended.turns
-        elif event.type == "limit_reached" and (limit := _read(LimitReached, data)):
-            page.timeline.append(Step(max(iterations, default=0), "limit", f"limit reached: {limit.limit}",
-                                      limit.detail, failed=True))
+                iteration(read.iteration).validation = read.result
+                page.timeline.append(Step(read.iteration, "validation", "validation",
+                                          "passed" if read.result.passed else
+                                          f"failed: {len(read.result.failed_tests)} test(s)",
+                                          failed=not read.result.passed))
+        elif isinstance(read, IterationDone):
+            iteration(read.n).tokens, iteration(read.n).turns = sum(read.usage.values()), read.turns
+        elif isinstance(read, LimitHit):
+            page.timeline.append(Step(max(iterations, default=0), "limit", f"limit reached: {read.limit}",
+                                      read.detail, failed=True))
     page.iterations = [iterations[n] for n in sorted(iterations)]
     return page
 
