@@ -21,7 +21,7 @@ from bot.app.store import Store
 from bot.secrets import Redactor
 from tests.fakes.actions_oidc import FakeActionsOIDC
 from tests.test_app_restart import Server
-from tests.web import REPO, record_session, runner_events, screenshot_dir, seed_github
+from tests.web import REPO, SECRET_REPO, record_session, runner_events, screenshot_dir, seed_github
 
 playwright_api = pytest.importorskip("playwright.sync_api", reason="Playwright for Python is not installed: "
                                      "pip install -e '.[test]'")
@@ -159,6 +159,7 @@ def test_pages_read_without_javascript_by_keyboard_and_the_campaign_and_cost_pag
     store = Store(server.database)  # the server's own database (SQLite), written as runners' reports would be
     session_id = record_session(store, REPO, events=runner_events(), status="completed", cost=0.022)
     record_session(store, REPO, title="Earlier work", status="completed", cost=1.25, created=time.time() - 8 * 86400)
+    record_session(store, SECRET_REPO, title="Vault work", requester="carol", status="completed", cost=5.0)
     store.close()
     campaign = requests.post(f"{server.url}/api/campaigns", headers={"Authorization": f"Bearer {API_TOKEN}"},
                              json={"file": f"name: rename-api\ninstructions: Rename it.\ntargets: {{repositories: "
@@ -166,6 +167,9 @@ def test_pages_read_without_javascript_by_keyboard_and_the_campaign_and_cost_pag
     assert campaign.status_code == 201, campaign.text
 
     page = signed_in_page(browser, server.url, "alice", java_script_enabled=False)
+    listed = page.locator("table.list tbody").inner_text()  # only the repositories both the App and alice reach
+    assert "Earlier work" in listed and "Vault work" not in listed and SECRET_REPO not in listed
+    assert [o.inner_text() for o in page.locator("select[name=repository] option").all()] == ["any", REPO]
     page.goto(f"{server.url}/ui/sessions/{session_id}")
     assert page.get_by_role("heading", name="Iteration 2: validation passed").is_visible()
     assert page.get_by_role("table", name="Validation of iteration 1").is_visible()
