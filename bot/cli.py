@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import json
 import os
 import re
 import sys
@@ -172,6 +173,18 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("session_dir", type=Path, metavar="SESSION_DIR", help="the session folder")
     show.add_argument("--format", choices=("md", "html", "json"), default="md", help="output format (default md)")
     show.set_defaults(handler=_show)
+
+    replay = commands.add_parser("replay", help="run a recorded session again and compare its change", description=(
+        "Re-run a session from its trajectory.jsonl: the model's recorded answers in place of the model, the tools "
+        "and validation for real, in a throwaway clone at the session's base commit. Exit 0 when the change is the "
+        "recorded one byte for byte; 1, naming the first step where the environment answered differently, when "
+        "not."))
+    replay.add_argument("session_dir", type=Path, metavar="SESSION_DIR",
+                        help="the session folder (<repo>/.fixloop/sessions/<id>, or a workflow run's artifact)")
+    replay.add_argument("--repo", type=Path, metavar="PATH", help="a clone holding the session's base commit "
+                        "(default: the repository the session folder is in)")
+    replay.add_argument("--json", action="store_true", help="the outcome as JSON on stdout")
+    replay.set_defaults(handler=_replay)
 
     init = commands.add_parser("init", help="set up fixloop in a repository", description=(
         "Tell the repository's language, package manager and test command from its files, and write "
@@ -352,6 +365,21 @@ def _show(args: argparse.Namespace) -> int:
     else:
         sys.stdout.write(session_html(report) if args.format == "html" else session_markdown(report))
     return 0
+
+
+def _replay(args: argparse.Namespace) -> int:
+    from bot.replay import print_outcome, replay
+
+    outcome = replay(args.session_dir, args.repo, environ=os.environ)
+    if args.json:
+        difference = outcome.first_difference
+        print(json.dumps({"reproduced": outcome.reproduced, "recorded_status": outcome.recorded_status,
+                          "replayed_status": outcome.replayed_status, "notes": outcome.notes,
+                          "first_difference": None if difference is None else {
+                              "iteration": difference.iteration, "turn": difference.turn, "what": difference.what,
+                              "recorded": difference.recorded, "replayed": difference.replayed}}, indent=2))
+    print_outcome(outcome, sys.stdout if not args.json else sys.stderr)
+    return outcome.exit_code
 
 
 def _init(args: argparse.Namespace) -> int:

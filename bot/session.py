@@ -7,6 +7,7 @@ worktree. Only a validated session creates a commit and a branch, and only here.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import secrets
 import signal
@@ -190,7 +191,11 @@ def run_session(spec: SessionSpec) -> Report:
                             model=spec.model.name,
                             provider=config.provider, repo=str(repo),
                             base_commit=base, limits=config.limits.model_dump(), confinement=confinement.description,
-                            confined=confinement.confined))
+                            confined=confinement.confined, replay={
+                                "task": spec.task.model_dump(mode="json"), "config": config.model_dump(mode="json"),
+                                "worktree": str(worktree.root), "codemod": list(spec.codemod),
+                                "start_patch": spec.start_patch,
+                                "deflake": None if spec.deflake is None else dataclasses.asdict(spec.deflake)}))
         ending = _drive(spec, worktree, confinement, budget, emit, redactor)
         with _signals_deferred():
             ending, outcome = _conclude(ending, spec, worktree, session_id, session_dir, redactor, builder.summary)
@@ -344,8 +349,9 @@ def _conclude(
         branch = spec.branch or branch_name(spec.config.branch_prefix, spec.task, session_id.rsplit("-", 1)[-1])
         create_branch(worktree.repo, branch, commit, replace=spec.branch is not None)
         outcome |= {"branch": branch, "commit": commit}
-    elif not snapshot.empty:
+    if not snapshot.empty:  # the change as a patch, committed or not (what `fixloop replay` compares)
         patch = session_dir / "changes.patch"
         patch.write_text(redactor.text(snapshot.patch), encoding="utf-8")
-        outcome["patch"] = str(patch)
+        if ending.status != "validated":
+            outcome["patch"] = str(patch)
     return ending, outcome

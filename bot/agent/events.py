@@ -69,6 +69,7 @@ class SessionStarted(Event):
     limits: dict[str, Any]
     confinement: str  # how code the agent touched runs (bot.sandbox.Confinement.description)
     confined: bool  # whether it runs in the sandbox (the agent's shell, validation, reruns, search programs)
+    replay: dict[str, Any] = {}  # what `fixloop replay` needs besides the events: task, config, worktree (bot.replay)
 
 
 class IterationStarted(Event):
