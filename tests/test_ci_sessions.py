@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from bot.cli import main
+
 from bot.deflake import papering_over
 from tests.conftest import run_git
 from tests.fakes.messages_api import MessagesAPIServer, Reply, edit, text
@@ -151,6 +153,10 @@ def test_the_deflake_command_triages_then_deflakes_to_the_configured_confidence(
     assert ci.run("issue_comment", ci.comment("/fixloop deflake test_flaky.py::test_sometimes", ci.issue)) == 0
     (pull,) = ci.github.pulls(REPO)
     assert "7 consecutive passes" in pull.body and "90% confidence" in pull.body and "below 30%" in pull.body
+    # The deflake session replays (fixloop replay): its repeated runs again, its change byte for byte.
+    calls = len(ci.api.requests)
+    assert main(["replay", ci.outputs_map()["session-dir"], "--repo", str(ci.origin.workspace)]) == 0
+    assert len(ci.api.requests) == calls
 
 
 def test_a_deflake_that_papers_over_is_refused_with_a_reason(ci):
