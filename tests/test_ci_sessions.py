@@ -15,7 +15,6 @@ from pathlib import Path
 import pytest
 
 from bot.cli import main
-
 from bot.deflake import papering_over
 from tests.conftest import run_git
 from tests.fakes.messages_api import MessagesAPIServer, Reply, edit, text
