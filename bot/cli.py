@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, NoReturn
 
 from bot.campaign import cli as campaign_cli
 from bot.errors import EXIT_CODES, EXIT_USAGE, ConfigError, FixloopError, WorkspaceError
+from bot.eval import cli as eval_cli
 from bot.logs import cli as logs_cli
 from bot.secrets import protect_this_process
 from bot.triage import cli as triage_cli
@@ -203,6 +204,7 @@ def build_parser() -> argparse.ArgumentParser:
     logs_cli.add_parser(commands)
     triage_cli.add_parser(commands)
     campaign_cli.add_parser(commands)
+    eval_cli.add_parser(commands)
 
     app = commands.add_parser("app", help="GitHub App helpers")
     app_commands = app.add_subparsers(dest="app_command", required=True, metavar="COMMAND")
