@@ -93,6 +93,7 @@ class Recording:
     start_patch: str | None
     deflake: DeflakeTarget | None
     status: str
+    reason: str
     turns: list[_Turn]
     validations: dict[int, ValidationRan]
     patch: str
@@ -120,7 +121,7 @@ def read_recording(session_dir: Path) -> Recording:
         raise ConfigError(f"{trajectory}: the recorded task or config cannot be read: {error}") from None
     turns: list[_Turn] = []
     validations: dict[int, ValidationRan] = {}
-    status = "unknown"
+    status, reason = "unknown", ""
     for record in records:
         kind = record.get("type")
         if kind == "model_called":
@@ -131,7 +132,7 @@ def read_recording(session_dir: Path) -> Recording:
         elif kind == "validation_ran":
             validations[record["iteration"]] = ValidationRan.model_validate(record)
         elif kind == "session_ended":
-            status = record["status"]
+            status, reason = record["status"], str(record.get("reason", ""))
     patch_file = session_dir / "changes.patch"
     deflake = needs.get("deflake")
     return Recording(
@@ -139,7 +140,7 @@ def read_recording(session_dir: Path) -> Recording:
         worktree=needs.get("worktree", ""),
         codemod=list(needs.get("codemod") or []), start_patch=needs.get("start_patch"),
         deflake=DeflakeTarget(deflake["test"], deflake.get("polluter"), tuple(deflake.get("neighbours") or ()))
-        if deflake else None, status=status, turns=turns, validations=validations,
+        if deflake else None, status=status, reason=reason, turns=turns, validations=validations,
         patch=patch_file.read_text(encoding="utf-8") if patch_file.exists() else "")
 
 
@@ -193,7 +194,13 @@ def replay(session_dir: Path, repo: Path | None = None, *, environ: Mapping[str,
     """Replay the session recorded in `session_dir` on `repo` (default: the repository the folder is in, for
     `fixloop run` and `demo` sessions). Raises ConfigError when it cannot start."""
     recording = read_recording(session_dir)
-    source = repository_root(repo if repo is not None else session_dir.resolve().parents[2])
+    if repo is None:
+        folder = session_dir.resolve()
+        if len(folder.parents) < 3 or folder.parents[1].name != ".fixloop":
+            raise ConfigError(f"{session_dir} is not in a repository's .fixloop/sessions/: give --repo, a clone that "
+                              "has the session's base commit")
+        repo = folder.parents[2]
+    source = repository_root(repo)
     if not has_commit(source, recording.base_commit):
         raise ConfigError(f"{source} does not have the session's base commit {recording.base_commit[:12]}: fetch it "
                           "(or pass --repo with a clone that has it)")
@@ -217,10 +224,13 @@ def replay(session_dir: Path, repo: Path | None = None, *, environ: Mapping[str,
             replayed_status = "stopped (the recording ran out)"
         patch_file = Path(scratch) / "session" / "changes.patch"
         replayed = redactor.text(patch_file.read_text(encoding="utf-8")) if patch_file.exists() else ""
-    reproduced = replayed == recording.patch and replayed_status == recording.status
     notes = []
-    if not recording.patch and recording.status == "validated":
-        notes.append("the session folder has no changes.patch (an older fixloop): only the ending was compared")
+    ran_out = model.first_difference is not None and model.first_difference.what == "the session"
+    if recording.status in ("error", "cancelled") and ran_out:
+        # The recording stops where the session did; the replay ran as far as it went.
+        model.first_difference, replayed_status = None, recording.status
+        notes.append(f"the session ended in {recording.status} ({recording.reason}); replayed up to there")
+    reproduced = replayed == recording.patch and replayed_status == recording.status
     return Outcome(reproduced=reproduced, recorded_status=recording.status, replayed_status=replayed_status,
                    first_difference=model.first_difference, recorded_patch=recording.patch, replayed_patch=replayed,
                    notes=notes)

@@ -180,3 +180,45 @@ def test_the_report_reads_a_folder_of_downloaded_artifacts(tmp_path):
     assert main(["eval", "report", str(tmp_path / "results"), "--out", str(tmp_path / "out")]) == 0
     summary = json.loads((tmp_path / "out" / "report.json").read_text())
     assert summary["configs"]["a"]["runs"] == summary["configs"]["b"]["runs"] == 2
+
+
+def test_grading_judges_the_fix_not_a_change_that_fools_the_tests(tmp_path):
+    """Deleting the module (so the installed one is tested) or shadowing the test runner resolves nothing."""
+    from bot.eval.run import run_one
+    from bot.eval.suite import EvalConfig
+
+    (task,) = load_suite(small_suite(tmp_path, ["py-calendar-isleap"])[0])
+    cheat = EvalConfig(name="cheat", overlay={"limits": {"iterations": 1}}, script={task.id: [
+        {"calls": [{"tool": "bash", "input": {"command": "rm calendar.py && printf 'raise SystemExit(0)\\n' > "
+                                                         "unittest.py"}}]},
+        {"say": "Done."}]})
+    row = run_one(cheat, task, 1)
+    assert row["status"] != "error" or "Error" not in row["reason"], row
+    assert row["resolved"] is False and "exited" in row["grade"], row
+
+
+def test_a_run_that_could_not_start_is_made_again_and_a_changed_configuration_refused(tmp_path):
+    from bot.eval.run import done_keys
+    from bot.eval.suite import EvalConfig
+
+    config = EvalConfig(name="a", overlay={})
+    results = tmp_path / "results.jsonl"
+    lines = [{"config": "a", "fingerprint": config.fingerprint(), "task": "t1", "repeat": 1, "resolved": True},
+             {"config": "a", "fingerprint": config.fingerprint(), "task": "t2", "repeat": 1, "resolved": False,
+              "infrastructure": True}]
+    results.write_text("".join(json.dumps(line) + "\n" for line in lines) + '{"config": "a", "ta')
+    assert done_keys(results, [config]) == {"a/t1/1"}
+    with pytest.raises(ConfigError, match="another configuration named 'a'"):
+        done_keys(results, [EvalConfig(name="a", overlay={"model": "other"})])
+    from bot.eval.report import read_results
+    again = tmp_path / "again.jsonl"
+    again.write_text(json.dumps({**lines[1], "resolved": True, "infrastructure": False}) + "\n")
+    runs = read_results([results, again])  # the cut-short last line is skipped, the later run of t2 counts
+    assert sorted((run["task"], run["resolved"]) for run in runs) == [("t1", True), ("t2", True)]
+
+
+def test_a_script_that_is_not_one_is_refused_when_it_is_read(tmp_path):
+    (tmp_path / "answers.yml").write_text("t1:\n  - calls: [{input: {command: ls}}]\n")
+    (tmp_path / "c.yml").write_text("script: answers.yml\n")
+    with pytest.raises(ConfigError, match="each turn is"):
+        load_config(tmp_path / "c.yml")

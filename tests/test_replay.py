@@ -115,3 +115,15 @@ def test_a_folder_that_is_not_a_recording_is_a_usage_error(tmp_path, capsys):
     (tmp_path / "trajectory.jsonl").write_text('{"type": "session_started", "base_commit": "abc"}\n')
     assert main(["replay", str(tmp_path)]) == 2
     assert "did not record what replay needs" in capsys.readouterr().err
+
+
+def test_a_folder_outside_a_repository_needs_repo(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
+    assert main(["demo"]) == 0
+    out, _ = capsys.readouterr()
+    session_dir = Path(re.search(r"Session record: (\S+)/ ", out).group(1))
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    (copy / "trajectory.jsonl").write_bytes((session_dir / "trajectory.jsonl").read_bytes())
+    assert main(["replay", str(copy)]) == 2
+    assert "give --repo" in capsys.readouterr().err

@@ -1,7 +1,8 @@
-"""benchmarks/search_as_code.py end to end: its --json shape, every task answered by both strategies,
-and the search programs sending fewer tokens than tool-call ping-pong.
+"""benchmarks/search_as_code.py end to end: its --json shape, the tasks answered by both strategies, and
+the search programs sending fewer tokens than tool-call ping-pong.
 
-Every task runs for real over this interpreter's standard library (about 6 s in all).
+A third of the tasks run here, for real over this interpreter's standard library; the benchmark itself
+(`python benchmarks/search_as_code.py`) runs them all, and says when one is not answered (exit 1).
 """
 
 from __future__ import annotations
@@ -27,8 +28,8 @@ def _task_names() -> list[str]:
 
 
 def test_search_benchmark_json() -> None:
-    names = _task_names()
-    proc = subprocess.run([sys.executable, str(BENCHMARK), "--json"],
+    names = _task_names()[::3]
+    proc = subprocess.run([sys.executable, str(BENCHMARK), "--json", "--only", ",".join(names)],
                           check=False, capture_output=True, text=True, timeout=120, cwd=ROOT)
     result = json.loads(proc.stdout)
 

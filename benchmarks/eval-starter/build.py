@@ -13,6 +13,8 @@ project's own tests as the hidden grading:
   small shim of tape's API (`hidden/node_modules/tape`).
 
 The agent's validation only checks that the code loads; the problem statement says what a user saw.
+Grading applies the agent's change to the file with the bug alone (`graded_paths`): a change elsewhere
+(a module deleted so that the installed one is tested, a test runner shadowed) cannot pass it.
 Every task is checked when it is built: the project's tests pass on the original code and fail with the
 bug. Writes the tasks (task.yml, repo.bundle, hidden/) and two scripted configurations (`configs/`), whose
 answers fix some tasks and not others, for trying `fixloop eval` without a model.
@@ -62,7 +64,7 @@ class Spec:
 def python(id: str, module: str, old: str, new: str, problem: str) -> Spec:
     return Spec(id, "python", problem, f"{module}.py", old, new, {f"{module}.py": PYTHON / f"{module}.py"},
                 {f"test_{module}.py": PYTHON / "test" / f"test_{module}.py"}, [f"python3 -c \"import {module}\""],
-                [f"python3 -m unittest -q test_{module}"],
+                [f"test -f {module}.py", f"python3 -m unittest -q test_{module}"],
                 f"CPython {sys.version.split()[0]} standard library, Lib/{module}.py (PSF licence)",
                 PYTHON / "LICENSE.txt")
 
@@ -224,7 +226,8 @@ def build(spec: Spec, out: Path, npm_package: Path | None) -> dict[str, str]:
         shutil.copytree(hidden, task / "hidden")
         (task / "task.yml").write_text(yaml.safe_dump({
             "repo": "repo.bundle", "commit": "main", "problem": spec.problem, "validate": spec.validate,
-            "grade": spec.grade, "language": spec.language, "origin": spec.origin}, sort_keys=False, width=100))
+            "grade": spec.grade, "graded_paths": [spec.file], "language": spec.language, "origin": spec.origin},
+            sort_keys=False, width=100))
     return {"say": "Put the code back as the tests expect.",
             "file": spec.file, "old": spec.new, "new": spec.old}
 

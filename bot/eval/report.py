@@ -26,14 +26,16 @@ SIGNIFICANCE = 0.05
 
 
 def read_results(paths: list[Path]) -> list[dict[str, Any]]:
-    """The runs of results files, and of the .jsonl files in folders (a matrix's downloaded artifacts)."""
+    """The runs of results files, and of the .jsonl files in folders (a matrix's downloaded artifacts): one per
+    (configuration, task, repeat), the last written (a run made again after it could not start)."""
     files = [found for path in paths for found in (sorted(path.rglob("*.jsonl")) if path.is_dir() else [path])]
-    rows = []
+    runs: dict[tuple[str, str, int], dict[str, Any]] = {}
     for path in files:
-        rows += _read_file(path)
-    if not rows:
+        for row in _read_file(path):
+            runs[str(row["config"]), str(row["task"]), int(row["repeat"])] = row
+    if not runs:
         raise ConfigError(f"{', '.join(map(str, paths))} hold no result")
-    return rows
+    return list(runs.values())
 
 
 def _read_file(path: Path) -> list[dict[str, Any]]:
@@ -48,10 +50,15 @@ def _read_file(path: Path) -> list[dict[str, Any]]:
             continue
         try:
             row = json.loads(line)
-            if not {"config", "task", "repeat", "resolved"} <= set(row):
+            if not isinstance(row, dict) or not {"config", "task", "repeat", "resolved"} <= set(row):
                 raise KeyError("config, task, repeat, resolved")
-        except (ValueError, KeyError) as error:
-            raise ConfigError(f"{path}, line {number}: not a result of `fixloop eval run` ({error})") from None
+        except ValueError:
+            if number == len(lines):  # cut short by an interruption: that run is made again on resume
+                continue
+            raise ConfigError(f"{path}, line {number}: not JSON: not a result of `fixloop eval run`") from None
+        except KeyError as error:
+            raise ConfigError(f"{path}, line {number}: not a result of `fixloop eval run` (it needs {error})") \
+                from None
         rows.append(row)
     return rows
 
@@ -72,7 +79,7 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
             "cost_per_resolved_usd": None if total is None or not resolved else total / resolved,
             "cost_per_run_usd": None if total is None else total / len(runs),
             "median_tokens": statistics.median(tokens) if tokens else None,
-            "median_wall_s": statistics.median(row["wall_s"] for row in runs) if runs else None,
+            "median_wall_s": statistics.median(float(row.get("wall_s") or 0.0) for row in runs),
             "endings": dict(Counter(row.get("status", "unknown") for row in runs)),
         }
     comparisons = []
@@ -155,5 +162,9 @@ def write_report(results: list[Path], out: Path) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     (out / "report.md").write_text(markdown(summary), encoding="utf-8")
     (out / "report.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
-    chart(summary, out / "report.png")
+    try:
+        chart(summary, out / "report.png")
+    except ImportError:
+        raise ConfigError(f"report.md and report.json are in {out}; the chart needs matplotlib: pip install "
+                          "'fixloop[eval]'") from None
     return summary

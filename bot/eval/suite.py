@@ -23,8 +23,10 @@ model (tests and dry runs; tasks it has no answer for are not resolved).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +48,9 @@ class EvalTask(BaseModel):
     validation: list[str] = Field(min_length=1, alias="validate")
     setup: list[str] = []
     grade: list[str] = Field(min_length=1)
+    # The files (git pathspecs) of the agent's change that grading applies; empty: all of it. Grading then
+    # judges the fix, not a change elsewhere that fools the tests (a module deleted, a test runner shadowed).
+    graded_paths: list[str] = []
     language: str = ""
     origin: str = ""  # where the code comes from, and its licence
     hidden_patch: str | None = None  # applied before grading (SWE-bench's test_patch)
@@ -98,12 +103,12 @@ def _swe_bench(path: Path, repos: Path | None) -> list[EvalTask]:
             row = json.loads(line)
             failing, passing = _tests(row["FAIL_TO_PASS"]), _tests(row.get("PASS_TO_PASS", []))
             owner_name = str(row["repo"])
-            folder = repos / owner_name.replace("/", "__")
-            visible = " ".join(passing[:50])
+            folder = repos.resolve() / owner_name.replace("/", "__")
+            visible = " ".join(map(shlex.quote, passing[:50]))
             tasks.append(EvalTask(id=re.sub(r"[^A-Za-z0-9._-]", "_", str(row["instance_id"])), repo=str(folder),
                                   commit=str(row["base_commit"]), problem=str(row["problem_statement"]),
                                   validation=[f"python -m pytest -q {visible}".strip()],
-                                  grade=[f"python -m pytest -q {' '.join(failing + passing)}"],
+                                  grade=[f"python -m pytest -q {' '.join(map(shlex.quote, failing + passing))}"],
                                   hidden_patch=str(row.get("test_patch") or "") or None, origin=owner_name))
         except (ValueError, KeyError, TypeError, ValidationError) as error:
             raise ConfigError(f"{path}, line {number}: not a SWE-bench-style task ({error})") from None
@@ -123,6 +128,11 @@ class EvalConfig(BaseModel):
     name: str
     overlay: dict[str, Any]
     script: dict[str, list[dict[str, Any]]] | None = None  # task id -> turns: {say, calls: [{tool, input}]}
+
+    def fingerprint(self) -> str:
+        """Tells a changed configuration of the same name apart (a results file holds one of each name)."""
+        text = json.dumps({"overlay": self.overlay, "script": self.script}, sort_keys=True, default=str)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     def config_for(self, task: EvalTask) -> Config:
         return parse_config_data({**self.overlay, "validate": task.validation, "setup": task.setup},
@@ -147,6 +157,13 @@ def load_config(path: Path) -> EvalConfig:
             raise ConfigError(f"{path}: script {script_file} cannot be read ({error.strerror})") from None
         if not isinstance(script, dict) or not all(isinstance(turns, list) for turns in script.values()):
             raise ConfigError(f"{script_file} must map task ids to lists of turns ({{say, calls: [{{tool, input}}]}})")
+        for task, turns in script.items():
+            for turn in turns:
+                calls = turn.get("calls") if isinstance(turn, dict) else None
+                if not isinstance(turn, dict) or not all(isinstance(c, dict) and isinstance(c.get("tool"), str)
+                                                         for c in calls or []):
+                    raise ConfigError(f"{script_file}: task {task}: each turn is {{say: text, calls: [{{tool: name, "
+                                      "input: {...}}]}}")
     config = EvalConfig(name=name, overlay=data, script=script)
     config.config_for(EvalTask(id="check", repo=".", problem="x", validation=["true"], grade=["true"]))  # checked now
     return config
