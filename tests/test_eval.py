@@ -115,16 +115,16 @@ def small_suite(tmp_path: Path, ids: list[str]) -> tuple[Path, list[Path]]:
 
 def test_eval_run_grades_by_hidden_tests_resumes_and_reports(tmp_path, capsys):
     answers = json.loads(json.dumps(load_config(STARTER / "configs" / "fixes-half.yml").script))
-    chosen = ["py-calendar-isleap", "py-colorsys-hls", "js-minimist-dash"]
+    chosen = ["py-calendar-isleap", "py-colorsys-hls"]
     half = [task for task in chosen if task in answers]
     assert 0 < len(half) < len(chosen), "the half configuration answers some of these tasks and not others"
     suite, configs = small_suite(tmp_path, chosen)
     results = tmp_path / "results.jsonl"
     command = ["eval", "run", str(suite), "--config", str(configs[0]), "--config", str(configs[1]),
-               "--jobs", "3", "--out", str(results)]
+               "--jobs", "2", "--out", str(results)]
     assert main(command) == 0
     runs = [json.loads(line) for line in results.read_text().splitlines()]
-    assert len(runs) == 6
+    assert len(runs) == 4
     resolved = {(run["config"], run["task"]): run["resolved"] for run in runs}
     assert all(resolved["fixes-all", task] for task in chosen), runs
     assert {task for task in chosen if resolved["fixes-half", task]} == set(half), runs
@@ -135,7 +135,7 @@ def test_eval_run_grades_by_hidden_tests_resumes_and_reports(tmp_path, capsys):
     capsys.readouterr()
     assert main(command) == 0
     assert "1 run(s) already in" in capsys.readouterr().err
-    assert len(results.read_text().splitlines()) == 6
+    assert len(results.read_text().splitlines()) == 4
 
     out = tmp_path / "report"
     assert main(["eval", "report", str(results), "--out", str(out)]) == 0
@@ -146,10 +146,10 @@ def test_eval_run_grades_by_hidden_tests_resumes_and_reports(tmp_path, capsys):
         mine = [line for line in lines if line["config"] == name]
         expected = sum(line["resolved"] for line in mine) / len(mine)
         assert report["configs"][name]["resolve_rate"] == expected
-        assert report["configs"][name]["runs"] == len(mine) == 3
+        assert report["configs"][name]["runs"] == len(mine) == 2
     assert (out / "report.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     markdown = (out / "report.md").read_text()
-    assert "| fixes-all | 3 | 3 | 100.0%" in markdown and "not significant" in markdown
+    assert "| fixes-all | 2 | 2 | 100.0%" in markdown and "not significant" in markdown
 
 
 def test_the_actions_backend_writes_a_matrix_workflow_github_accepts(tmp_path, monkeypatch, capsys):

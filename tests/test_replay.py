@@ -53,9 +53,9 @@ def test_a_run_session_with_two_iterations_replays_without_calling_the_model(api
 
 def test_a_not_validated_session_replays_to_the_same_ending_and_kept_patch(api, make_repo, capsys):  # noqa: F811
     repo = make_repo(BUGGY)
-    for old, new in (("a - b", "a * b"), ("a * b", "a ** b"), ("a ** b", "a // b")):
+    for old, new in (("a - b", "a * b"), ("a * b", "a ** b")):
         api.push(Reply([edit("str_replace", "calc.py", old_str=old, new_str=new)]), DONE)
-    code, report, _ = fixloop(repo, "--max-iterations", "3", capsys=capsys)
+    code, report, _ = fixloop(repo, "--max-iterations", "2", capsys=capsys)
     assert code == 1 and report["status"] == "not_validated"
     code, outcome, said = replay(capsys, Path(report["trajectory"]).parent)
     assert code == 0 and outcome["replayed_status"] == "not_validated", said
