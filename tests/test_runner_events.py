@@ -123,6 +123,8 @@ def test_a_runner_reports_as_it_goes_and_the_app_records_fixloops_own_ending(rep
     ended = app.session(session_id)
     assert (ended["ending"], ended["ending_reason"], ended["cost_usd"], ended["tokens"], ended["iterations"]) == (
         "not_validated", "limit reached: 3 iterations", 0.05, 12_345, 3)
+    metrics = requests.get(f"{app.url}/metrics", timeout=5).text
+    assert 'fixloop_session_endings{ending="not_validated"} 1' in metrics
     events = app.service.store.events(session_id)
     assert [e.type for e in events] == ["iteration_started", "model_called", "changes_made", "finished"]
     assert "sk-secret-value-123" not in json.dumps([e.data for e in events])  # redacted before it left the runner

@@ -10,6 +10,7 @@ A tiny thread-safe registry with exactly the series fixloop serves on `GET /metr
 | `fixloop_dispatch_seconds` | histogram | |
 | `fixloop_errors_total` | counter | `stage` |
 | `fixloop_runner_events_total` | counter | `result` (`recorded` / `refused`) |
+| `fixloop_session_endings` | gauge | `ending` (from the database) |
 
 Label values can come from requests (the `X-GitHub-Event` header of a delivery that failed
 verification, say), so each counter keeps at most `MAX_SERIES` label sets; later new ones are
@@ -147,9 +148,11 @@ class Metrics:
         with self._lock:
             self._webhook_seconds.observe(seconds)
 
-    def render(self, campaign_targets: Mapping[tuple[str, str], int] | None = None) -> str:
+    def render(self, campaign_targets: Mapping[tuple[str, str], int] | None = None,
+               session_endings: Mapping[str, int] | None = None) -> str:
         """Every metric in the text exposition format, ending with a newline; `campaign_targets`, the
-        targets per (campaign, state) now, as gauges (read from the database, shared by the replicas)."""
+        targets per (campaign, state) now, and `session_endings`, the sessions per fixloop ending, as gauges
+        (read from the database, shared by the replicas)."""
         with self._lock:
             families = (
                 self._deliveries,
@@ -165,4 +168,9 @@ class Metrics:
                       "# TYPE fixloop_campaign_targets gauge"]
             lines += [f"fixloop_campaign_targets{_labels((('campaign', name), ('state', state)))} {count}"
                       for (name, state), count in sorted(campaign_targets.items())]
+        if session_endings is not None:
+            lines += ["# HELP fixloop_session_endings Sessions by fixloop's own ending (their runners' reports).",
+                      "# TYPE fixloop_session_endings gauge"]
+            lines += [f"fixloop_session_endings{_labels((('ending', ending),))} {count}"
+                      for ending, count in sorted(session_endings.items())]
         return "\n".join(lines) + "\n"

@@ -472,7 +472,8 @@ def create_app(settings: AppSettings, service: Service | None = None, *,
         @app.get("/metrics")
         async def metrics() -> PlainTextResponse:
             counts = await run_in_threadpool(service.store.campaigns.counts)
-            return PlainTextResponse(service.metrics.render(counts), media_type=CONTENT_TYPE)
+            endings = await run_in_threadpool(service.store.ending_counts)
+            return PlainTextResponse(service.metrics.render(counts, endings), media_type=CONTENT_TYPE)
 
     @app.post(RUN_EVENTS_PATH)
     async def run_event(request: Request) -> JSONResponse:

@@ -270,6 +270,11 @@ class Store:
                 args.append(value)
         return clauses, args
 
+    def ending_counts(self) -> dict[str, int]:
+        """Sessions per fixloop ending (validated, not_validated, cancelled, error), for the metrics."""
+        rows = self._db.read("SELECT ending, COUNT(*) AS n FROM sessions WHERE ending IS NOT NULL GROUP BY ending")
+        return {row["ending"]: int(row["n"]) for row in rows}
+
     # -- what the runner reports -----------------------------------------------------------------
     def record_event(self, session_id: str, seq: int, kind: str, data: dict[str, Any], attempt: int = 1,
                      limit: int = MAX_EVENTS) -> bool | None:
