@@ -64,6 +64,11 @@ class PullRequest(_Strict):
     reviewers: list[str] = Field(default_factory=list, description="Logins asked to review the draft pull requests.")
 
 
+class Escalate(_Strict):
+    wip_branch: bool = Field(True, description="Push the partial work of a session that did not validate to a "
+                                               "`fixloop/wip/…` branch, which a person can check out and go on from.")
+
+
 class Deflake(_Strict):
     quarantine: bool = Field(
         False, description="Allow retries, sleeps or skip markers as a deflake fix (a last resort)."
@@ -153,6 +158,8 @@ class Config(_Strict):
     branch_prefix: str = Field("fixloop/", pattern=r"^[A-Za-z0-9._/-]+/$",
                                description="Prefix of fixloop's branches (ends with /).")
     pull_request: PullRequest = Field(default_factory=PullRequest, description="fixloop's draft pull requests.")
+    escalate: Escalate = Field(default_factory=Escalate, description="What happens when a session does not "
+                                                                     "validate.")
     deflake: Deflake = Field(default_factory=Deflake, description="Making flaky tests reliable, and proving it.")
     secrets: Secrets = Field(default_factory=Secrets, description="Keeping secrets from the agent's commands.")
     sandbox: Literal["auto", "required", "off"] = Field(

@@ -354,4 +354,8 @@ def _conclude(
         patch.write_text(redactor.text(snapshot.patch), encoding="utf-8")
         if ending.status != "validated":
             outcome["patch"] = str(patch)
+            if redactor.text(snapshot.patch) == snapshot.patch and not protected:  # nothing secret-shaped in it
+                message = redactor.text(f"fixloop: partial work on {spec.task.title[:60]}\n\nNot validated: "
+                                        f"{ending.reason[:500]}\n\nSession: {session_id}\n")
+                outcome["wip_commit"] = worktree.commit(snapshot, message)
     return ending, outcome

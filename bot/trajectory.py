@@ -106,6 +106,7 @@ class Report(BaseModel):
     confined: bool = False  # the agent's shell, validation, reruns and search programs ran in the sandbox
     guidance: list[GuidanceFile] = []  # the repository's instruction files: given to the model, or skipped and why
     patch: str | None = None  # path of the saved patch when the work was not committed
+    wip_commit: str | None = None  # the partial work of a session that did not validate, as a commit (no branch)
     user_error: bool = False  # an error that is the user's to fix (a command that cannot run): exit 2
     trajectory: str
 

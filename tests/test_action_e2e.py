@@ -278,8 +278,24 @@ def test_not_validated_session_is_honest_everywhere(runner):
     (comment,) = runner.github.comments(REPO, runner.issue)
     assert comment.body.startswith("fixloop could not validate a change: iteration limit reached")
     assert "changes.patch" in comment.body and "fixloop-session-701" in comment.body
-    assert [b for b in run_git(runner.origin.bare, "branch").split() if b.startswith("fixloop/")] == []
+    # The partial work is on a WIP branch a person can take over from, named in the comment.
+    (wip,) = [b for b in run_git(runner.origin.bare, "branch").split() if b.startswith("fixloop/")]
+    assert wip.startswith("fixloop/wip/add-subtracts-")
+    assert f"git fetch origin {wip} && git switch {wip}" in comment.body
+    assert "a * b" in run_git(runner.origin.bare, "show", f"{wip}:calc.py")
+    assert run_git(runner.origin.bare, "log", "-1", "--format=%s", wip).startswith("fixloop: partial work on")
     assert runner.outputs_map()["status"] == "not_validated"
+
+
+def test_without_wip_branches_the_partial_work_stays_in_the_artifact(tmp_path, fake_github, monkeypatch):
+    files = {**FILES, ".github/fixloop.yml": FILES[".github/fixloop.yml"] + "escalate: {wip_branch: false}\n"}
+    with MessagesAPIServer() as api:
+        runner = Runner(tmp_path, fake_github, api, monkeypatch, files=files)
+        api.push(WRONG, DONE)
+        assert runner.run("issues", runner.labeled(), FIXLOOP_MAX_ITERATIONS="1") == 1
+    assert [b for b in run_git(runner.origin.bare, "branch").split() if b.startswith("fixloop/")] == []
+    (comment,) = fake_github.comments(REPO, runner.issue)
+    assert "changes.patch" in comment.body and "git fetch" not in comment.body
 
 
 def test_events_that_are_not_for_fixloop_do_nothing(runner):

@@ -44,6 +44,7 @@ class Published:
     updated: bool = False  # an existing pull request was updated rather than opened
     problem: str | None = None  # the change was validated but could not be published
     onto: str | None = None  # the bot's branch the change was pushed onto (then `pull_url` is the bot's pull request)
+    wip_branch: str | None = None  # where the partial work of a session that did not validate was pushed
 
 
 # How GitHub refuses a push to a protected branch (branch protection, GH006) or one that rulesets guard (GH013).
@@ -62,15 +63,36 @@ def publish(report: Report, plan: Plan, *, github: GitHubClient, repo: Path, git
     if report.status == "validated" and report.commit:
         published = _open_or_update(report, plan, github=github, repo=repo, git_env=git_env, config=config,
                                     links=links, redactor=redactor, notes=notes)
+    elif report.wip_commit and config.escalate.wip_branch:
+        published = Published(wip_branch=_push_wip(report.wip_commit, plan, github=github, repo=repo,
+                                                   git_env=git_env, config=config))
     if plan.comment_on is not None:
         body = render.outcome_comment(report, pull_url=published.pull_url, updated=published.updated,
-                                      problem=published.problem, links=links, onto=published.onto)
+                                      problem=published.problem, links=links, onto=published.onto,
+                                      wip_branch=published.wip_branch)
         try:
             github.comment(plan.comment_on, redactor.text(body))
         except GitHubError as error:
             return Published(published.pull_url, published.updated, published.problem or f"comment failed: {error}",
                              published.onto)
     return published
+
+
+def wip_branch_name(plan: Plan, config: Config) -> str:
+    """`fixloop/wip/<the session's branch>`: one per target, so a retry replaces its earlier partial work."""
+    return f"{config.branch_prefix}wip/{plan.branch.removeprefix(config.branch_prefix)}"
+
+
+def _push_wip(commit: str, plan: Plan, *, github: GitHubClient, repo: Path, git_env: dict[str, str],
+              config: Config) -> str | None:
+    """The partial work pushed to its WIP branch (replacing an earlier attempt's); None when the push fails
+    (the patch stays in the session artifact either way)."""
+    branch = wip_branch_name(plan, config)
+    try:
+        push(repo, commit, branch, expected=github.branch_sha(branch), env=git_env)
+    except (WorkspaceError, GitHubError):
+        return None
+    return branch
 
 
 def _open_or_update(report: Report, plan: Plan, *, github: GitHubClient, repo: Path, git_env: dict[str, str],
