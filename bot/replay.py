@@ -10,7 +10,7 @@ answered as they did then (after naming the two worktrees alike and blanking dur
 from run to run).
 
 It ends `reproduced` when the change is the recorded one byte for byte (`changes.patch`, both sides
-through the same redactor), else `diverged`, naming the first step where the environment answered
+written through the session's redactor), else `diverged`, naming the first step where the environment answered
 differently, or where the replay ran past what was recorded.
 """
 
@@ -32,7 +32,6 @@ from bot.agent.usage import Usage
 from bot.config import Config
 from bot.deflake import DeflakeTarget
 from bot.errors import ConfigError
-from bot.secrets import Redactor
 from bot.session import SessionSpec, run_session
 from bot.task import Task
 from bot.workspace import git, has_commit, repository_root
@@ -139,9 +138,8 @@ def read_recording(session_dir: Path) -> Recording:
         model=str(started.get("model", "")), base_commit=started["base_commit"], task=task, config=config,
         worktree=needs.get("worktree", ""),
         codemod=list(needs.get("codemod") or []), start_patch=needs.get("start_patch"),
-        deflake=DeflakeTarget(deflake["test"], deflake.get("polluter"), tuple(deflake.get("neighbours") or ()))
-        if deflake else None, status=status, reason=reason, turns=turns, validations=validations,
-        patch=patch_file.read_text(encoding="utf-8") if patch_file.exists() else "")
+        deflake=DeflakeTarget(**deflake) if deflake else None, status=status, reason=reason, turns=turns,
+        validations=validations, patch=patch_file.read_text(encoding="utf-8") if patch_file.exists() else "")
 
 
 class ReplayModel:
@@ -204,7 +202,6 @@ def replay(session_dir: Path, repo: Path | None = None, *, environ: Mapping[str,
     if not has_commit(source, recording.base_commit):
         raise ConfigError(f"{source} does not have the session's base commit {recording.base_commit[:12]}: fetch it "
                           "(or pass --repo with a clone that has it)")
-    redactor = Redactor.from_environment(environ, recording.config.secrets.scrub)
     config = recording.config.model_copy(update={"telemetry": recording.config.telemetry.model_copy(
         update={"enabled": False})})  # a replay is not a session to trace
     with tempfile.TemporaryDirectory(prefix="fixloop-replay-") as scratch:
@@ -218,14 +215,15 @@ def replay(session_dir: Path, repo: Path | None = None, *, environ: Mapping[str,
                            codemod=recording.codemod, start_patch=recording.start_patch, sinks=[watcher],
                            environ=dict(environ))
         replayed_status: str
+        ran_out = False
         try:
             replayed_status = run_session(spec).status
         except Diverged:
-            replayed_status = "stopped (the recording ran out)"
+            replayed_status, ran_out = "stopped (the recording ran out)", True
+        # Written through the session's redactor, as the recorded one was (same environment, same config).
         patch_file = Path(scratch) / "session" / "changes.patch"
-        replayed = redactor.text(patch_file.read_text(encoding="utf-8")) if patch_file.exists() else ""
+        replayed = patch_file.read_text(encoding="utf-8") if patch_file.exists() else ""
     notes = []
-    ran_out = model.first_difference is not None and model.first_difference.what == "the session"
     if recording.status in ("error", "cancelled") and ran_out:
         # The recording stops where the session did; the replay ran as far as it went.
         model.first_difference, replayed_status = None, recording.status

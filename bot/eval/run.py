@@ -19,7 +19,8 @@ from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from pathlib import Path
 from typing import Any
 
-from bot.agent.model import Block, Message, Model, ScriptedModel, Text, ToolCall, make_model
+from bot.agent.model import Block, Model, ScriptedModel, Text, ToolCall, make_model
+from bot.config import Config
 from bot.errors import ConfigError, FixloopError
 from bot.eval.suite import EvalConfig, EvalTask
 from bot.sandbox import Confinement
@@ -65,15 +66,18 @@ def run_suite(tasks: list[EvalTask], configs: list[EvalConfig], results: Path, *
     if len(todo) < repeats * len(configs) * len(tasks):
         say(f"{repeats * len(configs) * len(tasks) - len(todo)} run(s) already in {results}: resuming")
     results.parent.mkdir(parents=True, exist_ok=True)
+    # A line an interruption cut short is ended first, so the next run's line starts a line of its own.
+    separator = "\n" if results.exists() and results.stat().st_size and not results.read_bytes().endswith(b"\n") \
+        else ""
     with ProcessPoolExecutor(max_workers=max(1, jobs), mp_context=multiprocessing.get_context("spawn")) as pool:
         pending = {pool.submit(run_one, config, task, repeat) for config, task, repeat in todo}
         while pending:
             finished, pending = wait(pending, return_when=FIRST_COMPLETED)
             for future in finished:
                 row = future.result()
-                cut_short = results.exists() and results.stat().st_size and not results.read_bytes().endswith(b"\n")
                 with results.open("a", encoding="utf-8") as out:
-                    out.write(("\n" if cut_short else "") + json.dumps(row) + "\n")
+                    out.write(separator + json.dumps(row) + "\n")
+                separator = ""
                 say(f"{row['config']} · {row['task']} · #{row['repeat']}: "
                     f"{'resolved' if row['resolved'] else 'not resolved'} ({row['status']}, {row['wall_s']:.0f} s)")
     return len(todo)
@@ -97,7 +101,7 @@ def run_one(config: EvalConfig, task: EvalTask, repeat: int) -> dict[str, Any]:
         report = run_session(SessionSpec(
             repo=clone, task=Task(kind="local", title=task.problem.strip().splitlines()[0][:100],
                                   instructions=task.problem, source=f"the evaluation task {task.id}"),
-            config=session_config, model=_model(config, task), base=base, out_dir=scratch / "session",
+            config=session_config, model=_model(config, task, session_config), base=base, out_dir=scratch / "session",
             branch="fixloop/eval"))
         row |= {"status": report.status, "reason": report.reason[:500], "tokens": report.usage.total,
                 "cost_usd": report.cost_usd, "iterations": len(report.iterations)}
@@ -167,18 +171,11 @@ def _grade(task: EvalTask, clone: Path, base: str, commit: str | None, patch: Pa
     return True, "every grading command passed"
 
 
-def _model(config: EvalConfig, task: EvalTask) -> Model:
+def _model(config: EvalConfig, task: EvalTask, session_config: Config) -> Model:
     if config.script is None:
-        return make_model(config.config_for(task))
+        return make_model(session_config)
     turns = [_turn(turn, n) for n, turn in enumerate(config.script.get(task.id, []))]
-    if not turns:
-        turns = [[Text("I have no answer for this task.")]]
-    script = iter(turns)
-
-    def next_turn(_messages: list[Message]) -> list[Block]:
-        return next(script, [Text("(the script is over)")])
-
-    return ScriptedModel(next_turn, name=f"scripted-{config.name}")
+    return ScriptedModel(turns or [[Text("I have no answer for this task.")]], name=f"scripted-{config.name}")
 
 
 def _turn(turn: dict[str, Any], n: int) -> list[Block]:
