@@ -42,11 +42,6 @@ class AppSettings:
         """The values nothing the App writes (comments, logs, pages) may carry."""
         return (self.private_key, self.webhook_secret, self.api_token or "", self.client_secret or "")
 
-    @property
-    def runner_events(self) -> bool:
-        """Runners can report to the App: it knows the audience their tokens must name."""
-        return self.public_url is not None
-
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> AppSettings:
         problems = []

@@ -59,11 +59,9 @@ class Step:
 @dataclass
 class SessionPage:
     record: SessionRecord
-    baseline: ValidationResult | None = None
     iterations: list[Iteration] = field(default_factory=list)
     timeline: list[Step] = field(default_factory=list)
     model: str = ""
-    last_seq: int = -1
 
     @property
     def live(self) -> bool:
@@ -87,7 +85,6 @@ def session_page(record: SessionRecord, events: list[SessionEvent]) -> SessionPa
         return iterations.setdefault(n, Iteration(n))
 
     for event in events:
-        page.last_seq = max(page.last_seq, event.seq)
         reader = READERS.get(event.type)
         try:
             read = reader.model_validate(event.data) if reader else None
@@ -108,15 +105,12 @@ def session_page(record: SessionRecord, events: list[SessionEvent]) -> SessionPa
                                           read.is_error))
         elif isinstance(read, Changes):
             iteration(read.iteration).diff_stat, iteration(read.iteration).diff = read.diff_stat, read.diff
-        elif isinstance(read, Validated):
-            if read.iteration == 0:
-                page.baseline = read.result
-            else:
-                iteration(read.iteration).validation = read.result
-                page.timeline.append(Step(read.iteration, "validation", "validation",
-                                          "passed" if read.result.passed else
-                                          f"failed: {len(read.result.failed_tests)} test(s)",
-                                          failed=not read.result.passed))
+        elif isinstance(read, Validated) and read.iteration > 0:  # 0: the baseline, before the agent
+            iteration(read.iteration).validation = read.result
+            page.timeline.append(Step(read.iteration, "validation", "validation",
+                                      "passed" if read.result.passed else
+                                      f"failed: {len(read.result.failed_tests)} test(s)",
+                                      failed=not read.result.passed))
         elif isinstance(read, IterationDone):
             iteration(read.n).tokens, iteration(read.n).turns = sum(read.usage.values()), read.turns
         elif isinstance(read, LimitHit):
