@@ -8,8 +8,9 @@ errors, so a typo does not silently fall back to a default. The fixed keys other
 from __future__ import annotations
 
 import difflib
+import re
 from pathlib import PurePosixPath
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, get_args
 from urllib.parse import urlsplit
 
 import yaml
@@ -64,7 +65,28 @@ class PullRequest(_Strict):
     reviewers: list[str] = Field(default_factory=list, description="Logins asked to review the draft pull requests.")
 
 
+# A person's GitHub login (assignable; never an app's `name[bot]`), or that or an `org/team` (mentionable).
+LOGIN_PATTERN = r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})$"
+MENTIONABLE_PATTERN = r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})(?:/[A-Za-z0-9._-]{1,100})?$"
+EscalateOn = Literal["not_validated", "error", "limit"]
+
+
 class Escalate(_Strict):
+    on: list[EscalateOn] = Field(
+        default_factory=lambda: list(get_args(EscalateOn)),
+        description="Endings that call a person: `not_validated` (validation still fails), `limit` (an iteration, "
+                    "turn, token, cost or time limit stopped it) and `error`. Empty: never.")
+    assign: list[Annotated[str, Field(pattern=LOGIN_PATTERN)]] = Field(
+        default_factory=list, description="People (logins) assigned to the issue or pull request, or to the tracking "
+                                          "issue.")
+    mention: list[Annotated[str, Field(pattern=MENTIONABLE_PATTERN)]] = Field(
+        default_factory=list, description="Logins or `org/team`s mentioned when a session escalates.")
+    codeowners: bool = Field(True, description="Also mention the CODEOWNERS of the files the session touched or "
+                                               "that hold the failing tests (read from the default branch).")
+    label: str = Field("fixloop: needs a human", max_length=50,
+                       description="Label added where fixloop escalates; empty: none.")
+    after_failures: int = Field(1, ge=1, le=20, description="Escalate once this many sessions in a row on the same "
+                                                             "issue, pull request or branch have failed.")
     wip_branch: bool = Field(True, description="Push the partial work of a session that did not validate to a "
                                                "`fixloop/wip/…` branch, which a person can check out and go on from.")
 
@@ -158,8 +180,8 @@ class Config(_Strict):
     branch_prefix: str = Field("fixloop/", pattern=r"^[A-Za-z0-9._/-]+/$",
                                description="Prefix of fixloop's branches (ends with /).")
     pull_request: PullRequest = Field(default_factory=PullRequest, description="fixloop's draft pull requests.")
-    escalate: Escalate = Field(default_factory=Escalate, description="What happens when a session does not "
-                                                                     "validate.")
+    escalate: Escalate = Field(default_factory=Escalate, description="Who is told, and how, when a session does "
+                                                                     "not validate.")
     deflake: Deflake = Field(default_factory=Deflake, description="Making flaky tests reliable, and proving it.")
     secrets: Secrets = Field(default_factory=Secrets, description="Keeping secrets from the agent's commands.")
     sandbox: Literal["auto", "required", "off"] = Field(
@@ -248,10 +270,23 @@ def parse_config_data(data: Any, *, source: str = CONFIG_PATH) -> Config:
         raise ConfigError(_describe(problems, source), problems) from None
 
 
+class _Loader(yaml.SafeLoader):  # type: ignore[misc]  # PyYAML has no type hints
+    """YAML 1.2's booleans: only true and false. YAML 1.1 also reads `on`, `off`, `yes` and `no` as booleans,
+    which would make the key of `escalate: {on: [error]}` the boolean true (values are unaffected: pydantic
+    still reads `auto: yes` as true)."""
+
+
+_BOOL = "tag:yaml.org,2002:bool"
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, pattern) for tag, pattern in resolvers if tag != _BOOL]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+_Loader.add_implicit_resolver(_BOOL, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
+
+
 def read_yaml(text: str, *, source: str) -> Any:
     """The YAML document `text` (from `source`, for messages); ConfigError when it cannot be read."""
     try:
-        return yaml.safe_load(text)
+        return yaml.load(text, Loader=_Loader)  # a SafeLoader: builds plain data only
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = [(f"line {mark.line + 1}", str(getattr(error, "problem", "") or error))] if mark else []

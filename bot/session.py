@@ -40,6 +40,7 @@ from bot.agent.model import Model
 from bot.agent.pricing import price_for
 from bot.agent.prompts import SYSTEM_PROMPT, task_message
 from bot.agent.tools import Toolbox
+from bot.attempt import summarize
 from bot.config import Config
 from bot.deflake import DeflakeTarget, DeflakeValidation
 from bot.errors import (
@@ -67,6 +68,7 @@ from bot.workspace import (
     watch_own_files,
 )
 
+WIP_SUBJECT = "fixloop: partial work on "  # the first line of a WIP commit; its body is the attempt's summary
 DIFF_LIMIT = 200_000  # characters of an iteration's change kept in its event (the trajectory, the App's page)
 
 
@@ -198,7 +200,7 @@ def run_session(spec: SessionSpec) -> Report:
                                 "deflake": None if spec.deflake is None else dataclasses.asdict(spec.deflake)}))
         ending = _drive(spec, worktree, confinement, budget, emit, redactor)
         with _signals_deferred():
-            ending, outcome = _conclude(ending, spec, worktree, session_id, session_dir, redactor, builder.summary)
+            ending, outcome = _conclude(ending, spec, worktree, session_id, session_dir, redactor, builder)
             emit(SessionEnded(status=ending.status, reason=ending.reason, usage=budget.usage, cost_usd=budget.cost_usd,
                               user_error=ending.user_error))
             report = builder.build(trajectory=str(session_dir / "trajectory.jsonl"), **outcome)
@@ -325,8 +327,9 @@ def commit_message(task: Task, summary: str, config: Config, session_id: str) ->
 
 def _conclude(
     ending: Ending, spec: SessionSpec, worktree: Worktree, session_id: str, session_dir: Path, redactor: Redactor,
-    summary: str,
+    builder: ReportBuilder,
 ) -> tuple[Ending, dict[str, object]]:
+    summary = builder.summary
     try:
         verify_own_files()
         snapshot: Snapshot = worktree.snapshot()
@@ -355,7 +358,8 @@ def _conclude(
         if ending.status != "validated":
             outcome["patch"] = str(patch)
             if redactor.text(snapshot.patch) == snapshot.patch and not protected:  # nothing secret-shaped in it
-                message = redactor.text(f"fixloop: partial work on {spec.task.title[:60]}\n\nNot validated: "
-                                        f"{ending.reason[:500]}\n\nSession: {session_id}\n")
+                attempt = summarize(builder.iterations, reason=ending.reason[:500], summary=summary,
+                                    changed_files=snapshot.changed_paths)
+                message = redactor.text(f"{WIP_SUBJECT}{spec.task.title[:60]}\n\n{attempt}\n\nSession: {session_id}\n")
                 outcome["wip_commit"] = worktree.commit(snapshot, message)
     return ending, outcome

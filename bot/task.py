@@ -45,6 +45,7 @@ class Task(BaseModel):
     context: list[Context] = []
     source: str  # where the task came from, in words
     test: str | None = None  # the test to make reliable (deflake)
+    resume: bool = False  # go on from the kept work on the target's WIP branch (`/fixloop retry --continue`)
 
     def slug(self, limit: int = 40) -> str:
         return _slug(self.title, limit)
@@ -209,9 +210,7 @@ def to_inputs(task: Task, origin: Origin) -> dict[str, str]:
                       target.run_id or 0 if isinstance(target, FailedRun) else 0),
         # `head` also carries a campaign's target, and a task's branch or commit: GitHub Enterprise Server up to
         # 3.19 takes 10 inputs.
-        "head": (f"{target.branch or ''}@{target.head_sha or ''}" if isinstance(target, FailedRun) else
-                 target.model_dump_json(by_alias=True) if isinstance(target, CampaignWork) else
-                 target.model_dump_json(exclude_none=True) if isinstance(target, Ref) else ""),
+        "head": _head(task, target),
         "test": task.test or "",
         "title": task.title,
         "instructions": task.instructions,
@@ -236,6 +235,22 @@ def to_inputs(task: Task, origin: Origin) -> dict[str, str]:
         else:
             raise MalformedEvent(f"the task does not fit the {INPUTS_LIMIT:,} characters GitHub takes as "
                                  "workflow_dispatch inputs, even with its texts cut")
+
+
+def _head(task: Task, target: Thread | FailedRun | CampaignWork | Ref) -> str:
+    """The `head` input: a failed run's `branch@sha`, a campaign's target or a task's ref as JSON, or
+    nothing for an issue or pull request. A task that goes on from kept work (`resume`) has it as JSON
+    with `"resume": true` (the inputs are full: GitHub Enterprise Server takes 10)."""
+    if isinstance(target, CampaignWork):
+        return target.model_dump_json(by_alias=True)  # a campaign's retry has its own way (resume_run)
+    fields: dict[str, object] = {"resume": True} if task.resume else {}
+    if isinstance(target, Ref):
+        return json.dumps({**target.model_dump(exclude_none=True), **fields})
+    if isinstance(target, FailedRun):
+        if not fields:
+            return f"{target.branch or ''}@{target.head_sha or ''}"
+        return json.dumps({**target.model_dump(include={"branch", "head_sha"}, exclude_none=True), **fields})
+    return json.dumps(fields) if fields else ""
 
 
 def _cut(text: str, excess: int, encoded: str) -> str:
@@ -266,11 +281,21 @@ def from_inputs(inputs: Mapping[str, object], *, repository: str, sender: str) -
     except ValidationError as error:
         raise MalformedEvent(f"workflow_dispatch input context is not a list of {{source, text}}: {error}") from None
     requester = text("requester") or sender
+    head: str | dict[str, object] = text("head")
+    resume = False
+    if kind != "campaign" and isinstance(head, str) and head.startswith("{"):
+        try:
+            head = json.loads(head)
+        except ValueError:
+            raise MalformedEvent(f"workflow_dispatch input head={text('head')[:80]!r} is not JSON") from None
+        asked = head.pop("resume", False) if isinstance(head, dict) else None
+        if not isinstance(asked, bool):
+            raise MalformedEvent(f"workflow_dispatch input head={text('head')[:80]!r} is not a target")
+        resume = asked
     target: Thread | FailedRun | CampaignWork | Ref
     if kind == "task":
         try:  # the App's JSON, or a branch typed into the Actions tab
-            target = (Ref.model_validate_json(text("head")) if text("head").startswith("{") else
-                      Ref(ref=text("head")))
+            target = Ref.model_validate(head) if isinstance(head, dict) else Ref(ref=head)
         except ValidationError:
             raise MalformedEvent(f"workflow_dispatch input head={text('head')[:80]!r} is not a branch or a commit "
                                  "(kind task works on one)") from None
@@ -284,14 +309,20 @@ def from_inputs(inputs: Mapping[str, object], *, repository: str, sender: str) -
             raise MalformedEvent(f"workflow_dispatch input head is not a campaign's target: {error}") from None
         title = target.title
     elif kind == "ci_failure":
-        branch, sha = split_head(text("head"))
-        target = FailedRun(run_id=int(raw) or None, branch=branch or None, head_sha=sha or None)
-        title = f"Fix CI: {branch or f'workflow run {raw}'} failed"
+        try:
+            branch, sha = split_head(head) if isinstance(head, str) else ("", "")
+            target = (FailedRun.model_validate({**head, "run_id": int(raw) or None}) if isinstance(head, dict) else
+                      FailedRun(run_id=int(raw) or None, branch=branch or None, head_sha=sha or None))
+        except ValidationError:
+            raise MalformedEvent(f"workflow_dispatch input head={text('head')[:80]!r} is not branch@sha") from None
+        title = f"Fix CI: {target.branch or f'workflow run {raw}'} failed"
     else:
+        if isinstance(head, dict) and head:
+            raise MalformedEvent(f"workflow_dispatch input head={text('head')[:80]!r} is not for kind={kind}")
         target = Thread(number=int(raw))
         title = f"#{raw}"
     task = Task(kind=cast(DispatchKind, kind), title=text("title") or title, test=text("test") or None, context=context,
                 instructions=str(inputs.get("instructions") or "") or "Work on the target.",
-                source=text("source") or f"@{requester} through the fixloop App")
+                source=text("source") or f"@{requester} through the fixloop App", resume=resume)
     return task, Origin(repository=repository, target=target, requester=requester,
                         correlation_id=text("correlation_id") or None)

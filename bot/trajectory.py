@@ -20,6 +20,7 @@ from bot.agent.events import (
     GuidanceRead,
     IterationEnded,
     IterationStarted,
+    LimitReached,
     ModelCalled,
     SessionEnded,
     SessionStarted,
@@ -65,11 +66,14 @@ class TrajectoryWriter:
 class ValidationSummary(BaseModel):
     passed: bool
     failed_tests: list[str]
+    failed_files: list[str] = []  # the files holding the failing tests, where the results name them
     commands: list[CommandOutcome]
 
     @classmethod
     def of(cls, result: ValidationResult) -> ValidationSummary:
-        return cls(passed=result.passed, failed_tests=[t.id for t in result.failed_tests], commands=result.commands)
+        files = dict.fromkeys(t.file for t in result.failed_tests if t.file)
+        return cls(passed=result.passed, failed_tests=[t.id for t in result.failed_tests], failed_files=list(files),
+                   commands=result.commands)
 
 
 class IterationReport(BaseModel):
@@ -107,6 +111,7 @@ class Report(BaseModel):
     guidance: list[GuidanceFile] = []  # the repository's instruction files: given to the model, or skipped and why
     patch: str | None = None  # path of the saved patch when the work was not committed
     wip_commit: str | None = None  # the partial work of a session that did not validate, as a commit (no branch)
+    limit: str | None = None  # the limit that stopped the session (iterations, turns, tokens, cost_usd, wall_time)
     user_error: bool = False  # an error that is the user's to fix (a command that cannot run): exit 2
     trajectory: str
 
@@ -127,6 +132,7 @@ class ReportBuilder:
         self.ended: SessionEnded | None = None
         self.summary = ""
         self.guidance: list[GuidanceFile] = []
+        self.limit: str | None = None
 
     def __call__(self, event: Event) -> None:
         if isinstance(event, SessionStarted):
@@ -149,6 +155,8 @@ class ReportBuilder:
             current.turns, current.usage, current.feedback = event.turns, event.usage, event.feedback
         elif isinstance(event, GuidanceRead):
             self.guidance = event.files
+        elif isinstance(event, LimitReached):
+            self.limit = event.limit
         elif isinstance(event, SessionEnded):
             self.ended = event
 
@@ -173,6 +181,7 @@ class ReportBuilder:
             cost_usd=self.ended.cost_usd,
             user_error=self.ended.user_error,
             guidance=self.guidance,
+            limit=self.limit,
             **outcome,
         )
 

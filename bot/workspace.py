@@ -389,6 +389,11 @@ def create_branch(repo: Path, name: str, commit: str, *, replace: bool = False) 
     git("update-ref", f"refs/heads/{name}", commit, *(() if replace else ("",)), cwd=repo, base_env=env)
 
 
+def commit_text(repo: Path, commit: str) -> str:
+    """A commit's message."""
+    return git("log", "-1", "--format=%B", commit, "--", cwd=repo)
+
+
 def has_commit(repo: Path, sha: str) -> bool:
     try:
         git("cat-file", "-e", f"{sha}^{{commit}}", cwd=repo)

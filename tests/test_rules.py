@@ -4,7 +4,8 @@ from bot.config import Config, parse_config
 from bot.errors import MalformedEvent
 from bot.github.events import parse_event
 from bot.github.rules import Ignore, Reply, Run, Stop, decide
-from bot.task import Thread
+from bot.github.tracking import Tracked
+from bot.task import FailedRun, Thread
 from tests.fixtures import load_payload
 
 CONFIG = Config()
@@ -162,3 +163,25 @@ def test_a_deflake_test_id_is_never_an_option_for_the_test_runner():
     payload["sender"]["login"] = "writer"
     reply = decision("issue_comment", payload)
     assert isinstance(reply, Reply) and "needs a test id" in reply.body
+
+
+def test_retry_continue_asks_to_go_on_and_a_tracking_issue_of_fixloops_is_its_branchs_ci_failure():
+    tracked = Tracked("0123abcd", 77, "release/1.x", "a" * 40)
+
+    def on_issue(body: str, author: dict) -> Run:
+        payload = load_payload("issue_comment.created", comment__body=body)
+        payload["issue"].pop("pull_request", None)
+        payload["issue"].update(body=f"fixloop could not fix CI.\n{tracked.line()}", user=author)
+        return decision("issue_comment", payload)
+
+    bot = {"login": "github-actions[bot]", "id": 41898282, "type": "Bot"}
+    run = on_issue("/fixloop retry --continue", bot)
+    assert isinstance(run, Run) and run.task.kind == "ci_failure" and run.task.resume
+    assert run.origin.target == FailedRun(run_id=77, branch="release/1.x", head_sha="a" * 40)
+    assert run.origin.comment is not None
+    plain = on_issue("/fixloop retry", bot)
+    assert isinstance(plain, Run) and plain.task.kind == "ci_failure" and not plain.task.resume
+    # The same hidden line in a person's issue is just text: an ordinary issue session, nothing else.
+    forged = on_issue("/fixloop retry --continue", {"login": "mallory", "id": 5, "type": "User"})
+    assert isinstance(forged, Run) and forged.task.kind == "issue" and isinstance(forged.origin.target, Thread)
+    assert forged.task.resume

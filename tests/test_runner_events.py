@@ -18,7 +18,7 @@ from bot.app.server import Service, create_app
 from bot.app.settings import AppSettings
 from bot.app.store import Store
 from bot.secrets import Redactor
-from bot.task import RUN_EVENTS_PATH, Origin, Ref, Task, to_inputs
+from bot.task import RUN_EVENTS_PATH, Origin, Ref, Task, from_inputs, to_inputs
 from tests.fakes.actions_oidc import FakeActionsOIDC
 from tests.fakes.github.fixture import LOOPBACK_POLICY, TEST_APP_ID
 from tests.fakes.live_server import LiveServer, free_port
@@ -118,13 +118,14 @@ def test_a_runner_reports_as_it_goes_and_the_app_records_fixloops_own_ending(rep
                                         correlation, redactor=Redactor(), warn=warnings.append)
     reporter._seq = 3  # the same session's runner goes on numbering
     reporter.post("finished", {"status": "not_validated", "reason": "limit reached: 3 iterations", "cost_usd": 0.05,
-                               "tokens": 12_345, "iterations": 3, "pull_request_url": None})
+                               "tokens": 12_345, "iterations": 3, "pull_request_url": None, "escalation": "limit"})
     reporter.close()
     ended = app.session(session_id)
-    assert (ended["ending"], ended["ending_reason"], ended["cost_usd"], ended["tokens"], ended["iterations"]) == (
-        "not_validated", "limit reached: 3 iterations", 0.05, 12_345, 3)
+    assert (ended["ending"], ended["ending_reason"], ended["cost_usd"], ended["tokens"], ended["iterations"],
+            ended["escalation"]) == ("not_validated", "limit reached: 3 iterations", 0.05, 12_345, 3, "limit")
     metrics = requests.get(f"{app.url}/metrics", timeout=5).text
     assert 'fixloop_session_endings{ending="not_validated"} 1' in metrics
+    assert 'fixloop_session_escalations{reason="limit"} 1' in metrics
     events = app.service.store.events(session_id)
     assert [e.type for e in events] == ["iteration_started", "model_called", "changes_made", "finished"]
     assert "sk-secret-value-123" not in json.dumps([e.data for e in events])  # redacted before it left the runner
@@ -303,3 +304,16 @@ def test_a_session_takes_a_bounded_number_of_events(reporting_app):
     session_id, _, _ = reporting_app.dispatched_session()
     assert [store.record_event(session_id, n, "iteration_started", {"n": n}, limit=3) for n in range(4)] == [
         True, True, True, None]
+
+
+def test_retry_with_continue_through_the_api_dispatches_the_task_going_on_from_its_kept_work(reporting_app):
+    app = reporting_app
+    session_id, _, _ = app.dispatched_session()
+    assert app.api("POST", f"/api/sessions/{session_id}/stop?requester=maintainer").status_code == 200
+    answer = app.api("POST", f"/api/sessions/{session_id}/retry?requester=maintainer&continue=true")
+    assert answer.status_code == 200, answer.text
+    first, again = app.github.dispatches(REPO)
+    assert first.inputs["head"] == "" and json.loads(again.inputs["head"]) == {"resume": True}
+    assert again.inputs["target"] == first.inputs["target"] and again.inputs["kind"] == "issue"
+    task, _ = from_inputs(again.inputs, repository=REPO, sender="fixloop[bot]")
+    assert task.resume and "retrying" in task.source

@@ -10,10 +10,12 @@ the remote URL, the git config on disk, or anything the agent's tools could read
 from __future__ import annotations
 
 import base64
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from bot.action import render
+from bot.action.escalate import quiet_mentions
 from bot.action.plan import Plan
 from bot.config import Config
 from bot.errors import GitHubError, WorkspaceError
@@ -57,8 +59,10 @@ def refused_as_protected(error: WorkspaceError) -> bool:
 
 
 def publish(report: Report, plan: Plan, *, github: GitHubClient, repo: Path, git_env: dict[str, str],
-            config: Config, links: render.Links, redactor: Redactor, notes: str | None = None) -> Published:
-    """`notes`: CI failure evidence and triage, shown in the pull request."""
+            config: Config, links: render.Links, redactor: Redactor, notes: str | None = None,
+            addendum: Callable[[], str] = str) -> Published:
+    """`notes`: CI failure evidence and triage, shown in the pull request; `addendum`: what the outcome
+    comment says last (the escalation)."""
     published = Published()
     if report.status == "validated" and report.commit:
         published = _open_or_update(report, plan, github=github, repo=repo, git_env=git_env, config=config,
@@ -67,11 +71,11 @@ def publish(report: Report, plan: Plan, *, github: GitHubClient, repo: Path, git
         published = Published(wip_branch=_push_wip(report.wip_commit, plan, github=github, repo=repo,
                                                    git_env=git_env, config=config))
     if plan.comment_on is not None:
-        body = render.outcome_comment(report, pull_url=published.pull_url, updated=published.updated,
-                                      problem=published.problem, links=links, onto=published.onto,
-                                      wip_branch=published.wip_branch)
+        body = quiet_mentions(render.outcome_comment(
+            report, pull_url=published.pull_url, updated=published.updated, problem=published.problem, links=links,
+            onto=published.onto, wip_branch=published.wip_branch, command=config.trigger.command))
         try:
-            github.comment(plan.comment_on, redactor.text(body))
+            github.comment(plan.comment_on, redactor.text("\n\n".join(p for p in (body, addendum()) if p)))
         except GitHubError as error:
             return Published(published.pull_url, published.updated, published.problem or f"comment failed: {error}",
                              published.onto)

@@ -256,9 +256,10 @@ def confinement_line(report: Report) -> str:
 
 
 def outcome_comment(report: Report, *, pull_url: str | None, updated: bool, problem: str | None, links: Links,
-                    onto: str | None = None, wip_branch: str | None = None) -> str:
+                    onto: str | None = None, wip_branch: str | None = None, command: str = "/fixloop") -> str:
     """`onto`: the bot's branch the change was pushed onto, the branch of the pull request commented on;
-    `wip_branch`: where the partial work of a session that did not validate was pushed."""
+    `wip_branch`: where the partial work of a session that did not validate was pushed; `command`: the
+    repository's command word."""
     tokens = f"{_tokens(report.usage)} tokens, {cost_text(report.cost_usd)}"
     if onto and not problem:
         return (f"fixloop pushed a fix onto `{onto}`: {report.commit}\n\nValidated in {len(report.iterations)} "
@@ -280,8 +281,9 @@ def outcome_comment(report: Report, *, pull_url: str | None, updated: bool, prob
         artifact = f" `{links.artifact}`" if links.artifact else ""
         where = f"\n\nThe partial change is kept as `changes.patch` in the session artifact{artifact}."
     if wip_branch:
-        where += (f"\n\nTo take over from it: `git fetch origin {wip_branch} && git switch {wip_branch}` "
-                  f"(its branch, `{wip_branch}`, is replaced by the next attempt's).")
+        where += (f"\n\nTo take over from it: `git fetch origin {wip_branch} && git switch {wip_branch}`. Or "
+                  f"comment `{command} retry --continue` to have fixloop go on from it (a plain retry starts again "
+                  "and replaces it).")
     table = iteration_table(report.iterations)
     return f"{head}\n\nWhat it tried ({tokens}):\n\n{table}{where}\n\n{links.line()}".strip()
 

@@ -23,9 +23,10 @@ from bot.action import render
 from bot.action.app_report import AppReporter
 from bot.action.checks import CheckRunReporter
 from bot.action.environment import ActionsEnvironment, WorkflowCommands, append_summary, write_outputs
+from bot.action.escalate import Escalator
 from bot.action.evidence import gather
 from bot.action.plan import Plan, Refusal, plan_session
-from bot.action.publish import git_auth_env, publish
+from bot.action.publish import git_auth_env, publish, wip_branch_name
 from bot.agent.model import make_model
 from bot.agent.usage import Usage
 from bot.config import Config, Provider
@@ -36,14 +37,16 @@ from bot.github.client import GitHubClient, RequestPolicy
 from bot.github.events import Event, parse_event
 from bot.github.limits import fit
 from bot.github.rules import SESSION_CHECK
+from bot.github.tracking import Tracked
 from bot.handler import Answered, Handler, acknowledge
 from bot.reporting.terminal import TerminalReporter
 from bot.sandbox import bubblewrap
 from bot.secrets import Redactor, scrubbed_environment
 from bot.session import SessionSpec, run_session
-from bot.task import CampaignWork, Context, FailedRun, Ref
+from bot.task import CampaignWork, Context, FailedRun, Ref, stable_id
+from bot.trajectory import Report
 from bot.triage import changed_lines, diagnose
-from bot.workspace import fetch, has_commit, watch_own_files
+from bot.workspace import commit_text, fetch, has_commit, watch_own_files
 
 # The providers whose key is an input of the action (action.yml passes it on as the provider's variable).
 KEY_INPUTS: dict[Provider, tuple[str, str]] = {"anthropic": ("anthropic-api-key", "ANTHROPIC_API_KEY"),
@@ -99,6 +102,8 @@ class ActionRunner:
         run, config = handled.run, handled.config
         acknowledge(self.github, run)
         plan = plan_session(run.task, run.origin, self.github, config, handled.default_branch)
+        if not isinstance(plan, Refusal) and plan.task.resume:
+            plan = self.kept_work(plan, config)
         if isinstance(plan, Refusal):
             if plan.number:
                 self.github.comment(plan.number, self.redactor.text(f"fixloop did not start: {plan.reason}"))
@@ -116,6 +121,33 @@ class ActionRunner:
         self.log(f"Nothing to start: {answered.outcome}.")
         self.finish("skipped")
         return 0
+
+    def kept_work(self, plan: Plan, config: Config) -> Plan | Refusal:
+        """A session that goes on from the earlier attempt's WIP branch (`retry --continue`)."""
+        wip = wip_branch_name(plan, config)
+        tip = self.github.branch_sha(wip)
+        if tip is None:
+            return Refusal(plan.comment_on, f"there is no kept work on `{wip}` to go on from (no earlier attempt "
+                                            "left any, or it was deleted); comment "
+                                            f"`{config.trigger.command} retry` to start again.")
+        return replace(plan, kept=(wip, tip))
+
+    def go_on(self, plan: Plan) -> Plan:
+        """The plan and task of a resumed session: the agent starts at the WIP branch's tip, and its first
+        prompt carries the earlier attempt's account (the WIP commit's message, from its trajectory)."""
+        assert plan.kept is not None
+        wip, tip = plan.kept
+        if not has_commit(self.env.workspace, tip):
+            fetch(self.env.workspace, wip, env=self.git_env)
+        account = commit_text(self.env.workspace, tip).strip()
+        task = plan.task.model_copy(update={
+            "instructions": (f"{plan.task.instructions}\n\nThis session goes on from an earlier attempt whose "
+                             f"partial work (branch {wip}) is already in the worktree. Its account is in the "
+                             "context: build on what worked, and change course where validation showed it "
+                             "wrong.").strip(),
+            "context": [Context(source=f"fixloop's earlier attempt, kept on {wip}", text=account),
+                        *plan.task.context]})
+        return replace(plan, task=task, base_sha=tip)
 
     def session(self, plan: Plan, config: Config) -> int:
         self.can_stop = plan.origin.number is not None
@@ -184,10 +216,12 @@ class ActionRunner:
             if work.resume_run is not None:
                 start_patch = self.kept_patch(work.resume_run)
         if plan.task.kind in ("ci_failure", "deflake"):
-            prepared = self.diagnose(plan, config, check_id)
+            prepared = self.diagnose(plan, config, check_id)  # at the failing commit, before any kept work
             if prepared is None:
                 return 0
             plan, deflake, notes = prepared
+        if plan.kept is not None:
+            plan = self.go_on(plan)
         console = Console(file=sys.stdout, highlight=False, soft_wrap=True)
         checks = CheckRunReporter(self.github, head_sha=plan.check_sha, task_title=plan.task.title,
                                   redactor=self.redactor, warn=self.commands.warning, details_url=self.env.run_url)
@@ -197,8 +231,16 @@ class ActionRunner:
                    *([self.app] if self.app is not None else [])], environ=self.environ,
             deflake=deflake, start_patch=start_patch,
             codemod=in_folder(work.codemod, work.path) if work is not None and start_patch is None else ()))
+        escalator = self.escalator(report, plan, config)
         published = publish(report, plan, github=self.github, repo=self.env.workspace, git_env=self.git_env,
-                            config=config, links=self.links, redactor=self.redactor, notes=notes)
+                            config=config, links=self.links, redactor=self.redactor, notes=notes,
+                            addendum=escalator.addendum if escalator is not None else str)
+        if escalator is not None:
+            try:
+                escalator.finish(wip_branch=published.wip_branch, links_line=self.links.line(),
+                                 redact=self.redactor.text)
+            except GitHubError as error:
+                self.commands.warning(self.redactor.text(f"fixloop could not escalate on GitHub: {error}"))
         conclusion = "failure" if published.problem else render.conclusion_for(report.status)
         output = render.session_done(report, pull_url=published.pull_url, problem=published.problem, links=self.links,
                                      onto=published.onto)
@@ -206,8 +248,10 @@ class ActionRunner:
             output["text"] = fit(notes)
         self.github.update_check_run(check_id, conclusion=conclusion, output=self.redactor.data(output),
                                      actions=render.session_buttons(report.status, can_stop=self.can_stop))
+        escalated = escalator.escalation if escalator is not None else None
         self.tell_app("error" if published.problem else report.status, published.problem or report.reason,
                       pull_request_url=published.pull_url, cost_usd=report.cost_usd, tokens=report.usage.total,
+                      escalation=escalated.reason if escalated is not None else None,
                       iterations=len(report.iterations), branch=plan.branch if report.commit else None,
                       diff_stat=report.diff_stat, summary=report.summary)
         append_summary(self.env.step_summary, self.redactor.text(render.job_summary(
@@ -221,6 +265,25 @@ class ActionRunner:
             return EXIT_CODES["error"]
         return report.exit_code
 
+
+    def escalator(self, report: Report, plan: Plan, config: Config) -> Escalator | None:
+        """The session's escalation, for an issue or pull request (its thread) or an automatic CI session (its
+        branch's tracking issue); None for other targets (a campaign has its own tracking issue; the App shows
+        a task's) or when GitHub cannot say what fixloop said before."""
+        target = plan.origin.target
+        tracked = None
+        if plan.comment_on is None and isinstance(target, FailedRun) and target.branch:
+            tracked = Tracked(key=stable_id(plan.origin.repository, f"ci:{target.branch}"), run_id=target.run_id,
+                              branch=target.branch, head_sha=target.head_sha or plan.check_sha)
+        if plan.comment_on is None and tracked is None:
+            return None
+        try:
+            return Escalator(report, config.escalate, self.github, thread=plan.comment_on, tracked=tracked,
+                             command=config.trigger.command, default_branch=self.github.default_branch())
+        except GitHubError as error:
+            self.commands.warning(self.redactor.text(f"fixloop could not read what it said before, so it does not "
+                                                     f"escalate: {error}"))
+            return None
 
     def kept_patch(self, run_id: int) -> str:
         """The partial work an earlier run kept (its session folder's changes.patch, in its artifact)."""

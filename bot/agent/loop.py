@@ -72,8 +72,9 @@ class AgentLoop:
                 self._say(f"(You used all {turns} turns of this iteration.)")
             self._say(f"{fence(feedback, source='validation output')}\n\n"
                       "Fix the code so that validation passes, then end your turn.")
-        return Ending.not_validated(f"iteration limit reached: {self.limits.iterations} iteration(s) without "
-                                    "passing validation")
+        detail = f"iteration limit reached: {self.limits.iterations} iteration(s) without passing validation"
+        self.emit(LimitReached(limit="iterations", detail=detail))
+        return Ending.not_validated(detail)
 
     def _work(self, n: int) -> tuple[int, str | None]:
         """Model turns until the model ends its turn; returns (turns, reason if a limit stopped it)."""

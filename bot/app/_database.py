@@ -104,6 +104,10 @@ MIGRATIONS: tuple[str, ...] = (
         expires DOUBLE PRECISION NOT NULL
     );
     """,
+    # 5: whom a failed session called, by the reason it failed (not_validated, limit, error), as the runner reports
+    """
+    ALTER TABLE sessions ADD COLUMN escalation TEXT;
+    """,
 )
 
 

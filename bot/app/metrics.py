@@ -11,6 +11,7 @@ A tiny thread-safe registry with exactly the series fixloop serves on `GET /metr
 | `fixloop_errors_total` | counter | `stage` |
 | `fixloop_runner_events_total` | counter | `result` (`recorded` / `refused`) |
 | `fixloop_session_endings` | gauge | `ending` (from the database) |
+| `fixloop_session_escalations` | gauge | `reason` (`not_validated` / `limit` / `error`; from the database) |
 
 Label values can come from requests (the `X-GitHub-Event` header of a delivery that failed
 verification, say), so each counter keeps at most `MAX_SERIES` label sets; later new ones are
@@ -149,10 +150,12 @@ class Metrics:
             self._webhook_seconds.observe(seconds)
 
     def render(self, campaign_targets: Mapping[tuple[str, str], int] | None = None,
-               session_endings: Mapping[str, int] | None = None) -> str:
+               session_endings: Mapping[str, int] | None = None,
+               session_escalations: Mapping[str, int] | None = None) -> str:
         """Every metric in the text exposition format, ending with a newline; `campaign_targets`, the
-        targets per (campaign, state) now, and `session_endings`, the sessions per fixloop ending, as gauges
-        (read from the database, shared by the replicas)."""
+        targets per (campaign, state) now, `session_endings`, the sessions per fixloop ending, and
+        `session_escalations`, the sessions that called a person per reason, as gauges (read from the
+        database, shared by the replicas)."""
         with self._lock:
             families = (
                 self._deliveries,
@@ -173,4 +176,9 @@ class Metrics:
                       "# TYPE fixloop_session_endings gauge"]
             lines += [f"fixloop_session_endings{_labels((('ending', ending),))} {count}"
                       for ending, count in sorted(session_endings.items())]
+        if session_escalations is not None:
+            lines += ["# HELP fixloop_session_escalations Sessions that called a person, by why they failed.",
+                      "# TYPE fixloop_session_escalations gauge"]
+            lines += [f"fixloop_session_escalations{_labels((('reason', reason),))} {count}"
+                      for reason, count in sorted(session_escalations.items())]
         return "\n".join(lines) + "\n"

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from bot.app.logs import logger
 from bot.app.oidc import ActionsTokenVerifier, RunIdentity, TokenRefused, check_run
 from bot.app.store import SessionRecord, Store
+from bot.config import EscalateOn
 from bot.errors import GitHubError
 from bot.github.client import GitHubClient
 from bot.validation import ValidationResult
@@ -104,6 +105,7 @@ class Finished(_Reported):
     cost_usd: Dollars | None = None
     tokens: Count | None = None
     iterations: Iteration | None = None
+    escalation: EscalateOn | None = None  # why the runner called a person, if it did
 
 
 READERS: dict[str, type[_Reported]] = {
@@ -189,7 +191,8 @@ def _apply(store: Store, session: SessionRecord, event: _Reported) -> None:
                    "tokens": sum(event.usage.values())}
     elif isinstance(event, Finished):
         fields |= {"ending": event.status, "ending_reason": event.reason[:2_000], "ended": store.clock(),
-                   "cost_usd": event.cost_usd, "tokens": event.tokens, "iterations": event.iterations}
+                   "cost_usd": event.cost_usd, "tokens": event.tokens, "iterations": event.iterations,
+                   "escalation": event.escalation}
         if event.pull_request_url and _pull_of(event.pull_request_url, session.repository):
             fields["pull_request_url"] = event.pull_request_url
     if fields:

@@ -204,15 +204,20 @@ class Service:
             raise NotStarted(502, session.reason or outcome)
         return session
 
-    def retry_session(self, session: SessionRecord, requester: str, *, correlation: str) -> SessionRecord:
-        """The same task dispatched again, for `requester`. Raises NotStarted."""
+    def retry_session(self, session: SessionRecord, requester: str, *, correlation: str,
+                      resume: bool = False) -> SessionRecord:
+        """The same task dispatched again, for `requester`; `resume`: going on from the kept work on its WIP
+        branch. Raises NotStarted."""
         if not session.inputs:
             raise NotStarted(409, "this session was started before fixloop kept what it dispatched; start it again")
         try:
             task, origin = from_inputs(json.loads(session.inputs), repository=session.repository, sender=requester)
         except MalformedEvent as error:
             raise NotStarted(409, f"this session cannot be retried: {error}") from None
-        task = task.model_copy(update={"source": f"@{requester}, retrying {session.id}"})
+        if resume and task.kind == "campaign":
+            raise NotStarted(422, "a campaign's target goes on from its kept work with the campaign's "
+                                  "`retry-failed --from-patch`")
+        task = task.model_copy(update={"source": f"@{requester}, retrying {session.id}", "resume": resume})
         return self.start_session(task, origin.model_copy(update={"requester": requester, "correlation_id": None}),
                                   correlation=correlation)
 
@@ -398,9 +403,10 @@ def create_app(settings: AppSettings, service: Service | None = None, *,
         return found
 
     @app.post("/api/sessions/{session_id}/{action}", dependencies=api)
-    async def steer_session(session_id: str, action: str, requester: str = Query("api", pattern=LOGIN)
-                            ) -> SessionRecord:
-        """`stop` cancels the session's run; `retry` dispatches its task again (a new session)."""
+    async def steer_session(session_id: str, action: str, requester: str = Query("api", pattern=LOGIN),
+                            go_on: bool = Query(False, alias="continue")) -> SessionRecord:
+        """`stop` cancels the session's run; `retry` dispatches its task again (a new session), and with
+        `continue=true` the new session goes on from the kept work on the WIP branch."""
         def steer() -> SessionRecord:
             found = service.store.session(session_id)
             if found is None:
@@ -409,7 +415,8 @@ def create_app(settings: AppSettings, service: Service | None = None, *,
                 if action == "stop":
                     return service.stop_session(found, requester)
                 if action == "retry":
-                    return service.retry_session(found, requester, correlation=f"api-{secrets.token_hex(8)}")
+                    return service.retry_session(found, requester, correlation=f"api-{secrets.token_hex(8)}",
+                                                 resume=go_on)
             except NotStarted as refused:
                 raise HTTPException(refused.status, str(refused)) from None
             raise HTTPException(404, f"sessions take stop or retry, not {action!r}")
@@ -473,7 +480,8 @@ def create_app(settings: AppSettings, service: Service | None = None, *,
         async def metrics() -> PlainTextResponse:
             counts = await run_in_threadpool(service.store.campaigns.counts)
             endings = await run_in_threadpool(service.store.ending_counts)
-            return PlainTextResponse(service.metrics.render(counts, endings), media_type=CONTENT_TYPE)
+            escalations = await run_in_threadpool(service.store.escalation_counts)
+            return PlainTextResponse(service.metrics.render(counts, endings, escalations), media_type=CONTENT_TYPE)
 
     @app.post(RUN_EVENTS_PATH)
     async def run_event(request: Request) -> JSONResponse:

@@ -53,6 +53,7 @@ class SessionRecord(BaseModel):
     tokens: int | None = None
     iterations: int | None = None
     ended: float | None = None
+    escalation: str | None = None  # why the runner called a person (not_validated, limit, error); None: it did not
 
 
 class ListedSession(NamedTuple):
@@ -205,7 +206,7 @@ class Store:
 
     def update_session(self, session_id: str, **fields: Any) -> None:
         allowed = {"status", "conclusion", "reason", "run_id", "run_url", "pull_request_url", "ending", "ending_reason",
-                   "cost_usd", "tokens", "iterations", "ended"}
+                   "cost_usd", "tokens", "iterations", "ended", "escalation"}
         assert set(fields) <= allowed, set(fields) - allowed
         assignments = ", ".join(f"{name} = ?" for name in fields)
         with self._db.transaction() as tx:
@@ -274,6 +275,12 @@ class Store:
         """Sessions per fixloop ending (validated, not_validated, cancelled, error), for the metrics."""
         rows = self._db.read("SELECT ending, COUNT(*) AS n FROM sessions WHERE ending IS NOT NULL GROUP BY ending")
         return {row["ending"]: int(row["n"]) for row in rows}
+
+    def escalation_counts(self) -> dict[str, int]:
+        """Sessions that called a person, per reason (not_validated, limit, error), for the metrics."""
+        rows = self._db.read("SELECT escalation, COUNT(*) AS n FROM sessions WHERE escalation IS NOT NULL "
+                             "GROUP BY escalation")
+        return {row["escalation"]: int(row["n"]) for row in rows}
 
     # -- what the runner reports -----------------------------------------------------------------
     def record_event(self, session_id: str, seq: int, kind: str, data: dict[str, Any], attempt: int = 1,

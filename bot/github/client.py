@@ -301,6 +301,35 @@ class GitHubClient:
                           lambda: self._repo.get_pull(number).create_review_request(reviewers=reviewers),
                           find=_nothing_to_find, created=f"issue:{number}")
 
+    def add_assignees(self, number: int, logins: list[str]) -> None:
+        """Assign people to an issue or pull request (GitHub leaves out, silently, anyone who may not be)."""
+        if logins:
+            self._retried("add assignees", lambda: self._repo.get_issue(number).add_to_assignees(*logins),
+                          find=_nothing_to_find, created=f"issue:{number}")
+
+    def bot_comments(self, number: int, mark: str) -> list[str]:
+        """The bodies of the comments on an issue or pull request that an app wrote and that hold `mark`,
+        oldest first."""
+        return self._call(f"read the comments of #{number}", lambda: [
+            c.body for c in self._repo.get_issue(number).get_comments()
+            if c.user.type == "Bot" and mark in (c.body or "")])
+
+    def open_bot_issues(self, mark: str, label: str | None, limit: int = 500) -> list[IssueInfo]:
+        """Open issues (not pull requests) that an app opened and whose body holds `mark`, among the first
+        `limit` open ones (with `label`, when given)."""
+        def read() -> list[IssueInfo]:
+            listed = self._repo.get_issues(state="open", labels=[label]) if label else \
+                self._repo.get_issues(state="open")
+            found = []
+            for index, issue in enumerate(listed):
+                if index == limit:
+                    break
+                if issue.pull_request is None and issue.user.type == "Bot" and mark in (issue.body or ""):
+                    found.append(IssueInfo(issue.number, issue.title, issue.body or "", issue.user.login,
+                                           issue.html_url, False))
+            return found
+        return self._call("list open issues", read)
+
     def comment(self, number: int, body: str) -> str:
         """Comment on an issue or pull request; the comment's hidden key tells whether an
         attempt whose answer was lost made it."""
@@ -313,9 +342,10 @@ class GitHubClient:
 
         return self._retried("comment", lambda: str(issue.create_comment(_tagged(body, key)).html_url), find=find)
 
-    def open_issue(self, title: str, body: str) -> tuple[int, str]:
+    def open_issue(self, title: str, body: str, labels: list[str] | None = None) -> tuple[int, str]:
         """Open an issue; its number and URL."""
-        issue = self._call("open an issue", lambda: self._repo.create_issue(title=title, body=body))
+        issue = self._call("open an issue", lambda: self._repo.create_issue(title=title, body=body,
+                                                                            labels=labels or []))
         self._created.add(f"issue:{issue.number}")
         return int(issue.number), str(issue.html_url)
 

@@ -1,7 +1,7 @@
 """The `/fixloop` comment grammar.
 
     /fixloop [fix] [free-form instructions]
-    /fixloop retry
+    /fixloop retry [--continue]
     /fixloop stop
     /fixloop help
     /fixloop deflake <test id>
@@ -23,6 +23,7 @@ Verb = Literal["fix", "retry", "stop", "help", "deflake", "campaign"]
 VERBS: tuple[Verb, ...] = ("fix", "retry", "stop", "help", "deflake", "campaign")
 CAMPAIGN_STEERING = ("pause", "resume", "retry-failed", "cancel")  # also the API's and the CLI's verbs
 CAMPAIGN_ACTIONS = ("start", "status", *CAMPAIGN_STEERING)
+CONTINUE = "--continue"  # `retry --continue`: go on from the kept work on the WIP branch
 _MAX_LINE = 2_000
 
 
@@ -64,7 +65,8 @@ def help_text(word: str = "/fixloop") -> str:
     return (
         f"**fixloop commands** (first line of a comment; people with write access only):\n\n"
         f"- `{word}` or `{word} fix [instructions]`: work on this issue or pull request\n"
-        f"- `{word} retry`: run the last task again\n"
+        f"- `{word} retry`: run the last task again; `{word} retry --continue`: go on from the kept work of a "
+        "session that did not validate\n"
         f"- `{word} stop`: stop the running session\n"
         f"- `{word} deflake <test id>`: find out whether a test is flaky and fix it\n"
         f"- `{word} campaign [start|status|pause|resume|retry-failed|cancel]`: on an issue holding a campaign file "

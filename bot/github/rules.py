@@ -19,6 +19,7 @@ from bot.config import Config
 from bot.errors import MalformedEvent
 from bot.github.commands import (
     CAMPAIGN_ACTIONS,
+    CONTINUE,
     Command,
     UnknownCommand,
     help_text,
@@ -36,6 +37,7 @@ from bot.github.events import (
     WorkflowDispatch,
     WorkflowRunCompleted,
 )
+from bot.github.tracking import Tracked, read_tracked
 from bot.task import WORKFLOW_FILE, Comment, Context, FailedRun, Origin, Task, Thread, from_inputs, split_head
 
 WRITE_ROLES = frozenset({"admin", "maintain", "write"})
@@ -191,9 +193,30 @@ def _comment(event: IssueCommentCreated | ReviewCommentCreated, config: Config,
         return CampaignAsk(number, login, action, event.issue.body or "", event.comment.id, tuple(options))
     if parsed.verb == "deflake" and (not parsed.argument or parsed.argument.startswith("-")):  # not an option
         return answer(f"`{word} deflake` needs a test id, e.g. `{word} deflake tests/test_api.py::test_timeout`.")
+    resume = parsed.verb == "retry" and CONTINUE in parsed.argument.split()
+    if resume:
+        parsed = Command(parsed.verb, " ".join(w for w in parsed.argument.split() if w != CONTINUE), parsed.rest)
+    comment = Comment(id=event.comment.id, kind=kind)
+    if (isinstance(event, IssueCommentCreated) and not is_pr and parsed.verb in ("fix", "retry")
+            and event.issue.user.is_bot and (tracked := read_tracked(event.issue.body or "")) is not None):
+        return _tracked_task(event, tracked, parsed, resume, comment)
     origin = Origin(repository=event.repository.full_name, target=Thread(number=number, pull_request=is_pr),
-                    requester=login, comment=Comment(id=event.comment.id, kind=kind))
-    return Run(_command_task(event, parsed, number, is_pr, title), origin)
+                    requester=login, comment=comment)
+    task = _command_task(event, parsed, number, is_pr, title)
+    return Run(task.model_copy(update={"resume": resume}), origin)
+
+
+def _tracked_task(event: IssueCommentCreated, tracked: Tracked, command: Command, resume: bool,
+                  comment: Comment) -> Run:
+    """`fix` or `retry` on fixloop's tracking issue of a branch: a session on that branch's CI failure (the
+    latest failed run the issue names), going on from the kept work when asked."""
+    login = event.sender.login
+    run = _ci_task(event, "CI", tracked.branch, tracked.head_sha, event.issue.html_url, tracked.run_id)
+    asked = command.argument or "Try again."
+    task = run.task.model_copy(update={
+        "instructions": f"{run.task.instructions}\n\n@{login} asked on tracking issue #{event.issue.number}: {asked}",
+        "source": f"@{login} on tracking issue #{event.issue.number}", "resume": resume})
+    return Run(task, run.origin.model_copy(update={"requester": login, "comment": comment}))
 
 
 def _command_task(event: IssueCommentCreated | ReviewCommentCreated, command: Command, number: int, is_pr: bool,

@@ -190,7 +190,7 @@ def ui_router(service: Service) -> APIRouter:
     @router.post("/sessions/{session_id}/{action}")
     async def steer_session(request: Request, session_id: str, action: str) -> Response:
         who = await signed_in(request)
-        await form(request, who)
+        fields = await form(request, who)
         if action not in ("stop", "retry"):
             raise HTTPException(404, f"sessions take stop or retry, not {action!r}")
 
@@ -200,7 +200,8 @@ def ui_router(service: Service) -> APIRouter:
                 raise HTTPException(403, f"stopping and retrying need write access to {found.repository}")
             if action == "stop":
                 return service.stop_session(found, who.login)
-            return service.retry_session(found, who.login, correlation=f"ui-{secrets.token_hex(8)}")
+            return service.retry_session(found, who.login, correlation=f"ui-{secrets.token_hex(8)}",
+                                         resume=fields.get("continue") == "on")
 
         try:
             changed = await run_in_threadpool(steer)

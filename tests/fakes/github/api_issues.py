@@ -204,6 +204,43 @@ def create_issue(ctx: Ctx) -> Reply:
     return Reply(201, render.issue(ctx.urls, repo, issue, 0, ctx.state.author_association(repo, issue.user)))
 
 
+@route("GET", "/repos/{owner}/{repo}/issues", perms=ISSUE_READ)
+def list_issues(ctx: Ctx) -> Reply:
+    """Issues and pull requests (as GitHub lists both here), filtered by state, labels (all of them) and
+    creator, newest first unless asked otherwise."""
+    repo = ctx.repo
+    state = ctx.q("state", "open")
+    issues = [i for i in repo.issues.values() if state == "all" or i.state == state]
+    if ctx.q("labels"):
+        wanted = {name.strip().lower() for name in ctx.q("labels").split(",") if name.strip()}
+        issues = [i for i in issues if wanted <= {name.lower() for name in i.labels}]
+    if ctx.q("creator"):
+        issues = [i for i in issues if i.user.login.lower() == ctx.q("creator").lower()]
+    sort = ctx.q("sort", "created")
+    key: Callable[[Issue], Any] = (lambda i: i.updated_at) if sort == "updated" else (lambda i: i.number)
+    issues.sort(key=key, reverse=ctx.q("direction", "desc") == "desc")
+    page, headers = paginate(ctx, issues)
+    return Reply(200, [render.issue(ctx.urls, repo, i, sum(1 for c in repo.comments.values()
+                                                          if c.issue_number == i.number),
+                                    ctx.state.author_association(repo, i.user)) for i in page], headers)
+
+
+@route("POST", "/repos/{owner}/{repo}/issues/{issue_number}/assignees", perms=ISSUE_WRITE)
+def add_assignees(ctx: Ctx) -> Reply:
+    """Like GitHub: people who may not be assigned (no write access, unknown) are left out silently."""
+    repo = ctx.repo
+    issue = get_issue(repo, ctx.int_param("issue_number"))
+    for login in (ctx.body or {}).get("assignees", []):
+        user = ctx.state.find_user(login)
+        if (user is not None and ctx.state.role_of(repo, user.login) in ("write", "maintain", "admin")
+                and all(a.login != user.login for a in issue.assignees)):
+            issue.assignees.append(user)
+    issue.updated_at = utcnow()
+    return Reply(201, render.issue(ctx.urls, repo, issue, sum(1 for c in repo.comments.values()
+                                                             if c.issue_number == issue.number),
+                                   ctx.state.author_association(repo, issue.user)))
+
+
 @route("PATCH", "/repos/{owner}/{repo}/issues/{issue_number}", perms=[("issues", "write")])
 def update_issue(ctx: Ctx) -> Reply:
     repo = ctx.repo

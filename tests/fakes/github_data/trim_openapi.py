@@ -62,6 +62,9 @@ OPERATIONS: tuple[tuple[str, str], ...] = (
     ("POST", "/repos/{owner}/{repo}/issues/comments/{comment_id}/reactions"),
     ("POST", "/repos/{owner}/{repo}/pulls/comments/{comment_id}/reactions"),
     ("POST", "/repos/{owner}/{repo}/issues/{issue_number}/labels"),
+    # Escalation: tracking issues found among the open ones, people assigned.
+    ("GET", "/repos/{owner}/{repo}/issues"),
+    ("POST", "/repos/{owner}/{repo}/issues/{issue_number}/assignees"),
     ("POST", "/repos/{owner}/{repo}/pulls/{pull_number}/requested_reviewers"),
     ("GET", "/repos/{owner}/{repo}/actions/workflows/{workflow_id}"),
     ("POST", "/repos/{owner}/{repo}/actions/workflows/{workflow_id}/dispatches"),

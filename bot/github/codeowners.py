@@ -1,0 +1,72 @@
+"""CODEOWNERS, read as GitHub reads it: the first of `.github/CODEOWNERS`, `CODEOWNERS` and
+`docs/CODEOWNERS`; one `pattern owner…` rule a line, `#` comments; the last matching rule wins, and a
+rule without owners means nobody. Patterns follow gitignore's, with GitHub's limits: no `!`, no
+`[…]`, and `dir/*` matches that folder's own files only.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+LOCATIONS = (".github/CODEOWNERS", "CODEOWNERS", "docs/CODEOWNERS")
+_OWNER = re.compile(r"^@([A-Za-z0-9](?:[A-Za-z0-9-]{0,38})(?:/[A-Za-z0-9._-]{1,100})?)$")
+
+
+@dataclass(frozen=True)
+class Rule:
+    pattern: re.Pattern[str]
+    owners: tuple[str, ...]  # logins and org/teams, without "@" (e-mail owners cannot be mentioned: left out)
+
+
+def _translate(pattern: str) -> re.Pattern[str]:
+    anchored = pattern.startswith("/") or "/" in pattern.rstrip("/")
+    folder = pattern.endswith("/")
+    body = pattern.strip("/")
+    out, i = [], 0
+    while i < len(body):
+        if body.startswith("**/", i):
+            out.append("(?:.*/)?")
+            i += 3
+        elif body.startswith("**", i):
+            out.append(".*")
+            i += 2
+        elif body[i] == "*":
+            out.append("[^/]*")
+            i += 1
+        elif body[i] == "?":
+            out.append("[^/]")
+            i += 1
+        else:
+            out.append(re.escape(body[i]))
+            i += 1
+    last = body.rsplit("/", 1)[-1]
+    # A folder's name matches everything in it; `dir/*` (a wildcard in the last part) only its own files.
+    tail = "/.*" if folder else "" if "*" in last and last != "**" else "(?:/.*)?"
+    return re.compile(("^" if anchored else "^(?:.*/)?") + "".join(out) + tail + "$")
+
+
+def parse(text: str) -> list[Rule]:
+    """The rules of a CODEOWNERS file; lines GitHub would not understand are skipped."""
+    rules = []
+    for line in text.splitlines():
+        line = line.split(" #", 1)[0].strip() if not line.lstrip().startswith("#") else ""
+        if not line:
+            continue
+        pattern, *owners = line.split()
+        if pattern.startswith("!") or "[" in pattern:
+            continue
+        logins = tuple(m.group(1) for owner in owners if (m := _OWNER.match(owner)))
+        rules.append(Rule(_translate(pattern), logins))
+    return rules
+
+
+def owners_of(rules: list[Rule], paths: Iterable[str]) -> list[str]:
+    """The owners of `paths`, in the order the paths are given, each once."""
+    found: dict[str, None] = {}
+    for path in paths:
+        rule = next((r for r in reversed(rules) if r.pattern.match(path.lstrip("/"))), None)
+        if rule is not None:
+            found.update(dict.fromkeys(rule.owners))
+    return list(found)
