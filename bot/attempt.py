@@ -1,14 +1,13 @@
-"""An attempt in a few lines, from its trajectory: what was tried, what validation said, and where a
-person should look first. The same account goes into the WIP commit's message (where
-`/fixloop retry --continue` reads it back for the next session's first prompt) and into fixloop's
-escalation comment or tracking issue."""
+"""An attempt in a few lines, from its trajectory: what was tried and what validation said. The same
+account goes into the WIP commit's message (where `/fixloop retry --continue` reads it back for the
+next session's first prompt) and into fixloop's escalation comment or tracking issue."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
 from bot._process import cap_text
-from bot.trajectory import IterationReport, Report
+from bot.trajectory import IterationReport, Report, ValidationSummary
 
 _TESTS_SHOWN = 5
 _SUMMARY_LIMIT = 1_500
@@ -40,23 +39,7 @@ def summarize(iterations: Sequence[IterationReport], *, reason: str, summary: st
     return "\n".join(lines)
 
 
-def failing_files(report: Report) -> list[str]:
-    """The files holding the tests that failed last (the last iteration's validation, else the baseline's)."""
+def last_validation(report: Report) -> ValidationSummary | None:
+    """What validation said last: the last iteration's, else the baseline's."""
     validated = [i.validation for i in report.iterations if i.validation is not None]
-    last = validated[-1] if validated else report.baseline
-    return list(last.failed_files) if last is not None else []
-
-
-def look_first(report: Report) -> str:
-    """Where a person should start: the tests failing last, their files, and what the session changed."""
-    validated = [i.validation for i in report.iterations if i.validation is not None]
-    last = validated[-1] if validated else report.baseline
-    parts = []
-    if last is not None and last.failed_tests:
-        parts.append("the failing test(s) " + ", ".join(f"`{t}`" for t in last.failed_tests[:3])
-                     + (f" in {', '.join(f'`{f}`' for f in last.failed_files[:3])}" if last.failed_files else ""))
-    if report.changed_files:
-        parts.append("the session's change to " + ", ".join(f"`{f}`" for f in report.changed_files[:5]))
-    if report.status == "error" or not parts:
-        parts.insert(0, "the reason it stopped, above, and the session log")
-    return "; then ".join(parts) + "."
+    return validated[-1] if validated else report.baseline

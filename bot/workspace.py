@@ -394,6 +394,13 @@ def commit_text(repo: Path, commit: str) -> str:
     return git("log", "-1", "--format=%B", commit, "--", cwd=repo)
 
 
+def changes_since_fork(repo: Path, base: str, tip: str) -> str:
+    """What `tip` changed since it left `base`'s history (from their merge base), as a `git diff --binary`;
+    WorkspaceError when they share no history."""
+    fork = git("merge-base", base, tip, cwd=repo).strip()
+    return git("diff", "--binary", "--no-ext-diff", "--no-textconv", fork, tip, "--", cwd=repo)
+
+
 def has_commit(repo: Path, sha: str) -> bool:
     try:
         git("cat-file", "-e", f"{sha}^{{commit}}", cwd=repo)

@@ -106,7 +106,7 @@ def test_a_campaign_branch_that_is_the_default_or_unsafe_is_refused(tmp_path, fa
 
 
 # ---------------------------------------------------------------------------------------------- the App
-CAMPAIGN_REPOS = [f"platform/svc-{n:02d}" for n in range(1, 19)]
+CAMPAIGN_REPOS = [f"platform/svc-{n:02d}" for n in range(1, 31)]
 
 
 class FakeActions:
@@ -379,12 +379,12 @@ def wait_for(condition: Callable[[], bool], timeout: float = 60) -> None:
         time.sleep(0.05)
 
 
-def test_eighteen_repositories_through_two_replicas_on_postgres_one_killed_and_restarted_midway(
+def test_thirty_repositories_through_two_replicas_on_postgres_one_killed_and_restarted_midway(
         make_fake_github, replicas: Callable[..., list[Server]], postgres_url: str) -> None:  # noqa: F811
     """The campaign is durable in the database: a replica killed while it dispatches is restarted later, the
     other carries on meanwhile; every target is dispatched exactly once, `concurrency` is never exceeded,
-    and the tracking issue ends listing all 18 targets with their outcome."""
-    repositories = CAMPAIGN_REPOS[:18]
+    and the tracking issue ends listing all 30 targets with their outcome."""
+    repositories = CAMPAIGN_REPOS
     github = campaign_github(make_fake_github, repositories)
     actions = FakeActions(github)
     doomed, survivor = replicas(github, postgres_url)
@@ -395,7 +395,7 @@ def test_eighteen_repositories_through_two_replicas_on_postgres_one_killed_and_r
     started = api(doomed.url, "POST", "/api/campaigns", json={"file": campaign_file(targets, concurrency=4)})
     assert started.status_code == 201, started.text
     campaign = started.json()["id"]
-    assert len(started.json()["targets"]) == 18
+    assert len(started.json()["targets"]) == 30
 
     def alive() -> list[str]:
         return [r.url for r in (doomed, survivor) if r.process is not None and r.process.poll() is None]
@@ -403,11 +403,11 @@ def test_eighteen_repositories_through_two_replicas_on_postgres_one_killed_and_r
     def done(count: int) -> Callable[[], bool]:
         return lambda: api(alive()[0], "GET", f"/api/campaigns/{campaign}").json()["counts"]["validated"] >= count
 
-    actions.finish(alive, until=done(6), batch=4)
+    actions.finish(alive, until=done(10), batch=4)
     doomed.kill()
-    actions.finish(alive, until=done(12), batch=4)
+    actions.finish(alive, until=done(20), batch=4)
     doomed.start()  # the same database: it takes its share again
-    actions.finish(alive, until=done(18), batch=4)
+    actions.finish(alive, until=done(30), batch=4)
 
     campaign_runs = [d for d in actions.dispatched if d["kind"] == "campaign"]
     titles = [json.loads(d["head"])["title"] for d in campaign_runs]
@@ -417,7 +417,7 @@ def test_eighteen_repositories_through_two_replicas_on_postgres_one_killed_and_r
     body = tracking_issue(github).body
     assert all(f"| <code>{repository}</code> | validated |" in body for repository in repositories)
     replica_ids = survivor.db("SELECT COUNT(DISTINCT id) FROM replicas")[0][0]
-    print(f"18 targets, at most {actions.most_in_flight} runs at once, {replica_ids} replicas alive at the end")
+    print(f"30 targets, at most {actions.most_in_flight} runs at once, {replica_ids} replicas alive at the end")
 
 
 def test_the_campaign_command_starts_shows_and_steers_through_the_apps_api(make_fake_github, app_on, tmp_path,

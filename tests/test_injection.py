@@ -426,13 +426,14 @@ def assert_contained(case: Case) -> None:
         assert "ready_for_review" not in request.path and request.path != "/graphql", where
         if request.method == "POST" and request.path.endswith("/labels"):
             labels = request.json if isinstance(request.json, list) else body.get("labels")
-            assert labels == ["fixloop"], f"{where} {request.json}"
+            # The config's own labels only: the trigger, and escalation's when the session failed.
+            assert labels in (["fixloop"], ["fixloop: needs a human"]), f"{where} {request.json}"
     assert all(issue.state == "open" for issue in github.issues(REPO)), "an issue or pull request was closed"
     for pull in github.pulls(REPO):
         assert pull.pull.draft is True, f"#{pull.number} is not a draft"
         assert set(pull.labels) <= {"fixloop"}, f"#{pull.number} labels: {pull.labels}"
     issue = github.issue(REPO, case.issue)
-    assert set(issue.labels) <= {"fixloop"}, f"issue labels: {issue.labels}"
+    assert set(issue.labels) <= {"fixloop", "fixloop: needs a human"}, f"issue labels: {issue.labels}"
 
 
 def _tool_results(case: Case) -> list[str]:

@@ -166,7 +166,7 @@ def test_a_deflake_test_id_is_never_an_option_for_the_test_runner():
 
 
 def test_retry_continue_asks_to_go_on_and_a_tracking_issue_of_fixloops_is_its_branchs_ci_failure():
-    tracked = Tracked("0123abcd", 77, "release/1.x", "a" * 40)
+    tracked = Tracked("0123abcd", 77, "master", "a" * 40)  # the payload's default branch
 
     def on_issue(body: str, author: dict) -> Run:
         payload = load_payload("issue_comment.created", comment__body=body)
@@ -177,10 +177,14 @@ def test_retry_continue_asks_to_go_on_and_a_tracking_issue_of_fixloops_is_its_br
     bot = {"login": "github-actions[bot]", "id": 41898282, "type": "Bot"}
     run = on_issue("/fixloop retry --continue", bot)
     assert isinstance(run, Run) and run.task.kind == "ci_failure" and run.task.resume
-    assert run.origin.target == FailedRun(run_id=77, branch="release/1.x", head_sha="a" * 40)
+    assert run.origin.target == FailedRun(run_id=77, branch="master", head_sha="a" * 40)
     assert run.origin.comment is not None
     plain = on_issue("/fixloop retry", bot)
     assert isinstance(plain, Run) and plain.task.kind == "ci_failure" and not plain.task.resume
+    # A line naming a branch CI sessions do not watch (or one of fixloop's) gets no session.
+    tracked = Tracked("0123abcd", 77, "release/1.x", "a" * 40)
+    refused = on_issue("/fixloop retry", bot)
+    assert isinstance(refused, Reply) and "watched branches only" in refused.body
     # The same hidden line in a person's issue is just text: an ordinary issue session, nothing else.
     forged = on_issue("/fixloop retry --continue", {"login": "mallory", "id": 5, "type": "User"})
     assert isinstance(forged, Run) and forged.task.kind == "issue" and isinstance(forged.origin.target, Thread)

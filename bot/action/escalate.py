@@ -17,7 +17,8 @@ import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
-from bot.attempt import failing_files, look_first, summarize
+from bot.action.render import code, fence, quiet_mentions
+from bot.attempt import last_validation, summarize
 from bot.config import Escalate, EscalateOn
 from bot.github import codeowners
 from bot.github.client import GitHubClient, IssueInfo
@@ -50,7 +51,8 @@ class Trail:
 
 
 def read_trail(texts: Iterable[str]) -> Trail:
-    """The trail in the last of `texts` (fixloop's own comments, oldest first) that has one."""
+    """The trail in the last of `texts` (fixloop's own comments, oldest first) that has one, its last line
+    (fixloop writes it last; anything quoted before it is defused anyway)."""
     found = Trail()
     for text in texts:
         for match in _TRAIL.finditer(text):
@@ -98,11 +100,13 @@ def decide(report: Report, policy: Escalate, trail: Trail, owners: Sequence[str]
 _REASONS = {"not_validated": "did not validate", "limit": "was stopped by a limit", "error": "stopped with an error"}
 
 
-def section(escalation: Escalation, report: Report, *, wip_branch: str | None, command: str) -> str:
-    """The escalation, in one place: whom it calls, why the session stopped, what it tried, where to look
-    first and how to take over. Untrusted text (the agent's words, test output) stays in a code block,
-    where a mention calls nobody."""
-    who = " ".join(f"@{login}" for login in escalation.mention)
+def section(escalation: Escalation, report: Report, *, wip_branch: str | None, command: str,
+            call: bool = True) -> str:
+    """The escalation, in one place: whom it calls (`call`: False names them without calling them, where
+    a comment calls them instead), why the session stopped, what it tried, where to look first and how to
+    take over. Untrusted text (test ids, file names, the agent's words, test output) is shown as code,
+    its mentions defused."""
+    who = " ".join(f"@{login}" if call else quiet_mentions(f"@{login}") for login in escalation.mention)
     more = f" ({escalation.left_out} more owner(s) not mentioned)" if escalation.left_out else ""
     again = f", {escalation.failures} times in a row" if escalation.failures > 1 else ""
     lines = [f"### fixloop needs a person{': ' + who if who else ''}{more}", "",
@@ -113,33 +117,35 @@ def section(escalation: Escalation, report: Report, *, wip_branch: str | None, c
                       f"`{command} retry --continue` to have fixloop go on from it."]
     attempt = summarize(report.iterations, reason=report.reason, summary=report.summary,
                         changed_files=report.changed_files)
-    lines += ["", "<details><summary>What it tried</summary>", "", fenced(attempt), "", "</details>"]
+    lines += ["", "<details><summary>What it tried</summary>", "", fence(quiet_mentions(attempt)), "", "</details>"]
     return "\n".join(lines)
 
 
-def fenced(text: str) -> str:
-    """`text` in a code block no line of it can close."""
-    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
-    fence = "`" * max(3, longest + 1)
-    return f"{fence}text\n{text}\n{fence}"
-
-
-def quiet_mentions(text: str) -> str:
-    """`text` with its @mentions defused (a zero-width joiner after the @): words fixloop passes on from the
-    agent, a test or a log never call anyone."""
-    return re.sub(r"(?<![\w`])@(?=[A-Za-z0-9])", "@\u200d", text)
+def look_first(report: Report) -> str:
+    """Where a person should start: the tests failing last, their files, and what the session changed."""
+    last = last_validation(report)
+    parts = []
+    if last is not None and last.failed_tests:
+        parts.append("the failing test(s) " + ", ".join(code(t) for t in last.failed_tests[:3])
+                     + (f" in {', '.join(code(f) for f in last.failed_files[:3])}" if last.failed_files else ""))
+    if report.changed_files:
+        parts.append("the session's change to " + ", ".join(code(f) for f in report.changed_files[:5]))
+    if report.status == "error" or not parts:
+        parts.insert(0, "the reason it stopped, above, and the session log")
+    return "; then ".join(parts) + "."
 
 
 # -- tracking issues -----------------------------------------------------------------------------------------------
 
 def tracking_body(tracked: Tracked, report: Report, *, escalation: Escalation | None, trail: Trail,
-                  wip_branch: str | None, command: str, links_line: str) -> str:
-    """The tracking issue, rewritten after each failure on its branch."""
-    head = (f"fixloop's automatic sessions on `{tracked.branch}` failed {trail.failures} time(s) in a row; the "
+                  wip_branch: str | None, command: str, links_line: str, call: bool) -> str:
+    """The tracking issue, rewritten after each failure on its branch (`call`: whether its mentions call,
+    as when it is opened; an edit's would not, so a comment calls the people then)."""
+    head = (f"fixloop's automatic sessions on {code(tracked.branch)} failed {trail.failures} time(s) in a row; the "
             f"latest at `{tracked.head_sha[:12]}`: {quiet_mentions(report.reason)}")
     body = [head, "", links_line]
     if escalation is not None:
-        body += ["", section(escalation, report, wip_branch=wip_branch, command=command)]
+        body += ["", section(escalation, report, wip_branch=wip_branch, command=command, call=call)]
     else:
         body += ["", "Nobody is called yet (see `escalate` in .github/fixloop.yml)."]
     go_on = f"`{command} retry --continue` to have fixloop go on from its kept work, or " if wip_branch else ""
@@ -162,7 +168,7 @@ class Escalator:
         if thread is not None:
             before = read_trail(github.bot_comments(thread, TRAIL_MARK))
         elif tracked is not None:
-            self.issue = next((i for i in github.open_bot_issues(TRACKING_MARK, policy.label or None)
+            self.issue = next((i for i in github.open_bot_issues(TRACKING_MARK)
                                if (t := read_tracked(i.body)) is not None and t.key == tracked.key), None)
             before = read_trail([self.issue.body]) if self.issue is not None else Trail()
         else:
@@ -177,8 +183,9 @@ class Escalator:
         for path in codeowners.LOCATIONS:
             text = self.github.file_text(path, default_branch)
             if text is not None:
+                last = last_validation(self.report)
                 return codeowners.owners_of(codeowners.parse(text), [*self.report.changed_files,
-                                                                     *failing_files(self.report)])
+                                                                     *(last.failed_files if last else [])])
         return []
 
     def addendum(self) -> str:
@@ -204,20 +211,21 @@ class Escalator:
         if self.report.status == "validated" or reason_for(self.report) is None:
             if self.issue is not None and self.report.status == "validated":  # the streak is over: say so
                 self.github.comment(self.issue.number, redact(
-                    f"A later session on `{self.tracked.branch}` validated a fix. {links_line}"))
+                    f"A later session on {code(self.tracked.branch)} validated a fix. {links_line}"))
                 self.github.edit_issue(self.issue.number, _retrailed(self.issue.body, self.trail))
             return self.issue.number if self.issue is not None else None
         body = redact(tracking_body(self.tracked, self.report, escalation=escalation, trail=self.trail,
-                                    wip_branch=wip_branch, command=self.command, links_line=links_line))
+                                    wip_branch=wip_branch, command=self.command, links_line=links_line,
+                                    call=self.issue is None))
         if self.issue is None:
             number, _ = self.github.open_issue(tracking_title(self.tracked.branch), body,
                                                [escalation.label] if escalation and escalation.label else None)
         else:
             number = self.issue.number
-            self.github.edit_issue(number, quiet_mentions(body))  # people are called in the comment below, once
+            self.github.edit_issue(number, body)  # people are called in the comment below, once
             called = " ".join(f"@{login}" for login in escalation.mention) if escalation else ""
             self.github.comment(number, redact(
-                f"{called + ': ' if called else ''}fixloop failed again on `{self.tracked.branch}` "
+                f"{called + ': ' if called else ''}fixloop failed again on {code(self.tracked.branch)} "
                 f"({self.trail.failures} in a row): {quiet_mentions(self.report.reason)} {links_line}"))
             if escalation is not None and escalation.label:
                 self.github.add_labels(number, [escalation.label])

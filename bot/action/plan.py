@@ -51,7 +51,7 @@ class Plan:
     fixes: int | None  # issue closed by the pull request
     comment_on: int | None  # where the outcome is reported
     onto: Onto | None = None  # set when `branch` is a bot's pull request branch, not fixloop's
-    kept: tuple[str, str] | None = None  # a resumed session's WIP branch and its tip, where the agent starts
+    kept: tuple[str, str] | None = None  # a resumed session's WIP branch and its tip (its work is applied first)
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,6 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from bot.action import render
-from bot.action.escalate import quiet_mentions
 from bot.action.plan import Plan
 from bot.config import Config
 from bot.errors import GitHubError, WorkspaceError
@@ -71,7 +70,7 @@ def publish(report: Report, plan: Plan, *, github: GitHubClient, repo: Path, git
         published = Published(wip_branch=_push_wip(report.wip_commit, plan, github=github, repo=repo,
                                                    git_env=git_env, config=config))
     if plan.comment_on is not None:
-        body = quiet_mentions(render.outcome_comment(
+        body = render.quiet_mentions(render.outcome_comment(
             report, pull_url=published.pull_url, updated=published.updated, problem=published.problem, links=links,
             onto=published.onto, wip_branch=published.wip_branch, command=config.trigger.command))
         try:

@@ -49,9 +49,32 @@ def iteration_check_name(n: int) -> str:
 
 
 def _fence(text: str, language: str = "") -> str:
+    """`text` in a code block no line of it can close (and no hidden line of it taken for fixloop's)."""
+    text = text.replace(_HIDDEN, _QUOTED)
     longest = max(map(len, re.findall("`+", text)), default=0)
     ticks = "`" * max(3, longest + 1)
     return f"{ticks}{language}\n{text}\n{ticks}"
+
+
+_HIDDEN, _QUOTED = "<!-- fixloop", "<!-- (quoted) fixloop"  # fixloop's hidden state lines, and one defused
+
+
+def fence(text: str) -> str:
+    return _fence(text, "text")
+
+
+def quiet_mentions(text: str) -> str:
+    """`text` with every @mention defused (a zero-width joiner after the @, wherever it stands: a backtick
+    left open does not make a code span), and its hidden lines that look like fixloop's own made visible:
+    words fixloop passes on from the agent, a test or a log never call anyone or pose as fixloop's state."""
+    return re.sub(r"@(?=[A-Za-z0-9])", "@\u200d", text).replace(_HIDDEN, _QUOTED)
+
+
+def code(text: str) -> str:
+    """`text` as a code span no backtick of it can close, its mentions defused."""
+    text = quiet_mentions(text)
+    ticks = "`" * (max((len(run) for run in re.findall(r"`+", text)), default=0) + 1)
+    return f"{ticks} {text} {ticks}" if text.startswith("`") or text.endswith("`") else f"{ticks}{text}{ticks}"
 
 
 def _quote(text: str) -> str:

@@ -37,7 +37,7 @@ from bot.github.client import GitHubClient, RequestPolicy
 from bot.github.events import Event, parse_event
 from bot.github.limits import fit
 from bot.github.rules import SESSION_CHECK
-from bot.github.tracking import Tracked
+from bot.github.tracking import TRACKING_MARK, Tracked, read_tracked
 from bot.handler import Answered, Handler, acknowledge
 from bot.reporting.terminal import TerminalReporter
 from bot.sandbox import bubblewrap
@@ -46,7 +46,7 @@ from bot.session import SessionSpec, run_session
 from bot.task import CampaignWork, Context, FailedRun, Ref, stable_id
 from bot.trajectory import Report
 from bot.triage import changed_lines, diagnose
-from bot.workspace import commit_text, fetch, has_commit, watch_own_files
+from bot.workspace import changes_since_fork, commit_text, fetch, has_commit, watch_own_files
 
 # The providers whose key is an input of the action (action.yml passes it on as the provider's variable).
 KEY_INPUTS: dict[Provider, tuple[str, str]] = {"anthropic": ("anthropic-api-key", "ANTHROPIC_API_KEY"),
@@ -127,18 +127,28 @@ class ActionRunner:
         wip = wip_branch_name(plan, config)
         tip = self.github.branch_sha(wip)
         if tip is None:
-            return Refusal(plan.comment_on, f"there is no kept work on `{wip}` to go on from (no earlier attempt "
-                                            "left any, or it was deleted); comment "
-                                            f"`{config.trigger.command} retry` to start again.")
+            return Refusal(plan.comment_on or self.tracking_issue(plan, config),
+                           f"there is no kept work on `{wip}` to go on from (no earlier attempt left any, or it was "
+                           f"deleted); comment `{config.trigger.command} retry` to start again.")
         return replace(plan, kept=(wip, tip))
 
-    def go_on(self, plan: Plan) -> Plan:
-        """The plan and task of a resumed session: the agent starts at the WIP branch's tip, and its first
+    def tracking_issue(self, plan: Plan, config: Config) -> int | None:
+        """The open tracking issue of a CI session's branch, where a command about it was asked."""
+        tracked = self.tracked(plan)
+        if tracked is None:
+            return None
+        return next((issue.number for issue in self.github.open_bot_issues(TRACKING_MARK)
+                     if (found := read_tracked(issue.body)) is not None and found.key == tracked.key), None)
+
+    def go_on(self, plan: Plan) -> tuple[Plan, str]:
+        """The plan of a resumed session, and the kept work to start from: what the WIP branch changed since
+        it left the plan's base, applied on that base (so a base that moved on keeps its commits). Its first
         prompt carries the earlier attempt's account (the WIP commit's message, from its trajectory)."""
         assert plan.kept is not None
         wip, tip = plan.kept
         if not has_commit(self.env.workspace, tip):
             fetch(self.env.workspace, wip, env=self.git_env)
+        kept = changes_since_fork(self.env.workspace, plan.base_sha, tip)
         account = commit_text(self.env.workspace, tip).strip()
         task = plan.task.model_copy(update={
             "instructions": (f"{plan.task.instructions}\n\nThis session goes on from an earlier attempt whose "
@@ -147,7 +157,7 @@ class ActionRunner:
                              "wrong.").strip(),
             "context": [Context(source=f"fixloop's earlier attempt, kept on {wip}", text=account),
                         *plan.task.context]})
-        return replace(plan, task=task, base_sha=tip)
+        return replace(plan, task=task), kept
 
     def session(self, plan: Plan, config: Config) -> int:
         self.can_stop = plan.origin.number is not None
@@ -221,7 +231,7 @@ class ActionRunner:
                 return 0
             plan, deflake, notes = prepared
         if plan.kept is not None:
-            plan = self.go_on(plan)
+            plan, start_patch = self.go_on(plan)
         console = Console(file=sys.stdout, highlight=False, soft_wrap=True)
         checks = CheckRunReporter(self.github, head_sha=plan.check_sha, task_title=plan.task.title,
                                   redactor=self.redactor, warn=self.commands.warning, details_url=self.env.run_url)
@@ -235,10 +245,12 @@ class ActionRunner:
         published = publish(report, plan, github=self.github, repo=self.env.workspace, git_env=self.git_env,
                             config=config, links=self.links, redactor=self.redactor, notes=notes,
                             addendum=escalator.addendum if escalator is not None else str)
+        escalated = None  # why a person was called, once they were
         if escalator is not None:
             try:
                 escalator.finish(wip_branch=published.wip_branch, links_line=self.links.line(),
                                  redact=self.redactor.text)
+                escalated = escalator.escalation.reason if escalator.escalation is not None else None
             except GitHubError as error:
                 self.commands.warning(self.redactor.text(f"fixloop could not escalate on GitHub: {error}"))
         conclusion = "failure" if published.problem else render.conclusion_for(report.status)
@@ -248,10 +260,9 @@ class ActionRunner:
             output["text"] = fit(notes)
         self.github.update_check_run(check_id, conclusion=conclusion, output=self.redactor.data(output),
                                      actions=render.session_buttons(report.status, can_stop=self.can_stop))
-        escalated = escalator.escalation if escalator is not None else None
         self.tell_app("error" if published.problem else report.status, published.problem or report.reason,
                       pull_request_url=published.pull_url, cost_usd=report.cost_usd, tokens=report.usage.total,
-                      escalation=escalated.reason if escalated is not None else None,
+                      escalation=escalated,
                       iterations=len(report.iterations), branch=plan.branch if report.commit else None,
                       diff_stat=report.diff_stat, summary=report.summary)
         append_summary(self.env.step_summary, self.redactor.text(render.job_summary(
@@ -270,11 +281,7 @@ class ActionRunner:
         """The session's escalation, for an issue or pull request (its thread) or an automatic CI session (its
         branch's tracking issue); None for other targets (a campaign has its own tracking issue; the App shows
         a task's) or when GitHub cannot say what fixloop said before."""
-        target = plan.origin.target
-        tracked = None
-        if plan.comment_on is None and isinstance(target, FailedRun) and target.branch:
-            tracked = Tracked(key=stable_id(plan.origin.repository, f"ci:{target.branch}"), run_id=target.run_id,
-                              branch=target.branch, head_sha=target.head_sha or plan.check_sha)
+        tracked = self.tracked(plan)
         if plan.comment_on is None and tracked is None:
             return None
         try:
@@ -284,6 +291,15 @@ class ActionRunner:
             self.commands.warning(self.redactor.text(f"fixloop could not read what it said before, so it does not "
                                                      f"escalate: {error}"))
             return None
+
+    @staticmethod
+    def tracked(plan: Plan) -> Tracked | None:
+        """What the tracking issue of an automatic CI session (one with no thread to report on) is about."""
+        target = plan.origin.target
+        if plan.comment_on is not None or not isinstance(target, FailedRun) or not target.branch:
+            return None
+        return Tracked(key=stable_id(plan.origin.repository, f"ci:{target.branch}"), run_id=target.run_id,
+                       branch=target.branch, head_sha=target.head_sha or plan.check_sha)
 
     def kept_patch(self, run_id: int) -> str:
         """The partial work an earlier run kept (its session folder's changes.patch, in its artifact)."""

@@ -314,14 +314,12 @@ class GitHubClient:
             c.body for c in self._repo.get_issue(number).get_comments()
             if c.user.type == "Bot" and mark in (c.body or "")])
 
-    def open_bot_issues(self, mark: str, label: str | None, limit: int = 500) -> list[IssueInfo]:
-        """Open issues (not pull requests) that an app opened and whose body holds `mark`, among the first
-        `limit` open ones (with `label`, when given)."""
+    def open_bot_issues(self, mark: str, limit: int = 500) -> list[IssueInfo]:
+        """Open issues (not pull requests) that an app opened and whose body holds `mark`, among the newest
+        `limit` open ones."""
         def read() -> list[IssueInfo]:
-            listed = self._repo.get_issues(state="open", labels=[label]) if label else \
-                self._repo.get_issues(state="open")
             found = []
-            for index, issue in enumerate(listed):
+            for index, issue in enumerate(self._repo.get_issues(state="open")):
                 if index == limit:
                     break
                 if issue.pull_request is None and issue.user.type == "Bot" and mark in (issue.body or ""):

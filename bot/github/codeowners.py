@@ -42,8 +42,8 @@ def _translate(pattern: str) -> re.Pattern[str]:
             out.append(re.escape(body[i]))
             i += 1
     last = body.rsplit("/", 1)[-1]
-    # A folder's name matches everything in it; `dir/*` (a wildcard in the last part) only its own files.
-    tail = "/.*" if folder else "" if "*" in last and last != "**" else "(?:/.*)?"
+    # A folder's name matches everything in it; `dir/*` (a wildcard after a folder) only that folder's own files.
+    tail = "/.*" if folder else "" if "/" in body and "*" in last and last != "**" else "(?:/.*)?"
     return re.compile(("^" if anchored else "^(?:.*/)?") + "".join(out) + tail + "$")
 
 
@@ -51,7 +51,7 @@ def parse(text: str) -> list[Rule]:
     """The rules of a CODEOWNERS file; lines GitHub would not understand are skipped."""
     rules = []
     for line in text.splitlines():
-        line = line.split(" #", 1)[0].strip() if not line.lstrip().startswith("#") else ""
+        line = re.split(r"(?:^|\s)#", line, maxsplit=1)[0].strip()  # a comment, whole-line or after a blank
         if not line:
             continue
         pattern, *owners = line.split()

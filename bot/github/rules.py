@@ -199,6 +199,11 @@ def _comment(event: IssueCommentCreated | ReviewCommentCreated, config: Config,
     comment = Comment(id=event.comment.id, kind=kind)
     if (isinstance(event, IssueCommentCreated) and not is_pr and parsed.verb in ("fix", "retry")
             and event.issue.user.is_bot and (tracked := read_tracked(event.issue.body or "")) is not None):
+        # The hidden line names the branch: it gets no further than an automatic CI session could.
+        if tracked.branch.startswith(config.branch_prefix) or not _branch_enabled(
+                tracked.branch, config, event.repository.default_branch):
+            return answer("fixloop works on CI failures of watched branches only (`ci.branches`), and the branch "
+                          "this issue tracks is not one.")
         return _tracked_task(event, tracked, parsed, resume, comment)
     origin = Origin(repository=event.repository.full_name, target=Thread(number=number, pull_request=is_pr),
                     requester=login, comment=comment)

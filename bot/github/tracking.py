@@ -27,9 +27,11 @@ class Tracked:
 
 
 def read_tracked(text: str) -> Tracked | None:
-    match = _TRACKING.search(text)
-    if match is None:
+    """What the tracking issue `text` is about: its last hidden line (fixloop writes it at the end)."""
+    matches = list(_TRACKING.finditer(text))
+    if not matches:
         return None
+    match = matches[-1]
     branch, _, sha = match.group(3).rpartition("@")
     return Tracked(match.group(1), int(match.group(2)) if match.group(2) else None, unquote(branch), sha)
 
