@@ -9,6 +9,11 @@ from functools import lru_cache
 
 @lru_cache(maxsize=256)
 def _compile(pattern: str) -> re.Pattern[str]:
+    return re.compile(glob_regex(pattern) + r"\Z")
+
+
+def glob_regex(pattern: str) -> str:
+    """The regular expression (unanchored) of a glob pattern, `**` crossing folders and `*` not."""
     out = []
     i = 0
     while i < len(pattern):
@@ -30,7 +35,7 @@ def _compile(pattern: str) -> re.Pattern[str]:
         else:
             out.append(re.escape(pattern[i]))
             i += 1
-    return re.compile("".join(out) + r"\Z")
+    return "".join(out)
 
 
 def matches_any(path: str, patterns: Iterable[str]) -> str | None:

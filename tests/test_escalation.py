@@ -290,6 +290,17 @@ def test_automatic_ci_failures_keep_one_tracking_issue_per_branch_and_it_takes_r
         closing = fixloop_comments(runner, tracking.number)[-1]
         assert closing.startswith("A later session on `main` validated a fix.")
         assert "failures=0" in github.issue(REPO, tracking.number).body
+
+        # Without kept work (the WIP branch deleted), `--continue` is answered there and starts nothing.
+        (wip,) = [b for b in run_git(runner.origin.bare, "branch").split() if b.startswith("fixloop/wip/")]
+        run_git(runner.origin.workspace, "push", "-q", "origin", "--delete", wip)
+        asked = len(runner.api.requests)
+        payload = runner.comment("/fixloop retry --continue", tracking.number)
+        payload["issue"].update(title=tracking.title, body=github.issue(REPO, tracking.number).body,
+                                user={**payload["issue"]["user"], "login": "github-actions[bot]", "type": "Bot"})
+        assert runner.run("issue_comment", payload) == 0
+        assert f"there is no kept work on `{wip}`" in fixloop_comments(runner, tracking.number)[-1]
+        assert len(runner.api.requests) == asked
         assert api.violations == []
 
 

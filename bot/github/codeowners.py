@@ -10,6 +10,8 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from bot.paths import glob_regex
+
 LOCATIONS = (".github/CODEOWNERS", "CODEOWNERS", "docs/CODEOWNERS")
 _OWNER = re.compile(r"^@([A-Za-z0-9](?:[A-Za-z0-9-]{0,38})(?:/[A-Za-z0-9._-]{1,100})?)$")
 
@@ -24,27 +26,10 @@ def _translate(pattern: str) -> re.Pattern[str]:
     anchored = pattern.startswith("/") or "/" in pattern.rstrip("/")
     folder = pattern.endswith("/")
     body = pattern.strip("/")
-    out, i = [], 0
-    while i < len(body):
-        if body.startswith("**/", i):
-            out.append("(?:.*/)?")
-            i += 3
-        elif body.startswith("**", i):
-            out.append(".*")
-            i += 2
-        elif body[i] == "*":
-            out.append("[^/]*")
-            i += 1
-        elif body[i] == "?":
-            out.append("[^/]")
-            i += 1
-        else:
-            out.append(re.escape(body[i]))
-            i += 1
     last = body.rsplit("/", 1)[-1]
     # A folder's name matches everything in it; `dir/*` (a wildcard after a folder) only that folder's own files.
     tail = "/.*" if folder else "" if "/" in body and "*" in last and last != "**" else "(?:/.*)?"
-    return re.compile(("^" if anchored else "^(?:.*/)?") + "".join(out) + tail + "$")
+    return re.compile(("^" if anchored else "^(?:.*/)?") + glob_regex(body) + tail + "$")
 
 
 def parse(text: str) -> list[Rule]:
