@@ -131,16 +131,16 @@ def nested_junk(rng: random.Random) -> Any:
     return node
 
 
-def containers(node: Any, path: tuple[Any, ...] = ()) -> Iterator[tuple[Any, ...]]:
-    yield path
-    if isinstance(node, dict):
-        for key, value in node.items():
-            if isinstance(value, (dict, list)):
-                yield from containers(value, (*path, key))
-    elif isinstance(node, list):
-        for index, value in enumerate(node):
-            if isinstance(value, (dict, list)):
-                yield from containers(value, (*path, index))
+def containers(node: Any) -> Iterator[tuple[Any, ...]]:
+    """The path of every dict and list in `node`, itself first, depth first (with a stack: junk nested
+    hundreds deep would make a recursive generator's chain quadratic)."""
+    stack: list[tuple[tuple[Any, ...], Any]] = [((), node)]
+    while stack:
+        path, current = stack.pop()
+        yield path
+        items = current.items() if isinstance(current, dict) else enumerate(current) if isinstance(current, list) \
+            else ()
+        stack.extend(reversed([((*path, key), value) for key, value in items if isinstance(value, (dict, list))]))
 
 
 def mutate(rng: random.Random, payload: dict[str, Any]) -> None:
