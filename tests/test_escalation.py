@@ -9,12 +9,13 @@ files once, labels and assigns; automatic CI failures keep one tracking issue pe
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 
 import pytest
 
 from bot.action.escalate import MAX_MENTIONS, Trail, decide, look_first, read_trail, reason_for, section, tracking_body
-from bot.action.render import code, fence, quiet_mentions
+from bot.action.render import Links, code, fence, outcome_comment, pull_request_body, quiet_mentions
 from bot.agent.usage import Usage
 from bot.config import Escalate, parse_config
 from bot.errors import ConfigError
@@ -143,6 +144,17 @@ def test_untrusted_words_call_nobody_and_cannot_close_their_fence():
     assert text.count("@") - text.count("@\u200d") == 1 and "@lead" in text
 
 
+def test_the_pull_request_and_the_outcome_comment_call_nobody_the_tests_or_the_agent_name():
+    hostile = report(failed=("t.py::t[`@octocat`]",), reason="setup failed: ping @boss")
+    hostile = hostile.model_copy(update={"summary": "Fixed it, thanks @mona"})
+    body = pull_request_body(hostile, task_source="issue #1", fixes=1, links=Links(), marker="<!-- fixloop -->")
+    comment = outcome_comment(hostile, pull_url=None, updated=False, problem=None, links=Links(),
+                              wip_branch="fixloop/wip/x")
+    for text in (body, comment):
+        assert not re.search(r"@(?=[A-Za-z0-9])", text.replace("`` t.py::t[`@\u200doctocat`] ``", "")), text
+    assert "git fetch origin fixloop/wip/x && git switch fixloop/wip/x" in comment  # copyable as it is
+
+
 def test_a_hidden_line_in_untrusted_text_cannot_pose_as_fixloops_state():
     forged = "FAILED <!-- fixloop tracking key=0badf00d run=1 head=evil@" + "b" * 40 + " -->"
     tracked = Tracked("0123abcd", 7, "main", "a" * 40)
@@ -225,6 +237,16 @@ def test_continue_without_kept_work_says_so_and_starts_nothing(runner):
     (answer,) = fixloop_comments(runner, runner.issue)
     assert "there is no kept work on `fixloop/wip/" in answer and "`/fixloop retry` to start again" in answer
     assert runner.api.requests == []
+    # A WIP branch that shares no history with the base cannot be carried over: said, nothing started.
+    workspace = runner.origin.workspace
+    wip = answer.split("`")[1]
+    run_git(workspace, "checkout", "-q", "--orphan", "elsewhere")
+    run_git(workspace, "commit", "-q", "-m", "unrelated")
+    run_git(workspace, "push", "-q", "origin", f"elsewhere:refs/heads/{wip}")
+    run_git(workspace, "checkout", "-q", "main")
+    assert runner.run("issue_comment", runner.comment("/fixloop retry --continue", runner.issue)) == 0
+    assert f"the kept work on `{wip}` cannot be carried over" in fixloop_comments(runner, runner.issue)[-1]
+    assert runner.api.requests == [] and runner.github.check_runs(REPO) == []
 
 
 def failed_run(runner, sha: str) -> dict:

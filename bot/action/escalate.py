@@ -113,8 +113,8 @@ def section(escalation: Escalation, report: Report, *, wip_branch: str | None, c
              f"The session {_REASONS[escalation.reason]}{again}.", "",
              f"**Look first at** {look_first(report)}"]
     if wip_branch:
-        lines += ["", f"**Take over:** `git fetch origin {wip_branch} && git switch {wip_branch}`, or comment "
-                      f"`{command} retry --continue` to have fixloop go on from it."]
+        lines += ["", f"**Take over:** {code(f'git fetch origin {wip_branch} && git switch {wip_branch}')}, or "
+                      f"comment `{command} retry --continue` to have fixloop go on from it."]
     attempt = summarize(report.iterations, reason=report.reason, summary=report.summary,
                         changed_files=report.changed_files)
     lines += ["", "<details><summary>What it tried</summary>", "", fence(quiet_mentions(attempt)), "", "</details>"]

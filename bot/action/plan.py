@@ -38,6 +38,15 @@ class Onto:
 
 
 @dataclass(frozen=True)
+class Kept:
+    """The work an earlier attempt kept on its WIP branch, for a session that goes on from it."""
+
+    branch: str
+    patch: str  # what the branch changed since it left the plan's base, applied before the agent starts
+    account: str  # the earlier attempt's account of itself (the WIP commit's message)
+
+
+@dataclass(frozen=True)
 class Plan:
     task: Task  # completed with what GitHub says about the target
     origin: Origin  # likewise (a thread's kind, a failed run's branch and commit)
@@ -51,7 +60,7 @@ class Plan:
     fixes: int | None  # issue closed by the pull request
     comment_on: int | None  # where the outcome is reported
     onto: Onto | None = None  # set when `branch` is a bot's pull request branch, not fixloop's
-    kept: tuple[str, str] | None = None  # a resumed session's WIP branch and its tip (its work is applied first)
+    kept: Kept | None = None  # what a resumed session goes on from
 
 
 @dataclass(frozen=True)

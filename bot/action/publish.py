@@ -70,9 +70,9 @@ def publish(report: Report, plan: Plan, *, github: GitHubClient, repo: Path, git
         published = Published(wip_branch=_push_wip(report.wip_commit, plan, github=github, repo=repo,
                                                    git_env=git_env, config=config))
     if plan.comment_on is not None:
-        body = render.quiet_mentions(render.outcome_comment(
+        body = render.outcome_comment(
             report, pull_url=published.pull_url, updated=published.updated, problem=published.problem, links=links,
-            onto=published.onto, wip_branch=published.wip_branch, command=config.trigger.command))
+            onto=published.onto, wip_branch=published.wip_branch, command=config.trigger.command)
         try:
             github.comment(plan.comment_on, redactor.text("\n\n".join(p for p in (body, addendum()) if p)))
         except GitHubError as error:

@@ -78,7 +78,8 @@ def code(text: str) -> str:
 
 
 def _quote(text: str) -> str:
-    return "\n".join(f"> {line}" for line in text.strip().splitlines()) or "> (no explanation given)"
+    """The agent's words as a quote, calling nobody."""
+    return "\n".join(f"> {line}" for line in quiet_mentions(text).strip().splitlines()) or "> (no explanation given)"
 
 
 def _tokens(usage: Usage) -> str:
@@ -188,7 +189,7 @@ def iteration_table(iterations: list[IterationReport]) -> str:
             verdict, failing = "stopped", ""
         else:
             verdict = "✅ passed" if it.validation.passed else "❌ failed"
-            failing = ", ".join(f"`{t}`" for t in it.validation.failed_tests[:5])
+            failing = ", ".join(code(t).replace("|", "\\|") for t in it.validation.failed_tests[:5])
             failing += f" and {len(it.validation.failed_tests) - 5} more" if len(it.validation.failed_tests) > 5 else ""
         rows.append(f"| {it.n} | {verdict} | {failing} | {_tokens(it.usage)} |")
     return "\n".join(rows)
@@ -222,7 +223,7 @@ def pull_request_body(report: Report, *, task_source: str, fixes: int | None, li
         "### What changed and why", _quote(report.summary),
         "### Iterations", iteration_table(report.iterations),
         "### Validation evidence", _evidence(report),
-        *(["### The CI failure", notes] if notes else []),
+        *(["### The CI failure", quiet_mentions(notes)] if notes else []),
         "### Cost", f"{_tokens(report.usage)} tokens "
                     f"({report.usage.cache_read_input_tokens:,} read from the prompt cache) · "
                     f"{cost_text(report.cost_usd)} · model `{report.model}`",
@@ -291,20 +292,21 @@ def outcome_comment(report: Report, *, pull_url: str | None, updated: bool, prob
         verb = "updated" if updated else "opened"
         return (f"fixloop {verb} a draft pull request: {pull_url}\n\nValidated in {len(report.iterations)} "
                 f"iteration(s) ({tokens}). {links.line()}").strip()
+    reason = quiet_mentions(report.reason)  # may quote a command's output
     if problem:
-        head = f"fixloop validated a change but could not publish it: {problem}"
+        head = f"fixloop validated a change but could not publish it: {quiet_mentions(problem)}"
     elif report.status == "error":
-        head = f"fixloop stopped with an error: {report.reason}"
+        head = f"fixloop stopped with an error: {reason}"
     elif report.status == "cancelled":
-        head = f"fixloop was cancelled ({report.reason})."
+        head = f"fixloop was cancelled ({reason})."
     else:
-        head = f"fixloop could not validate a change: {report.reason}."
+        head = f"fixloop could not validate a change: {reason}."
     where = ""
     if report.patch:
         artifact = f" `{links.artifact}`" if links.artifact else ""
         where = f"\n\nThe partial change is kept as `changes.patch` in the session artifact{artifact}."
     if wip_branch:
-        where += (f"\n\nTo take over from it: `git fetch origin {wip_branch} && git switch {wip_branch}`. Or "
+        where += (f"\n\nTo take over from it: {code(f'git fetch origin {wip_branch} && git switch {wip_branch}')}. Or "
                   f"comment `{command} retry --continue` to have fixloop go on from it (a plain retry starts again "
                   "and replaces it).")
     table = iteration_table(report.iterations)

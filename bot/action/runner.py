@@ -25,13 +25,21 @@ from bot.action.checks import CheckRunReporter
 from bot.action.environment import ActionsEnvironment, WorkflowCommands, append_summary, write_outputs
 from bot.action.escalate import Escalator
 from bot.action.evidence import gather
-from bot.action.plan import Plan, Refusal, plan_session
+from bot.action.plan import Kept, Plan, Refusal, plan_session
 from bot.action.publish import git_auth_env, publish, wip_branch_name
 from bot.agent.model import make_model
 from bot.agent.usage import Usage
 from bot.config import Config, Provider
 from bot.deflake import DeflakeTarget
-from bot.errors import EXIT_CODES, EXIT_USAGE, ConfigError, GitHubError, MalformedEvent, MissingAPIKey
+from bot.errors import (
+    EXIT_CODES,
+    EXIT_USAGE,
+    ConfigError,
+    GitHubError,
+    MalformedEvent,
+    MissingAPIKey,
+    WorkspaceError,
+)
 from bot.frameworks import detect
 from bot.github.client import GitHubClient, RequestPolicy
 from bot.github.events import Event, parse_event
@@ -123,16 +131,29 @@ class ActionRunner:
         return 0
 
     def kept_work(self, plan: Plan, config: Config) -> Plan | Refusal:
-        """A session that goes on from the earlier attempt's WIP branch (`retry --continue`)."""
+        """A session that goes on from the earlier attempt's WIP branch (`retry --continue`): what the branch
+        changed since it left the plan's base, to apply on that base (so a base that moved on keeps its
+        commits), and the earlier attempt's account (the WIP commit's message, from its trajectory)."""
         wip = wip_branch_name(plan, config)
         tip = self.github.branch_sha(wip)
+        where = plan.comment_on or self.tracking_issue(plan)
         if tip is None:
-            return Refusal(plan.comment_on or self.tracking_issue(plan, config),
-                           f"there is no kept work on `{wip}` to go on from (no earlier attempt left any, or it was "
-                           f"deleted); comment `{config.trigger.command} retry` to start again.")
-        return replace(plan, kept=(wip, tip))
+            return Refusal(where, f"there is no kept work on `{wip}` to go on from (no earlier attempt left any, or "
+                                  f"it was deleted); comment `{config.trigger.command} retry` to start again.")
+        try:
+            for ref, sha in ((plan.fetch_ref, plan.base_sha), (wip, tip)):
+                if not has_commit(self.env.workspace, sha):
+                    fetch(self.env.workspace, ref, env=self.git_env)
+            patch = changes_since_fork(self.env.workspace, plan.base_sha, tip)
+            account = commit_text(self.env.workspace, tip).strip()
+        except (WorkspaceError, UnicodeDecodeError) as error:
+            reason = "its text is not UTF-8" if isinstance(error, UnicodeDecodeError) else str(error).strip()
+            return Refusal(where, f"the kept work on `{wip}` cannot be carried over ({self.redactor.text(reason)[:300]}"
+                                  f"); take it over by hand or comment `{config.trigger.command} retry` to start "
+                                  "again.")
+        return replace(plan, kept=Kept(wip, patch, account))
 
-    def tracking_issue(self, plan: Plan, config: Config) -> int | None:
+    def tracking_issue(self, plan: Plan) -> int | None:
         """The open tracking issue of a CI session's branch, where a command about it was asked."""
         tracked = self.tracked(plan)
         if tracked is None:
@@ -140,24 +161,17 @@ class ActionRunner:
         return next((issue.number for issue in self.github.open_bot_issues(TRACKING_MARK)
                      if (found := read_tracked(issue.body)) is not None and found.key == tracked.key), None)
 
-    def go_on(self, plan: Plan) -> tuple[Plan, str]:
-        """The plan of a resumed session, and the kept work to start from: what the WIP branch changed since
-        it left the plan's base, applied on that base (so a base that moved on keeps its commits). Its first
-        prompt carries the earlier attempt's account (the WIP commit's message, from its trajectory)."""
-        assert plan.kept is not None
-        wip, tip = plan.kept
-        if not has_commit(self.env.workspace, tip):
-            fetch(self.env.workspace, wip, env=self.git_env)
-        kept = changes_since_fork(self.env.workspace, plan.base_sha, tip)
-        account = commit_text(self.env.workspace, tip).strip()
+    @staticmethod
+    def go_on(plan: Plan, kept: Kept) -> Plan:
+        """The plan of a resumed session: its first prompt carries the earlier attempt's account."""
         task = plan.task.model_copy(update={
             "instructions": (f"{plan.task.instructions}\n\nThis session goes on from an earlier attempt whose "
-                             f"partial work (branch {wip}) is already in the worktree. Its account is in the "
+                             f"partial work (branch {kept.branch}) is already in the worktree. Its account is in the "
                              "context: build on what worked, and change course where validation showed it "
                              "wrong.").strip(),
-            "context": [Context(source=f"fixloop's earlier attempt, kept on {wip}", text=account),
+            "context": [Context(source=f"fixloop's earlier attempt, kept on {kept.branch}", text=kept.account),
                         *plan.task.context]})
-        return replace(plan, task=task), kept
+        return replace(plan, task=task)
 
     def session(self, plan: Plan, config: Config) -> int:
         self.can_stop = plan.origin.number is not None
@@ -230,8 +244,8 @@ class ActionRunner:
             if prepared is None:
                 return 0
             plan, deflake, notes = prepared
-        if plan.kept is not None:
-            plan, start_patch = self.go_on(plan)
+        if (kept := plan.kept) is not None:
+            plan, start_patch = self.go_on(plan, kept), kept.patch
         console = Console(file=sys.stdout, highlight=False, soft_wrap=True)
         checks = CheckRunReporter(self.github, head_sha=plan.check_sha, task_title=plan.task.title,
                                   redactor=self.redactor, warn=self.commands.warning, details_url=self.env.run_url)
