@@ -12,6 +12,7 @@ import uuid
 
 import pytest
 import requests
+import responses
 
 from bot.action.app_report import AppReporter
 from bot.app.server import Service, create_app
@@ -192,6 +193,26 @@ def test_a_runner_that_cannot_reach_the_app_carries_on_and_says_so_once(oidc):
     assert len(warnings) == 2, warnings
     assert "could not be told about this session" in warnings[0] and "the session goes on" in warnings[0]
     assert "3 of 3 session event(s) did not reach the App" in warnings[1]
+
+
+def test_an_event_the_app_could_not_take_for_a_passing_reason_is_sent_again_with_a_new_token(oidc):
+    app_url = "http://fixloop-app.test"
+    warnings: list[str] = []
+    with responses.RequestsMock() as mock:
+        mock.add_passthru(oidc.url)  # the loopback OIDC issuer mints real tokens
+        for status in (503, 202, 403):
+            mock.add(responses.POST, app_url + RUN_EVENTS_PATH, status=status)
+        reporter = AppReporter.from_environ({"FIXLOOP_APP_URL": app_url, **oidc.job_environment(REPO, 1)}, "corr-1",
+                                            redactor=Redactor(), warn=warnings.append)
+        assert reporter is not None
+        reporter.post("iteration_started", {"n": 1})
+        reporter.post("iteration_started", {"n": 2})
+        reporter.close()
+        posts = [call.request for call in mock.calls if call.request.url.endswith(RUN_EVENTS_PATH)]
+    # The 503 is sent again (with a fresh token: each is taken once); the 403 is not.
+    assert [json.loads(request.body)["seq"] for request in posts] == [0, 0, 1]
+    assert len({request.headers["Authorization"] for request in posts}) == 3
+    assert reporter.failed == 1 and len(warnings) == 2 and "HTTP 403" in warnings[0]
 
 
 def test_without_id_token_write_the_runner_says_what_to_add(oidc):

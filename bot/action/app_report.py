@@ -4,8 +4,10 @@ Each event goes to `POST {FIXLOOP_APP_URL}/api/runs/events` (`RUN_EVENTS_PATH`) 
 correlation id and its number in the session (the App records each number once, so a retry is
 harmless), authenticated by a fresh GitHub Actions OIDC token whose audience is the App's URL: the
 job needs `id-token: write`, and no secret is shared. Posting happens on a thread of its own: the
-session never waits on the App, and a runner that cannot reach it carries on and says so once. What
-is posted went through the session's redactor; long texts are cut.
+session never waits on the App, and a runner that cannot reach it carries on and says so once. An
+event the App could not take for a passing reason (no connection, a timeout, 429 or 5xx) is sent
+again, with a new token, up to `RETRIES` times, until the App has failed once for good. What is
+posted went through the session's redactor; long texts are cut.
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ from bot.task import RUN_EVENTS_PATH
 TEXT_LIMIT = 20_000  # characters of one text field (a tool's result, the model's words)
 TIMEOUT = 10.0  # seconds for one request
 FLUSH = 20.0  # seconds the end of a session waits for events still queued
+RETRIES = 2  # more attempts for an event the App could not take for a passing reason
+BACKOFF = 0.5  # seconds before the first of them, doubling
 
 
 class AppReporter:
@@ -86,28 +90,38 @@ class AppReporter:
 
     def _post_all(self) -> None:
         while (body := self._queue.get()) is not None:
-            try:
-                self._post(body)
-            except (requests.RequestException, ValueError, _Refused) as error:
-                self.failed += 1
-                if not self.warned:
-                    self.warned = True
-                    self.warn(self.redactor.text(f"the App at {self.audience} could not be told about this session "
-                                                 f"({error}); the session goes on."))
+            for attempt in range(RETRIES + 1):
+                try:
+                    self._post(body)
+                    break
+                except (requests.RequestException, ValueError, _Refused) as error:
+                    passing = isinstance(error, (requests.ConnectionError, requests.Timeout)) or (
+                        isinstance(error, _Refused) and error.passing)
+                    if passing and attempt < RETRIES and not self.warned:  # once the App failed, each event once
+                        time.sleep(BACKOFF * 2 ** attempt)
+                        continue
+                    self.failed += 1
+                    if not self.warned:
+                        self.warned = True
+                        self.warn(self.redactor.text(f"the App at {self.audience} could not be told about this "
+                                                     f"session ({error}); the session goes on."))
+                    break
 
     def _post(self, body: dict[str, Any]) -> None:
         minted = self._http.get(self._token_url, headers={"Authorization": f"bearer {self._token_request_token}"},
                                 timeout=TIMEOUT)
         if minted.status_code != 200:
-            raise _Refused(f"GitHub did not mint an OIDC token: HTTP {minted.status_code}")
+            raise _Refused(f"GitHub did not mint an OIDC token: HTTP {minted.status_code}", minted.status_code)
         token = str(minted.json()["value"])
         answer = self._http.post(self.url, json=body, headers={"Authorization": f"Bearer {token}"}, timeout=TIMEOUT)
         if answer.status_code not in (200, 201, 202, 409):  # 409: recorded before (a retry that had arrived)
-            raise _Refused(f"HTTP {answer.status_code}: {answer.text[:200]}")
+            raise _Refused(f"HTTP {answer.status_code}: {answer.text[:200]}", answer.status_code)
 
 
 class _Refused(Exception):
-    pass
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.passing = status == 429 or status >= 500  # worth sending again
 
 
 def _cut(value: Any, key: str = "") -> Any:
