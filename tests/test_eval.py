@@ -215,6 +215,14 @@ def test_a_run_that_could_not_start_is_made_again_and_a_changed_configuration_re
     again.write_text(json.dumps({**lines[1], "resolved": True, "infrastructure": False}) + "\n")
     runs = read_results([results, again])  # the cut-short last line is skipped, the later run of t2 counts
     assert sorted((run["task"], run["resolved"]) for run in runs) == [("t1", True), ("t2", True)]
+    # Resumed: the cut line was ended and runs follow it; both readers still leave it out.
+    with results.open("a") as out:
+        out.write("\n" + json.dumps({**lines[0], "task": "t3"}) + "\n")
+    assert done_keys(results, [config]) == {"a/t1/1", "a/t3/1"}
+    assert len(read_results([results])) == 3
+    results.write_text(json.dumps({"config": "a", "task": "t1"}) + "\n")
+    with pytest.raises(ConfigError, match="line 1: not a result of `fixloop eval run`"):
+        done_keys(results, [config])
 
 
 def test_a_script_that_is_not_one_is_refused_when_it_is_read(tmp_path):

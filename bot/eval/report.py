@@ -31,14 +31,17 @@ def read_results(paths: list[Path]) -> list[dict[str, Any]]:
     files = [found for path in paths for found in (sorted(path.rglob("*.jsonl")) if path.is_dir() else [path])]
     runs: dict[tuple[str, str, int], dict[str, Any]] = {}
     for path in files:
-        for row in _read_file(path):
+        for row in read_rows(path):
             runs[str(row["config"]), str(row["task"]), int(row["repeat"])] = row
     if not runs:
         raise ConfigError(f"{', '.join(map(str, paths))} hold no result")
     return list(runs.values())
 
 
-def _read_file(path: Path) -> list[dict[str, Any]]:
+def read_rows(path: Path) -> list[dict[str, Any]]:
+    """The rows of one results file. A line that is not JSON was cut short by an interruption (runs are
+    written a whole line at a time; a resumed run ends it and goes on below) and is left out: that run is
+    made again on resume. A JSON line that is not a run is a ConfigError."""
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except OSError as error:
@@ -53,9 +56,7 @@ def _read_file(path: Path) -> list[dict[str, Any]]:
             if not isinstance(row, dict) or not {"config", "task", "repeat", "resolved"} <= set(row):
                 raise KeyError("config, task, repeat, resolved")
         except ValueError:
-            if number == len(lines):  # cut short by an interruption: that run is made again on resume
-                continue
-            raise ConfigError(f"{path}, line {number}: not JSON: not a result of `fixloop eval run`") from None
+            continue
         except KeyError as error:
             raise ConfigError(f"{path}, line {number}: not a result of `fixloop eval run` (it needs {error})") \
                 from None

@@ -22,6 +22,7 @@ from typing import Any
 from bot.agent.model import Block, Model, ScriptedModel, Text, ToolCall, make_model
 from bot.config import Config
 from bot.errors import ConfigError, FixloopError
+from bot.eval.report import read_rows
 from bot.eval.suite import EvalConfig, EvalTask
 from bot.sandbox import Confinement
 from bot.secrets import scrubbed_environment
@@ -43,12 +44,8 @@ def done_keys(results: Path, configs: list[EvalConfig]) -> set[str]:
         return set()
     fingerprints = {config.name: config.fingerprint() for config in configs}
     keys = set()
-    for line in results.read_text(encoding="utf-8").splitlines():
-        try:
-            row = json.loads(line)
-            key = run_key(row["config"], row["task"], row["repeat"])
-        except (ValueError, KeyError, TypeError):
-            continue
+    for row in read_rows(results):
+        key = run_key(row["config"], row["task"], row["repeat"])
         if row["config"] in fingerprints and row.get("fingerprint") not in (None, fingerprints[row["config"]]):
             raise ConfigError(f"{results} holds runs of another configuration named {row['config']!r}: write the "
                               "results of this one elsewhere (--out), or rename it")
