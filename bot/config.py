@@ -65,9 +65,10 @@ class PullRequest(_Strict):
     reviewers: list[str] = Field(default_factory=list, description="Logins asked to review the draft pull requests.")
 
 
-# A person's GitHub login (assignable; never an app's `name[bot]`), or that or an `org/team` (mentionable).
-LOGIN_PATTERN = r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})$"
-MENTIONABLE_PATTERN = r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})(?:/[A-Za-z0-9._-]{1,100})?$"
+# A GitHub login of a person or organisation (assignable; never an app's `name[bot]`), or that or an
+# `org/team` (mentionable).
+LOGIN = r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})$"
+MENTIONABLE = r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})(?:/[A-Za-z0-9._-]{1,100})?$"
 EscalateOn = Literal["not_validated", "error", "limit"]
 
 
@@ -76,10 +77,10 @@ class Escalate(_Strict):
         default_factory=lambda: list(get_args(EscalateOn)),
         description="Endings that call a person: `not_validated` (validation still fails), `limit` (an iteration, "
                     "turn, token, cost or time limit stopped it) and `error`. Empty: never.")
-    assign: list[Annotated[str, Field(pattern=LOGIN_PATTERN)]] = Field(
+    assign: list[Annotated[str, Field(pattern=LOGIN)]] = Field(
         default_factory=list, description="People (logins) assigned to the issue or pull request, or to the tracking "
                                           "issue.")
-    mention: list[Annotated[str, Field(pattern=MENTIONABLE_PATTERN)]] = Field(
+    mention: list[Annotated[str, Field(pattern=MENTIONABLE)]] = Field(
         default_factory=list, description="Logins or `org/team`s mentioned when a session escalates.")
     codeowners: bool = Field(True, description="Also mention the CODEOWNERS of the files the session touched or "
                                                "that hold the failing tests (read from the default branch).")

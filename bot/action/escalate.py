@@ -168,12 +168,11 @@ class Escalator:
         if thread is not None:
             before = read_trail(github.bot_comments(thread, TRAIL_MARK))
         elif tracked is not None:
-            self.issue = next((i for i in github.open_bot_issues(TRACKING_MARK)
-                               if (t := read_tracked(i.body)) is not None and t.key == tracked.key), None)
+            self.issue = find_tracking_issue(github, tracked)
             before = read_trail([self.issue.body]) if self.issue is not None else Trail()
         else:
             before = Trail()
-        failing = reason_for(report) is not None and report.status != "validated"
+        failing = reason_for(report) is not None
         owners = self._owners(default_branch) if failing and policy.codeowners else []
         self.trail, self.escalation = decide(report, policy, before, owners)
 
@@ -197,23 +196,22 @@ class Escalator:
                  if self.escalation is not None else "", self.trail.line()]
         return "\n\n".join(p for p in parts if p)
 
-    def finish(self, *, wip_branch: str | None, links_line: str, redact: Callable[[str], str]) -> int | None:
-        """Label and assign where the session reported; for a branch, open or update its tracking issue.
-        Returns the tracking issue's number, if there is one."""
+    def finish(self, *, wip_branch: str | None, links_line: str, redact: Callable[[str], str]) -> None:
+        """Label and assign where the session reported; for a branch, open or update its tracking issue."""
         escalation = self.escalation
         if self.thread is not None:
             if escalation is not None:
                 self.github.add_labels(self.thread, [escalation.label] if escalation.label else [])
                 self.github.add_assignees(self.thread, list(escalation.assign))
-            return None
+            return
         if self.tracked is None:
-            return None
-        if self.report.status == "validated" or reason_for(self.report) is None:
+            return
+        if reason_for(self.report) is None:  # validated or cancelled
             if self.issue is not None and self.report.status == "validated":  # the streak is over: say so
                 self.github.comment(self.issue.number, redact(
                     f"A later session on {code(self.tracked.branch)} validated a fix. {links_line}"))
                 self.github.edit_issue(self.issue.number, _retrailed(self.issue.body, self.trail))
-            return self.issue.number if self.issue is not None else None
+            return
         body = redact(tracking_body(self.tracked, self.report, escalation=escalation, trail=self.trail,
                                     wip_branch=wip_branch, command=self.command, links_line=links_line,
                                     call=self.issue is None))
@@ -231,7 +229,12 @@ class Escalator:
                 self.github.add_labels(number, [escalation.label])
         if escalation is not None:
             self.github.add_assignees(number, list(escalation.assign))
-        return number
+
+
+def find_tracking_issue(github: GitHubClient, tracked: Tracked) -> IssueInfo | None:
+    """The open tracking issue of `tracked`'s branch, if fixloop has one."""
+    return next((issue for issue in github.open_bot_issues(TRACKING_MARK)
+                 if (found := read_tracked(issue.body)) is not None and found.key == tracked.key), None)
 
 
 def _retrailed(body: str, trail: Trail) -> str:

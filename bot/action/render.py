@@ -51,9 +51,13 @@ def iteration_check_name(n: int) -> str:
 def _fence(text: str, language: str = "") -> str:
     """`text` in a code block no line of it can close (and no hidden line of it taken for fixloop's)."""
     text = text.replace(_HIDDEN, _QUOTED)
-    longest = max(map(len, re.findall("`+", text)), default=0)
-    ticks = "`" * max(3, longest + 1)
+    ticks = "`" * max(3, _longest_backticks(text) + 1)
     return f"{ticks}{language}\n{text}\n{ticks}"
+
+
+def _longest_backticks(text: str) -> int:
+    """The longest run of backticks in `text`: a fence or code span must be longer to hold it."""
+    return max(map(len, re.findall("`+", text)), default=0)
 
 
 _HIDDEN, _QUOTED = "<!-- fixloop", "<!-- (quoted) fixloop"  # fixloop's hidden state lines, and one defused
@@ -73,7 +77,7 @@ def quiet_mentions(text: str) -> str:
 def code(text: str) -> str:
     """`text` as a code span no backtick of it can close, its mentions defused."""
     text = quiet_mentions(text)
-    ticks = "`" * (max((len(run) for run in re.findall(r"`+", text)), default=0) + 1)
+    ticks = "`" * (_longest_backticks(text) + 1)
     return f"{ticks} {text} {ticks}" if text.startswith("`") or text.endswith("`") else f"{ticks}{text}{ticks}"
 
 

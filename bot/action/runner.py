@@ -23,7 +23,7 @@ from bot.action import render
 from bot.action.app_report import AppReporter
 from bot.action.checks import CheckRunReporter
 from bot.action.environment import ActionsEnvironment, WorkflowCommands, append_summary, write_outputs
-from bot.action.escalate import Escalator
+from bot.action.escalate import Escalator, find_tracking_issue
 from bot.action.evidence import gather
 from bot.action.plan import Kept, Plan, Refusal, plan_session
 from bot.action.publish import git_auth_env, publish, wip_branch_name
@@ -45,7 +45,7 @@ from bot.github.client import GitHubClient, RequestPolicy
 from bot.github.events import Event, parse_event
 from bot.github.limits import fit
 from bot.github.rules import SESSION_CHECK
-from bot.github.tracking import TRACKING_MARK, Tracked, read_tracked
+from bot.github.tracking import Tracked
 from bot.handler import Answered, Handler, acknowledge
 from bot.reporting.terminal import TerminalReporter
 from bot.sandbox import bubblewrap
@@ -136,10 +136,10 @@ class ActionRunner:
         commits), and the earlier attempt's account (the WIP commit's message, from its trajectory)."""
         wip = wip_branch_name(plan, config)
         tip = self.github.branch_sha(wip)
-        where = plan.comment_on or self.tracking_issue(plan)
         if tip is None:
-            return Refusal(where, f"there is no kept work on `{wip}` to go on from (no earlier attempt left any, or "
-                                  f"it was deleted); comment `{config.trigger.command} retry` to start again.")
+            return Refusal(self.asked_on(plan),
+                           f"there is no kept work on `{wip}` to go on from (no earlier attempt left any, or it was "
+                           f"deleted); comment `{config.trigger.command} retry` to start again.")
         try:
             for ref, sha in ((plan.fetch_ref, plan.base_sha), (wip, tip)):
                 if not has_commit(self.env.workspace, sha):
@@ -148,18 +148,18 @@ class ActionRunner:
             account = commit_text(self.env.workspace, tip).strip()
         except (WorkspaceError, UnicodeDecodeError) as error:
             reason = "its text is not UTF-8" if isinstance(error, UnicodeDecodeError) else str(error).strip()
-            return Refusal(where, f"the kept work on `{wip}` cannot be carried over ({self.redactor.text(reason)[:300]}"
-                                  f"); take it over by hand or comment `{config.trigger.command} retry` to start "
-                                  "again.")
+            return Refusal(self.asked_on(plan),
+                           f"the kept work on `{wip}` cannot be carried over ({self.redactor.text(reason)[:300]}); "
+                           f"take it over by hand or comment `{config.trigger.command} retry` to start again.")
         return replace(plan, kept=Kept(wip, patch, account))
 
-    def tracking_issue(self, plan: Plan) -> int | None:
-        """The open tracking issue of a CI session's branch, where a command about it was asked."""
+    def asked_on(self, plan: Plan) -> int | None:
+        """Where to answer about a session: its thread, or for a CI session its branch's tracking issue."""
+        if plan.comment_on is not None:
+            return plan.comment_on
         tracked = self.tracked(plan)
-        if tracked is None:
-            return None
-        return next((issue.number for issue in self.github.open_bot_issues(TRACKING_MARK)
-                     if (found := read_tracked(issue.body)) is not None and found.key == tracked.key), None)
+        issue = find_tracking_issue(self.github, tracked) if tracked is not None else None
+        return issue.number if issue is not None else None
 
     @staticmethod
     def go_on(plan: Plan, kept: Kept) -> Plan:

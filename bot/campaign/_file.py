@@ -22,7 +22,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from bot.config import problems_of, read_yaml
+from bot.config import LOGIN, problems_of, read_yaml
 from bot.errors import ConfigError
 
 # The placeholders of the branch and pull request templates.
@@ -33,7 +33,6 @@ PLACEHOLDERS = {
     "path": "the target's folder in a monorepo ('' for a whole repository)",
 }
 _REPOSITORY = r"^[A-Za-z0-9][A-Za-z0-9-]{0,38}/[A-Za-z0-9._-]{1,100}$"
-LOGIN = r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})$"  # a GitHub login (user or organisation)
 _NAME = r"^[a-z0-9][a-z0-9-]{0,62}$"
 _REF_UNSAFE = re.compile(r"[^A-Za-z0-9._/-]+|\.\.+|/{2,}")
 

@@ -10,10 +10,11 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from bot.config import MENTIONABLE
 from bot.paths import glob_regex
 
 LOCATIONS = (".github/CODEOWNERS", "CODEOWNERS", "docs/CODEOWNERS")
-_OWNER = re.compile(r"^@([A-Za-z0-9](?:[A-Za-z0-9-]{0,38})(?:/[A-Za-z0-9._-]{1,100})?)$")
+_OWNER = re.compile(f"^@({MENTIONABLE.strip('^$')})$")  # a login or an org/team; e-mail owners are left out
 
 
 @dataclass(frozen=True)
